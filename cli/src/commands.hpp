@@ -1,0 +1,26 @@
+#pragma once
+// ferryctl subcommands. Each register_* adds its subcommand to the app; the callbacks set
+// `exit_code` so main() can return it. Options shared by every subcommand live in `globals`.
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "ferry/config/config.hpp"
+
+namespace ferry::cli {
+
+struct globals {
+    std::string config_path;  // --config FILE; empty = defaults + environment
+    int exit_code = 0;
+
+    /// Loads the configuration named by --config (or defaults + env). On errors prints every
+    /// diagnostic to stderr and throws CLI::RuntimeError(2).
+    [[nodiscard]] ferry::config::ferry_config load_config() const;
+};
+
+void register_config(CLI::App& app, globals& g);   // config check FILE | config show
+void register_migrate(CLI::App& app, globals& g);  // migrate
+void register_status(CLI::App& app, globals& g);   // status [--json]
+
+}  // namespace ferry::cli

@@ -1,0 +1,68 @@
+#include <gtest/gtest.h>
+
+#include "ferry/common/error.hpp"
+#include "ferry/common/redact.hpp"
+#include "ferry/common/sql_ident.hpp"
+
+TEST(ErrorTest, CarriesKindCodeFieldAndRetryability) {
+    const ferry::error e(ferry::error_kind::retry_transaction, "outbox.connection", "lost", "connection");
+    EXPECT_EQ(e.kind(), ferry::error_kind::retry_transaction);
+    EXPECT_EQ(e.code(), "outbox.connection");
+    EXPECT_EQ(e.field(), "connection");
+    EXPECT_STREQ(e.what(), "lost");
+    EXPECT_TRUE(e.is_retryable());
+    EXPECT_FALSE(ferry::error(ferry::error_kind::permanent, "x", "y").is_retryable());
+    EXPECT_FALSE(ferry::error(ferry::error_kind::in_doubt, "x", "y").is_retryable());
+    EXPECT_EQ(ferry::to_string(ferry::error_kind::in_doubt), "in_doubt");
+}
+
+TEST(SqlIdentTest, AcceptsOnlyPlainLowerCaseIdentifiers) {
+    EXPECT_TRUE(ferry::is_valid_identifier("ferry"));
+    EXPECT_TRUE(ferry::is_valid_identifier("_ferry_2"));
+    EXPECT_TRUE(ferry::is_valid_identifier(std::string(63, 'a')));
+    EXPECT_FALSE(ferry::is_valid_identifier(std::string(64, 'a')));
+    EXPECT_FALSE(ferry::is_valid_identifier(""));
+    EXPECT_FALSE(ferry::is_valid_identifier("Ferry"));
+    EXPECT_FALSE(ferry::is_valid_identifier("9ferry"));
+    EXPECT_FALSE(ferry::is_valid_identifier("ferry\"; drop schema public; --"));
+    EXPECT_EQ(ferry::quote_identifier("ferry"), "\"ferry\"");
+    try {
+        (void)ferry::quote_identifier("bad name", "postgres.schema");
+        FAIL();
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.field(), "postgres.schema");
+        EXPECT_NE(std::string(e.what()).find("postgres.schema"), std::string::npos);
+    }
+}
+
+TEST(RedactTest, HidesPasswordsInKeyValueDsn) {
+    const auto r = ferry::redact_dsn("host=db user=app password=s3cr3t dbname=orders");
+    EXPECT_EQ(r, "host=db user=app password=*** dbname=orders");
+    const auto q = ferry::redact_dsn(R"(host=db password='it\'s s3cr3t' user=app)");
+    EXPECT_EQ(q.find("s3cr3t"), std::string::npos) << q;
+    EXPECT_NE(q.find("user=app"), std::string::npos) << q;
+}
+
+TEST(RedactTest, HidesPasswordsInUris) {
+    EXPECT_EQ(ferry::redact_dsn("postgresql://app:s3cr3t@db:5432/orders"),
+              "postgresql://app:***@db:5432/orders");
+    EXPECT_EQ(ferry::redact_dsn("postgresql://app@db/orders?password=s3cr3t&sslmode=require"),
+              "postgresql://app@db/orders?password=***&sslmode=require");
+    EXPECT_EQ(ferry::redact_url("redis://:s3cr3t@cache:6379/0"), "redis://:***@cache:6379/0");
+    EXPECT_EQ(ferry::redact_url("redis://cache:6379/0"), "redis://cache:6379/0");
+    // A password containing '@' still disappears entirely.
+    const auto r = ferry::redact_url("redis://user:p@ss@cache:6379");
+    EXPECT_EQ(r.find("p@ss"), std::string::npos) << r;
+    const auto slash = ferry::redact_url("redis://:pa/ss@cache:6379/0");
+    EXPECT_EQ(slash, "redis://:***@cache:6379/0");
+}
+
+TEST(RedactTest, RecognisesSecretPropertyNames) {
+    EXPECT_TRUE(ferry::is_secret_key("sasl.password"));
+    EXPECT_TRUE(ferry::is_secret_key("ssl.key.password"));
+    EXPECT_TRUE(ferry::is_secret_key("sasl.oauthbearer.client.secret"));
+    EXPECT_TRUE(ferry::is_secret_key("ssl.key.pem"));
+    EXPECT_FALSE(ferry::is_secret_key("sasl.username"));
+    EXPECT_FALSE(ferry::is_secret_key("linger.ms"));
+    EXPECT_FALSE(ferry::is_secret_key("ssl.key.location"));
+}

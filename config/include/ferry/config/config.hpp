@@ -1,0 +1,113 @@
+#pragma once
+// Ferry's configuration: YAML (yaml-cpp) -> plain option structs. Only this module reads YAML;
+// other modules take the structs.
+//
+// Loading never stops at the first problem: unknown keys, wrong types, out-of-range values,
+// unset ${VAR} references and invalid identifiers are all collected, each with line:column.
+// Order of precedence: defaults < YAML file < environment overrides (FERRY_POSTGRES_DSN,
+// FERRY_KAFKA_BROKERS, FERRY_REDIS_URL, FERRY_HTTP_LISTEN).
+//
+// Thread-safety: free functions, no shared state; `env_lookup` must be safe to call.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ferry/outbox/options.hpp"
+
+namespace ferry::config {
+
+struct postgres_config {
+    /// libpq connection string (key=value or URI). Secrets may come from ${ENV}.
+    std::string dsn = "postgresql://127.0.0.1:5432/postgres";
+    /// Schema holding Ferry's tables; also copied into outbox.schema.
+    std::string schema = "ferry";
+    /// Apply pending migrations when a process starts.
+    bool migrate_on_start = false;
+    std::chrono::milliseconds connect_timeout{5000};
+};
+
+struct kafka_config {
+    std::string brokers = "127.0.0.1:9092";
+    /// none | gzip | snappy | lz4 | zstd
+    std::string compression = "lz4";
+    /// Prepended to every topic name after topic_map is applied.
+    std::string topic_prefix;
+    /// Outbox topic -> Kafka topic renames.
+    std::map<std::string, std::string> topic_map;
+    /// librdkafka properties passed through verbatim (sasl.*, ssl.*, linger.ms, ...).
+    std::map<std::string, std::string> properties;
+};
+
+struct redis_config {
+    std::string url = "redis://127.0.0.1:6379/0";
+    std::chrono::milliseconds connect_timeout{2000};
+};
+
+struct http_config {
+    /// host:port for /metrics, /healthz, /readyz. Port 0 picks a free port (logged).
+    std::string listen = "127.0.0.1:9464";
+};
+
+struct log_config {
+    /// trace | debug | info | warn | error
+    std::string level = "info";
+    /// text | json
+    std::string format = "text";
+};
+
+struct ferry_config {
+    postgres_config postgres;
+    ferry::outbox::writer_options outbox;
+    kafka_config kafka;
+    redis_config redis;
+    http_config http;
+    log_config log;
+};
+
+/// One problem found while loading. line and column are 1-based; 0 when not tied to a place
+/// (an environment override, say).
+struct diagnostic {
+    std::string source;  // file name, "<string>" or "env"
+    int line = 0;
+    int column = 0;
+    std::string key;     // dotted path: "kafka.compression"
+    std::string message;
+
+    /// "file.yaml:3:5: kafka.compression: must be one of none, gzip, snappy, lz4, zstd"
+    [[nodiscard]] std::string to_string() const;
+};
+
+struct load_result {
+    ferry_config config;
+    std::vector<diagnostic> errors;
+    [[nodiscard]] bool ok() const noexcept { return errors.empty(); }
+};
+
+/// Returns the value of an environment variable, or nullopt when unset.
+using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
+/// Reads the process environment (getenv).
+[[nodiscard]] env_lookup process_env();
+
+/// Defaults plus environment overrides; no file.
+[[nodiscard]] load_result load_defaults(const env_lookup& env = process_env());
+/// Parses and validates a YAML file. A missing or unreadable file is one diagnostic.
+[[nodiscard]] load_result load_file(const std::string& path, const env_lookup& env = process_env());
+/// Parses and validates YAML text; `source` names it in diagnostics.
+[[nodiscard]] load_result load_string(std::string_view yaml, const std::string& source = "<string>",
+                                      const env_lookup& env = process_env());
+
+/// The effective configuration as YAML, with every secret replaced by "***"
+/// (DSN and URL passwords, secret-looking kafka.properties).
+[[nodiscard]] std::string render_redacted(const ferry_config& cfg);
+
+/// Parses "250ms", "6s", "1m", "2h" (also "1.5s"). nullopt when malformed.
+[[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+/// Parses a byte size: "1048576", "512KiB", "1MiB", "1GiB" (also KB/MB = 1000-based). nullopt when malformed.
+[[nodiscard]] std::optional<std::size_t> parse_size(std::string_view text);
+
+}  // namespace ferry::config

@@ -1,0 +1,842 @@
+// Loading of Ferry's YAML configuration.
+//
+// The reader is table-driven: every section is a `section_spec` listing its keys, and every key
+// is a `key_spec` that knows how to parse, validate, store and render its value. Adding a
+// section (relay:, consumer:, ...) means adding a struct to ferry_config and one entry to
+// `sections()`; the walk over the YAML tree, unknown-key detection, ${VAR} substitution,
+// environment overrides and render_redacted() all follow from the table.
+//
+// Loading never stops at the first problem. Every diagnostic is collected in one pass and
+// carries the 1-based line:column of the offending node (yaml-cpp marks are 0-based).
+//
+// Secrets: no diagnostic echoes the value of a DSN, a URL or a secret-looking key. Messages
+// that quote a value go through `shown()`, which masks secret keys.
+
+#include "ferry/config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <utility>
+
+#include "ferry/common/redact.hpp"
+#include "ferry/common/sql_ident.hpp"
+#include "units.hpp"
+
+namespace ferry::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::size_t k_kib = 1024;
+constexpr std::size_t k_mib = 1024 * k_kib;
+constexpr std::size_t k_max_topic_length = 249;
+constexpr std::size_t k_max_shown_length = 80;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+// A value quoted for a message, truncated so a pasted blob does not flood the terminal, and
+// masked when the key looks like it holds a secret.
+std::string shown(std::string_view key, std::string_view value) {
+    if (is_secret_key(key)) return "\"***\"";
+    std::string out = "\"";
+    out += value.substr(0, k_max_shown_length);
+    if (value.size() > k_max_shown_length) out += "...";
+    out += '"';
+    return out;
+}
+
+std::string join(std::initializer_list<std::string_view> items, std::string_view sep) {
+    std::string out;
+    for (auto item : items) {
+        if (!out.empty()) out += sep;
+        out += item;
+    }
+    return out;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    });
+    return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] =
+                std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// "unknown key "compresion" (did you mean "compression"?)" - or the list of known keys when
+// nothing is close, so the user never has to open the docs to find the right spelling.
+std::string unknown_key_message(std::string_view what, std::string_view name,
+                                const std::vector<std::string_view>& known) {
+    std::string_view best;
+    std::size_t best_distance = 3;
+    for (auto candidate : known) {
+        const auto d = edit_distance(lower(name), candidate);
+        if (d < best_distance) {
+            best = candidate;
+            best_distance = d;
+        }
+    }
+    std::string message = "unknown " + std::string(what) + " " + shown("", name);
+    if (!best.empty()) return message + " (did you mean \"" + std::string(best) + "\"?)";
+    message += " (expected one of: ";
+    for (std::size_t i = 0; i < known.size(); ++i) {
+        if (i > 0) message += ", ";
+        message += known[i];
+    }
+    return message + ")";
+}
+
+bool is_topic_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+// Kafka's topic rule, checked here rather than through ferry::outbox::validate_topic so that a
+// bad name becomes a diagnostic value instead of an exception, and config does not need the
+// outbox library to link. Keep in sync with ferry::outbox::validate_topic.
+std::optional<std::string> topic_problem(std::string_view topic) {
+    if (topic.empty()) return "topic name must not be empty";
+    if (topic.size() > k_max_topic_length) {
+        return "topic name is longer than " + std::to_string(k_max_topic_length) + " characters";
+    }
+    if (topic == "." || topic == "..") return "topic name must not be \".\" or \"..\"";
+    for (char c : topic) {
+        if (!is_topic_char(c)) {
+            return shown("", topic) +
+                   " is not a valid Kafka topic name (use 1-249 characters of "
+                   "[a-zA-Z0-9._-])";
+        }
+    }
+    return std::nullopt;
+}
+
+std::string_view scheme_of(std::string_view url) {
+    const auto pos = url.find("://");
+    return pos == std::string_view::npos ? std::string_view{} : url.substr(0, pos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validators. Each returns a message, or nullopt when the value is acceptable.
+
+using check_fn = std::function<std::optional<std::string>(const std::string&)>;
+
+std::optional<std::string> check_dsn(const std::string& dsn) {
+    if (dsn.empty()) return "must not be empty";
+    // Only the scheme is ever quoted: a DSN carries a password, and a malformed one may not be
+    // parseable enough for redact_dsn to find it.
+    if (dsn.find("://") != std::string::npos) {
+        const auto scheme = scheme_of(dsn);
+        if (scheme != "postgresql" && scheme != "postgres") {
+            return "unsupported scheme " + shown("", scheme) +
+                   " (expected a postgresql:// URI or libpq key=value pairs)";
+        }
+        return std::nullopt;
+    }
+    if (dsn.find('=') == std::string::npos) {
+        return "expected a postgresql:// URI or libpq key=value pairs";
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_redis_url(const std::string& url) {
+    if (url.empty()) return "must not be empty";
+    const auto scheme = scheme_of(url);
+    if (scheme.empty()) return "expected a URL like redis://host:6379/0";
+    if (scheme != "redis" && scheme != "rediss" && scheme != "unix") {
+        return "unsupported scheme " + shown("", scheme) + " (expected redis, rediss or unix)";
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_listen(const std::string& listen) {
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        return shown("", listen) + " is not host:port (for example 127.0.0.1:9464)";
+    }
+    const auto host = std::string_view(listen).substr(0, colon);
+    const auto port = std::string_view(listen).substr(colon + 1);
+    // An IPv6 address must be bracketed, or its own colons would be read as the port separator.
+    const bool bracketed = host.front() == '[';
+    if (bracketed ? (host.size() < 3 || host.back() != ']')
+                  : host.find_first_of(":[] \t") != std::string_view::npos) {
+        return shown("", listen) + " is not host:port (write IPv6 addresses as [::1]:9464)";
+    }
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoul(std::string(port)) > 65535) {
+        return "port in " + shown("", listen) + " must be a number from 0 to 65535";
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_brokers(const std::string& brokers) {
+    if (brokers.empty()) return "must not be empty";
+    std::size_t start = 0;
+    while (start <= brokers.size()) {
+        auto end = brokers.find(',', start);
+        if (end == std::string::npos) end = brokers.size();
+        auto entry = std::string_view(brokers).substr(start, end - start);
+        while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+        while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+        if (entry.empty()) return "empty entry in broker list " + shown("", brokers);
+        if (entry.find_first_of(" \t") != std::string_view::npos) {
+            return "broker list " + shown("", brokers) + " must be comma-separated host:port";
+        }
+        start = end + 1;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> check_identifier(const std::string& name) {
+    if (is_valid_identifier(name)) return std::nullopt;
+    return shown("", name) +
+           " is not a valid SQL identifier (use 1-63 characters of [a-z0-9_], not starting with "
+           "a digit)";
+}
+
+std::optional<std::string> check_topic_prefix(const std::string& prefix) {
+    if (prefix.empty()) return std::nullopt;
+    if (prefix.size() >= k_max_topic_length) {
+        return "must be shorter than " + std::to_string(k_max_topic_length) + " characters";
+    }
+    if (!std::all_of(prefix.begin(), prefix.end(), is_topic_char)) {
+        return shown("", prefix) + " may only contain [a-zA-Z0-9._-]";
+    }
+    return std::nullopt;
+}
+
+check_fn one_of(std::initializer_list<std::string_view> allowed) {
+    std::vector<std::string> values(allowed.begin(), allowed.end());
+    std::string listed = join(allowed, ", ");
+    return [values, listed](const std::string& v) -> std::optional<std::string> {
+        if (std::find(values.begin(), values.end(), v) != values.end()) return std::nullopt;
+        return "must be one of " + listed + ", got " + shown("", v);
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reader: walks the YAML tree and reports into a diagnostic list.
+
+class reader;
+
+/// Parses, validates and stores one scalar value (already ${VAR}-substituted). Returns the
+/// problem, or nullopt when the value was stored. Messages must not contain secrets.
+using scalar_setter = std::function<std::optional<std::string>(ferry_config&, const std::string&)>;
+/// Reads a value that is itself a map (kafka.topic_map, kafka.properties) and reports its own
+/// diagnostics. `path` is the dotted key of the map.
+using node_reader =
+    std::function<void(reader&, const YAML::Node&, const std::string& path, ferry_config&)>;
+/// Writes the key's effective value, secrets masked, as the value of a YAML map entry.
+using value_emitter = std::function<void(YAML::Emitter&, const ferry_config&)>;
+
+struct key_spec {
+    std::string_view name;
+    scalar_setter set;     // for scalar keys
+    node_reader read_map;  // for map-valued keys; exactly one of set/read_map is non-null
+    value_emitter emit;
+};
+
+struct section_spec {
+    std::string_view name;
+    std::vector<key_spec> keys;
+
+    [[nodiscard]] const key_spec* find(std::string_view key) const {
+        for (const auto& k : keys) {
+            if (k.name == key) return &k;
+        }
+        return nullptr;
+    }
+    [[nodiscard]] std::vector<std::string_view> names() const {
+        std::vector<std::string_view> out;
+        for (const auto& k : keys) out.push_back(k.name);
+        return out;
+    }
+};
+
+int one_based(int zero_based) { return zero_based >= 0 ? zero_based + 1 : 0; }
+
+// A map key as one segment of a dotted diagnostic path. Keys such as "weird: key" or ".." are
+// quoted so the "file:line:col: key: message" line still splits unambiguously.
+std::string path_segment(std::string_view name) {
+    const bool plain = !name.empty() && name.front() != '.' && name.back() != '.' &&
+                       name.find("..") == std::string_view::npos &&
+                       std::all_of(name.begin(), name.end(), [](char c) {
+                           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                       });
+    return plain ? std::string(name) : shown("", name);
+}
+
+class reader {
+public:
+    reader(std::string source, const env_lookup& env, std::vector<diagnostic>& errors)
+        : _source(std::move(source)), _env(env), _errors(errors) {}
+
+    void error(const YAML::Mark& mark, std::string key, std::string message) {
+        _errors.push_back(diagnostic{_source, one_based(mark.line), one_based(mark.column),
+                                     std::move(key), std::move(message)});
+    }
+
+    // Where to point at for a map entry's value. yaml-cpp marks an empty value ("key:" with
+    // nothing after it) at the *next* token, often on a later line, so use the key instead.
+    static YAML::Mark where(const YAML::Node& key, const YAML::Node& value) {
+        return value.IsNull() ? key.Mark() : value.Mark();
+    }
+
+    /// Calls fn(name, key_node, value_node) for each entry of a map, reporting non-string and
+    /// duplicate keys (yaml-cpp accepts both silently; the second "dsn:" would otherwise be
+    /// ignored without a word).
+    template <class Fn>
+    void for_each_entry(const YAML::Node& map, const std::string& path, Fn&& fn) {
+        std::vector<std::pair<std::string, YAML::Mark>> seen;
+        for (auto it = map.begin(); it != map.end(); ++it) {
+            const YAML::Node key = it->first;
+            const YAML::Node value = it->second;
+            if (!key.IsScalar()) {
+                error(key.Mark(), path, "keys must be plain strings");
+                continue;
+            }
+            const std::string& name = key.Scalar();
+            const auto full = path.empty() ? path_segment(name) : path + "." + path_segment(name);
+            const auto dup = std::find_if(seen.begin(), seen.end(),
+                                          [&](const auto& s) { return s.first == name; });
+            if (dup != seen.end()) {
+                error(key.Mark(), full,
+                      "duplicate key (first set at line " +
+                          std::to_string(one_based(dup->second.line)) + ")");
+                continue;
+            }
+            seen.emplace_back(name, key.Mark());
+            fn(name, key, value, full);
+        }
+    }
+
+    /// The text of a scalar value after ${VAR} substitution, or nullopt after reporting why
+    /// there is none (a map or list where a single value belongs, an unset variable).
+    std::optional<std::string> scalar_text(const YAML::Node& key, const YAML::Node& value,
+                                           const std::string& path) {
+        if (value.IsNull()) return std::string{};
+        if (value.IsMap() || value.IsSequence()) {
+            error(
+                value.Mark(), path,
+                std::string("expected a single value, got a ") + (value.IsMap() ? "map" : "list"));
+            return std::nullopt;
+        }
+        return substitute(value.Scalar(), where(key, value), path);
+    }
+
+    void read_root(const YAML::Node& root, ferry_config& cfg);
+
+private:
+    void read_section(const section_spec& section, const YAML::Node& key, const YAML::Node& node,
+                      ferry_config& cfg);
+    std::optional<std::string> substitute(std::string_view text, const YAML::Mark& mark,
+                                          const std::string& path);
+
+    std::string _source;
+    const env_lookup& _env;
+    std::vector<diagnostic>& _errors;
+};
+
+bool is_var_name(std::string_view name) {
+    if (name.empty()) return false;
+    const auto first = name.front();
+    if (!(first == '_' || (first >= 'A' && first <= 'Z') || (first >= 'a' && first <= 'z'))) {
+        return false;
+    }
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+               (c >= '0' && c <= '9');
+    });
+}
+
+// ${VAR} and ${VAR:-default} anywhere in the value, any number of times; "$${" is a literal
+// "${". As in the shell, ":-" also applies when VAR is set but empty. Substituted text is not
+// scanned again, so a secret that happens to contain "${" stays as it is.
+std::optional<std::string> reader::substitute(std::string_view text, const YAML::Mark& mark,
+                                              const std::string& path) {
+    std::string out;
+    bool ok = true;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (text.compare(i, 3, "$${") == 0) {
+            out += "${";
+            i += 3;
+            continue;
+        }
+        if (text.compare(i, 2, "${") != 0) {
+            out += text[i++];
+            continue;
+        }
+        const auto close = text.find('}', i + 2);
+        if (close == std::string_view::npos) {
+            error(mark, path,
+                  "unterminated \"${\" (close it with \"}\", or write \"$${\" for a "
+                  "literal \"${\")");
+            return std::nullopt;
+        }
+        const auto body = text.substr(i + 2, close - i - 2);
+        const auto sep = body.find(":-");
+        const auto name = body.substr(0, sep);
+        i = close + 1;
+        if (!is_var_name(name)) {
+            error(mark, path,
+                  "invalid variable reference " + shown("", name) +
+                      " (expected ${NAME} or ${NAME:-default})");
+            ok = false;
+            continue;
+        }
+        const auto value = _env ? _env(std::string(name)) : std::nullopt;
+        if (sep != std::string_view::npos && (!value || value->empty())) {
+            out += body.substr(sep + 2);
+        } else if (value) {
+            out += *value;
+        } else {
+            error(mark, path,
+                  "environment variable " + std::string(name) +
+                      " is not set and has no default (use ${" + std::string(name) + ":-default})");
+            ok = false;
+        }
+    }
+    if (!ok) return std::nullopt;
+    return out;
+}
+
+const std::vector<section_spec>& sections();
+
+std::vector<std::string_view> section_names() {
+    std::vector<std::string_view> out;
+    for (const auto& s : sections()) out.push_back(s.name);
+    return out;
+}
+
+void reader::read_root(const YAML::Node& root, ferry_config& cfg) {
+    if (!root.IsDefined() || root.IsNull()) return;  // empty document: all defaults
+    if (!root.IsMap()) {
+        error(root.Mark(), "", "the root must be a map of sections (postgres:, kafka:, ...)");
+        return;
+    }
+    for_each_entry(
+        root, "",
+        [&](const std::string& name, const YAML::Node& key, const YAML::Node& value,
+            const std::string& full) {
+            const auto& all = sections();
+            const auto it = std::find_if(all.begin(), all.end(),
+                                         [&](const section_spec& s) { return s.name == name; });
+            if (it == all.end()) {
+                error(key.Mark(), full, unknown_key_message("section", name, section_names()));
+                return;
+            }
+            read_section(*it, key, value, cfg);
+        });
+}
+
+void reader::read_section(const section_spec& section, const YAML::Node& key,
+                          const YAML::Node& node, ferry_config& cfg) {
+    const std::string path(section.name);
+    if (node.IsNull()) return;  // "kafka:" with nothing under it: defaults
+    if (!node.IsMap()) {
+        error(where(key, node), path, "expected a map of keys");
+        return;
+    }
+    for_each_entry(node, path,
+                   [&](const std::string& name, const YAML::Node& k, const YAML::Node& value,
+                       const std::string& full) {
+                       const key_spec* spec = section.find(name);
+                       if (spec == nullptr) {
+                           error(k.Mark(), full, unknown_key_message("key", name, section.names()));
+                           return;
+                       }
+                       if (spec->read_map) {
+                           spec->read_map(*this, value, full, cfg);
+                           return;
+                       }
+                       const auto text = scalar_text(k, value, full);
+                       if (!text) return;
+                       if (auto problem = spec->set(cfg, *text))
+                           error(where(k, value), full, std::move(*problem));
+                   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key builders. `get` is a generic lambda returning a reference to the field, used both to
+// store (non-const config) and to render (const config).
+
+using redactor = std::string (*)(std::string_view);
+
+std::string no_redaction(std::string_view s) { return std::string(s); }
+
+template <class Get>
+key_spec string_key(std::string_view name, Get get, check_fn check = {},
+                    redactor redact = no_redaction) {
+    return key_spec{
+        name,
+        [get, check](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+            if (check) {
+                if (auto problem = check(v)) return problem;
+            }
+            get(c) = v;
+            return std::nullopt;
+        },
+        {},
+        [get, redact](YAML::Emitter& out, const ferry_config& c) { out << redact(get(c)); }};
+}
+
+template <class Get>
+key_spec bool_key(std::string_view name, Get get) {
+    return key_spec{
+        name,
+        [name, get](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+            const auto l = lower(v);
+            if (l == "true" || l == "yes" || l == "on") {
+                get(c) = true;
+            } else if (l == "false" || l == "no" || l == "off") {
+                get(c) = false;
+            } else {
+                return "expected true or false, got " + shown(name, v);
+            }
+            return std::nullopt;
+        },
+        {},
+        [get](YAML::Emitter& out, const ferry_config& c) { out << (get(c) ? "true" : "false"); }};
+}
+
+template <class Get>
+key_spec duration_key(std::string_view name, Get get, std::chrono::milliseconds min,
+                      std::chrono::milliseconds max) {
+    return key_spec{
+        name,
+        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+            const auto d = parse_duration(v);
+            if (!d) {
+                return "expected a duration with a unit (ms, s, m, h) like 250ms or 1.5s, got " +
+                       shown(name, v);
+            }
+            if (*d < min || *d > max) {
+                return "must be between " + detail::format_duration(min) + " and " +
+                       detail::format_duration(max) + ", got " + shown(name, v);
+            }
+            get(c) = *d;
+            return std::nullopt;
+        },
+        {},
+        [get](YAML::Emitter& out, const ferry_config& c) {
+            out << detail::format_duration(get(c));
+        }};
+}
+
+template <class Get>
+key_spec size_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
+    return key_spec{
+        name,
+        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+            const auto n = parse_size(v);
+            if (!n) {
+                return "expected a size in bytes like 65536, 512KiB or 1MiB, got " + shown(name, v);
+            }
+            if (*n < min || *n > max) {
+                return "must be between " + detail::format_size(min) + " and " +
+                       detail::format_size(max) + " bytes, got " + shown(name, v);
+            }
+            get(c) = *n;
+            return std::nullopt;
+        },
+        {},
+        [get](YAML::Emitter& out, const ferry_config& c) { out << detail::format_size(get(c)); }};
+}
+
+// Emits a string map in block style, or "{}" when empty (yaml-cpp would put a lone "{}" on
+// the next line otherwise).
+void emit_string_map(YAML::Emitter& out, const std::map<std::string, std::string>& m,
+                     bool mask_secrets) {
+    if (m.empty()) out << YAML::Flow;
+    out << YAML::BeginMap;
+    for (const auto& [k, v] : m) {
+        out << YAML::Key << k << YAML::Value << (mask_secrets && is_secret_key(k) ? "***" : v);
+    }
+    out << YAML::EndMap;
+}
+
+// kafka.topic_map: {outbox topic: kafka topic}. Both sides must be valid topic names.
+key_spec topic_map_key() {
+    return key_spec{
+        "topic_map",
+        {},
+        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+            if (node.IsNull()) return;
+            if (!node.IsMap()) {
+                r.error(node.Mark(), path, "expected a map of outbox topic: Kafka topic");
+                return;
+            }
+            r.for_each_entry(node, path,
+                             [&](const std::string& from, const YAML::Node& k, const YAML::Node& v,
+                                 const std::string& full) {
+                                 bool ok = true;
+                                 if (auto problem = topic_problem(from)) {
+                                     r.error(k.Mark(), full, *problem);
+                                     ok = false;
+                                 }
+                                 const auto to = r.scalar_text(k, v, full);
+                                 if (!to) return;
+                                 if (auto problem = topic_problem(*to)) {
+                                     r.error(reader::where(k, v), full, *problem);
+                                     return;
+                                 }
+                                 if (ok) c.kafka.topic_map[from] = *to;
+                             });
+        },
+        [](YAML::Emitter& out, const ferry_config& c) {
+            emit_string_map(out, c.kafka.topic_map, false);
+        }};
+}
+
+// kafka.properties: librdkafka settings passed through as strings. Ferry owns the broker list
+// and compression codec through kafka.brokers and kafka.compression; setting them here too
+// would leave two sources of truth, so that is an error.
+key_spec properties_key() {
+    return key_spec{
+        "properties",
+        {},
+        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+            if (node.IsNull()) return;
+            if (!node.IsMap()) {
+                r.error(node.Mark(), path, "expected a map of librdkafka property: value");
+                return;
+            }
+            r.for_each_entry(
+                node, path,
+                [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
+                    const std::string& full) {
+                    if (name.empty()) {
+                        r.error(k.Mark(), full, "property name must not be empty");
+                        return;
+                    }
+                    if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+                        r.error(k.Mark(), full, "set kafka.brokers instead");
+                        return;
+                    }
+                    if (name == "compression.type" || name == "compression.codec") {
+                        r.error(k.Mark(), full, "set kafka.compression instead");
+                        return;
+                    }
+                    if (v.IsNull()) {
+                        r.error(k.Mark(), full, "property needs a value");
+                        return;
+                    }
+                    if (auto value = r.scalar_text(k, v, full)) c.kafka.properties[name] = *value;
+                });
+        },
+        [](YAML::Emitter& out, const ferry_config& c) {
+            emit_string_map(out, c.kafka.properties, true);
+        }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema. Order here is the order of render_redacted() output.
+
+const std::vector<section_spec>& sections() {
+    static const std::vector<section_spec> table = {
+        {"postgres",
+         {
+             string_key(
+                 "dsn", [](auto& c) -> auto& { return c.postgres.dsn; }, check_dsn, redact_dsn),
+             string_key(
+                 "schema", [](auto& c) -> auto& { return c.postgres.schema; }, check_identifier),
+             bool_key(
+                 "migrate_on_start", [](auto& c) -> auto& { return c.postgres.migrate_on_start; }),
+             duration_key(
+                 "connect_timeout", [](auto& c) -> auto& { return c.postgres.connect_timeout; },
+                 1ms, 10min),
+         }},
+        {"outbox",
+         {
+             size_key(
+                 "max_payload_bytes", [](auto& c) -> auto& { return c.outbox.max_payload_bytes; },
+                 1, 100 * k_mib),
+             size_key(
+                 "max_key_bytes", [](auto& c) -> auto& { return c.outbox.max_key_bytes; }, 1,
+                 k_mib),
+             size_key(
+                 "max_headers_bytes", [](auto& c) -> auto& { return c.outbox.max_headers_bytes; },
+                 1, 16 * k_mib),
+         }},
+        {"kafka",
+         {
+             string_key(
+                 "brokers", [](auto& c) -> auto& { return c.kafka.brokers; }, check_brokers),
+             string_key(
+                 "compression", [](auto& c) -> auto& { return c.kafka.compression; },
+                 one_of({"none", "gzip", "snappy", "lz4", "zstd"})),
+             string_key(
+                 "topic_prefix", [](auto& c) -> auto& { return c.kafka.topic_prefix; },
+                 check_topic_prefix),
+             topic_map_key(),
+             properties_key(),
+         }},
+        {"redis",
+         {
+             string_key(
+                 "url", [](auto& c) -> auto& { return c.redis.url; }, check_redis_url, redact_url),
+             duration_key(
+                 "connect_timeout", [](auto& c) -> auto& { return c.redis.connect_timeout; }, 1ms,
+                 10min),
+         }},
+        {"http",
+         {
+             string_key(
+                 "listen", [](auto& c) -> auto& { return c.http.listen; }, check_listen),
+         }},
+        {"log",
+         {
+             string_key(
+                 "level", [](auto& c) -> auto& { return c.log.level; },
+                 one_of({"trace", "debug", "info", "warn", "error"})),
+             string_key(
+                 "format", [](auto& c) -> auto& { return c.log.format; }, one_of({"text", "json"})),
+         }},
+    };
+    return table;
+}
+
+const key_spec* find_key(std::string_view section, std::string_view key) {
+    for (const auto& s : sections()) {
+        if (s.name == section) return s.find(key);
+    }
+    return nullptr;
+}
+
+// Environment variables that replace a file value. Applied after the file, through the same
+// setter and validator as the YAML key.
+struct env_override {
+    std::string_view variable;
+    std::string_view section;
+    std::string_view key;
+};
+
+constexpr env_override k_env_overrides[] = {
+    {"FERRY_POSTGRES_DSN", "postgres", "dsn"},
+    {"FERRY_KAFKA_BROKERS", "kafka", "brokers"},
+    {"FERRY_REDIS_URL", "redis", "url"},
+    {"FERRY_HTTP_LISTEN", "http", "listen"},
+};
+
+// The last steps of every load: environment overrides, then derived fields.
+void finish(load_result& result, const env_lookup& env) {
+    if (env) {
+        for (const auto& o : k_env_overrides) {
+            const auto value = env(std::string(o.variable));
+            if (!value) continue;
+            const key_spec* spec = find_key(o.section, o.key);
+            if (auto problem = spec->set(result.config, *value)) {
+                result.errors.push_back(
+                    diagnostic{"env", 0, 0, std::string(o.section) + "." + std::string(o.key),
+                               std::string(o.variable) + ": " + *problem});
+            }
+        }
+    }
+    // The writer reads its schema from writer_options; there is deliberately one key for it.
+    result.config.outbox.schema = result.config.postgres.schema;
+}
+
+}  // namespace
+
+std::string diagnostic::to_string() const {
+    std::string out = source;
+    if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
+    out += ": ";
+    if (!key.empty()) out += key + ": ";
+    out += message;
+    return out;
+}
+
+env_lookup process_env() {
+    return [](const std::string& name) -> std::optional<std::string> {
+        // getenv is safe here as long as nobody calls setenv concurrently, which Ferry does not.
+        const char* value = std::getenv(name.c_str());
+        if (value == nullptr) return std::nullopt;
+        return std::string(value);
+    };
+}
+
+load_result load_defaults(const env_lookup& env) {
+    load_result result;
+    finish(result, env);
+    return result;
+}
+
+load_result load_string(std::string_view yaml, const std::string& source, const env_lookup& env) {
+    load_result result;
+    reader r(source, env, result.errors);
+    try {
+        const auto docs = YAML::LoadAll(std::string(yaml));
+        if (!docs.empty()) r.read_root(docs.front(), result.config);
+        if (docs.size() > 1) {
+            r.error(docs[1].Mark(), "", "only one YAML document is allowed (remove \"---\")");
+        }
+    } catch (const YAML::Exception& e) {
+        // A syntax error ends parsing: yaml-cpp cannot recover, and what follows the error would
+        // be guesswork. It is still one diagnostic with its place, not an exception.
+        result.errors.push_back(diagnostic{source, one_based(e.mark.line), one_based(e.mark.column),
+                                           "", "YAML syntax error: " + e.msg});
+    }
+    finish(result, env);
+    return result;
+}
+
+load_result load_file(const std::string& path, const env_lookup& env) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        load_result result;
+        result.errors.push_back(
+            diagnostic{path, 0, 0, "", std::string("cannot open file: ") + std::strerror(errno)});
+        return result;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        load_result result;
+        result.errors.push_back(diagnostic{path, 0, 0, "", "cannot read file"});
+        return result;
+    }
+    return load_string(text.str(), path, env);
+}
+
+std::string render_redacted(const ferry_config& cfg) {
+    YAML::Emitter out;
+    out << YAML::BeginMap;
+    for (const auto& section : sections()) {
+        out << YAML::Key << std::string(section.name) << YAML::Value << YAML::BeginMap;
+        for (const auto& key : section.keys) {
+            out << YAML::Key << std::string(key.name) << YAML::Value;
+            key.emit(out, cfg);
+        }
+        out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+    return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace ferry::config

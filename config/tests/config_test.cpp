@@ -1,0 +1,592 @@
+// Unit tests of ferry::config: parsing, validation, ${VAR} substitution, environment overrides
+// and redaction. No servers; the environment is a fake lookup so tests are hermetic.
+
+#include "ferry/config/config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+using ferry::config::diagnostic;
+using ferry::config::env_lookup;
+using ferry::config::load_result;
+using ferry::config::load_string;
+using testing::HasSubstr;
+using testing::Not;
+
+env_lookup fake_env(std::map<std::string, std::string> vars = {}) {
+    return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+        const auto it = vars.find(name);
+        if (it == vars.end()) return std::nullopt;
+        return it->second;
+    };
+}
+
+load_result load(std::string_view yaml, std::map<std::string, std::string> vars = {}) {
+    return load_string(yaml, "test.yaml", fake_env(std::move(vars)));
+}
+
+std::string all_messages(const load_result& r) {
+    std::string out;
+    for (const auto& d : r.errors) out += d.to_string() + "\n";
+    return out;
+}
+
+// The one diagnostic for `key`; fails the test when there is not exactly one.
+diagnostic only_error_for(const load_result& r, const std::string& key) {
+    std::vector<diagnostic> found;
+    for (const auto& d : r.errors) {
+        if (d.key == key) found.push_back(d);
+    }
+    EXPECT_EQ(found.size(), 1u) << "diagnostics for " << key << ":\n" << all_messages(r);
+    return found.empty() ? diagnostic{} : found.front();
+}
+
+void expect_at(const diagnostic& d, int line, int column) {
+    EXPECT_EQ(d.line, line) << d.to_string();
+    EXPECT_EQ(d.column, column) << d.to_string();
+}
+
+TEST(ConfigTest, DefaultsWithoutFileOrEnvironment) {
+    const auto r = ferry::config::load_defaults(fake_env());
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    const auto& c = r.config;
+    EXPECT_EQ(c.postgres.dsn, "postgresql://127.0.0.1:5432/postgres");
+    EXPECT_EQ(c.postgres.schema, "ferry");
+    EXPECT_FALSE(c.postgres.migrate_on_start);
+    EXPECT_EQ(c.postgres.connect_timeout, 5000ms);
+    EXPECT_EQ(c.outbox.schema, "ferry");
+    EXPECT_EQ(c.outbox.max_payload_bytes, 1024u * 1024u);
+    EXPECT_EQ(c.outbox.max_key_bytes, 4096u);
+    EXPECT_EQ(c.outbox.max_headers_bytes, 64u * 1024u);
+    EXPECT_EQ(c.kafka.brokers, "127.0.0.1:9092");
+    EXPECT_EQ(c.kafka.compression, "lz4");
+    EXPECT_TRUE(c.kafka.topic_prefix.empty());
+    EXPECT_TRUE(c.kafka.topic_map.empty());
+    EXPECT_TRUE(c.kafka.properties.empty());
+    EXPECT_EQ(c.redis.url, "redis://127.0.0.1:6379/0");
+    EXPECT_EQ(c.redis.connect_timeout, 2000ms);
+    EXPECT_EQ(c.http.listen, "127.0.0.1:9464");
+    EXPECT_EQ(c.log.level, "info");
+    EXPECT_EQ(c.log.format, "text");
+}
+
+TEST(ConfigTest, EmptyFileMeansDefaults) {
+    for (const char* text : {"", "\n", "# nothing configured yet\n", "postgres:\nkafka:\n"}) {
+        const auto r = load(text);
+        ASSERT_TRUE(r.ok()) << "input: " << text << "\n" << all_messages(r);
+        EXPECT_EQ(r.config.kafka.compression, "lz4");
+        EXPECT_EQ(r.config.outbox.max_key_bytes, 4096u);
+    }
+}
+
+TEST(ConfigTest, FullValidFile) {
+    const auto r = load(R"(
+postgres:
+  dsn: host=db.internal port=5432 dbname=app user=ferry
+  schema: ferry_outbox
+  migrate_on_start: true
+  connect_timeout: 1.5s
+outbox:
+  max_payload_bytes: 2MiB
+  max_key_bytes: 512
+  max_headers_bytes: 32KiB
+kafka:
+  brokers: k1:9092,k2:9092, k3:9092
+  compression: zstd
+  topic_prefix: prod.
+  topic_map:
+    orders: orders-v2
+    billing.invoices: invoices
+  properties:
+    linger.ms: 5
+    enable.idempotence: true
+    security.protocol: SASL_SSL
+redis:
+  url: rediss://cache.internal:6380/2
+  connect_timeout: 250ms
+http:
+  listen: "[::1]:0"
+log:
+  level: debug
+  format: json
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    const auto& c = r.config;
+    EXPECT_EQ(c.postgres.dsn, "host=db.internal port=5432 dbname=app user=ferry");
+    EXPECT_EQ(c.postgres.schema, "ferry_outbox");
+    EXPECT_EQ(c.outbox.schema, "ferry_outbox");  // copied for the writer
+    EXPECT_TRUE(c.postgres.migrate_on_start);
+    EXPECT_EQ(c.postgres.connect_timeout, 1500ms);
+    EXPECT_EQ(c.outbox.max_payload_bytes, 2u * 1024u * 1024u);
+    EXPECT_EQ(c.outbox.max_key_bytes, 512u);
+    EXPECT_EQ(c.outbox.max_headers_bytes, 32u * 1024u);
+    EXPECT_EQ(c.kafka.brokers, "k1:9092,k2:9092, k3:9092");
+    EXPECT_EQ(c.kafka.compression, "zstd");
+    EXPECT_EQ(c.kafka.topic_prefix, "prod.");
+    EXPECT_EQ(c.kafka.topic_map, (std::map<std::string, std::string>{
+                                     {"orders", "orders-v2"}, {"billing.invoices", "invoices"}}));
+    EXPECT_EQ(c.kafka.properties,
+              (std::map<std::string, std::string>{{"linger.ms", "5"},
+                                                  {"enable.idempotence", "true"},
+                                                  {"security.protocol", "SASL_SSL"}}));
+    EXPECT_EQ(c.redis.url, "rediss://cache.internal:6380/2");
+    EXPECT_EQ(c.redis.connect_timeout, 250ms);
+    EXPECT_EQ(c.http.listen, "[::1]:0");
+    EXPECT_EQ(c.log.level, "debug");
+    EXPECT_EQ(c.log.format, "json");
+}
+
+TEST(ConfigTest, LoadFileReadsFromDisk) {
+    const std::string path = testing::TempDir() + "ferry_config_test_load.yaml";
+    {
+        std::ofstream out(path);
+        out << "kafka:\n  compression: gzip\n  topic_prefix: x!\n";
+    }
+    const auto r = ferry::config::load_file(path, fake_env());
+    std::remove(path.c_str());
+    EXPECT_EQ(r.config.kafka.compression, "gzip");
+    ASSERT_EQ(r.errors.size(), 1u) << all_messages(r);
+    EXPECT_EQ(r.errors[0].source, path);
+    expect_at(r.errors[0], 3, 17);
+}
+
+TEST(ConfigTest, MissingFileIsOneDiagnostic) {
+    const auto r = ferry::config::load_file("/nonexistent/ferry.yaml", fake_env());
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].source, "/nonexistent/ferry.yaml");
+    EXPECT_THAT(r.errors[0].message, HasSubstr("cannot open file"));
+}
+
+TEST(ConfigTest, SubstitutesEnvironmentWithAndWithoutDefault) {
+    const auto r = load(R"(
+postgres:
+  dsn: postgresql://${PGUSER}:${PGPASSWORD}@${PGHOST:-localhost}:${PGPORT:-5432}/app
+  schema: ${FERRY_SCHEMA:-ferry}
+  migrate_on_start: ${MIGRATE:-false}
+kafka:
+  brokers: ${BROKERS}
+  topic_prefix: ${PREFIX:-}
+  properties:
+    sasl.password: ${KAFKA_PASSWORD}
+    client.id: literal-$${NOT_A_VAR}
+redis:
+  connect_timeout: ${REDIS_TIMEOUT:-3s}
+)",
+                        {{"PGUSER", "app"},
+                         {"PGPASSWORD", "s3cret"},
+                         {"PGPORT", ""},  // set but empty: ":-" falls back, as in the shell
+                         {"MIGRATE", "true"},
+                         {"BROKERS", "b1:9092,b2:9092"},
+                         {"KAFKA_PASSWORD", "kpass"}});
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.postgres.dsn, "postgresql://app:s3cret@localhost:5432/app");
+    EXPECT_EQ(r.config.postgres.schema, "ferry");
+    EXPECT_TRUE(r.config.postgres.migrate_on_start);  // substituted before type conversion
+    EXPECT_EQ(r.config.kafka.brokers, "b1:9092,b2:9092");
+    EXPECT_EQ(r.config.kafka.topic_prefix, "");
+    EXPECT_EQ(r.config.kafka.properties.at("sasl.password"), "kpass");
+    EXPECT_EQ(r.config.kafka.properties.at("client.id"), "literal-${NOT_A_VAR}");
+    EXPECT_EQ(r.config.redis.connect_timeout, 3000ms);
+}
+
+TEST(ConfigTest, SubstitutedValueIsValidatedLikeALiteral) {
+    const auto r = load("log:\n  level: ${LEVEL}\n", {{"LEVEL", "loud"}});
+    const auto d = only_error_for(r, "log.level");
+    expect_at(d, 2, 10);
+    EXPECT_THAT(d.message, HasSubstr("must be one of"));
+}
+
+TEST(ConfigTest, UnsetVariableIsAnErrorNamingVariableAndKey) {
+    const auto r = load(R"(postgres:
+  schema: ferry
+  dsn: postgresql://app:${DB_PASSWORD}@db/app
+redis:
+  url: redis://${REDIS_HOST}:${REDIS_PORT}/0
+)",
+                        {{"REDIS_PORT", "6379"}});
+    ASSERT_EQ(r.errors.size(), 2u) << all_messages(r);
+    const auto dsn = only_error_for(r, "postgres.dsn");
+    expect_at(dsn, 3, 8);
+    EXPECT_THAT(dsn.message, HasSubstr("DB_PASSWORD"));
+    EXPECT_THAT(dsn.message, HasSubstr("not set"));
+    EXPECT_EQ(dsn.to_string(),
+              "test.yaml:3:8: postgres.dsn: environment variable DB_PASSWORD is not set and has "
+              "no default (use ${DB_PASSWORD:-default})");
+    const auto url = only_error_for(r, "redis.url");
+    expect_at(url, 5, 8);
+    EXPECT_THAT(url.message, HasSubstr("REDIS_HOST"));
+}
+
+TEST(ConfigTest, MalformedVariableReferences) {
+    const auto r = load("kafka:\n  brokers: ${BROKERS\n  topic_prefix: ${1BAD}\n");
+    ASSERT_EQ(r.errors.size(), 2u) << all_messages(r);
+    EXPECT_THAT(only_error_for(r, "kafka.brokers").message, HasSubstr("unterminated"));
+    EXPECT_THAT(only_error_for(r, "kafka.topic_prefix").message,
+                HasSubstr("invalid variable reference"));
+}
+
+TEST(ConfigTest, ReportsEveryErrorInOnePass) {
+    const auto r = load(R"(postgres:
+  schema: Bad-Schema
+  connect_timeout: 0s
+outbox:
+  max_payload_bytes: 200MiB
+  max_key_bytes: abc
+kafka:
+  compression: brotli
+  colour: blue
+log:
+  level: loud
+http:
+  listen: "localhost:99999"
+)");
+    ASSERT_EQ(r.errors.size(), 8u) << all_messages(r);
+    expect_at(only_error_for(r, "postgres.schema"), 2, 11);
+    expect_at(only_error_for(r, "postgres.connect_timeout"), 3, 20);
+    expect_at(only_error_for(r, "outbox.max_payload_bytes"), 5, 22);
+    expect_at(only_error_for(r, "outbox.max_key_bytes"), 6, 18);
+    expect_at(only_error_for(r, "kafka.compression"), 8, 16);
+    expect_at(only_error_for(r, "kafka.colour"), 9, 3);
+    expect_at(only_error_for(r, "log.level"), 11, 10);
+    expect_at(only_error_for(r, "http.listen"), 13, 11);
+    // Document order, so the output reads top to bottom.
+    for (std::size_t i = 1; i < r.errors.size(); ++i) {
+        EXPECT_LE(r.errors[i - 1].line, r.errors[i].line);
+    }
+}
+
+TEST(ConfigTest, UnknownKeysAtEveryLevelWithHints) {
+    const auto r = load(R"(kafak:
+  brokers: b:9092
+kafka:
+  compresion: zstd
+  topic_map:
+    orders: orders-v2
+postgres:
+  conect_timeout: 1s
+  zzz_not_close: 1
+)");
+    ASSERT_EQ(r.errors.size(), 4u) << all_messages(r);
+    const auto section = only_error_for(r, "kafak");
+    expect_at(section, 1, 1);
+    EXPECT_THAT(section.message, HasSubstr("did you mean \"kafka\"?"));
+    const auto key = only_error_for(r, "kafka.compresion");
+    expect_at(key, 4, 3);
+    EXPECT_THAT(key.message, HasSubstr("did you mean \"compression\"?"));
+    EXPECT_THAT(only_error_for(r, "postgres.conect_timeout").message,
+                HasSubstr("did you mean \"connect_timeout\"?"));
+    // Nothing close: list what is allowed instead.
+    EXPECT_THAT(only_error_for(r, "postgres.zzz_not_close").message,
+                HasSubstr("expected one of: dsn, schema, migrate_on_start, connect_timeout"));
+    // Valid keys next to the unknown ones are still applied.
+    EXPECT_EQ(r.config.kafka.topic_map.at("orders"), "orders-v2");
+}
+
+TEST(ConfigTest, WrongTypes) {
+    const auto r = load(R"(postgres:
+  dsn:
+    host: db
+  migrate_on_start: yes please
+outbox:
+  max_key_bytes: abc
+log:
+  level: [info, debug]
+redis: just-a-string
+kafka:
+  topic_map: [a, b]
+  properties:
+    linger.ms: {nested: 1}
+)");
+    ASSERT_EQ(r.errors.size(), 7u) << all_messages(r);
+    const auto dsn = only_error_for(r, "postgres.dsn");
+    expect_at(dsn, 3, 5);
+    EXPECT_THAT(dsn.message, HasSubstr("expected a single value, got a map"));
+    const auto flag = only_error_for(r, "postgres.migrate_on_start");
+    expect_at(flag, 4, 21);
+    EXPECT_THAT(flag.message, HasSubstr("expected true or false, got \"yes please\""));
+    EXPECT_THAT(only_error_for(r, "outbox.max_key_bytes").message,
+                HasSubstr("expected a size in bytes"));
+    EXPECT_THAT(only_error_for(r, "log.level").message, HasSubstr("got a list"));
+    EXPECT_THAT(only_error_for(r, "redis").message, HasSubstr("expected a map"));
+    EXPECT_THAT(only_error_for(r, "kafka.topic_map").message, HasSubstr("expected a map"));
+    expect_at(only_error_for(r, "kafka.properties.linger.ms"), 13, 16);
+}
+
+TEST(ConfigTest, OutOfRangeValues) {
+    const auto r = load(R"(postgres:
+  connect_timeout: 11m
+outbox:
+  max_payload_bytes: 101MiB
+  max_key_bytes: 0
+  max_headers_bytes: 17MiB
+redis:
+  connect_timeout: 0ms
+http:
+  listen: 127.0.0.1:65536
+log:
+  format: xml
+)");
+    ASSERT_EQ(r.errors.size(), 7u) << all_messages(r);
+    EXPECT_THAT(only_error_for(r, "postgres.connect_timeout").message,
+                HasSubstr("must be between 1ms and 10m, got \"11m\""));
+    EXPECT_THAT(only_error_for(r, "outbox.max_payload_bytes").message,
+                HasSubstr("must be between 1 and 100MiB"));
+    EXPECT_THAT(only_error_for(r, "outbox.max_key_bytes").message,
+                HasSubstr("must be between 1 and 1MiB"));
+    EXPECT_THAT(only_error_for(r, "outbox.max_headers_bytes").message,
+                HasSubstr("must be between 1 and 16MiB"));
+    EXPECT_THAT(only_error_for(r, "redis.connect_timeout").message, HasSubstr("between"));
+    EXPECT_THAT(only_error_for(r, "http.listen").message, HasSubstr("0 to 65535"));
+    EXPECT_THAT(only_error_for(r, "log.format").message, HasSubstr("text, json"));
+
+    // The upper bounds themselves are accepted.
+    const auto edge = load(R"(outbox:
+  max_payload_bytes: 100MiB
+  max_key_bytes: 1MiB
+  max_headers_bytes: 16MiB
+http:
+  listen: 0.0.0.0:65535
+)");
+    EXPECT_TRUE(edge.ok()) << all_messages(edge);
+}
+
+TEST(ConfigTest, InvalidIdentifiersTopicsAndEndpoints) {
+    const auto r = load(R"(postgres:
+  schema: 1ferry
+  dsn: nonsense
+kafka:
+  brokers: "a:9092,,b:9092"
+  topic_prefix: "prod/"
+  topic_map:
+    "..": fine
+    orders: "orders v2"
+    ok: ok
+  properties:
+    bootstrap.servers: x:9092
+redis:
+  url: http://cache:6379
+http:
+  listen: "9464"
+)");
+    ASSERT_EQ(r.errors.size(), 9u) << all_messages(r);
+    EXPECT_THAT(only_error_for(r, "postgres.schema").message, HasSubstr("SQL identifier"));
+    EXPECT_THAT(only_error_for(r, "postgres.dsn").message, HasSubstr("key=value"));
+    EXPECT_THAT(only_error_for(r, "kafka.brokers").message, HasSubstr("empty entry"));
+    EXPECT_THAT(only_error_for(r, "kafka.topic_prefix").message, HasSubstr("[a-zA-Z0-9._-]"));
+    expect_at(only_error_for(r, "kafka.topic_map.\"..\""), 8, 5);
+    expect_at(only_error_for(r, "kafka.topic_map.orders"), 9, 13);
+    EXPECT_THAT(only_error_for(r, "kafka.properties.bootstrap.servers").message,
+                HasSubstr("kafka.brokers"));
+    EXPECT_THAT(only_error_for(r, "redis.url").message, HasSubstr("unsupported scheme \"http\""));
+    EXPECT_THAT(only_error_for(r, "http.listen").message, HasSubstr("host:port"));
+    EXPECT_EQ(r.config.kafka.topic_map.count("ok"), 1u);
+}
+
+TEST(ConfigTest, DuplicateKeysAreErrors) {
+    const auto r = load("kafka:\n  compression: gzip\n  compression: zstd\n");
+    const auto d = only_error_for(r, "kafka.compression");
+    expect_at(d, 3, 3);
+    EXPECT_THAT(d.message, HasSubstr("duplicate key (first set at line 2)"));
+    EXPECT_EQ(r.config.kafka.compression, "gzip");
+}
+
+TEST(ConfigTest, YamlSyntaxErrorHasLineAndColumn) {
+    const auto r = load("kafka:\n  brokers: b:9092\n  topic_map: {a: b\nlog:\n  level: info\n");
+    ASSERT_EQ(r.errors.size(), 1u) << all_messages(r);
+    EXPECT_EQ(r.errors[0].line, 4);
+    EXPECT_GT(r.errors[0].column, 0);
+    EXPECT_THAT(r.errors[0].message, HasSubstr("YAML syntax error"));
+
+    const auto bad_indent = load("postgres:\n  schema: a\n dsn: b\n");
+    ASSERT_EQ(bad_indent.errors.size(), 1u) << all_messages(bad_indent);
+    expect_at(bad_indent.errors[0], 3, 2);
+}
+
+TEST(ConfigTest, RootMustBeAMap) {
+    for (const char* text : {"just a string\n", "- a\n- b\n"}) {
+        const auto r = load(text);
+        ASSERT_EQ(r.errors.size(), 1u) << all_messages(r);
+        EXPECT_THAT(r.errors[0].message, HasSubstr("root must be a map"));
+        EXPECT_EQ(r.errors[0].line, 1);
+    }
+    const auto two_docs = load("log:\n  level: info\n---\nlog:\n  level: debug\n");
+    ASSERT_EQ(two_docs.errors.size(), 1u) << all_messages(two_docs);
+    EXPECT_EQ(two_docs.errors[0].line, 4);
+}
+
+TEST(ConfigTest, EnvironmentOverridesWinOverFile) {
+    const auto r = load(R"(postgres:
+  dsn: postgresql://file-host/app
+kafka:
+  brokers: file:9092
+redis:
+  url: redis://file-host:6379/0
+http:
+  listen: 127.0.0.1:1000
+)",
+                        {{"FERRY_POSTGRES_DSN", "host=env-host dbname=app"},
+                         {"FERRY_KAFKA_BROKERS", "env1:9092,env2:9092"},
+                         {"FERRY_REDIS_URL", "redis://env-host:6379/1"},
+                         {"FERRY_HTTP_LISTEN", "0.0.0.0:9999"}});
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.postgres.dsn, "host=env-host dbname=app");
+    EXPECT_EQ(r.config.kafka.brokers, "env1:9092,env2:9092");
+    EXPECT_EQ(r.config.redis.url, "redis://env-host:6379/1");
+    EXPECT_EQ(r.config.http.listen, "0.0.0.0:9999");
+
+    const auto defaults =
+        ferry::config::load_defaults(fake_env({{"FERRY_KAFKA_BROKERS", "only-env:9092"}}));
+    ASSERT_TRUE(defaults.ok());
+    EXPECT_EQ(defaults.config.kafka.brokers, "only-env:9092");
+}
+
+TEST(ConfigTest, InvalidEnvironmentOverrideIsReported) {
+    const auto r = load("log:\n  level: loud\n",
+                        {{"FERRY_HTTP_LISTEN", "no-port-here"}, {"FERRY_REDIS_URL", ""}});
+    ASSERT_EQ(r.errors.size(), 3u) << all_messages(r);
+    const auto listen = only_error_for(r, "http.listen");
+    EXPECT_EQ(listen.source, "env");
+    EXPECT_EQ(listen.line, 0);
+    EXPECT_EQ(listen.column, 0);
+    EXPECT_THAT(listen.message, HasSubstr("FERRY_HTTP_LISTEN"));
+    EXPECT_EQ(listen.to_string(), "env: http.listen: " + listen.message);
+    EXPECT_THAT(only_error_for(r, "redis.url").message, HasSubstr("FERRY_REDIS_URL"));
+    // The file's own error is still there: one pass reports everything.
+    EXPECT_EQ(only_error_for(r, "log.level").source, "test.yaml");
+}
+
+TEST(ConfigTest, DiagnosticFormat) {
+    const diagnostic d{"ferry.yaml", 3, 5, "kafka.compression", "must be one of x"};
+    EXPECT_EQ(d.to_string(), "ferry.yaml:3:5: kafka.compression: must be one of x");
+    const diagnostic no_key{"ferry.yaml", 1, 2, "", "YAML syntax error: oops"};
+    EXPECT_EQ(no_key.to_string(), "ferry.yaml:1:2: YAML syntax error: oops");
+}
+
+TEST(ConfigTest, RenderRedactedHidesEverySecret) {
+    auto r = load(R"(postgres:
+  dsn: postgresql://app:uri-hunter2@db:5432/app?sslmode=require
+kafka:
+  properties:
+    sasl.username: ferry
+    sasl.password: kafka-hunter2
+    ssl.key.password: ${KEY_PASSWORD}
+redis:
+  url: redis://:redis-hunter2@cache:6379/0
+)",
+                  {{"KEY_PASSWORD", "keystore-hunter2"}});
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    const auto uri_text = ferry::config::render_redacted(r.config);
+    EXPECT_THAT(uri_text, Not(HasSubstr("hunter2")));
+    EXPECT_THAT(uri_text, HasSubstr("postgresql://app:***@db:5432/app?sslmode=require"));
+    EXPECT_THAT(uri_text, HasSubstr("redis://:***@cache:6379/0"));
+    EXPECT_THAT(uri_text, HasSubstr("sasl.username: ferry"));
+    EXPECT_THAT(uri_text, HasSubstr("sasl.password: \"***\""));
+
+    r.config.postgres.dsn = "host=db user=app password=kv-hunter2 dbname=app";
+    const auto kv_text = ferry::config::render_redacted(r.config);
+    EXPECT_THAT(kv_text, Not(HasSubstr("hunter2")));
+    EXPECT_THAT(kv_text, HasSubstr("host=db user=app password=*** dbname=app"));
+}
+
+TEST(ConfigTest, RenderRedactedLoadsBackToTheSameConfig) {
+    const auto r = load(R"(postgres:
+  schema: app_outbox
+  connect_timeout: 1.5s
+outbox:
+  max_payload_bytes: 3000000
+kafka:
+  topic_prefix: ""
+  topic_map: {a: b}
+  properties: {linger.ms: "5", enable.idempotence: "true"}
+http:
+  listen: "[::]:9464"
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    const auto text = ferry::config::render_redacted(r.config);
+    const auto again = load(text);
+    ASSERT_TRUE(again.ok()) << text << "\n" << all_messages(again);
+    EXPECT_EQ(ferry::config::render_redacted(again.config), text);
+    EXPECT_EQ(again.config.postgres.connect_timeout, 1500ms);
+    EXPECT_EQ(again.config.outbox.max_payload_bytes, 3000000u);
+    EXPECT_EQ(again.config.kafka.properties, r.config.kafka.properties);
+    EXPECT_EQ(again.config.http.listen, "[::]:9464");
+}
+
+TEST(ConfigTest, DiagnosticsNeverContainSecrets) {
+    const auto r = load(R"(postgres:
+  dsn: mysql://app:dsn-hunter2@db/app
+redis:
+  url: http://:url-hunter2@cache:6379
+kafka:
+  properties:
+    sasl.password: {value: map-hunter2}
+    ssl.key.password: [list-hunter2]
+    sasl.oauthbearer.client.secret: ${UNSET_SECRET}
+  topic_map:
+    orders: "orders tok-hunter2"
+  typo_password: typo-hunter2
+)",
+                        {});
+    EXPECT_EQ(r.errors.size(), 7u) << all_messages(r);
+    const auto env = load("", {{"FERRY_POSTGRES_DSN", "oracle://u:env-hunter2@h/db"},
+                               {"FERRY_REDIS_URL", "ftp://:env-hunter2@h"}});
+    EXPECT_EQ(env.errors.size(), 2u) << all_messages(env);
+    for (const auto* result : {&r, &env}) {
+        for (const auto& d : result->errors) {
+            // The topic name is not a secret, but nothing else may leak.
+            if (d.key == "kafka.topic_map.orders") continue;
+            EXPECT_THAT(d.to_string(), Not(HasSubstr("hunter2")));
+        }
+    }
+}
+
+TEST(ParseDurationTest, AcceptsUnits) {
+    using ferry::config::parse_duration;
+    EXPECT_EQ(parse_duration("250ms"), 250ms);
+    EXPECT_EQ(parse_duration("6s"), 6000ms);
+    EXPECT_EQ(parse_duration("1m"), 60000ms);
+    EXPECT_EQ(parse_duration("2h"), 7200000ms);
+    EXPECT_EQ(parse_duration("1.5s"), 1500ms);
+    EXPECT_EQ(parse_duration("0.25m"), 15000ms);
+    EXPECT_EQ(parse_duration("0s"), 0ms);  // parses; the range check rejects it per key
+}
+
+TEST(ParseDurationTest, RejectsMalformed) {
+    using ferry::config::parse_duration;
+    for (const char* bad : {"", "5", "s", "5 s", "5sec", "-1s", "+1s", "1.s", ".5s", "1.5.0s",
+                            "1e3ms", "0.5ms", "1S", "99999999999999999999h", "9999999999999999h"}) {
+        EXPECT_EQ(parse_duration(bad), std::nullopt) << bad;
+    }
+}
+
+TEST(ParseSizeTest, AcceptsPlainBytesAndUnits) {
+    using ferry::config::parse_size;
+    EXPECT_EQ(parse_size("1048576"), 1048576u);
+    EXPECT_EQ(parse_size("10B"), 10u);
+    EXPECT_EQ(parse_size("512KiB"), 512u * 1024u);
+    EXPECT_EQ(parse_size("512 KiB"), 512u * 1024u);
+    EXPECT_EQ(parse_size("1MiB"), 1024u * 1024u);
+    EXPECT_EQ(parse_size("1GiB"), 1024u * 1024u * 1024u);
+    EXPECT_EQ(parse_size("1KB"), 1000u);
+    EXPECT_EQ(parse_size("1MB"), 1000u * 1000u);
+    EXPECT_EQ(parse_size("1GB"), 1000u * 1000u * 1000u);
+}
+
+TEST(ParseSizeTest, RejectsMalformed) {
+    using ferry::config::parse_size;
+    for (const char* bad : {"", "abc", "MiB", "1.5MiB", "-1", "1kib", "1 ", "1TiB", "1 MiB x",
+                            "99999999999999999999", "99999999999GiB"}) {
+        EXPECT_EQ(parse_size(bad), std::nullopt) << bad;
+    }
+}
+
+}  // namespace

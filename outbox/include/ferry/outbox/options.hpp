@@ -1,0 +1,20 @@
+#pragma once
+// Options of the producer-side library. Filled by ferry::config from YAML, or set directly.
+
+#include <cstddef>
+#include <string>
+
+namespace ferry::outbox {
+
+struct writer_options {
+    /// PostgreSQL schema that holds Ferry's tables and functions.
+    std::string schema = "ferry";
+    /// Largest payload accepted, in bytes (Kafka's default message.max.bytes is about 1 MiB).
+    std::size_t max_payload_bytes = 1024 * 1024;
+    /// Largest key accepted, in bytes.
+    std::size_t max_key_bytes = 4096;
+    /// Largest total size of header names and values, in bytes.
+    std::size_t max_headers_bytes = 64 * 1024;
+};
+
+}  // namespace ferry::outbox

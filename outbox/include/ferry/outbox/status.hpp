@@ -1,0 +1,23 @@
+#pragma once
+// Point-in-time counts of the outbox, for ferryctl status and the relay's metrics.
+
+#include <pqxx/pqxx>
+
+#include <cstdint>
+#include <string>
+
+namespace ferry::outbox {
+
+struct outbox_status {
+    /// Committed messages not yet published (including delayed ones).
+    std::int64_t pending = 0;
+    /// Age in seconds of the oldest pending message; 0 when none is pending.
+    double oldest_pending_age_s = 0;
+    /// Pending messages whose delivery time has not come yet.
+    std::int64_t delayed = 0;
+    int schema_version = 0;
+};
+
+[[nodiscard]] outbox_status read_status(pqxx::connection& conn, const std::string& schema);
+
+}  // namespace ferry::outbox

@@ -1,0 +1,202 @@
+#include "ferry/outbox/writer.hpp"
+
+#include <string>
+#include <utility>
+
+#include "ferry/common/error.hpp"
+#include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/pq.hpp"
+#include "validate.hpp"
+
+namespace ferry::outbox {
+namespace {
+
+constexpr char k_hex[] = "0123456789abcdef";
+
+void append_hex(std::string& out, std::string_view bytes) {
+    const auto start = out.size();
+    out.resize(start + bytes.size() * 2);
+    char* p = out.data() + start;
+    for (unsigned char c : bytes) {
+        *p++ = k_hex[c >> 4];
+        *p++ = k_hex[c & 0x0f];
+    }
+}
+
+// bytea input in hex format: \x0102...
+std::string bytea_literal(std::string_view bytes) {
+    std::string out;
+    out.reserve(2 + bytes.size() * 2);
+    out += "\\x";
+    append_hex(out, bytes);
+    return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    out += "\\u00";
+                    out += k_hex[c >> 4];
+                    out += k_hex[c & 0x0f];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+}
+
+std::string headers_json(const std::map<std::string, std::string>& headers) {
+    std::string out = "{";
+    bool first = true;
+    for (const auto& [name, value] : headers) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, name);
+        out += ':';
+        append_json_string(out, value);
+    }
+    out += '}';
+    return out;
+}
+
+// One element of a PostgreSQL array literal, double-quoted: backslash and quote are escaped.
+void append_array_element(std::string& out, std::string_view s) {
+    out += '"';
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    out += '"';
+}
+
+std::int64_t millis_or(const std::optional<std::chrono::milliseconds>& d, std::int64_t none) {
+    return d ? static_cast<std::int64_t>(d->count()) : none;
+}
+
+void require_open(pqxx::transaction_base& tx, const char* what) {
+    if (!tx.conn().is_open()) {
+        throw ferry::error(error_kind::retry_transaction, "outbox.connection",
+                           std::string(what) +
+                               ": the database connection is closed; the transaction is lost, "
+                               "run it again on a new connection",
+                           "connection");
+    }
+}
+
+}  // namespace
+
+writer::writer(writer_options options) : _options(std::move(options)) {
+    const auto schema = quote_identifier(_options.schema, "schema");
+    _insert_one_name = "ferry_enqueue_" + _options.schema;
+    _insert_batch_name = "ferry_enqueue_batch_" + _options.schema;
+    if (_options.max_payload_bytes == 0 || _options.max_key_bytes == 0 ||
+        _options.max_headers_bytes == 0) {
+        throw ferry::error(error_kind::permanent, "outbox.invalid_options",
+                           "writer_options: size limits must be positive");
+    }
+    // The delay and expiry are measured from one clock_timestamp() of the database, so producer
+    // hosts with skewed clocks cannot release a message early.
+    _insert_one_sql =
+        "INSERT INTO " + schema +
+        ".outbox (message_id, topic, key, payload, headers, created_at, available_at, expires_at) "
+        "SELECT $1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb, c.t, "
+        "c.t + $6::bigint * interval '1 millisecond', "
+        "CASE WHEN $7::bigint < 0 THEN NULL ELSE c.t + $7::bigint * interval '1 millisecond' END "
+        "FROM (SELECT clock_timestamp() AS t) AS c";
+    _insert_batch_sql =
+        "INSERT INTO " + schema +
+        ".outbox (message_id, topic, key, payload, headers, created_at, available_at, expires_at) "
+        "SELECT u.mid, u.topic, u.key, u.payload, u.headers, c.t, "
+        "c.t + u.delay_ms * interval '1 millisecond', "
+        "CASE WHEN u.ttl_ms < 0 THEN NULL ELSE c.t + u.ttl_ms * interval '1 millisecond' END "
+        "FROM (SELECT clock_timestamp() AS t) AS c, "
+        "unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::bigint[], "
+        "$7::bigint[]) WITH ORDINALITY AS u(mid, topic, key, payload, headers, delay_ms, ttl_ms, n) "
+        "ORDER BY u.n";
+}
+
+void writer::validate(const message& m) const {
+    detail::validate_message(m, _options);
+}
+
+message_id writer::enqueue(pqxx::transaction_base& tx, const message& m) const {
+    validate(m);
+    require_open(tx, "enqueue");
+    const auto id = message_id::generate();
+    try {
+        (void)internal::exec_cached(tx, _insert_one_name, _insert_one_sql, id.to_string(), m.topic, m.key,
+                             bytea_literal(m.payload), headers_json(m.headers),
+                             millis_or(m.deliver_after, 0), millis_or(m.expires_after, -1));
+    } catch (...) {
+        internal::rethrow_translated("enqueue", "outbox");
+    }
+    return id;
+}
+
+std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
+                                              std::span<const message> batch) const {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        try {
+            validate(batch[i]);
+        } catch (const ferry::error& e) {
+            throw ferry::error(e.kind(), e.code(),
+                               "enqueue_batch: message " + std::to_string(i) + ": " + e.what(),
+                               e.field());
+        }
+    }
+    std::vector<message_id> ids;
+    if (batch.empty()) return ids;
+    require_open(tx, "enqueue_batch");
+    ids.reserve(batch.size());
+
+    std::string mids = "{", topics = "{", keys = "{", payloads = "{", headers = "{",
+                delays = "{", ttls = "{";
+    std::size_t payload_bytes = 0;
+    for (const auto& m : batch) payload_bytes += m.payload.size();
+    payloads.reserve(payload_bytes * 2 + batch.size() * 6 + 2);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& m = batch[i];
+        if (i > 0) {
+            mids += ',';
+            topics += ',';
+            keys += ',';
+            payloads += ',';
+            headers += ',';
+            delays += ',';
+            ttls += ',';
+        }
+        ids.push_back(message_id::generate());
+        mids += ids.back().to_string();
+        append_array_element(topics, m.topic);
+        append_array_element(keys, m.key);
+        payloads += "\"\\\\x";  // "\\x inside a quoted array element is \x for bytea
+        append_hex(payloads, m.payload);
+        payloads += '"';
+        append_array_element(headers, headers_json(m.headers));
+        delays += std::to_string(millis_or(m.deliver_after, 0));
+        ttls += std::to_string(millis_or(m.expires_after, -1));
+    }
+    for (auto* s : {&mids, &topics, &keys, &payloads, &headers, &delays, &ttls}) *s += '}';
+    try {
+        (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, topics, keys, payloads, headers, delays,
+                             ttls);
+    } catch (...) {
+        internal::rethrow_translated("enqueue_batch", "outbox");
+    }
+    return ids;
+}
+
+void validate_topic(std::string_view topic, std::string_view field) {
+    detail::validate_topic(topic, field);
+}
+
+}  // namespace ferry::outbox
