@@ -6,67 +6,16 @@
 #include "ferry/common/error.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "encode.hpp"
 #include "validate.hpp"
 
 namespace ferry::outbox {
 namespace {
 
-constexpr char k_hex[] = "0123456789abcdef";
+using detail::append_hex;
+using detail::bytea_literal;
+using detail::headers_json;
 
-void append_hex(std::string& out, std::string_view bytes) {
-    const auto start = out.size();
-    out.resize(start + bytes.size() * 2);
-    char* p = out.data() + start;
-    for (unsigned char c : bytes) {
-        *p++ = k_hex[c >> 4];
-        *p++ = k_hex[c & 0x0f];
-    }
-}
-
-// bytea input in hex format: \x0102...
-std::string bytea_literal(std::string_view bytes) {
-    std::string out;
-    out.reserve(2 + bytes.size() * 2);
-    out += "\\x";
-    append_hex(out, bytes);
-    return out;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += k_hex[c >> 4];
-                    out += k_hex[c & 0x0f];
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    out += '"';
-}
-
-std::string headers_json(const std::map<std::string, std::string>& headers) {
-    std::string out = "{";
-    bool first = true;
-    for (const auto& [name, value] : headers) {
-        if (!first) out += ',';
-        first = false;
-        append_json_string(out, name);
-        out += ':';
-        append_json_string(out, value);
-    }
-    out += '}';
-    return out;
-}
 
 // One element of a PostgreSQL array literal, double-quoted: backslash and quote are escaped.
 void append_array_element(std::string& out, std::string_view s) {

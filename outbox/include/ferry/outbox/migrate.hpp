@@ -7,6 +7,8 @@
 
 #include <pqxx/pqxx>
 
+#include "ferry/common/error.hpp"  // every call here throws ferry::error
+
 #include <string>
 #include <vector>
 

@@ -3,6 +3,8 @@
 
 #include <pqxx/pqxx>
 
+#include "ferry/common/error.hpp"  // every call here throws ferry::error
+
 #include <cstdint>
 #include <string>
 

@@ -16,6 +16,8 @@
 
 #include <pqxx/pqxx>
 
+#include "ferry/common/error.hpp"  // every call here throws ferry::error
+
 #include <span>
 #include <vector>
 

@@ -1,0 +1,121 @@
+// ferryctl against a real PostgreSQL: migrate (also two at once), status --json, and the
+// errors an operator sees.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include <cstdio>
+#include <fstream>
+#include <future>
+
+#include "ferry/test/env.hpp"
+#include "ferry/test/scoped_schema.hpp"
+#include "ferry/test/unique_name.hpp"
+
+namespace {
+
+struct run_result {
+    int exit_code;
+    std::string output;  // stdout and stderr
+};
+
+run_result run(const std::string& args, const std::string& env = "") {
+    const std::string cmd = env + " " FERRY_CTL_PATH " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return {-1, "popen failed"};
+    std::string out;
+    char buf[4096];
+    while (auto n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class FerryctlTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        _config = "/tmp/" + ferry::test::unique_name("ferryctl") + ".yaml";
+        std::ofstream f(_config);
+        f << "postgres:\n  dsn: ${FERRY_TEST_PG_DSN}\n  schema: " << _schema.name() << "\n";
+    }
+    void TearDown() override { std::remove(_config.c_str()); }
+
+    run_result ctl(const std::string& args) { return run("--config " + _config + " " + args); }
+
+    ferry::test::scoped_schema _schema{"ctl"};
+    std::string _config;
+};
+
+}  // namespace
+
+TEST_F(FerryctlTest, MigrateIsIdempotent) {
+    auto r = ctl("migrate");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("applied 1"), std::string::npos) << r.output;
+    r = ctl("migrate");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("up to date"), std::string::npos) << r.output;
+}
+
+TEST_F(FerryctlTest, TwoMigratesAtOnceBothSucceedAndApplyOnce) {
+    auto a = std::async(std::launch::async, [&] { return ctl("migrate"); });
+    auto b = std::async(std::launch::async, [&] { return ctl("migrate"); });
+    const auto ra = a.get(), rb = b.get();
+    ASSERT_EQ(ra.exit_code, 0) << ra.output;
+    ASSERT_EQ(rb.exit_code, 0) << rb.output;
+    const int applied = (ra.output.find("applied") != std::string::npos) +
+                        (rb.output.find("applied") != std::string::npos);
+    EXPECT_EQ(applied, 1) << ra.output << rb.output;
+}
+
+TEST_F(FerryctlTest, StatusJsonCountsPendingMessages) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    auto r = ctl("status --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("pending").get<long>(), 0);
+    EXPECT_EQ(j.at("oldest_pending_age_s").get<double>(), 0.0);
+
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    {
+        pqxx::work tx{conn};
+        for (int i = 0; i < 3; ++i) {
+            tx.exec("SELECT \"" + _schema.name() + "\".enqueue('orders', 'k" + std::to_string(i) + "', 'x'::bytea)");
+        }
+        tx.exec("UPDATE \"" + _schema.name() + "\".outbox SET created_at = created_at - interval '5 seconds'");
+        tx.commit();
+    }
+    r = ctl("status --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("pending").get<long>(), 3);
+    EXPECT_GE(j.at("oldest_pending_age_s").get<double>(), 5.0);
+    EXPECT_LT(j.at("oldest_pending_age_s").get<double>(), 60.0);
+    EXPECT_EQ(j.at("schema").get<std::string>(), _schema.name());
+}
+
+TEST_F(FerryctlTest, StatusOnAnUnmigratedSchemaSaysToMigrate) {
+    const auto r = ctl("status --json");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("ferryctl migrate"), std::string::npos) << r.output;
+}
+
+TEST(FerryctlErrorsTest, UnreachableDatabaseIsAClearErrorWithoutThePassword) {
+    const auto r = run("migrate", "FERRY_POSTGRES_DSN='postgresql://app:hunter2secret@127.0.0.1:1/x'");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("cannot connect to PostgreSQL"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("hunter2secret"), std::string::npos) << r.output;
+}
+
+TEST(FerryctlErrorsTest, InvalidConfigExitsTwoWithEveryError) {
+    const auto path = "/tmp/" + ferry::test::unique_name("badcfg") + ".yaml";
+    {
+        std::ofstream f(path);
+        f << "postgres:\n  schema: Bad-Name\n  dns: x\nkafka:\n  compression: brotli\n";
+    }
+    const auto r = run("--config " + path + " migrate");
+    std::remove(path.c_str());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(":2:"), std::string::npos) << r.output;  // schema, line 2
+    EXPECT_NE(r.output.find(":3:"), std::string::npos) << r.output;  // unknown key, line 3
+    EXPECT_NE(r.output.find(":5:"), std::string::npos) << r.output;  // compression, line 5
+}
