@@ -119,3 +119,43 @@ TEST(FerryctlErrorsTest, InvalidConfigExitsTwoWithEveryError) {
     EXPECT_NE(r.output.find(":3:"), std::string::npos) << r.output;  // unknown key, line 3
     EXPECT_NE(r.output.find(":5:"), std::string::npos) << r.output;  // compression, line 5
 }
+
+TEST_F(FerryctlTest, HalfListShowsParkedMessagesAndOperatorsResolveThem) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::string id;
+    {
+        pqxx::work tx{conn};
+        const auto s = "\"" + _schema.name() + "\"";
+        id = tx.exec("SELECT " + s + ".prepare('payments', 'pay-1', 'x'::bytea, '{}', 'tx-1', 'payments')::text")[0][0]
+                 .as<std::string>();
+        tx.exec("UPDATE " + s + ".half_message SET state = 'parked', check_count = 15, "
+                "last_check_result = 'unknown: no live instance' WHERE message_id = '" + id + "'");
+        tx.commit();
+    }
+    auto r = ctl("half list --state parked --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0].at("message_id"), id);
+    EXPECT_EQ(j[0].at("state"), "parked");
+    EXPECT_EQ(j[0].at("check_count"), 15);
+    EXPECT_EQ(j[0].at("last_check_result"), "unknown: no live instance");
+    EXPECT_EQ(nlohmann::json::parse(ctl("half list --state pending --json").output).size(), 0u);
+
+    r = ctl("half commit " + id);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("committed"), std::string::npos) << r.output;
+    pqxx::nontransaction tx{conn};
+    EXPECT_EQ(tx.exec("SELECT decided_by FROM \"" + _schema.name() + "\".half_message WHERE message_id = '" + id + "'")[0][0]
+                  .as<std::string>(),
+              "operator");
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM \"" + _schema.name() + "\".outbox WHERE message_id = '" + id + "'")[0][0].as<int>(), 1);
+
+    r = ctl("half rollback " + id);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("already committed"), std::string::npos) << r.output;
+    r = ctl("half commit not-a-uuid");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("is not a UUID"), std::string::npos) << r.output;
+}

@@ -108,8 +108,9 @@ message_id prepare(const writer& w, pqxx::transaction_base& tx, const message& m
                 "NULLIF($8, '')::interval, NULLIF($9, '')::interval, NULLIF($10, -1), $11::uuid, "
                 "NULLIF($12, '')::interval, NULLIF($13, '')::interval)",
             m.topic, m.key, payload, headers, tx_ref, o.producer_group,
-            o.producer_instance.value_or(""), interval_or_null(o.check_first_after),
-            interval_or_null(o.check_interval), o.max_checks.value_or(-1), id.to_string(),
+            o.producer_instance.value_or(""), interval_or_null(o.check_first_after.value_or(w.options().check_first_after)),
+            interval_or_null(o.check_interval.value_or(w.options().check_interval)),
+            o.max_checks.value_or(w.options().max_checks), id.to_string(),
             interval_or_null(m.deliver_after), interval_or_null(m.expires_after));
     } catch (...) {
         internal::rethrow_translated("prepare", "outbox");

@@ -1,6 +1,7 @@
 #pragma once
 // Options of the producer-side library. Filled by ferry::config from YAML, or set directly.
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -15,6 +16,13 @@ struct writer_options {
     std::size_t max_key_bytes = 4096;
     /// Largest total size of header names and values, in bytes.
     std::size_t max_headers_bytes = 64 * 1024;
+
+    /// Check-back schedule given to half messages that do not set their own (half_options):
+    /// first check this long after prepare, then every check_interval, at most max_checks times.
+    /// RocketMQ's defaults. Filled from the YAML section `checkback:`.
+    std::chrono::milliseconds check_first_after{6000};
+    std::chrono::milliseconds check_interval{30000};
+    int max_checks = 15;
 };
 
 }  // namespace ferry::outbox

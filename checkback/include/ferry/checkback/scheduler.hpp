@@ -1,0 +1,77 @@
+#pragma once
+// The check-back scheduler: finds half messages whose next check is due and asks their producer
+// group's resolver for the outcome (ADR 0004). It runs inside ferry-relay.
+//
+// Every time it reads is the database's clock: a due check is `next_check_at <= clock_timestamp()`
+// evaluated by PostgreSQL, so a relay host whose clock is skewed cannot check early and roll back
+// a live local transaction. Claiming a due message bumps `check_count` and `next_check_at` in the
+// same statement (FOR UPDATE SKIP LOCKED), so several relays never check one message at once.
+// A decision is recorded with decide_half(..., 'checkback'), a compare-and-set that never
+// overrides a decision the producer recorded first. After the last check a message that is still
+// undecided is parked: never discarded, listed by `ferryctl half list --state parked`.
+//
+// Lifecycle: construct, then either call run_once() (tests) or start()/stop() a background
+// thread with its own connection. stats() may be read from any thread.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "ferry/checkback/resolver.hpp"
+
+namespace ferry::checkback {
+
+struct scheduler_options {
+    std::string dsn;
+    std::string schema = "ferry";
+    std::chrono::milliseconds tick{500};
+    int batch_size = 64;
+    /// Resolver per producer group. A group without one gets `unknown` ("no resolver").
+    std::map<std::string, std::shared_ptr<resolver>> groups;
+    /// Answered mailbox requests older than this are deleted.
+    std::chrono::milliseconds request_retention{std::chrono::hours(1)};
+};
+
+struct scheduler_stats {
+    std::atomic<std::uint64_t> checks_commit{0};
+    std::atomic<std::uint64_t> checks_rollback{0};
+    std::atomic<std::uint64_t> checks_unknown{0};
+    std::atomic<std::uint64_t> parked{0};
+    std::atomic<std::uint64_t> errors{0};
+};
+
+/// Current counts from the database, for metrics.
+struct half_gauges {
+    std::int64_t pending = 0;
+    std::int64_t parked = 0;
+    double oldest_pending_age_s = 0;
+};
+
+class scheduler {
+public:
+    explicit scheduler(scheduler_options options);
+    ~scheduler();
+    scheduler(const scheduler&) = delete;
+    scheduler& operator=(const scheduler&) = delete;
+
+    /// Checks every due message once (up to batch_size). Returns how many were checked.
+    /// Throws ferry::error on database errors.
+    int run_once();
+
+    void start();
+    void stop();
+
+    [[nodiscard]] const scheduler_stats& stats() const noexcept { return _stats; }
+    [[nodiscard]] half_gauges read_gauges();
+
+private:
+    struct impl;
+    std::unique_ptr<impl> _impl;
+    scheduler_stats _stats;
+};
+
+}  // namespace ferry::checkback
