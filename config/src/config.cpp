@@ -717,6 +717,31 @@ const std::vector<section_spec>& sections() {
              string_key(
                  "format", [](auto& c) -> auto& { return c.log.format; }, one_of({"text", "json"})),
          }},
+        {"relay",
+         {
+             string_key(
+                 "instance_id", [](auto& c) -> auto& { return c.relay.instance_id; }),
+             size_key(
+                 "lease_groups", [](auto& c) -> auto& { return c.relay.lease_groups; }, 1, 256),
+             duration_key(
+                 "lease_ttl", [](auto& c) -> auto& { return c.relay.lease_ttl; }, 1s, 10min),
+             size_key(
+                 "batch_size", [](auto& c) -> auto& { return c.relay.batch_size; }, 1, 100000),
+             duration_key(
+                 "poll_min", [](auto& c) -> auto& { return c.relay.poll_min; }, 1ms, 1min),
+             duration_key(
+                 "poll_max", [](auto& c) -> auto& { return c.relay.poll_max; }, 1ms, 1min),
+             duration_key(
+                 "delivery_timeout", [](auto& c) -> auto& { return c.relay.delivery_timeout; }, 1s,
+                 10min),
+             duration_key(
+                 "shutdown_timeout", [](auto& c) -> auto& { return c.relay.shutdown_timeout; }, 1s,
+                 10min),
+             duration_key(
+                 "published_retention",
+                 [](auto& c) -> auto& { return c.relay.published_retention; }, 1min,
+                 std::chrono::hours(24 * 366)),
+         }},
     };
     return table;
 }

@@ -549,6 +549,60 @@ kafka:
     }
 }
 
+TEST(ConfigTest, RelaySectionDefaultsAndValues) {
+    const auto defaults = ferry::config::load_defaults(fake_env());
+    ASSERT_TRUE(defaults.ok()) << all_messages(defaults);
+    EXPECT_EQ(defaults.config.relay.lease_groups, 1u);
+    EXPECT_EQ(defaults.config.relay.lease_ttl, 10s);
+    EXPECT_EQ(defaults.config.relay.batch_size, 500u);
+    EXPECT_EQ(defaults.config.relay.poll_min, 1ms);
+    EXPECT_EQ(defaults.config.relay.poll_max, 100ms);
+    EXPECT_EQ(defaults.config.relay.shutdown_timeout, 10s);
+    EXPECT_TRUE(defaults.config.relay.instance_id.empty());
+
+    const auto r = load(R"(relay:
+  instance_id: relay-a
+  lease_groups: 8
+  lease_ttl: 3s
+  batch_size: 1000
+  poll_min: 2ms
+  poll_max: 50ms
+  delivery_timeout: 20s
+  shutdown_timeout: 5s
+  published_retention: 24h
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.relay.instance_id, "relay-a");
+    EXPECT_EQ(r.config.relay.lease_groups, 8u);
+    EXPECT_EQ(r.config.relay.lease_ttl, 3s);
+    EXPECT_EQ(r.config.relay.batch_size, 1000u);
+    EXPECT_EQ(r.config.relay.poll_min, 2ms);
+    EXPECT_EQ(r.config.relay.poll_max, 50ms);
+    EXPECT_EQ(r.config.relay.delivery_timeout, 20s);
+    EXPECT_EQ(r.config.relay.shutdown_timeout, 5s);
+    EXPECT_EQ(r.config.relay.published_retention, 24h);
+
+    // Round trip through render_redacted.
+    const auto again = load(ferry::config::render_redacted(r.config));
+    ASSERT_TRUE(again.ok()) << all_messages(again);
+    EXPECT_EQ(again.config.relay.batch_size, 1000u);
+    EXPECT_EQ(again.config.relay.lease_groups, 8u);
+}
+
+TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
+    const auto r = load(R"(relay:
+  lease_groups: 0
+  lease_ttl: 10ms
+  batch_size: abc
+  batch_sise: 10
+)");
+    EXPECT_THAT(only_error_for(r, "relay.lease_groups").message, HasSubstr("between"));
+    expect_at(only_error_for(r, "relay.lease_ttl"), 3, 14);
+    EXPECT_THAT(only_error_for(r, "relay.batch_size").message, HasSubstr("expected a size"));
+    EXPECT_THAT(only_error_for(r, "relay.batch_sise").message,
+                HasSubstr("did you mean \"batch_size\""));
+}
+
 TEST(ParseDurationTest, AcceptsUnits) {
     using ferry::config::parse_duration;
     EXPECT_EQ(parse_duration("250ms"), 250ms);

@@ -60,6 +60,28 @@ struct log_config {
     std::string format = "text";
 };
 
+/// The relay daemon (ferry-relay); see relay/README.md.
+struct relay_config {
+    /// Name of this instance in relay_lease.owner; empty means "<hostname>-<pid>-<random>".
+    std::string instance_id;
+    /// Lease groups the 256 outbox shards are split into (group g owns shards s % n == g).
+    /// Every instance sharing a schema must use the same value.
+    std::size_t lease_groups = 1;
+    /// A lease lasts this long unless renewed (renewed every lease_ttl / 3).
+    std::chrono::milliseconds lease_ttl{10000};
+    /// Outbox rows claimed, produced and marked together.
+    std::size_t batch_size = 500;
+    /// Idle polling backs off from poll_min to poll_max; a full batch polls again at once.
+    std::chrono::milliseconds poll_min{1};
+    std::chrono::milliseconds poll_max{100};
+    /// How long Kafka may take to acknowledge a message (librdkafka message.timeout.ms).
+    std::chrono::milliseconds delivery_timeout{30000};
+    /// SIGTERM: time allowed to finish the in-flight batch and release leases.
+    std::chrono::milliseconds shutdown_timeout{10000};
+    /// Rows of the published ledger older than this are deleted (in bounded batches).
+    std::chrono::milliseconds published_retention{7 * 24 * 3600 * 1000LL};
+};
+
 struct ferry_config {
     postgres_config postgres;
     ferry::outbox::writer_options outbox;
@@ -67,6 +89,7 @@ struct ferry_config {
     redis_config redis;
     http_config http;
     log_config log;
+    relay_config relay;
 };
 
 /// One problem found while loading. line and column are 1-based; 0 when not tied to a place

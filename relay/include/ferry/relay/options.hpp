@@ -1,0 +1,53 @@
+#pragma once
+// Options of the relay (ferry::relay). Plain values with defaults; ferry-relay fills them from
+// the `postgres`, `kafka` and `relay` sections of ferry::config (see relay/README.md).
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+
+namespace ferry::relay {
+
+struct relay_options {
+    // --- PostgreSQL
+    /// libpq connection string. Never logged unredacted.
+    std::string dsn;
+    /// Schema holding the outbox and relay tables (migrations 0001 and 0002).
+    std::string schema = "ferry";
+    std::chrono::milliseconds connect_timeout{5000};
+
+    // --- Kafka
+    std::string brokers = "127.0.0.1:9092";
+    /// none | gzip | snappy | lz4 | zstd
+    std::string compression = "lz4";
+    /// Kafka topic = topic_prefix + (topic_map[outbox topic] or the outbox topic).
+    std::string topic_prefix;
+    std::map<std::string, std::string> topic_map;
+    /// librdkafka producer properties passed through (applied after Ferry's own settings,
+    /// except enable.idempotence, acks and the delivery report callback, which Ferry owns).
+    std::map<std::string, std::string> properties;
+
+    // --- Relay
+    /// relay_lease.owner of this instance; empty: "<hostname>-<pid>-<random>".
+    std::string instance_id;
+    /// Number of lease groups; group g owns outbox shards s with s % lease_groups == g.
+    int lease_groups = 1;
+    std::chrono::milliseconds lease_ttl{10000};
+    std::size_t batch_size = 500;
+    std::chrono::milliseconds poll_min{1};
+    std::chrono::milliseconds poll_max{100};
+    /// librdkafka message.timeout.ms: how long one batch may wait for acknowledgements.
+    std::chrono::milliseconds delivery_timeout{30000};
+    /// On stop(): the in-flight batch gets this long before it is abandoned (rows unmarked).
+    std::chrono::milliseconds shutdown_timeout{10000};
+    std::chrono::milliseconds published_retention{std::chrono::hours(24 * 7)};
+};
+
+/// The Kafka topic an outbox topic is published to: topic_map rename, then topic_prefix.
+[[nodiscard]] std::string kafka_topic(const relay_options& options, const std::string& topic);
+
+/// The outbox shards (0..255) that lease group `group` of `groups` owns.
+[[nodiscard]] std::string shard_array_literal(int group, int groups);
+
+}  // namespace ferry::relay

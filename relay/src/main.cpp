@@ -1,0 +1,180 @@
+// ferry-relay: the relay daemon. Loads the configuration, optionally migrates the schema,
+// starts the relay and the HTTP endpoints, and runs until SIGTERM or SIGINT, then stops
+// gracefully (bounded by relay.shutdown_timeout) and exits 0.
+//
+// stdout carries exactly one line for tools and tests: `http.listen=HOST:PORT` once the HTTP
+// endpoints are bound. Logs are one line per event on stderr. Exit codes: 0 clean stop,
+// 1 start-up failure, 2 invalid configuration or arguments.
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "ferry/common/error.hpp"
+#include "ferry/common/redact.hpp"
+#include "ferry/config/config.hpp"
+#include "ferry/internal/pq.hpp"
+#include "ferry/outbox/migrate.hpp"
+#include "ferry/relay/relay.hpp"
+#include "http_server.hpp"
+
+namespace {
+
+ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
+    ferry::relay::relay_options o;
+    o.dsn = c.postgres.dsn;
+    o.schema = c.postgres.schema;
+    o.connect_timeout = c.postgres.connect_timeout;
+    o.brokers = c.kafka.brokers;
+    o.compression = c.kafka.compression;
+    o.topic_prefix = c.kafka.topic_prefix;
+    o.topic_map = c.kafka.topic_map;
+    o.properties = c.kafka.properties;
+    o.instance_id = c.relay.instance_id;
+    o.lease_groups = static_cast<int>(c.relay.lease_groups);
+    o.lease_ttl = c.relay.lease_ttl;
+    o.batch_size = c.relay.batch_size;
+    o.poll_min = c.relay.poll_min;
+    o.poll_max = c.relay.poll_max;
+    o.delivery_timeout = c.relay.delivery_timeout;
+    o.shutdown_timeout = c.relay.shutdown_timeout;
+    o.published_retention = c.relay.published_retention;
+    return o;
+}
+
+// %j: the message, escaped for a JSON string (log lines carry quoted values).
+class json_message_flag : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        for (char c : msg.payload) {
+            switch (c) {
+                case '"':
+                    dest.append(std::string_view("\\\""));
+                    break;
+                case '\\':
+                    dest.append(std::string_view("\\\\"));
+                    break;
+                case '\n':
+                    dest.append(std::string_view("\\n"));
+                    break;
+                default:
+                    if (static_cast<unsigned char>(c) < 0x20) {
+                        dest.push_back(' ');
+                    } else {
+                        dest.push_back(c);
+                    }
+            }
+        }
+    }
+    [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<json_message_flag>();
+    }
+};
+
+void setup_logging(const ferry::config::log_config& log) {
+    auto logger = spdlog::stderr_logger_mt("ferry-relay");
+    if (log.format == "json") {
+        auto formatter =
+            std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+        formatter->add_flag<json_message_flag>('j').set_pattern(
+            R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%j"})");
+        logger->set_formatter(std::move(formatter));
+    } else {
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ level=%l %v", spdlog::pattern_time_type::utc);
+    }
+    logger->set_level(spdlog::level::from_str(log.level));
+    logger->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"ferry-relay - publishes the transactional outbox to Kafka"};
+    std::string config_path;
+    bool migrate = false;
+    app.add_option("-c,--config", config_path,
+                   "YAML configuration file (default: defaults + FERRY_* environment)");
+    app.add_flag("--migrate", migrate, "Apply pending schema migrations before starting");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+
+    const auto loaded = config_path.empty() ? ferry::config::load_defaults()
+                                            : ferry::config::load_file(config_path);
+    if (!loaded.ok()) {
+        for (const auto& d : loaded.errors) std::cerr << d.to_string() << '\n';
+        return 2;
+    }
+    const auto& cfg = loaded.config;
+    setup_logging(cfg.log);
+
+    // Block the stop signals before any thread starts, so only sigwait() below sees them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    try {
+        if (migrate || cfg.postgres.migrate_on_start) {
+            auto conn = ferry::internal::connect(
+                cfg.postgres.dsn, std::max<long>(1, cfg.postgres.connect_timeout.count() / 1000),
+                "relay");
+            const auto r = ferry::outbox::migrate(conn, cfg.postgres.schema);
+            spdlog::info("event=migrated schema={} applied={} version={}", cfg.postgres.schema,
+                         r.applied.size(), r.current_version);
+        }
+
+        auto metrics = std::make_shared<ferry::relay::registry>();
+        ferry::relay::relay relay(to_options(cfg), metrics);
+        relay.start();
+        ferry::relay::http_server http(cfg.http.listen, metrics,
+                                       [&relay] { return relay.ready(); });
+        const std::string bound =
+            (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host()) +
+            ":" + std::to_string(http.port());
+        spdlog::info("event=http_listening address={} instance={}", bound, relay.instance_id());
+        std::printf("http.listen=%s\n", bound.c_str());
+        std::fflush(stdout);
+
+        int sig = 0;
+        while (sigwait(&stop_signals, &sig) != 0) {
+        }
+        spdlog::info("event=stopping signal={} shutdown_timeout_ms={}", strsignal(sig),
+                     cfg.relay.shutdown_timeout.count());
+        // The stop is bounded by shutdown_timeout plus one database round trip; should a
+        // server hang beyond that, exit anyway (rows left unmarked are republished later).
+        const auto hard_limit = cfg.relay.shutdown_timeout + std::chrono::seconds(5);
+        std::thread([hard_limit] {
+            std::this_thread::sleep_for(hard_limit);
+            spdlog::error("event=forced_exit after_ms={}", hard_limit.count());
+            std::_Exit(1);
+        }).detach();
+        relay.stop();
+        http.stop();
+        const auto c = relay.counts();
+        spdlog::info("event=stopped published={} parked={} expired={} fenced={}", c.published,
+                     c.parked, c.expired, c.fenced);
+        return 0;
+    } catch (const ferry::error& e) {
+        spdlog::error("event=startup_failed code={} error=\"{}\"", e.code(), e.what());
+        return e.kind() == ferry::error_kind::permanent ? 2 : 1;
+    } catch (const std::exception& e) {
+        spdlog::error("event=startup_failed error=\"{}\"", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,77 @@
+#pragma once
+// Private: the relay's Kafka producer (librdkafka), kept out of public headers.
+//
+// One idempotent producer (enable.idempotence=true, acks=all, murmur2_random partitioner).
+// send() produces a batch in order and waits for every delivery report, so the caller learns,
+// per message, "acknowledged at partition/offset", "refused permanently" or "not acknowledged"
+// (transient). Lifecycle: created by the publish worker, destroyed and recreated after a fatal
+// error. Thread-safety: one thread (the worker) calls send(); delivery reports are served on it.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ferry/relay/options.hpp"
+
+struct rd_kafka_s;
+
+namespace ferry::relay::detail {
+
+struct produce_item {
+    std::string topic;               // Kafka topic (already mapped)
+    std::optional<std::string> key;  // nullopt: null key
+    std::string payload;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+enum class outcome { acked, permanent, transient, not_sent };
+
+struct delivery {
+    outcome result = outcome::not_sent;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::string error_code;  // librdkafka error name, e.g. "MSG_SIZE_TOO_LARGE"
+    std::string error_text;
+};
+
+struct batch_outcome {
+    std::vector<delivery> deliveries;  // one per item, same order
+    bool fatal = false;                // the producer must be recreated
+    std::string fatal_reason;
+};
+
+/// True when Kafka will refuse this message again however often it is retried.
+[[nodiscard]] bool is_permanent_error(int rd_kafka_resp_err) noexcept;
+
+class producer {
+public:
+    /// Throws ferry::error(permanent) for an invalid configuration.
+    explicit producer(const relay_options& options);
+    ~producer();
+    producer(const producer&) = delete;
+    producer& operator=(const producer&) = delete;
+
+    /// Produces `items` in order and waits for their delivery reports, at most until
+    /// `deadline`, or until `abandon()` returns true. A message whose (topic, key) already
+    /// failed earlier in the batch is not produced (outcome::not_sent), so a key never overtakes
+    /// its failed message.
+    batch_outcome send(const std::vector<produce_item>& items,
+                       std::chrono::steady_clock::time_point deadline,
+                       const std::function<bool()>& abandon);
+
+    struct batch_state;  // per-batch delivery slots (public for the C callback only)
+
+private:
+    void serve(int timeout_ms);
+
+    rd_kafka_s* _rk = nullptr;
+    std::vector<std::shared_ptr<batch_state>> _unfinished;  // kept alive until every report
+};
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,434 @@
+// Fault tests of the ferry-relay daemon, run as a child process: kill -9, SIGSTOP past the lease
+// (zombie), SIGTERM, all brokers down, pg_terminate_backend, injected produce errors.
+//
+// Shape (RELIABILITY.md): a workload of (message_id, key, key_seq) committed by the test, a fault,
+// heal, then a check of what ARRIVED IN KAFKA: lost (must be 0), duplicates (counted, bounded),
+// phantoms (0) and per-key order of first deliveries.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "ferry/test/child_process.hpp"
+#include "ferry/test/dev_kafka.hpp"
+#include "relay_fixture.hpp"
+
+namespace {
+
+using namespace ferry::relay_test;
+using ferry::test::child_options;
+using ferry::test::child_process;
+using ferry::test::kafka_reader;
+using ferry::test::kafka_record;
+
+constexpr std::size_t k_batch = 50;
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+struct relay_config {
+    std::string brokers = ferry::test::kafka_brokers();
+    std::string dsn = ferry::test::pg_dsn();
+    std::string instance_id;
+    std::map<std::string, std::string> env;
+    std::string lease_ttl = "2s";
+    int lease_groups = 1;
+    std::string delivery_timeout = "10s";
+};
+
+// One ferry-relay child process with its own config file and log file.
+class relay_process {
+public:
+    relay_process(const relay_env& env, const relay_config& c) {
+        const auto name = ferry::test::unique_name("relay_proc");
+        _config_path = "/tmp/" + name + ".yaml";
+        _log_path = "/tmp/" + name + ".log";
+        std::ofstream out(_config_path);
+        out << "postgres:\n  dsn: \"" << c.dsn << "\"\n  schema: " << env.schema.name()
+            << "\nkafka:\n  brokers: \"" << c.brokers << "\"\n  compression: none\n"
+            << "http:\n  listen: 127.0.0.1:0\nrelay:\n"
+            << (c.instance_id.empty() ? "" : "  instance_id: " + c.instance_id + "\n")
+            << "  lease_ttl: " << c.lease_ttl << "\n  lease_groups: " << c.lease_groups
+            << "\n  batch_size: " << k_batch
+            << "\n  poll_max: 20ms\n  delivery_timeout: " << c.delivery_timeout
+            << "\n  shutdown_timeout: 5s\n";
+        out.close();
+        child_options opts;
+        opts.env = c.env;
+        opts.stderr_path = _log_path;
+        _proc = std::make_unique<child_process>(
+            FERRY_RELAY_PATH, std::vector<std::string>{"--config", _config_path}, opts);
+        const auto listen = _proc->wait_for_prefix("http.listen=", 20s);
+        if (!listen) throw std::runtime_error("ferry-relay did not start: " + log());
+        _port = std::stoi(listen->substr(listen->rfind(':') + 1));
+    }
+    ~relay_process() {
+        _proc.reset();
+        std::remove(_config_path.c_str());
+        if (!::testing::Test::HasFailure()) std::remove(_log_path.c_str());
+    }
+
+    child_process& proc() { return *_proc; }
+    [[nodiscard]] std::string log() const { return read_file(_log_path); }
+    [[nodiscard]] const std::string& log_path() const { return _log_path; }
+    [[nodiscard]] std::string metrics() const {
+        httplib::Client client("127.0.0.1", _port);
+        auto res = client.Get("/metrics");
+        return res ? res->body : std::string{};
+    }
+
+private:
+    std::string _config_path;
+    std::string _log_path;
+    std::unique_ptr<child_process> _proc;
+    int _port = 0;
+};
+
+// Commits `count` messages over `keys` keys in one thread (so key_seq follows commit order),
+// recording every committed id. Commits whose outcome is unknown are recorded as `info`.
+class workload {
+public:
+    workload(const relay_env& env, std::string topic, int count, int keys,
+             std::chrono::microseconds pause = 0us, std::string key_prefix = "k")
+        : _thread([this, &env, topic = std::move(topic), count, keys, pause, key_prefix] {
+              pqxx::connection conn{ferry::test::pg_dsn()};
+              std::map<std::string, int> seq;
+              for (int i = 0; i < count && !_stop; ++i) {
+                  const auto key = key_prefix + std::to_string(i % keys);
+                  try {
+                      const int s = seq[key] + 1;
+                      const auto id = enqueue_committed(
+                          conn, env.schema.name(), topic,
+                          {key, std::to_string(s), R"({"key_seq":")" + std::to_string(s) + "\"}"});
+                      seq[key] = s;
+                      std::lock_guard lock(_mutex);
+                      _committed.insert(id);
+                  } catch (const std::exception&) {
+                      ++_info;
+                  }
+                  if (pause.count() > 0) std::this_thread::sleep_for(pause);
+              }
+          }) {}
+    ~workload() {
+        _stop = true;
+        join();
+    }
+    void join() {
+        if (_thread.joinable()) _thread.join();
+    }
+    std::set<std::string> committed() {
+        std::lock_guard lock(_mutex);
+        return _committed;
+    }
+    [[nodiscard]] int info() const { return _info; }
+
+private:
+    std::atomic<bool> _stop{false};
+    std::atomic<int> _info{0};
+    std::mutex _mutex;
+    std::set<std::string> _committed;
+    std::thread _thread;
+};
+
+// Per key, the first delivery of each message must follow key_seq 1, 2, 3, ...; a repeated
+// message (a duplicate) is skipped, as a consumer's dedup would.
+std::size_t order_violations(const std::vector<kafka_record>& records) {
+    std::map<std::string, int> last;
+    std::set<std::string> seen;
+    std::size_t violations = 0;
+    for (const auto& r : records) {
+        const auto id = r.header("ferry-message-id").value_or("");
+        if (!seen.insert(id).second) continue;
+        const int s = std::stoi(r.header("key_seq").value_or("0"));
+        auto& l = last[r.key.value_or("")];
+        if (s != l + 1) ++violations;
+        l = s;
+    }
+    return violations;
+}
+
+long published_count(const relay_env& env) {
+    return count_rows("SELECT count(*) FROM " + env.q() + ".published");
+}
+
+bool outbox_drained(const relay_env& env, std::chrono::milliseconds timeout) {
+    return eventually(
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0; }, timeout,
+        100ms);
+}
+
+// Reads everything from Kafka and checks the history. Returns the duplicates.
+std::size_t expect_no_loss(kafka_reader& reader, const std::set<std::string>& committed,
+                           std::size_t max_duplicates) {
+    auto records = reader.read(committed.size(), 60s);
+    records = reader.read_all(1s, 30s);
+    const auto check = check_delivery(records, committed);
+    EXPECT_EQ(check.lost, 0u) << describe(check);
+    EXPECT_EQ(check.phantoms, 0u) << describe(check);
+    EXPECT_LE(check.duplicates, max_duplicates) << describe(check);
+    EXPECT_EQ(order_violations(records), 0u);
+    std::cerr << "[history] committed=" << committed.size() << " " << describe(check) << "\n";
+    return check.duplicates;
+}
+
+TEST(RelayFaultTest, KillNineMidStreamThenRestartLosesNothing) {
+    relay_env env;
+    workload load(env, env.topic, 1500, 20, 300us);
+    {
+        relay_process first(env, {});
+        ASSERT_TRUE(eventually([&] { return published_count(env) >= 300; }, 30s));
+        first.proc().kill();
+        ASSERT_TRUE(first.proc().wait(5s).has_value());
+    }
+    const auto at_crash = published_count(env);
+    relay_process second(env, {});
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << second.log();
+    EXPECT_GT(published_count(env), at_crash);
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), k_batch);
+    EXPECT_EQ(load.info(), 0);
+}
+
+// kill -9 exactly between Kafka's ack and the mark (fault point before_mark): the next relay
+// republishes that batch, so the duplicates are exactly its rows, and nothing is lost.
+TEST(RelayFaultTest, KillNineBetweenAckAndMarkRepublishesExactlyThatBatch) {
+    relay_env env;
+    relay_config c;
+    c.env["FERRY_RELAY_FAULT_BEFORE_MARK_MS"] = "10000";
+    workload load(env, env.topic, 300, 10, 300us);
+    std::size_t batch_rows = 0;
+    {
+        relay_process first(env, c);
+        ASSERT_TRUE(eventually(
+            [&] { return first.log().find("name=before_mark") != std::string::npos; }, 20s));
+        first.proc().kill();
+        ASSERT_TRUE(first.proc().wait(5s).has_value());
+        const auto log = first.log();
+        const auto pos = log.find("rows=", log.find("name=before_mark"));
+        ASSERT_NE(pos, std::string::npos);
+        batch_rows = std::stoul(log.substr(pos + 5));
+    }
+    EXPECT_EQ(published_count(env), 0) << "the crashed batch must not be marked";
+    relay_process second(env, {});
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << second.log();
+    kafka_reader reader(env.topic);
+    const auto duplicates = expect_no_loss(reader, load.committed(), k_batch);
+    EXPECT_GE(batch_rows, 1u);
+    EXPECT_EQ(duplicates, batch_rows);
+}
+
+// Two relays share four lease groups; one is killed mid-stream and the survivor takes over its
+// groups after the ttl.
+TEST(RelayFaultTest, TwoRelaysFourGroupsKillOneSurvivorTakesOver) {
+    relay_env env;
+    relay_config a;
+    a.instance_id = "relay-a";
+    a.lease_groups = 4;
+    relay_config b = a;
+    b.instance_id = "relay-b";
+    relay_process survivor(env, a);
+    auto victim = std::make_unique<relay_process>(env, b);
+    auto held_by = [&](const std::string& who) {
+        return count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner = '" + who +
+                          "' AND expires_at > clock_timestamp()");
+    };
+    ASSERT_TRUE(
+        eventually([&] { return held_by("relay-a") == 2 && held_by("relay-b") == 2; }, 20s));
+    workload load(env, env.topic, 1200, 40, 300us);
+    ASSERT_TRUE(eventually([&] { return published_count(env) >= 200; }, 30s));
+    victim->proc().kill();
+    (void)victim->proc().wait(5s);
+    victim.reset();
+    EXPECT_TRUE(eventually([&] { return held_by("relay-a") == 4; }, 15s)) << held_by("relay-a");
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << survivor.log();
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), 2 * k_batch);
+}
+
+// The active relay is paused (SIGSTOP) between Kafka's ack and the mark, past its lease; the peer
+// takes over. When the zombie resumes, its mark is refused (fenced) and it publishes nothing more.
+TEST(RelayFaultTest, ZombieCannotMarkAfterTakeoverAndNothingIsLost) {
+    relay_env env;
+    relay_config zc;
+    zc.instance_id = "zombie-a";
+    zc.env["FERRY_RELAY_FAULT_BEFORE_MARK_MS"] = "3000";
+    relay_process zombie(env, zc);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".relay_lease WHERE owner = 'zombie-a'") == 1;
+        },
+        10s));
+    relay_config pc;
+    pc.instance_id = "peer-b";
+    relay_process peer(env, pc);
+
+    workload first(env, env.topic, 40, 8);
+    first.join();
+    // Wait until the zombie sits between the ack and the mark, then freeze it.
+    ASSERT_TRUE(eventually(
+        [&] { return zombie.log().find("name=before_mark") != std::string::npos; }, 20s));
+    zombie.proc().stop();
+    const auto zombie_epoch = count_rows("SELECT epoch FROM " + env.q() + ".relay_lease");
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".relay_lease WHERE owner = 'peer-b'") == 1;
+        },
+        15s))
+        << "the peer did not take over";
+    const auto peer_epoch = count_rows("SELECT epoch FROM " + env.q() + ".relay_lease");
+    EXPECT_GT(peer_epoch, zombie_epoch);
+
+    workload second(env, env.topic, 40, 8, 0us, "later-k");
+    second.join();
+    ASSERT_TRUE(outbox_drained(env, 30s));
+    zombie.proc().cont();
+    EXPECT_TRUE(
+        eventually([&] { return zombie.log().find("event=fenced") != std::string::npos; }, 10s))
+        << zombie.log();
+    std::this_thread::sleep_for(1s);
+    // The zombie marked nothing under its old epoch, and still holds nothing.
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
+                         ".published WHERE relay_epoch = " + std::to_string(zombie_epoch)),
+              0);
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner = 'peer-b'"),
+              1);
+    auto committed = first.committed();
+    for (const auto& id : second.committed()) committed.insert(id);
+    kafka_reader reader(env.topic);
+    const auto duplicates = expect_no_loss(reader, committed, k_batch);
+    // The zombie's produced-but-unmarked batch is republished by the peer: bounded duplicates.
+    EXPECT_LE(duplicates, k_batch);
+}
+
+TEST(RelayFaultTest, SigtermExitsCleanlyWithinBoundAndReleasesTheLease) {
+    relay_env env;
+    workload load(env, env.topic, 1000, 10, 300us);
+    {
+        relay_process relay(env, {});
+        ASSERT_TRUE(eventually([&] { return published_count(env) >= 200; }, 30s));
+        const auto t0 = std::chrono::steady_clock::now();
+        relay.proc().terminate();
+        const auto status = relay.proc().wait(8s);
+        ASSERT_TRUE(status.has_value()) << "no exit within shutdown_timeout + 3s";
+        EXPECT_TRUE(status->success()) << status->describe();
+        std::cerr << "[sigterm] exit after "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count()
+                  << " ms\n";
+        EXPECT_EQ(
+            count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner IS NOT NULL"),
+            0);
+        EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".relay_instance"), 0);
+    }
+    relay_process next(env, {});
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s));
+    kafka_reader reader(env.topic);
+    EXPECT_EQ(expect_no_loss(reader, load.committed(), 0), 0u) << "a graceful stop duplicated";
+}
+
+TEST(RelayFaultTest, AllBrokersDownForTenSecondsThenUpLosesNothing) {
+    relay_env env;
+    ferry::test::dev_kafka kafka({.brokers = 3, .topics = {env.topic + ":4"}});
+    relay_config c;
+    c.brokers = kafka.bootstrap();
+    c.delivery_timeout = "3s";
+    relay_process relay(env, c);
+    workload load(env, env.topic, 600, 12, 1ms);
+    ASSERT_TRUE(eventually([&] { return published_count(env) >= 100; }, 30s));
+    kafka.all_brokers_down();
+    std::this_thread::sleep_for(10s);
+    const auto during = published_count(env);
+    kafka.all_brokers_up();
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    EXPECT_TRUE(relay.proc().running());
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    // Batches that timed out while the brokers were down may have reached the log anyway.
+    expect_no_loss(reader, load.committed(), 10 * k_batch);
+    std::cerr << "[brokers-down] published before up=" << during << "\n";
+}
+
+TEST(RelayFaultTest, TerminatedDatabaseSessionsReconnectAndLoseNothing) {
+    relay_env env;
+    relay_config c;
+    const auto app = ferry::test::unique_name("relay_app");
+    c.dsn +=
+        (c.dsn.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+    relay_process relay(env, c);
+    workload load(env, env.topic, 800, 10, 1ms);
+    pqxx::connection admin{ferry::test::pg_dsn()};
+    long terminated = 0;
+    for (int i = 0; i < 3; ++i) {
+        std::this_thread::sleep_for(700ms);
+        pqxx::nontransaction tx{admin};
+        terminated += tx.exec_params(
+                            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                            "pg_stat_activity WHERE application_name = $1",
+                            app)[0][0]
+                          .as<long>();
+    }
+    EXPECT_GT(terminated, 0);
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    EXPECT_TRUE(relay.proc().running());
+    EXPECT_THAT(relay.metrics(),
+                testing::Not(testing::HasSubstr("ferry_relay_pg_reconnects_total 0\n")));
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), 3 * k_batch);
+}
+
+TEST(RelayFaultTest, InjectedProduceErrorsLoseNothing) {
+    relay_env env;
+    ferry::test::dev_kafka kafka({.brokers = 3, .topics = {env.topic + ":4"}});
+    relay_config c;
+    c.brokers = kafka.bootstrap();
+    relay_process relay(env, c);
+    workload load(env, env.topic, 600, 12, 1ms);
+    ASSERT_TRUE(eventually([&] { return published_count(env) >= 50; }, 30s));
+    kafka.push_errors(0, "NOT_LEADER_FOR_PARTITION", 20);
+    std::this_thread::sleep_for(300ms);
+    kafka.push_errors(0, "NOT_ENOUGH_REPLICAS", 20);
+    std::this_thread::sleep_for(300ms);
+    kafka.push_errors(0, "REQUEST_TIMED_OUT", 5);
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    expect_no_loss(reader, load.committed(), 10 * k_batch);
+}
+
+// An error the idempotent producer cannot recover from (sequence out of order) is fatal: the
+// relay recreates the producer and republishes what was not acknowledged.
+TEST(RelayFaultTest, FatalProducerErrorRecreatesProducerAndLosesNothing) {
+    relay_env env;
+    ferry::test::dev_kafka kafka({.brokers = 3, .topics = {env.topic + ":4"}});
+    relay_config c;
+    c.brokers = kafka.bootstrap();
+    relay_process relay(env, c);
+    workload load(env, env.topic, 400, 12, 1ms);
+    ASSERT_TRUE(eventually([&] { return published_count(env) >= 50; }, 30s));
+    kafka.push_errors(0, "OUT_OF_ORDER_SEQUENCE_NUMBER", 1);
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    expect_no_loss(reader, load.committed(), 2 * k_batch);
+    std::cerr << relay.log() << "\n" << relay.metrics();
+}
+
+}  // namespace

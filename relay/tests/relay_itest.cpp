@@ -1,0 +1,501 @@
+// Integration tests of the relay (ferry::relay) against the harness's PostgreSQL and embedded
+// Kafka. Every test checks what ARRIVED IN KAFKA (ferry::test::kafka_reader, read_committed),
+// not only what the relay reports. Each test has its own schema and topic.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "ferry/relay/relay.hpp"
+#include "http_server.hpp"
+#include "relay_fixture.hpp"
+
+namespace {
+
+using namespace ferry::relay_test;
+using ferry::test::kafka_reader;
+using ferry::test::kafka_record;
+using testing::HasSubstr;
+
+ferry::relay::relay_options options_for(const relay_env& env) {
+    ferry::relay::relay_options o;
+    o.dsn = ferry::test::pg_dsn();
+    o.schema = env.schema.name();
+    o.brokers = ferry::test::kafka_brokers();
+    o.lease_ttl = 2s;
+    o.poll_max = 20ms;
+    o.batch_size = 100;
+    o.delivery_timeout = 10s;
+    o.shutdown_timeout = 5s;
+    return o;
+}
+
+std::vector<kafka_record> with_key(const std::vector<kafka_record>& records,
+                                   const std::string& key) {
+    std::vector<kafka_record> out;
+    for (const auto& r : records) {
+        if (r.key && *r.key == key) out.push_back(r);
+    }
+    return out;
+}
+
+bool contains_id(const std::vector<kafka_record>& records, const std::string& id) {
+    for (const auto& r : records) {
+        if (r.header("ferry-message-id") == id) return true;
+    }
+    return false;
+}
+
+TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto a =
+        enqueue_committed(conn, env.schema.name(), env.topic,
+                          {"order-1", "payload-a", R"({"trace-id":"t-1","tenant":"x"})"});
+    const auto b = enqueue_committed(conn, env.schema.name(), env.topic, {"", "no-key"});
+    const auto c = enqueue_committed(conn, env.schema.name(), env.topic, {"order-1", "payload-c"});
+    std::string rolled_back;
+    {
+        pqxx::work tx{conn};
+        rolled_back = enqueue(tx, env.schema.name(), env.topic, {"order-2", "never"});
+        tx.abort();
+    }
+
+    ferry::relay::relay relay(options_for(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    auto records = reader.read(3, 20s);
+    records = reader.read_all(1s, 10s);
+    ASSERT_EQ(records.size(), 3u) << reader.last_error();
+    const auto check = check_delivery(records, {a, b, c});
+    EXPECT_EQ(check.lost + check.duplicates + check.phantoms, 0u) << describe(check);
+    EXPECT_FALSE(contains_id(records, rolled_back));
+
+    const std::regex rfc3339(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+    std::map<std::string, kafka_record> by_id;
+    for (const auto& r : records) {
+        by_id[*r.header("ferry-message-id")] = r;
+        EXPECT_TRUE(std::regex_match(r.header("ferry-created-at").value_or(""), rfc3339))
+            << r.header("ferry-created-at").value_or("<none>");
+    }
+    EXPECT_EQ(by_id[a].key, std::optional<std::string>("order-1"));
+    EXPECT_EQ(by_id[a].value, std::optional<std::string>("payload-a"));
+    EXPECT_EQ(by_id[a].header("trace-id"), std::optional<std::string>("t-1"));
+    EXPECT_EQ(by_id[a].header("tenant"), std::optional<std::string>("x"));
+    EXPECT_EQ(by_id[b].key, std::nullopt) << "an empty outbox key is a null Kafka key";
+    // Same key, same partition, in commit order.
+    EXPECT_EQ(by_id[a].partition, by_id[c].partition);
+    EXPECT_LT(by_id[a].offset, by_id[c].offset);
+
+    // The ledger agrees with Kafka; the outbox is empty.
+    EXPECT_TRUE(eventually(
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0; }, 5s));
+    pqxx::nontransaction tx{conn};
+    for (const auto& [id, r] : by_id) {
+        const auto row =
+            tx.exec_params("SELECT partition, \"offset\", relay_epoch, lease_group FROM " +
+                               env.q() + ".published WHERE message_id = $1::uuid",
+                           id);
+        ASSERT_EQ(row.size(), 1u) << id;
+        EXPECT_EQ(row[0][0].as<int>(), r.partition);
+        EXPECT_EQ(row[0][1].as<long>(), r.offset);
+        EXPECT_GE(row[0][2].as<long>(), 1);
+    }
+    relay.stop();
+    EXPECT_EQ(relay.counts().published, 3u);
+}
+
+// A transaction that enqueued first (lower id) but commits last must still be published. The
+// negative control, a naive `id > last_id` cursor over the same commit history, misses it.
+TEST(RelayTest, LateCommitIsDeliveredAndANaiveCursorMissesIt) {
+    relay_env env;
+    {
+        // The history the naive cursor reads: every outbox insert, visible when it commits.
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec("CREATE TABLE " + env.q() + ".history (id bigint, message_id uuid)");
+        tx.exec("CREATE FUNCTION " + env.q() +
+                ".record_history() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN INSERT INTO " +
+                env.q() +
+                ".history VALUES (NEW.id, NEW.message_id); "
+                "RETURN NEW; END$$");
+        tx.exec("CREATE TRIGGER history AFTER INSERT ON " + env.q() +
+                ".outbox FOR EACH ROW EXECUTE "
+                "FUNCTION " +
+                env.q() + ".record_history()");
+        tx.commit();
+    }
+    ferry::relay::relay relay(options_for(env));
+    relay.start();
+
+    pqxx::connection late_conn{ferry::test::pg_dsn()};
+    pqxx::work late_tx{late_conn};
+    const auto late = enqueue(late_tx, env.schema.name(), env.topic, {"late-key", "late"});
+
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::set<std::string> committed{late};
+    for (int i = 0; i < 5; ++i) {
+        committed.insert(
+            enqueue_committed(conn, env.schema.name(), env.topic,
+                              {"k" + std::to_string(i), "early-" + std::to_string(i)}));
+    }
+    kafka_reader reader(env.topic);
+    auto records = reader.read(5, 20s);
+    ASSERT_EQ(records.size(), 5u);
+    EXPECT_FALSE(contains_id(records, late));
+
+    // The naive cursor catches up with everything committed so far...
+    long last_id = 0;
+    std::set<std::string> naive_seen;
+    auto naive_poll = [&] {
+        pqxx::nontransaction tx{conn};
+        for (const auto& row : tx.exec_params("SELECT id, message_id::text FROM " + env.q() +
+                                                  ".history WHERE id > $1 ORDER BY id",
+                                              last_id)) {
+            last_id = row[0].as<long>();
+            naive_seen.insert(row[1].as<std::string>());
+        }
+    };
+    naive_poll();
+    late_tx.commit();  // ...then the lower id commits.
+    naive_poll();
+
+    records = reader.read(6, 20s);
+    records = reader.read_all(500ms, 10s);
+    const auto check = check_delivery(records, committed);
+    EXPECT_EQ(check.lost, 0u) << describe(check);
+    EXPECT_TRUE(contains_id(records, late)) << "the late commit was not published";
+    // Negative control: the checker would have caught the cursor bug.
+    EXPECT_EQ(naive_seen.count(late), 0u) << "the naive cursor unexpectedly saw the late row";
+    EXPECT_EQ(naive_seen.size(), committed.size() - 1);
+    relay.stop();
+}
+
+// 8 producer threads on 100 keys serialize on a per-key aggregate row (SELECT ... FOR UPDATE);
+// per key, the consumed order must be the commit order (key_seq 1, 2, 3, ...).
+TEST(RelayTest, PerKeyOrderWithConcurrentProducers) {
+    relay_env env;
+    constexpr int k_threads = 8;
+    constexpr int k_keys = 100;
+    constexpr int k_per_thread = 100;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec("CREATE TABLE " + env.q() + ".aggregate (key text PRIMARY KEY, seq int NOT NULL)");
+        tx.exec("INSERT INTO " + env.q() +
+                ".aggregate SELECT 'key-' || g, 0 FROM generate_series(0, " +
+                std::to_string(k_keys - 1) + ") g");
+        tx.commit();
+    }
+    auto opts = options_for(env);
+    opts.batch_size = 50;
+    opts.lease_groups = 4;  // one instance holds all four groups
+    ferry::relay::relay relay(opts);
+    relay.start();
+
+    std::mutex ids_mutex;
+    std::set<std::string> committed;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> producers;
+    for (int t = 0; t < k_threads; ++t) {
+        producers.emplace_back([&, t] {
+            try {
+                pqxx::connection conn{ferry::test::pg_dsn()};
+                std::mt19937 rng(static_cast<unsigned>(t * 7919 + 1));
+                for (int i = 0; i < k_per_thread; ++i) {
+                    const auto key = "key-" + std::to_string(rng() % k_keys);
+                    pqxx::work tx{conn};
+                    const int seq =
+                        tx.exec_params("UPDATE " + env.q() +
+                                           ".aggregate SET seq = seq + 1 WHERE key = $1 "
+                                           "RETURNING seq",
+                                       key)[0][0]
+                            .as<int>();
+                    const auto id = enqueue(tx, env.schema.name(), env.topic,
+                                            {key, std::to_string(seq),
+                                             R"({"key_seq":")" + std::to_string(seq) + R"("})"});
+                    tx.commit();
+                    std::lock_guard lock(ids_mutex);
+                    committed.insert(id);
+                }
+            } catch (const std::exception& e) {
+                ++failures;
+                ADD_FAILURE() << e.what();
+            }
+        });
+    }
+    for (auto& p : producers) p.join();
+    ASSERT_EQ(failures.load(), 0);
+
+    kafka_reader reader(env.topic);
+    auto records = reader.read(committed.size(), 60s);
+    records = reader.read_all(1s, 20s);
+    const auto check = check_delivery(records, committed);
+    EXPECT_EQ(check.lost + check.duplicates + check.phantoms, 0u) << describe(check);
+    std::size_t violations = 0;
+    std::map<std::string, int> last_seq;
+    for (const auto& r : records) {  // offset order within each partition; a key has one partition
+        const int seq = std::stoi(r.header("key_seq").value_or("0"));
+        auto& last = last_seq[r.key.value_or("")];
+        if (seq != last + 1) ++violations;
+        last = seq;
+    }
+    EXPECT_EQ(violations, 0u);
+    EXPECT_EQ(relay.groups_held(), 4);
+    relay.stop();
+}
+
+TEST(RelayTest, DelayedMessageWaitsUntilAvailable) {
+    relay_env env;
+    ferry::relay::relay relay(options_for(env));
+    relay.start();
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto enqueued_at = std::chrono::steady_clock::now();
+    const auto delayed =
+        enqueue_committed(conn, env.schema.name(), env.topic, {"d", "delayed", "{}", 2000});
+    const auto now = enqueue_committed(conn, env.schema.name(), env.topic, {"n", "now"});
+    kafka_reader reader(env.topic);
+    auto records = reader.read(1, 10s);
+    ASSERT_GE(records.size(), 1u);
+    EXPECT_TRUE(contains_id(records, now));
+    if (std::chrono::steady_clock::now() - enqueued_at < 1500ms) {
+        EXPECT_FALSE(contains_id(records, delayed)) << "published before available_at";
+    }
+    records = reader.read(2, 15s);
+    ASSERT_TRUE(contains_id(records, delayed));
+    EXPECT_GE(std::chrono::steady_clock::now() - enqueued_at, 2s);
+    relay.stop();
+}
+
+TEST(RelayTest, ExpiredMessageLandsInExpiredTableAndNeverInKafka) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto expired =
+        enqueue_committed(conn, env.schema.name(), env.topic, {"e", "too late", "{}", -1, 1});
+    std::this_thread::sleep_for(20ms);
+    ferry::relay::relay relay(options_for(env));
+    relay.start();
+    const auto fresh = enqueue_committed(conn, env.schema.name(), env.topic, {"e", "fresh"});
+    kafka_reader reader(env.topic);
+    auto records = reader.read(1, 15s);
+    records = reader.read_all(1s, 10s);
+    EXPECT_TRUE(contains_id(records, fresh));
+    EXPECT_FALSE(contains_id(records, expired)) << "an expired message reached Kafka";
+    EXPECT_EQ(records.size(), 1u);
+    ASSERT_TRUE(eventually([&] { return relay.counts().expired == 1; }, 10s));
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".expired WHERE message_id = '" +
+                         expired + "'"),
+              1);
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);
+    EXPECT_EQ(relay.counts().expired, 1u);
+    relay.stop();
+}
+
+// A message Kafka refuses permanently (larger than the producer's message.max.bytes) is parked
+// with its reason, holds back only the later messages of its own key, and other keys flow.
+TEST(RelayTest, PoisonMessageIsParkedAndHoldsOnlyItsKey) {
+    relay_env env;
+    auto opts = options_for(env);
+    opts.properties["message.max.bytes"] = "100000";
+    ferry::relay::relay relay(opts);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto poison = enqueue_committed(conn, env.schema.name(), env.topic,
+                                          {"poisoned", std::string(200000, 'x')});
+    const auto held = enqueue_committed(conn, env.schema.name(), env.topic, {"poisoned", "after"});
+    std::set<std::string> others;
+    for (int i = 0; i < 10; ++i) {
+        others.insert(enqueue_committed(conn, env.schema.name(), env.topic,
+                                        {"healthy-" + std::to_string(i % 3), std::to_string(i)}));
+    }
+    relay.start();
+    kafka_reader reader(env.topic);
+    auto records = reader.read(others.size(), 20s);
+    // Later rows of other keys keep flowing while the poison is parked.
+    const auto more = enqueue_committed(conn, env.schema.name(), env.topic, {"healthy-0", "more"});
+    others.insert(more);
+    records = reader.read(others.size(), 20s);
+    records = reader.read_all(1s, 10s);
+    const auto check = check_delivery(records, others);
+    EXPECT_EQ(check.lost + check.duplicates, 0u) << describe(check);
+    EXPECT_FALSE(contains_id(records, poison));
+    EXPECT_FALSE(contains_id(records, held)) << "a later message overtook the parked one";
+    EXPECT_TRUE(with_key(records, "poisoned").empty());
+
+    pqxx::nontransaction tx{conn};
+    const auto parked =
+        tx.exec("SELECT message_id::text, error_code, reason, id FROM " + env.q() + ".parked");
+    ASSERT_EQ(parked.size(), 1u);
+    EXPECT_EQ(parked[0][0].as<std::string>(), poison);
+    EXPECT_EQ(parked[0][1].as<std::string>(), "MSG_SIZE_TOO_LARGE");
+    EXPECT_FALSE(parked[0][2].as<std::string>().empty());
+    const auto still_waiting = tx.exec("SELECT message_id::text FROM " + env.q() + ".outbox");
+    ASSERT_EQ(still_waiting.size(), 1u);
+    EXPECT_EQ(still_waiting[0][0].as<std::string>(), held);
+    EXPECT_EQ(relay.counts().parked, 1u);
+    relay.stop();
+
+    // The operator raises the limit and retries: the parked row returns with its original id,
+    // so it is published before the message that waited behind it.
+    const auto parked_id = parked[0][3].as<long>();
+    EXPECT_TRUE(
+        tx.exec_params("SELECT " + env.q() + ".retry_parked($1)", parked_id)[0][0].as<bool>());
+    EXPECT_FALSE(
+        tx.exec_params("SELECT " + env.q() + ".retry_parked($1)", parked_id)[0][0].as<bool>());
+    auto fixed = options_for(env);
+    fixed.properties["message.max.bytes"] = "1000000";
+    ferry::relay::relay retry_relay(fixed);
+    retry_relay.start();
+    records = reader.read(others.size() + 2, 20s);
+    const auto poisoned = with_key(records, "poisoned");
+    ASSERT_EQ(poisoned.size(), 2u);
+    EXPECT_EQ(poisoned[0].header("ferry-message-id"), poison);
+    EXPECT_EQ(poisoned[1].header("ferry-message-id"), held);
+    EXPECT_EQ(poisoned[0].value->size(), 200000u);
+    retry_relay.stop();
+}
+
+TEST(RelayTest, TwoInstancesShareLeaseGroupsFairly) {
+    relay_env env;
+    auto opts = options_for(env);
+    opts.lease_groups = 4;
+    opts.lease_ttl = 1500ms;
+    auto a_opts = opts;
+    a_opts.instance_id = "relay-a";
+    auto b_opts = opts;
+    b_opts.instance_id = "relay-b";
+    ferry::relay::relay a(a_opts);
+    a.start();
+    ASSERT_TRUE(eventually([&] { return a.groups_held() == 4; }, 10s));
+    ferry::relay::relay b(b_opts);
+    b.start();
+    EXPECT_TRUE(eventually([&] { return a.groups_held() == 2 && b.groups_held() == 2; }, 15s))
+        << "a=" << a.groups_held() << " b=" << b.groups_held();
+
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::set<std::string> committed;
+    for (int i = 0; i < 60; ++i) {
+        committed.insert(enqueue_committed(conn, env.schema.name(), env.topic,
+                                           {"key-" + std::to_string(i), std::to_string(i)}));
+    }
+    kafka_reader reader(env.topic);
+    auto records = reader.read(committed.size(), 30s);
+    records = reader.read_all(1s, 10s);
+    const auto check = check_delivery(records, committed);
+    EXPECT_EQ(check.lost + check.duplicates + check.phantoms, 0u) << describe(check);
+    ASSERT_TRUE(eventually(
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0; }, 10s));
+    EXPECT_GT(a.counts().published, 0u);
+    EXPECT_GT(b.counts().published, 0u);
+
+    // When b stops it releases its groups and a takes them all back.
+    b.stop();
+    EXPECT_TRUE(eventually([&] { return a.groups_held() == 4; }, 15s)) << a.groups_held();
+    a.stop();
+}
+
+// An instance configured with a different number of lease groups would map keys to different
+// groups (two owners for one key): while it is live, it acquires nothing.
+TEST(RelayTest, DisagreeingLeaseGroupCountAcquiresNothing) {
+    relay_env env;
+    auto opts = options_for(env);
+    opts.lease_groups = 2;
+    opts.instance_id = "two-groups";
+    ferry::relay::relay a(opts);
+    a.start();
+    ASSERT_TRUE(eventually([&] { return a.groups_held() == 2; }, 10s));
+    auto other = options_for(env);
+    other.lease_groups = 4;
+    other.instance_id = "four-groups";
+    ferry::relay::relay b(other);
+    b.start();
+    std::this_thread::sleep_for(3s);
+    EXPECT_EQ(b.groups_held(), 0);
+    EXPECT_EQ(a.groups_held(), 2) << "holders keep (and renew) what they have";
+    EXPECT_EQ(
+        count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner = 'four-groups'"),
+        0);
+    b.stop();
+    a.stop();
+}
+
+TEST(RelayTest, PublishedLedgerRetentionDeletesOnlyOldRows) {
+    relay_env env;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec("INSERT INTO " + env.q() +
+                ".published (message_id, topic, key, partition, "
+                "\"offset\", created_at, published_at, relay_epoch, lease_group) SELECT "
+                "gen_random_uuid(), 't', 'k', 0, g, now(), now() - interval '2 days', 1, 0 "
+                "FROM generate_series(1, 7000) g");
+        tx.commit();
+    }
+    auto opts = options_for(env);
+    opts.published_retention = 24h;
+    ferry::relay::relay relay(opts);
+    relay.start();
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto fresh = enqueue_committed(conn, env.schema.name(), env.topic, {"r", "fresh"});
+    kafka_reader reader(env.topic);
+    ASSERT_EQ(reader.read(1, 15s).size(), 1u);
+    // 7000 old rows take two bounded deletes (5000 + 2000); the fresh row stays.
+    EXPECT_TRUE(eventually(
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".published") == 1; }, 10s))
+        << count_rows("SELECT count(*) FROM " + env.q() + ".published");
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id = '" +
+                         fresh + "'"),
+              1);
+    relay.stop();
+}
+
+TEST(RelayTest, MetricsAndHealthEndpoints) {
+    relay_env env;
+    auto metrics = std::make_shared<ferry::relay::registry>();
+    ferry::relay::relay relay(options_for(env), metrics);
+    relay.start();
+    ferry::relay::http_server http("127.0.0.1:0", metrics, [&] { return relay.ready(); });
+    ASSERT_GT(http.port(), 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto id = enqueue_committed(conn, env.schema.name(), env.topic, {"m", "metrics"});
+    kafka_reader reader(env.topic);
+    ASSERT_EQ(reader.read(1, 15s).size(), 1u);
+
+    // Kafka has the record; the mark (and the counter) follow right after.
+    ASSERT_TRUE(eventually([&] { return relay.counts().published == 1; }, 10s));
+    httplib::Client client("127.0.0.1", http.port());
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto res = client.Get("/readyz");
+            return res && res->status == 200;
+        },
+        10s));
+    auto health = client.Get("/healthz");
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 200);
+    auto res = client.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    for (const char* name :
+         {"ferry_outbox_pending ", "ferry_outbox_oldest_pending_age_seconds ",
+          "ferry_relay_published_total 1", "ferry_relay_publish_errors_total{kind=\"transient\"} ",
+          "ferry_relay_batch_size_bucket{le=\"1\"} 1", "ferry_relay_commit_to_ack_seconds_count 1",
+          "ferry_relay_parked ", "ferry_relay_expired_total ", "ferry_outbox_expired ",
+          "ferry_relay_lease_groups_held 1", "ferry_relay_epoch{group=\"0\"} ",
+          "ferry_outbox_dead_tuples "}) {
+        EXPECT_THAT(res->body, HasSubstr(name));
+    }
+    relay.stop();
+    auto not_ready = client.Get("/readyz");
+    ASSERT_TRUE(not_ready);
+    EXPECT_EQ(not_ready->status, 503);
+    (void)id;
+}
+
+}  // namespace
