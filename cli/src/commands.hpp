@@ -22,6 +22,7 @@ struct globals {
 void register_config(CLI::App& app, globals& g);   // config check FILE | config show
 void register_migrate(CLI::App& app, globals& g);  // migrate
 void register_status(CLI::App& app, globals& g);   // status [--json]
+void register_dlq(CLI::App& app, globals& g);      // dlq list|show|replay|purge
 void register_half(CLI::App& app, globals& g);     // half list|commit|rollback
 
 }  // namespace ferry::cli

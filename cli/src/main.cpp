@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
     ferry::cli::register_config(app, g);
     ferry::cli::register_migrate(app, g);
     ferry::cli::register_status(app, g);
+    ferry::cli::register_dlq(app, g);
     ferry::cli::register_half(app, g);
     try {
         app.parse(argc, argv);

@@ -1,0 +1,1224 @@
+#include "ferry/consumer/consumer.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "ferry/dedup/inbox.hpp"
+#include "ferry/dedup/redis_store.hpp"
+#include "ferry/internal/pq.hpp"
+#include "ferry/retry/tables.hpp"
+#include "offset_tracker.hpp"
+
+namespace ferry::consumer {
+
+using namespace std::chrono_literals;
+using ms = std::chrono::milliseconds;
+using clock_type = std::chrono::steady_clock;
+
+std::optional<std::string> message::header_value(std::string_view name) const {
+    std::optional<std::string> out;
+    for (const auto& h : headers) {
+        if (h.name == name) out = h.value;
+    }
+    return out;
+}
+
+std::string_view to_string(dedup_mode m) noexcept {
+    switch (m) {
+        case dedup_mode::none:
+            return "none";
+        case dedup_mode::redis:
+            return "redis";
+        case dedup_mode::inbox:
+            return "inbox";
+        case dedup_mode::redis_and_inbox:
+            return "redis_and_inbox";
+    }
+    return "unknown";
+}
+
+namespace {
+
+constexpr const char* id_header = "ferry-message-id";
+
+// A lower-cased canonical UUID, or empty when `s` is not one.
+std::string canonical_uuid(std::string_view s) {
+    if (s.size() != 36) return {};
+    std::string out(s);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const char c = out[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') return {};
+            continue;
+        }
+        if (c >= 'A' && c <= 'F') {
+            out[i] = static_cast<char>(c - 'A' + 'a');
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return {};
+        }
+    }
+    return out;
+}
+
+std::string default_instance_id() {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    std::random_device rd;
+    std::ostringstream s;
+    s << host << '-' << ::getpid() << '-' << std::hex << (rd() & 0xffffff);
+    return s.str();
+}
+
+[[noreturn]] void bad_option(const std::string& field, const std::string& why) {
+    throw ferry::error(error_kind::permanent, "consumer.options", "consumer: " + field + ": " + why,
+                       field);
+}
+
+// Handler / effect outcome of one attempt.
+enum class attempt_result { applied, duplicate, failed, lost_claim };
+
+struct attempt_outcome {
+    attempt_result result = attempt_result::applied;
+    error_kind kind = error_kind::retryable;
+    std::string code;
+    std::string error;
+};
+
+retry::stored_message to_stored(const message& m, bool ordered) {
+    retry::stored_message s;
+    s.topic = m.topic;
+    s.partition = m.partition;
+    s.offset = m.offset;
+    s.key = m.key;
+    s.message_id = m.message_id;
+    s.payload = m.payload;
+    for (const auto& h : m.headers) s.headers.push_back({h.name, h.value});
+    s.ordered = ordered;
+    return s;
+}
+
+message from_stored(const retry::stored_message& s) {
+    message m;
+    m.message_id = s.message_id;
+    m.key = s.key;
+    m.payload = s.payload;
+    m.topic = s.topic;
+    m.partition = s.partition;
+    m.offset = s.offset;
+    for (const auto& h : s.headers) m.headers.push_back({h.name, h.value});
+    return m;
+}
+
+[[maybe_unused]] void fault_point(const char* name) {
+#ifdef FERRY_FAULT_POINTS
+    const char* f = std::getenv("FERRY_FAULT");
+    if (f != nullptr && std::string_view(f) == name) {
+        spdlog::warn("event=fault_point name={} action=SIGKILL", name);
+        std::fflush(nullptr);
+        std::raise(SIGKILL);
+    }
+#else
+    (void)name;
+#endif
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct consumer::impl {
+    struct topic_entry {
+        handler plain;
+        tx_handler tx;
+        topic_options options;
+    };
+
+    struct work_item {
+        message msg;
+        std::string malformed;  // reason, when the envelope is bad
+        std::uint64_t generation = 0;
+        std::optional<dedup::claim> claim;  // Redis claim from the batch pipeline
+        bool claim_failed = false;          // Redis was unreachable at poll time
+        topic_entry* entry = nullptr;
+    };
+
+    struct lane {
+        std::size_t index = 0;
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::deque<work_item> queue;
+        std::atomic<std::size_t> depth{0};
+        std::thread thread;
+        std::unique_ptr<pqxx::connection> conn;
+        // Redis completes waiting for one pipelined round trip, with the offsets they free.
+        std::vector<dedup::claim> pending_claims;
+        std::vector<work_item> pending_items;
+    };
+
+    consumer_options o;
+    std::map<std::string, topic_entry> topics;
+    bool use_redis = false;
+    bool use_inbox = false;
+
+    std::unique_ptr<dedup::redis_store> redis;
+    std::unique_ptr<dedup::inbox> box;
+    std::unique_ptr<retry::retry_table> retries;
+    std::unique_ptr<retry::dead_letters> dead;
+
+    rd_kafka_t* rk = nullptr;
+    rd_kafka_t* dlq_producer = nullptr;
+    std::mutex dlq_mutex;
+    detail::offset_tracker tracker;
+
+    std::vector<std::unique_ptr<lane>> lanes;
+    std::thread poll_thread;
+    std::thread retry_thread;
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> abandon_all{false};
+    std::atomic<bool> lanes_exit{false};
+    std::atomic<bool> started{false};
+    std::atomic<bool> stopped{false};
+    std::atomic<bool> paused{false};
+    std::mutex retry_mutex;
+    std::condition_variable retry_cv;
+
+    // Ordered retry: keys known (or suspected) to have a message in retry or a blocking dead
+    // letter. A cache of the tables: a lane checks the table before trusting an entry, and while
+    // blocked_loaded is false every ordered keyed message checks the table.
+    std::mutex blocked_mutex;
+    std::set<std::pair<std::string, std::string>> blocked;
+    std::atomic<bool> blocked_loaded{false};
+
+    // Metrics.
+    std::atomic<std::uint64_t> m_consumed{0}, m_processed{0}, m_duplicates{0}, m_retries{0},
+        m_retry_scheduled{0}, m_parked{0}, m_dead{0}, m_malformed{0}, m_redis_errors{0},
+        m_commits{0}, m_rebalances{0};
+    std::atomic<std::int64_t> m_lag{0};
+    std::atomic<std::size_t> m_assigned{0};
+    std::atomic<std::size_t> queued_total{0};
+
+    explicit impl(consumer_options opts) : o(std::move(opts)) {
+        if (o.instance_id.empty()) o.instance_id = default_instance_id();
+    }
+
+    ~impl() {
+        if (rk != nullptr) rd_kafka_destroy(rk);
+        if (dlq_producer != nullptr) {
+            rd_kafka_flush(dlq_producer, 2000);
+            rd_kafka_destroy(dlq_producer);
+        }
+    }
+
+    // ---------------------------------------------------------------------------- start-up
+
+    std::unique_ptr<pqxx::connection> connect_pg() {
+        try {
+            return std::make_unique<pqxx::connection>(internal::with_connect_timeout(
+                o.dsn, std::max<long>(1, static_cast<long>(o.connect_timeout.count() / 1000))));
+        } catch (const std::exception& e) {
+            throw ferry::error(error_kind::retryable, "consumer.connect",
+                               std::string("cannot connect to PostgreSQL: ") + e.what(),
+                               "postgres.dsn");
+        }
+    }
+
+    void validate() {
+        if (o.group.empty()) bad_option("group", "must not be empty");
+        if (o.brokers.empty()) bad_option("brokers", "must not be empty");
+        if (o.dsn.empty())
+            bad_option("dsn", "the consumer database is required (retry, dead letters)");
+        if (o.lanes == 0) bad_option("lanes", "must be at least 1");
+        if (o.max_batch == 0) bad_option("max_batch", "must be at least 1");
+        if (topics.empty()) bad_option("topics", "subscribe() at least one topic before start()");
+        retry::validate(o.retry);
+        use_redis = o.dedup == dedup_mode::redis || o.dedup == dedup_mode::redis_and_inbox;
+        use_inbox = o.dedup == dedup_mode::inbox || o.dedup == dedup_mode::redis_and_inbox;
+        if (use_inbox) {
+            for (const auto& [t, e] : topics) {
+                if (!e.tx) {
+                    bad_option("dedup",
+                               "the inbox needs the effect in PostgreSQL: subscribe topic " + t +
+                                   " with a tx_handler");
+                }
+            }
+        }
+    }
+
+    rd_kafka_conf_t* make_conf(bool consumer_conf) {
+        rd_kafka_conf_t* conf = rd_kafka_conf_new();
+        char err[512];
+        auto set = [&](const std::string& k, const std::string& v) {
+            if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) !=
+                RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                bad_option("kafka." + k, err);
+            }
+        };
+        set("bootstrap.servers", o.brokers);
+        set("client.id", "ferry-consumer-" + o.instance_id);
+        if (consumer_conf) {
+            set("group.id", o.group);
+            set("auto.offset.reset", o.auto_offset_reset);
+            set("isolation.level", "read_committed");
+            set("partition.assignment.strategy", "roundrobin");
+            set("session.timeout.ms", std::to_string(o.session_timeout.count()));
+            set("heartbeat.interval.ms",
+                std::to_string(std::max<long long>(100, o.session_timeout.count() / 5)));
+            set("enable.partition.eof", "false");
+        }
+        for (const auto& [k, v] : o.kafka_properties) set(k, v);
+        if (consumer_conf) {
+            set("enable.auto.commit", "false");
+            set("enable.auto.offset.store", "false");
+        }
+        return conf;
+    }
+
+    void start() {
+        validate();
+        {
+            auto conn = connect_pg();  // fail fast on a bad DSN or a missing schema
+            try {
+                pqxx::nontransaction tx{*conn};
+                (void)internal::exec(tx, "SELECT 1 FROM " + quote_schema() + ".retry LIMIT 0");
+            } catch (...) {
+                internal::rethrow_translated("consumer start", "consumer");
+            }
+        }
+        retries = std::make_unique<retry::retry_table>(o.schema, o.group);
+        dead = std::make_unique<retry::dead_letters>(o.schema);
+        if (use_inbox) box = std::make_unique<dedup::inbox>(o.schema);
+        if (use_redis) {
+            dedup::redis_options ro;
+            ro.url = o.redis_url;
+            ro.key_prefix = o.redis_key_prefix;
+            ro.done_window = o.done_window;
+            redis = std::make_unique<dedup::redis_store>(ro);
+            try {
+                redis->ping();
+            } catch (const ferry::error& e) {
+                if (!use_inbox) throw;  // Redis-only cannot run without Redis
+                spdlog::warn(
+                    "event=redis_unavailable at=start group={} action=inbox_only error=\"{}\"",
+                    o.group, e.what());
+            }
+        }
+        if (!o.dead_letter_topic.empty()) {
+            char err[512];
+            auto* conf = make_conf(false);
+            dlq_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+            if (dlq_producer == nullptr) bad_option("dead_letter_topic", err);
+        }
+
+        rd_kafka_conf_t* conf = make_conf(true);
+        rd_kafka_conf_set_opaque(conf, this);
+        rd_kafka_conf_set_rebalance_cb(conf, &impl::rebalance_trampoline);
+        char err[512];
+        rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+        if (rk == nullptr) bad_option("kafka", err);
+        rd_kafka_poll_set_consumer(rk);
+        auto* subs = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+        for (const auto& [t, e] : topics) {
+            rd_kafka_topic_partition_list_add(subs, t.c_str(), RD_KAFKA_PARTITION_UA);
+        }
+        const auto serr = rd_kafka_subscribe(rk, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        if (serr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            throw ferry::error(error_kind::permanent, "consumer.subscribe",
+                               std::string("subscribe failed: ") + rd_kafka_err2str(serr));
+        }
+
+        for (std::size_t i = 0; i < o.lanes; ++i) {
+            auto l = std::make_unique<lane>();
+            l->index = i;
+            lanes.push_back(std::move(l));
+        }
+        for (auto& l : lanes) {
+            lane* lp = l.get();
+            lp->thread = std::thread([this, lp] { lane_loop(*lp); });
+        }
+        retry_thread = std::thread([this] { retry_loop(); });
+        poll_thread = std::thread([this] { poll_loop(); });
+        started = true;
+        spdlog::info("event=consumer_started group={} instance={} dedup={} lanes={} topics={}",
+                     o.group, o.instance_id, to_string(o.dedup), o.lanes, topics.size());
+    }
+
+    std::string quote_schema() const {
+        std::string q = "\"";
+        for (char c : o.schema) {
+            if (c == '"') q += '"';
+            q += c;
+        }
+        return q + "\"";
+    }
+
+    void stop() {
+        if (!started || stopped.exchange(true)) return;
+        stopping = true;
+        if (poll_thread.joinable()) poll_thread.join();  // drains, commits, leaves the group
+        lanes_exit = true;
+        for (auto& l : lanes) {
+            { std::lock_guard lock(l->mutex); }
+            l->cv.notify_all();
+        }
+        for (auto& l : lanes) {
+            if (l->thread.joinable()) l->thread.join();
+        }
+        retry_cv.notify_all();
+        if (retry_thread.joinable()) retry_thread.join();
+        spdlog::info("event=consumer_stopped group={} instance={} processed={} duplicates={}",
+                     o.group, o.instance_id, m_processed.load(), m_duplicates.load());
+    }
+
+    // ---------------------------------------------------------------------------- poll thread
+
+    static void rebalance_trampoline(rd_kafka_t* rk_, rd_kafka_resp_err_t err,
+                                     rd_kafka_topic_partition_list_t* parts, void* opaque) {
+        static_cast<impl*>(opaque)->on_rebalance(rk_, err, parts);
+    }
+
+    void load_blocked_keys() {
+        try {
+            auto conn = connect_pg();
+            pqxx::read_transaction tx{*conn};
+            const auto keys = retries->blocked_keys(tx);
+            std::lock_guard lock(blocked_mutex);
+            blocked.clear();
+            for (const auto& [t, k] : keys) {
+                if (k) blocked.emplace(t, *k);
+            }
+            blocked_loaded = true;
+        } catch (const std::exception& e) {
+            // Lanes check the table for every ordered message until a load succeeds.
+            blocked_loaded = false;
+            spdlog::warn("event=blocked_keys_load_failed group={} error=\"{}\"", o.group, e.what());
+        }
+    }
+
+    void on_rebalance(rd_kafka_t* rk_, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t* parts) {
+        ++m_rebalances;
+        const bool cooperative =
+            std::string_view(rd_kafka_rebalance_protocol(rk_)) == "COOPERATIVE";
+        std::vector<detail::tp> list;
+        list.reserve(static_cast<std::size_t>(parts->cnt));
+        for (int i = 0; i < parts->cnt; ++i) {
+            list.push_back({parts->elems[i].topic, parts->elems[i].partition});
+        }
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            load_blocked_keys();
+            tracker.assign(list);
+            if (cooperative) {
+                if (auto* e = rd_kafka_incremental_assign(rk_, parts)) rd_kafka_error_destroy(e);
+            } else {
+                rd_kafka_assign(rk_, parts);
+            }
+            m_assigned = tracker.size();
+            spdlog::info("event=partitions_assigned group={} instance={} count={}", o.group,
+                         o.instance_id, list.size());
+            return;
+        }
+        // Revoked (or lost): queued work of these partitions is abandoned at once (lanes skip
+        // items whose generation is stale); running work gets revoke_timeout to finish.
+        const bool lost = rd_kafka_assignment_lost(rk_) != 0;
+        tracker.revoke_begin(list);
+        const bool drained = tracker.wait_idle(list, o.revoke_timeout);
+        if (!lost) commit(list, /*sync=*/true);
+        tracker.remove(list);
+        if (cooperative) {
+            if (auto* e = rd_kafka_incremental_unassign(rk_, parts)) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk_, nullptr);
+        }
+        m_assigned = tracker.size();
+        spdlog::info("event=partitions_revoked group={} instance={} count={} drained={} lost={}",
+                     o.group, o.instance_id, list.size(), drained, lost);
+    }
+
+    // Commits the commit position of `only` (or every tracked partition when empty).
+    // Async commits only send positions that moved; a sync commit (revoke, stop) resends every
+    // known position, since an async commit may have failed unseen (e.g. during a rebalance).
+    void commit(const std::vector<detail::tp>& only, bool sync) {
+        auto positions = tracker.commit_positions(only, /*all=*/sync);
+        std::erase_if(positions, [](const detail::position& p) { return p.offset < 0; });
+        if (positions.empty()) return;
+        auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(positions.size()));
+        for (const auto& p : positions) {
+            rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition)->offset =
+                p.offset;
+        }
+        const auto err = rd_kafka_commit(rk, list, sync ? 0 : 1);
+        rd_kafka_topic_partition_list_destroy(list);
+        ++m_commits;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || !sync) {
+            tracker.committed(positions);
+        } else {
+            spdlog::warn("event=commit_failed group={} error=\"{}\"", o.group,
+                         rd_kafka_err2str(err));
+        }
+    }
+
+    void update_lag() {
+        std::int64_t lag = 0;
+        for (const auto& p : tracker.commit_positions({}, /*all=*/true)) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_get_watermark_offsets(rk, p.topic.c_str(), p.partition, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR) {
+                continue;
+            }
+            const auto from = p.offset >= 0 ? p.offset : lo;
+            if (hi > from) lag += hi - from;
+        }
+        m_lag = lag;
+    }
+
+    void set_paused(bool pause) {
+        if (paused == pause) return;
+        rd_kafka_topic_partition_list_t* parts = nullptr;
+        if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || parts == nullptr)
+            return;
+        if (pause) {
+            rd_kafka_pause_partitions(rk, parts);
+        } else {
+            rd_kafka_resume_partitions(rk, parts);
+        }
+        rd_kafka_topic_partition_list_destroy(parts);
+        paused = pause;
+    }
+
+    work_item make_item(const rd_kafka_message_t* km) {
+        work_item w;
+        w.msg.topic = rd_kafka_topic_name(km->rkt);
+        w.msg.partition = km->partition;
+        w.msg.offset = km->offset;
+        if (km->key != nullptr)
+            w.msg.key = std::string(static_cast<const char*>(km->key), km->key_len);
+        if (km->payload != nullptr) {
+            w.msg.payload.assign(static_cast<const char*>(km->payload), km->len);
+        }
+        rd_kafka_headers_t* hdrs = nullptr;
+        if (rd_kafka_message_headers(km, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+            const char* name = nullptr;
+            const void* val = nullptr;
+            size_t size = 0;
+            for (size_t i = 0;
+                 rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+                 ++i) {
+                header h;
+                h.name = name;
+                if (val != nullptr) h.value = std::string(static_cast<const char*>(val), size);
+                w.msg.headers.push_back(std::move(h));
+            }
+        }
+        const auto id = w.msg.header_value(id_header);
+        if (!id) {
+            w.malformed = "malformed envelope: no ferry-message-id header";
+        } else {
+            w.msg.message_id = canonical_uuid(*id);
+            if (w.msg.message_id.empty()) {
+                w.malformed = "malformed envelope: ferry-message-id is not a UUID";
+            }
+        }
+        auto it = topics.find(w.msg.topic);
+        w.entry = it == topics.end() ? nullptr : &it->second;
+        return w;
+    }
+
+    std::size_t lane_of(const work_item& w) const {
+        std::size_t h;
+        if (w.msg.key) {
+            h = std::hash<std::string>{}(w.msg.topic + '\0' + *w.msg.key);
+        } else {
+            h = std::hash<std::string>{}(w.msg.topic) ^ static_cast<std::size_t>(w.msg.partition);
+        }
+        return h % lanes.size();
+    }
+
+    void dispatch(std::vector<work_item>& batch) {
+        if (use_redis) {
+            std::vector<std::string> ids;
+            std::vector<std::size_t> idx;
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                if (batch[i].malformed.empty()) {
+                    ids.push_back(batch[i].msg.message_id);
+                    idx.push_back(i);
+                }
+            }
+            if (!ids.empty()) {
+                try {
+                    auto claims = redis->try_claim_batch(o.group, ids, o.lease);
+                    for (std::size_t j = 0; j < idx.size(); ++j)
+                        batch[idx[j]].claim = std::move(claims[j]);
+                } catch (const ferry::error& e) {
+                    ++m_redis_errors;
+                    for (auto i : idx) batch[i].claim_failed = true;
+                    spdlog::warn("event=redis_claim_failed group={} batch={} error=\"{}\"", o.group,
+                                 ids.size(), e.what());
+                }
+            }
+        }
+        for (auto& w : batch) {
+            const auto l = lane_of(w);
+            auto& ln = *lanes[l];
+            {
+                std::lock_guard lock(ln.mutex);
+                ln.queue.push_back(std::move(w));
+                ln.depth = ln.queue.size();
+            }
+            ++queued_total;
+            ln.cv.notify_one();
+        }
+        batch.clear();
+    }
+
+    void poll_loop() {
+        auto last_commit = clock_type::now();
+        auto last_lag = clock_type::now();
+        std::vector<work_item> batch;
+        while (!stopping) {
+            if (queued_total >= o.max_queued) {
+                set_paused(true);
+            } else if (paused && queued_total < o.max_queued / 2) {
+                set_paused(false);
+            }
+            rd_kafka_message_t* km =
+                rd_kafka_consumer_poll(rk, static_cast<int>(o.poll_timeout.count()));
+            while (km != nullptr) {
+                if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                    if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        spdlog::warn("event=consume_error group={} error=\"{}\"", o.group,
+                                     rd_kafka_message_errstr(km));
+                    }
+                } else {
+                    const detail::tp t{rd_kafka_topic_name(km->rkt), km->partition};
+                    const auto gen = tracker.dispatch(t, km->offset);
+                    if (gen != 0) {
+                        auto w = make_item(km);
+                        w.generation = gen;
+                        batch.push_back(std::move(w));
+                        ++m_consumed;
+                    }
+                }
+                rd_kafka_message_destroy(km);
+                km = batch.size() < o.max_batch ? rd_kafka_consumer_poll(rk, 0) : nullptr;
+            }
+            if (!batch.empty()) dispatch(batch);
+            const auto now = clock_type::now();
+            if (now - last_commit >= o.commit_interval) {
+                commit({}, false);
+                last_commit = now;
+            }
+            if (now - last_lag >= 1s) {
+                update_lag();
+                last_lag = now;
+            }
+        }
+        // Graceful stop: let the lanes drain, commit what is complete, leave the group.
+        const auto deadline = clock_type::now() + o.shutdown_timeout;
+        while (clock_type::now() < deadline && (queued_total > 0 || tracker.running() > 0)) {
+            std::this_thread::sleep_for(5ms);
+        }
+        abandon_all = true;
+        tracker.wait_idle({}, 2s);
+        commit({}, true);
+        rd_kafka_consumer_close(rk);  // revoke callback: commits again, unassigns
+    }
+
+    // ---------------------------------------------------------------------------- lanes
+
+    pqxx::connection& lane_conn(std::unique_ptr<pqxx::connection>& conn) {
+        if (!conn || !conn->is_open()) conn = connect_pg();
+        return *conn;
+    }
+
+    bool still_mine(const work_item& w) const {
+        return !abandon_all && tracker.current({w.msg.topic, w.msg.partition}, w.generation);
+    }
+
+    // Runs `fn` (a database write) until it succeeds; backs off on errors. False when the work
+    // was abandoned (stop or revoke) before it succeeded.
+    template <typename Fn>
+    bool durably(std::unique_ptr<pqxx::connection>& conn, const work_item* w, const char* what,
+                 Fn&& fn) {
+        ms backoff = 50ms;
+        while (true) {
+            try {
+                fn(lane_conn(conn));
+                return true;
+            } catch (const std::exception& e) {
+                if (conn && !conn->is_open()) conn.reset();
+                spdlog::warn("event=db_write_failed op={} group={} error=\"{}\" retry_in_ms={}",
+                             what, o.group, e.what(), backoff.count());
+            }
+            if (lanes_exit || (w != nullptr && !still_mine(*w))) return false;
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min<ms>(backoff * 2, 2s);
+        }
+    }
+
+    // One handler call with its transaction (and inbox row / retry-row delete).
+    attempt_outcome attempt(std::unique_ptr<pqxx::connection>& conn, const topic_entry& e,
+                            const message& m, std::optional<long long> retry_row_id) {
+        attempt_outcome out;
+        try {
+            if (e.tx) {
+                auto& c = lane_conn(conn);
+                pqxx::work tx{c};
+                if (box) {
+                    const auto r = box->insert(tx, o.group, m.message_id, o.inbox_lock_wait);
+                    if (r == dedup::inbox_result::duplicate) {
+                        tx.abort();
+                        if (retry_row_id) {
+                            pqxx::work t2{c};
+                            (void)retries->remove(t2, *retry_row_id, o.instance_id);
+                            t2.commit();
+                        }
+                        out.result = attempt_result::duplicate;
+                        return out;
+                    }
+                    if (r == dedup::inbox_result::in_progress) {
+                        out.result = attempt_result::failed;
+                        out.code = "consumer.in_progress";
+                        out.error = "another consumer holds this message in its inbox transaction";
+                        return out;
+                    }
+                }
+                if (retry_row_id && !retries->remove(tx, *retry_row_id, o.instance_id)) {
+                    out.result = attempt_result::lost_claim;
+                    return out;
+                }
+                e.tx(m, tx);
+                tx.commit();
+            } else {
+                e.plain(m);
+                if (retry_row_id) {
+                    auto& c = lane_conn(conn);
+                    pqxx::work tx{c};
+                    (void)retries->remove(tx, *retry_row_id, o.instance_id);
+                    tx.commit();
+                }
+            }
+            if (!retry_row_id) fault_point("after_effect_before_offset");
+            out.result = attempt_result::applied;
+            return out;
+        } catch (...) {
+            out.result = attempt_result::failed;
+            try {
+                try {
+                    throw;
+                } catch (const ferry::error&) {
+                    throw;
+                } catch (const pqxx::failure&) {
+                    internal::rethrow_translated("handler", "consumer");
+                } catch (const pqxx::usage_error&) {
+                    internal::rethrow_translated("handler", "consumer");
+                }
+            } catch (const ferry::error& fe) {
+                out.kind = fe.kind();
+                out.code = fe.code();
+                out.error = fe.what();
+            } catch (const std::exception& se) {
+                out.kind = error_kind::retryable;
+                out.code = "consumer.handler";
+                out.error = se.what();
+            } catch (...) {
+                out.kind = error_kind::retryable;
+                out.code = "consumer.handler";
+                out.error = "unknown exception";
+            }
+            if (conn && !conn->is_open()) conn.reset();
+            return out;
+        }
+    }
+
+    void publish_dead_letter(const message& m, const std::string& reason) {
+        if (dlq_producer == nullptr) return;
+        rd_kafka_headers_t* h = rd_kafka_headers_new(m.headers.size() + 1);
+        for (const auto& x : m.headers) {
+            rd_kafka_header_add(h, x.name.c_str(), -1, x.value ? x.value->data() : nullptr,
+                                x.value ? static_cast<ssize_t>(x.value->size()) : 0);
+        }
+        rd_kafka_header_add(h, "ferry-dlq-reason", -1, reason.data(),
+                            static_cast<ssize_t>(reason.size()));
+        std::lock_guard lock(dlq_mutex);
+        void* key_ptr = m.key ? const_cast<char*>(m.key->data()) : nullptr;
+        const std::size_t key_len = m.key ? m.key->size() : 0;
+        const auto err = rd_kafka_producev(
+            dlq_producer, RD_KAFKA_V_TOPIC(o.dead_letter_topic.c_str()),
+            RD_KAFKA_V_KEY(key_ptr, key_len),
+            RD_KAFKA_V_VALUE(const_cast<char*>(m.payload.data()), m.payload.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_headers_destroy(h);
+            spdlog::warn("event=dlq_publish_failed topic={} error=\"{}\"", o.dead_letter_topic,
+                         rd_kafka_err2str(err));
+        }
+        rd_kafka_poll(dlq_producer, 0);
+    }
+
+    void mark_blocked(const message& m, bool ordered) {
+        if (!ordered || !m.key) return;
+        std::lock_guard lock(blocked_mutex);
+        blocked.emplace(m.topic, *m.key);
+    }
+
+    bool maybe_blocked(const message& m, bool ordered) {
+        if (!ordered || !m.key) return false;
+        if (!blocked_loaded) return true;
+        std::lock_guard lock(blocked_mutex);
+        return blocked.count({m.topic, *m.key}) > 0;
+    }
+
+    void release_claim(const std::optional<dedup::claim>& c) {
+        if (!redis || !c || c->token.empty()) return;
+        try {
+            (void)redis->release(*c);
+        } catch (const ferry::error&) {
+            ++m_redis_errors;  // the lease expires by itself
+        }
+    }
+
+    void flush_completes(lane& ln) {
+        if (!ln.pending_claims.empty()) {
+            try {
+                (void)redis->complete_batch(ln.pending_claims);
+            } catch (const ferry::error& e) {
+                // The effects are durable; only the fast filter misses them. With the inbox on,
+                // the inbox still absorbs a redelivery.
+                ++m_redis_errors;
+                spdlog::warn("event=redis_complete_failed group={} count={} error=\"{}\"", o.group,
+                             ln.pending_claims.size(), e.what());
+            }
+            ln.pending_claims.clear();
+        }
+        for (auto& w : ln.pending_items) finish(w, true);
+        ln.pending_items.clear();
+    }
+
+    void finish(const work_item& w, bool complete) {
+        tracker.finish({w.msg.topic, w.msg.partition}, w.generation, w.msg.offset, complete);
+    }
+
+    // Redis claim for a live message that could not use the batch claim. Returns the claim, or
+    // nullopt when processing should go ahead without one (inbox on, Redis down).
+    // `abandon` is set when the work was abandoned while waiting.
+    std::optional<dedup::claim> reclaim(lane& ln, const work_item& w, bool& abandon) {
+        ms backoff = 50ms;
+        flush_completes(ln);  // a duplicate of a message this lane just applied must see "done"
+        while (true) {
+            try {
+                auto c = redis->try_claim(o.group, w.msg.message_id, o.lease);
+                if (c.status != dedup::claim_status::in_progress || use_inbox) return c;
+            } catch (const ferry::error& e) {
+                ++m_redis_errors;
+                if (use_inbox) return std::nullopt;  // the inbox alone is authoritative
+                spdlog::warn(
+                    "event=redis_unavailable group={} message_id={} retry_in_ms={} error=\"{}\"",
+                    o.group, w.msg.message_id, backoff.count(), e.what());
+            }
+            // Redis-only: another owner holds the lease (or Redis is down): wait, never apply
+            // concurrently. Our own pending completes go first, so a duplicate in this lane
+            // sees "done".
+            flush_completes(ln);
+            if (lanes_exit || !still_mine(w)) {
+                abandon = true;
+                return std::nullopt;
+            }
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min<ms>(backoff * 2, 1s);
+        }
+    }
+
+    void process_live(lane& ln, work_item& w) {
+        const auto* e = w.entry;
+        const bool ordered = e != nullptr && e->options.ordered_retry;
+        if (!w.malformed.empty() || e == nullptr) {
+            const auto reason =
+                !w.malformed.empty() ? w.malformed : "no handler for topic " + w.msg.topic;
+            const auto stored = to_stored(w.msg, ordered);
+            const bool ok = durably(ln.conn, &w, "dead_letter", [&](pqxx::connection& c) {
+                pqxx::work tx{c};
+                dead->add(tx, o.group, stored, reason, "consumer.malformed", 0, false, false);
+                tx.commit();
+            });
+            if (!ok) return finish(w, false);
+            ++m_dead;
+            ++m_malformed;
+            spdlog::warn("event=dead_letter group={} topic={} partition={} offset={} reason=\"{}\"",
+                         o.group, w.msg.topic, w.msg.partition, w.msg.offset, reason);
+            publish_dead_letter(w.msg, reason);
+            return finish(w, true);
+        }
+        // Ordered retry: a key with a message in retry holds its later messages.
+        if (maybe_blocked(w.msg, ordered)) {
+            bool parked = false;
+            const auto stored = to_stored(w.msg, ordered);
+            const bool ok = durably(ln.conn, &w, "park", [&](pqxx::connection& c) {
+                pqxx::work tx{c};
+                parked = retries->park_if_blocked(tx, stored);
+                tx.commit();
+            });
+            if (!ok) return finish(w, false);
+            if (parked) {
+                ++m_parked;
+                release_claim(w.claim);
+                retry_cv.notify_all();
+                return finish(w, true);
+            }
+            std::lock_guard lock(blocked_mutex);
+            blocked.erase({w.msg.topic, *w.msg.key});
+        }
+        // Redis filter.
+        std::optional<dedup::claim> claim;
+        if (redis) {
+            if (w.claim_failed ||
+                (w.claim && w.claim->status == dedup::claim_status::in_progress)) {
+                bool abandon = false;
+                claim = reclaim(ln, w, abandon);
+                if (abandon) return finish(w, false);
+            } else {
+                claim = w.claim;
+            }
+            if (claim && claim->status == dedup::claim_status::done) {
+                ++m_duplicates;
+                return finish(w, true);
+            }
+            if (claim && claim->status == dedup::claim_status::in_progress) claim.reset();
+        }
+        for (int n = 1;; ++n) {
+            w.msg.attempt = n;
+            const auto r = attempt(ln.conn, *e, w.msg, std::nullopt);
+            if (r.result == attempt_result::applied || r.result == attempt_result::duplicate) {
+                if (r.result == attempt_result::applied) {
+                    ++m_processed;
+                } else {
+                    ++m_duplicates;
+                }
+                if (claim && !claim->token.empty()) {
+                    ln.pending_claims.push_back(*claim);
+                    ln.pending_items.push_back(std::move(w));
+                    if (ln.pending_claims.size() >= 256) flush_completes(ln);
+                    return;
+                }
+                return finish(w, true);
+            }
+            if (r.code == "consumer.in_progress") {
+                // Another consumer holds the inbox row (its transaction is open): not a failure
+                // of this message. Wait for it to commit (then: duplicate) or roll back.
+                --n;
+                if (!still_mine(w) || lanes_exit) {
+                    release_claim(claim);
+                    return finish(w, false);
+                }
+                std::this_thread::sleep_for(100ms);
+                continue;
+            }
+            const bool permanent = r.kind == error_kind::permanent;
+            const auto d = permanent ? retry::decision{retry::next_step::dead_letter, {}}
+                                     : retry::after_failure(o.retry, n, retry::jitter_source());
+            if (d.step == retry::next_step::retry_now) {
+                ++m_retries;
+                if (!still_mine(w) || lanes_exit) {
+                    release_claim(claim);
+                    return finish(w, false);
+                }
+                std::this_thread::sleep_for(d.delay);
+                continue;
+            }
+            const auto stored = to_stored(w.msg, ordered);
+            if (d.step == retry::next_step::retry_later) {
+                ++m_retries;
+                const bool ok = durably(ln.conn, &w, "retry_schedule", [&](pqxx::connection& c) {
+                    pqxx::work tx{c};
+                    (void)retries->schedule(tx, stored, n, d.delay, r.error);
+                    tx.commit();
+                });
+                release_claim(claim);
+                if (!ok) return finish(w, false);
+                mark_blocked(w.msg, ordered);
+                ++m_retry_scheduled;
+                retry_cv.notify_all();
+                return finish(w, true);
+            }
+            const auto reason = permanent ? "handler: permanent: " + r.error
+                                          : "retries exhausted after " + std::to_string(n) +
+                                                " attempts: " + r.error;
+            const bool ok = durably(ln.conn, &w, "dead_letter", [&](pqxx::connection& c) {
+                pqxx::work tx{c};
+                dead->add(tx, o.group, stored, reason, r.code, n, true, ordered);
+                tx.commit();
+            });
+            release_claim(claim);
+            if (!ok) return finish(w, false);
+            mark_blocked(w.msg, ordered);
+            ++m_dead;
+            spdlog::warn(
+                "event=dead_letter group={} topic={} message_id={} attempts={} reason=\"{}\"",
+                o.group, w.msg.topic, w.msg.message_id, n, reason);
+            publish_dead_letter(w.msg, reason);
+            return finish(w, true);
+        }
+    }
+
+    // Takes everything queued at once (a polled batch spreads over the lanes), processes it in
+    // order, and completes the Redis claims of the whole run in one pipelined round trip.
+    void lane_loop(lane& ln) {
+        std::deque<work_item> local;
+        while (true) {
+            {
+                std::unique_lock lock(ln.mutex);
+                if (ln.queue.empty() && !ln.pending_items.empty()) {
+                    lock.unlock();
+                    flush_completes(ln);
+                    continue;
+                }
+                ln.cv.wait(lock, [&] { return !ln.queue.empty() || lanes_exit; });
+                if (ln.queue.empty()) break;
+                local.swap(ln.queue);
+            }
+            while (!local.empty()) {
+                work_item w = std::move(local.front());
+                local.pop_front();
+                {
+                    std::lock_guard lock(ln.mutex);
+                    ln.depth = ln.queue.size() + local.size();
+                }
+                const bool mine = tracker.begin({w.msg.topic, w.msg.partition}, w.generation);
+                --queued_total;
+                if (!mine) continue;  // revoked: abandoned, its offset is never committed past
+                if (abandon_all) {
+                    finish(w, false);
+                    continue;
+                }
+                process_live(ln, w);
+            }
+            flush_completes(ln);
+        }
+        flush_completes(ln);
+    }
+
+    // ---------------------------------------------------------------------------- retry worker
+
+    void process_retry_row(std::unique_ptr<pqxx::connection>& conn, retry::retry_row& row) {
+        auto it = topics.find(row.message.topic);
+        auto resched = [&](int attempts, ms delay, const std::string& why) {
+            (void)durably(conn, nullptr, "retry_reschedule", [&](pqxx::connection& c) {
+                pqxx::work tx{c};
+                (void)retries->reschedule(tx, row.id, o.instance_id, attempts, delay, why);
+                tx.commit();
+            });
+        };
+        if (it == topics.end()) {
+            resched(row.attempts, o.retry.base_delay,
+                    "no handler for topic in instance " + o.instance_id);
+            return;
+        }
+        const auto& e = it->second;
+        auto m = from_stored(row.message);
+        std::optional<dedup::claim> claim;
+        if (redis) {
+            try {
+                auto c = redis->try_claim(o.group, m.message_id, o.lease);
+                if (c.status == dedup::claim_status::done) {
+                    (void)durably(conn, nullptr, "retry_remove", [&](pqxx::connection& pc) {
+                        pqxx::work tx{pc};
+                        (void)retries->remove(tx, row.id, o.instance_id);
+                        tx.commit();
+                    });
+                    ++m_duplicates;
+                    return;
+                }
+                if (c.status == dedup::claim_status::fresh) claim = c;
+                if (c.status == dedup::claim_status::in_progress && !use_inbox) {
+                    resched(row.attempts, 200ms, "in progress elsewhere");
+                    return;
+                }
+            } catch (const ferry::error& ex) {
+                ++m_redis_errors;
+                if (!use_inbox) {
+                    resched(row.attempts, 1s, std::string("redis unavailable: ") + ex.what());
+                    return;
+                }
+            }
+        }
+        const int n = row.attempts + 1;
+        m.attempt = n;
+        const auto r = attempt(conn, e, m, row.id);
+        if (r.result == attempt_result::applied || r.result == attempt_result::duplicate) {
+            if (r.result == attempt_result::applied) {
+                ++m_processed;
+            } else {
+                ++m_duplicates;
+            }
+            if (claim) {
+                try {
+                    (void)redis->complete(*claim);
+                } catch (const ferry::error&) {
+                    ++m_redis_errors;
+                }
+            }
+            return;
+        }
+        release_claim(claim);
+        if (r.result == attempt_result::lost_claim) return;
+        if (r.code == "consumer.in_progress") {
+            resched(row.attempts, 200ms, r.error);
+            return;
+        }
+        const bool ordered = row.message.ordered;
+        const bool permanent = r.kind == error_kind::permanent;
+        auto d = permanent ? retry::decision{retry::next_step::dead_letter, {}}
+                           : retry::after_failure(o.retry, n, retry::jitter_source());
+        if (d.step != retry::next_step::dead_letter) {
+            ++m_retries;
+            if (d.step == retry::next_step::retry_now) d.delay = o.retry.immediate_delay;
+            resched(n, d.delay, r.error);
+            return;
+        }
+        const auto reason =
+            permanent ? "handler: permanent: " + r.error
+                      : "retries exhausted after " + std::to_string(n) + " attempts: " + r.error;
+        bool moved = false;
+        (void)durably(conn, nullptr, "dead_letter", [&](pqxx::connection& c) {
+            pqxx::work tx{c};
+            moved =
+                retries->move_to_dead_letter(tx, row.id, o.instance_id, n, reason, r.code, ordered);
+            tx.commit();
+        });
+        if (moved) {
+            ++m_dead;
+            spdlog::warn(
+                "event=dead_letter group={} topic={} message_id={} attempts={} reason=\"{}\"",
+                o.group, m.topic, m.message_id, n, reason);
+            publish_dead_letter(m, reason);
+        }
+    }
+
+    void retry_loop() {
+        std::unique_ptr<pqxx::connection> conn;
+        while (!lanes_exit) {
+            std::vector<retry::retry_row> rows;
+            try {
+                auto& c = lane_conn(conn);
+                pqxx::work tx{c};
+                rows = retries->claim_due(tx, o.instance_id, o.retry_batch, o.retry_claim_ttl);
+                tx.commit();
+            } catch (const std::exception& e) {
+                if (conn && !conn->is_open()) conn.reset();
+                spdlog::warn("event=retry_claim_failed group={} error=\"{}\"", o.group, e.what());
+            }
+            for (auto& row : rows) {
+                if (lanes_exit) break;
+                process_retry_row(conn, row);
+            }
+            if (rows.empty()) {
+                std::unique_lock lock(retry_mutex);
+                retry_cv.wait_for(lock, o.retry_poll, [&] { return lanes_exit.load(); });
+            }
+        }
+    }
+
+    metrics_snapshot snapshot() const {
+        metrics_snapshot s;
+        s.consumed = m_consumed;
+        s.processed = m_processed;
+        s.duplicates_absorbed = m_duplicates;
+        s.retries = m_retries;
+        s.retry_scheduled = m_retry_scheduled;
+        s.parked_behind_key = m_parked;
+        s.dead_letters = m_dead;
+        s.malformed = m_malformed;
+        s.redis_errors = m_redis_errors;
+        s.commits = m_commits;
+        s.rebalances = m_rebalances;
+        s.lag = m_lag;
+        s.assigned_partitions = m_assigned;
+        for (const auto& l : lanes) s.lane_queue_depth.push_back(l->depth);
+        return s;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+consumer::consumer(consumer_options options) : _impl(std::make_unique<impl>(std::move(options))) {}
+
+consumer::~consumer() {
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        spdlog::error("event=consumer_stop_failed error=\"{}\"", e.what());
+    }
+}
+
+void consumer::subscribe(std::string topic, handler h, topic_options options) {
+    if (_impl->started) bad_option("topics", "subscribe() before start()");
+    auto& e = _impl->topics[std::move(topic)];
+    e.plain = std::move(h);
+    e.tx = nullptr;
+    e.options = options;
+}
+
+void consumer::subscribe(std::string topic, tx_handler h, topic_options options) {
+    if (_impl->started) bad_option("topics", "subscribe() before start()");
+    auto& e = _impl->topics[std::move(topic)];
+    e.tx = std::move(h);
+    e.plain = nullptr;
+    e.options = options;
+}
+
+void consumer::start() { _impl->start(); }
+void consumer::stop() { _impl->stop(); }
+metrics_snapshot consumer::metrics() const { return _impl->snapshot(); }
+const std::string& consumer::instance_id() const { return _impl->o.instance_id; }
+
+std::string consumer::render_prometheus() const {
+    const auto s = metrics();
+    const auto& g = _impl->o.group;
+    std::ostringstream out;
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+        out << "# HELP ferry_consumer_" << name << " " << help << "\n# TYPE ferry_consumer_" << name
+            << " counter\nferry_consumer_" << name << "{group=\"" << g << "\"} " << v << "\n";
+    };
+    auto gauge = [&](const char* name, const char* help, long long v) {
+        out << "# HELP ferry_consumer_" << name << " " << help << "\n# TYPE ferry_consumer_" << name
+            << " gauge\nferry_consumer_" << name << "{group=\"" << g << "\"} " << v << "\n";
+    };
+    counter("consumed_total", "Records polled from Kafka.", s.consumed);
+    counter("processed_total", "Effects applied.", s.processed);
+    counter("duplicates_absorbed_total", "Duplicates absorbed by Redis or the inbox.",
+            s.duplicates_absorbed);
+    counter("retries_total", "Failed attempts that will be tried again.", s.retries);
+    counter("retry_scheduled_total", "Messages written to the retry table.", s.retry_scheduled);
+    counter("parked_behind_key_total", "Messages that waited behind an earlier one of their key.",
+            s.parked_behind_key);
+    counter("dead_letters_total", "Messages moved to dead letters.", s.dead_letters);
+    counter("malformed_total", "Records without a valid ferry-message-id.", s.malformed);
+    counter("redis_errors_total", "Redis calls that failed.", s.redis_errors);
+    counter("commits_total", "Offset commits sent.", s.commits);
+    counter("rebalances_total", "Rebalance callbacks.", s.rebalances);
+    gauge("lag", "High watermark minus commit position, summed over assigned partitions.", s.lag);
+    gauge("assigned_partitions", "Partitions assigned to this instance.",
+          static_cast<long long>(s.assigned_partitions));
+    out << "# HELP ferry_consumer_lane_queue_depth Messages queued per lane.\n"
+           "# TYPE ferry_consumer_lane_queue_depth gauge\n";
+    for (std::size_t i = 0; i < s.lane_queue_depth.size(); ++i) {
+        out << "ferry_consumer_lane_queue_depth{group=\"" << g << "\",lane=\"" << i << "\"} "
+            << s.lane_queue_depth[i] << "\n";
+    }
+    return out.str();
+}
+
+}  // namespace ferry::consumer

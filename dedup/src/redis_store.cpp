@@ -1,0 +1,383 @@
+#include "ferry/dedup/redis_store.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <vector>
+
+namespace ferry::dedup {
+namespace {
+
+// Both scripts take many keys at once (one call per chunk of a polled batch): the per-call cost
+// of EVALSHA is paid once per chunk, not per message. Standalone Redis (or keys of one hash slot).
+//
+// claim: KEYS = message keys; ARGV[1] = lease ms; ARGV[i + 1] = token for KEYS[i].
+// Per key: 0 = fresh (claimed now, or re-claimed by the same token), 1 = done, 2 = in progress
+// (held by another token). A key twice in one call: the second sees the first's token.
+constexpr const char* claim_lua =
+    "local out = {} "
+    "for i, k in ipairs(KEYS) do "
+    "  local t = ARGV[i + 1] "
+    "  local v = redis.call('GET', k) "
+    "  if not v then redis.call('SET', k, t, 'PX', ARGV[1]) out[i] = 0 "
+    "  elseif v == 'done' then out[i] = 1 "
+    "  elseif v == t then redis.call('PEXPIRE', k, ARGV[1]) out[i] = 0 "
+    "  else out[i] = 2 end "
+    "end "
+    "return out";
+// complete: KEYS = message keys; ARGV[1] = done window ms; ARGV[i + 1] = token for KEYS[i].
+// Per key: 1 = completed (compare-and-set owner -> "done"), 0 = another owner holds it or it was
+// done already. A key that expired (lease over, nobody else claimed it) is completed as well:
+// nobody can be applying it concurrently, and remembering "done" is what the caller wants.
+constexpr const char* complete_lua =
+    "local out = {} "
+    "for i, k in ipairs(KEYS) do "
+    "  local v = redis.call('GET', k) "
+    "  if v == ARGV[i + 1] or not v then redis.call('SET', k, 'done', 'PX', ARGV[1]) out[i] = 1 "
+    "  else out[i] = 0 end "
+    "end "
+    "return out";
+// release: KEYS[1] message key; ARGV[1] token. 1 = released, 0 = not the owner.
+constexpr const char* release_lua =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end "
+    "return 0";
+
+struct parsed_url {
+    std::string host = "127.0.0.1";
+    int port = 6379;
+    int db = 0;
+    std::string password;
+};
+
+parsed_url parse_url(const std::string& url) {
+    parsed_url p;
+    std::string rest = url;
+    const std::string scheme = "redis://";
+    if (rest.rfind(scheme, 0) == 0) {
+        rest = rest.substr(scheme.size());
+    } else {
+        throw ferry::error(error_kind::permanent, "dedup.redis_url",
+                           "redis url must start with redis://", "redis.url");
+    }
+    if (auto at = rest.rfind('@'); at != std::string::npos) {
+        auto cred = rest.substr(0, at);
+        rest = rest.substr(at + 1);
+        if (auto colon = cred.find(':'); colon != std::string::npos) {
+            p.password = cred.substr(colon + 1);
+        } else {
+            p.password = cred;
+        }
+    }
+    if (auto slash = rest.find('/'); slash != std::string::npos) {
+        const auto db = rest.substr(slash + 1);
+        if (!db.empty()) p.db = std::atoi(db.c_str());
+        rest = rest.substr(0, slash);
+    }
+    if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+        p.port = std::atoi(rest.substr(colon + 1).c_str());
+        rest = rest.substr(0, colon);
+    }
+    if (!rest.empty()) p.host = rest;
+    if (p.port <= 0 || p.port > 65535) {
+        throw ferry::error(error_kind::permanent, "dedup.redis_url", "redis url has a bad port",
+                           "redis.url");
+    }
+    return p;
+}
+
+timeval to_tv(std::chrono::milliseconds ms) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+    return tv;
+}
+
+[[noreturn]] void unavailable(const std::string& what) {
+    throw ferry::error(error_kind::retryable, "dedup.redis_unavailable",
+                       "Redis dedup store unavailable: " + what, "redis.url");
+}
+
+struct reply_ptr {
+    redisReply* r = nullptr;
+    ~reply_ptr() {
+        if (r != nullptr) freeReplyObject(r);
+    }
+};
+
+}  // namespace
+
+struct redis_store::impl {
+    redis_options o;
+    parsed_url url;
+    std::mutex mutex;
+    std::vector<redisContext*> idle;
+    std::string token_prefix;
+    std::atomic<unsigned long long> counter{0};
+    std::string shas[3];  // claim, complete, release (set once, read under no lock after)
+
+    ~impl() {
+        for (auto* c : idle) redisFree(c);
+    }
+
+    redisContext* open() {
+        redisContext* c =
+            redisConnectWithTimeout(url.host.c_str(), url.port, to_tv(o.connect_timeout));
+        if (c == nullptr) unavailable("cannot allocate a connection");
+        if (c->err != 0) {
+            std::string e = c->errstr;
+            redisFree(c);
+            unavailable("connect " + url.host + ":" + std::to_string(url.port) + ": " + e);
+        }
+        redisSetTimeout(c, to_tv(o.command_timeout));
+        auto check = [&](redisReply* r, const char* what) {
+            reply_ptr guard{r};
+            if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+                std::string e = r != nullptr ? std::string(r->str, r->len) : std::string(c->errstr);
+                redisFree(c);
+                unavailable(std::string(what) + ": " + e);
+            }
+        };
+        if (!url.password.empty()) {
+            check(static_cast<redisReply*>(redisCommand(c, "AUTH %s", url.password.c_str())),
+                  "AUTH");
+        }
+        if (url.db != 0) {
+            check(static_cast<redisReply*>(redisCommand(c, "SELECT %d", url.db)), "SELECT");
+        }
+        // EVALSHA saves the server hashing the script body on every call. Scripts survive
+        // FLUSHALL but not a restart; a reply of NOSCRIPT drops the connection, and the next one
+        // loads them again.
+        std::lock_guard lock(mutex);
+        if (shas[0].empty()) {
+            const char* scripts[3] = {claim_lua, complete_lua, release_lua};
+            for (int i = 0; i < 3; ++i) {
+                auto* r = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i]));
+                if (r == nullptr || r->type != REDIS_REPLY_STRING) {
+                    std::string e = (r != nullptr && r->type == REDIS_REPLY_ERROR)
+                                        ? std::string(r->str, r->len)
+                                        : std::string(c->errstr);
+                    if (r != nullptr) freeReplyObject(r);
+                    redisFree(c);
+                    unavailable("SCRIPT LOAD: " + e);
+                }
+                shas[i].assign(r->str, r->len);
+                freeReplyObject(r);
+            }
+        } else {
+            for (int i = 0; i < 3; ++i) {
+                const char* scripts[3] = {claim_lua, complete_lua, release_lua};
+                check(static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i])),
+                      "SCRIPT LOAD");
+            }
+        }
+        return c;
+    }
+
+    // A pooled connection; returned to the pool unless it broke.
+    struct lease_conn {
+        impl* owner;
+        redisContext* c;
+        bool broken = false;
+        ~lease_conn() {
+            if (c == nullptr) return;
+            if (broken || c->err != 0) {
+                redisFree(c);
+                return;
+            }
+            std::lock_guard lock(owner->mutex);
+            owner->idle.push_back(c);
+        }
+    };
+
+    lease_conn get() {
+        {
+            std::lock_guard lock(mutex);
+            if (!idle.empty()) {
+                auto* c = idle.back();
+                idle.pop_back();
+                return lease_conn{this, c};
+            }
+        }
+        return lease_conn{this, open()};
+    }
+
+    std::string new_token() {
+        return token_prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+    }
+
+    // Sends n pipelined commands and returns their integer replies, flattening array replies
+    // (the multi-key scripts return one integer per key).
+    template <typename Append>
+    std::vector<long long> pipeline(std::size_t n, Append&& append) {
+        auto conn = get();
+        for (std::size_t i = 0; i < n; ++i) {
+            if (append(conn.c, i) != REDIS_OK) {
+                conn.broken = true;
+                unavailable(std::string("send: ") + conn.c->errstr);
+            }
+        }
+        std::vector<long long> out;
+        std::string failure;
+        for (std::size_t i = 0; i < n; ++i) {
+            void* raw = nullptr;
+            if (redisGetReply(conn.c, &raw) != REDIS_OK) {
+                conn.broken = true;
+                if (raw != nullptr) freeReplyObject(raw);
+                unavailable(std::string("reply: ") + conn.c->errstr);
+            }
+            reply_ptr r{static_cast<redisReply*>(raw)};
+            if (r.r != nullptr && r.r->type == REDIS_REPLY_INTEGER) {
+                out.push_back(r.r->integer);
+            } else if (r.r != nullptr && r.r->type == REDIS_REPLY_ARRAY) {
+                for (std::size_t j = 0; j < r.r->elements; ++j) {
+                    const auto* e = r.r->element[j];
+                    out.push_back(e->type == REDIS_REPLY_INTEGER ? e->integer : -1);
+                }
+            } else if (failure.empty()) {
+                // Keep reading the other replies so the connection stays in step.
+                failure = (r.r != nullptr && r.r->type == REDIS_REPLY_ERROR)
+                              ? std::string(r.r->str, r.r->len)
+                              : std::string("unexpected reply type");
+            }
+        }
+        if (!failure.empty()) {
+            conn.broken = true;  // NOSCRIPT after a restart: the next connection reloads scripts
+            unavailable(failure);
+        }
+        return out;
+    }
+
+    // EVALSHA of a multi-key script over `keys` in chunks, pipelined; one integer per key.
+    std::vector<long long> eval_keys(const std::string& sha, const std::vector<std::string>& keys,
+                                     const std::string& arg1,
+                                     const std::vector<std::string>& per_key) {
+        constexpr std::size_t chunk = 256;
+        const std::size_t calls = (keys.size() + chunk - 1) / chunk;
+        auto out = pipeline(calls, [&](redisContext* c, std::size_t call) {
+            const std::size_t from = call * chunk;
+            const std::size_t to = std::min(keys.size(), from + chunk);
+            const std::size_t nk = to - from;
+            const std::string numkeys = std::to_string(nk);
+            std::vector<const char*> argv;
+            std::vector<size_t> lens;
+            argv.reserve(4 + 2 * nk);
+            auto push = [&](const std::string& x) {
+                argv.push_back(x.data());
+                lens.push_back(x.size());
+            };
+            static const std::string evalsha = "EVALSHA";
+            push(evalsha);
+            push(sha);
+            push(numkeys);
+            for (std::size_t i = from; i < to; ++i) push(keys[i]);
+            push(arg1);
+            for (std::size_t i = from; i < to; ++i) push(per_key[i]);
+            return redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(),
+                                          lens.data());
+        });
+        if (out.size() != keys.size()) unavailable("short reply from a dedup script");
+        return out;
+    }
+};
+
+redis_store::redis_store(redis_options options) : _impl(std::make_unique<impl>()) {
+    _impl->o = std::move(options);
+    _impl->url = parse_url(_impl->o.url);
+    std::random_device rd;
+    std::ostringstream t;
+    t << std::hex << rd() << rd() << ':';
+    _impl->token_prefix = t.str();
+}
+
+redis_store::~redis_store() = default;
+
+std::string redis_store::key_of(std::string_view group, std::string_view message_id) const {
+    std::string k;
+    k.reserve(_impl->o.key_prefix.size() + group.size() + message_id.size() + 2);
+    k.append(_impl->o.key_prefix).append(":").append(group).append(":").append(message_id);
+    return k;
+}
+
+claim redis_store::try_claim(std::string_view group, std::string_view message_id,
+                             std::chrono::milliseconds lease) {
+    auto v = try_claim_batch(group, {std::string(message_id)}, lease);
+    return std::move(v.front());
+}
+
+std::vector<claim> redis_store::try_claim_batch(std::string_view group,
+                                                const std::vector<std::string>& message_ids,
+                                                std::chrono::milliseconds lease) {
+    std::vector<claim> out(message_ids.size());
+    if (message_ids.empty()) return out;
+    std::vector<std::string> keys(message_ids.size());
+    const auto lease_ms = std::to_string(std::max<long long>(1, lease.count()));
+    for (std::size_t i = 0; i < message_ids.size(); ++i) {
+        keys[i] = key_of(group, message_ids[i]);
+        out[i].group = std::string(group);
+        out[i].message_id = message_ids[i];
+        out[i].token = _impl->new_token();
+    }
+    std::vector<std::string> tokens(out.size());
+    for (std::size_t i = 0; i < out.size(); ++i) tokens[i] = out[i].token;
+    const auto replies = _impl->eval_keys(_impl->shas[0], keys, lease_ms, tokens);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        switch (replies[i]) {
+            case 0:
+                out[i].status = claim_status::fresh;
+                break;
+            case 1:
+                out[i].status = claim_status::done;
+                break;
+            default:
+                out[i].status = claim_status::in_progress;
+                break;
+        }
+        if (out[i].status != claim_status::fresh) out[i].token.clear();
+    }
+    return out;
+}
+
+complete_status redis_store::complete(const claim& c) { return complete_batch({c}).front(); }
+
+std::vector<complete_status> redis_store::complete_batch(const std::vector<claim>& claims) {
+    std::vector<complete_status> out;
+    if (claims.empty()) return out;
+    std::vector<std::string> keys(claims.size());
+    for (std::size_t i = 0; i < claims.size(); ++i) {
+        keys[i] = key_of(claims[i].group, claims[i].message_id);
+    }
+    const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
+    std::vector<std::string> tokens(claims.size());
+    for (std::size_t i = 0; i < claims.size(); ++i) tokens[i] = claims[i].token;
+    const auto replies = _impl->eval_keys(_impl->shas[1], keys, window, tokens);
+    out.reserve(claims.size());
+    for (auto r : replies)
+        out.push_back(r == 1 ? complete_status::completed : complete_status::lease_lost);
+    return out;
+}
+
+bool redis_store::release(const claim& c) {
+    if (c.token.empty()) return false;
+    const auto key = key_of(c.group, c.message_id);
+    const auto r = _impl->pipeline(1, [&](redisContext* ctx, std::size_t) {
+        return redisAppendCommand(ctx, "EVALSHA %s 1 %s %s", _impl->shas[2].c_str(), key.c_str(),
+                                  c.token.c_str());
+    });
+    return r.front() == 1;
+}
+
+void redis_store::ping() {
+    auto conn = _impl->get();
+    reply_ptr r{static_cast<redisReply*>(redisCommand(conn.c, "PING"))};
+    if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR) {
+        conn.broken = true;
+        unavailable("PING failed");
+    }
+}
+
+}  // namespace ferry::dedup

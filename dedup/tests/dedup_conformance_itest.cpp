@@ -1,0 +1,264 @@
+// One conformance suite that every dedup store passes (Redis lease store, PostgreSQL inbox):
+// the claim / complete / release contract of ferry/dedup/store.hpp, against real servers.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <pqxx/pqxx>
+#include <thread>
+#include <vector>
+
+#include "ferry/dedup/inbox.hpp"
+#include "ferry/dedup/redis_store.hpp"
+#include "ferry/outbox/migrate.hpp"
+#include "ferry/test/env.hpp"
+#include "ferry/test/scoped_schema.hpp"
+#include "ferry/test/unique_name.hpp"
+
+using namespace std::chrono_literals;
+using ferry::dedup::claim_status;
+using ferry::dedup::complete_status;
+
+namespace {
+
+std::string uuid(int n) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "0190a000-0000-7000-8000-%012d", n);
+    return buf;
+}
+
+struct store_factory {
+    virtual ~store_factory() = default;
+    virtual std::unique_ptr<ferry::dedup::store> make() = 0;
+};
+
+struct redis_factory : store_factory {
+    std::string prefix = ferry::test::unique_name("dedup");
+    std::unique_ptr<ferry::dedup::store> make() override {
+        ferry::dedup::redis_options o;
+        o.url = ferry::test::redis_url();
+        o.key_prefix = prefix;
+        o.done_window = 60s;
+        return std::make_unique<ferry::dedup::redis_store>(o);
+    }
+};
+
+struct inbox_factory : store_factory {
+    ferry::test::scoped_schema schema{"dedup"};
+    inbox_factory() {
+        pqxx::connection c{ferry::test::pg_dsn()};
+        (void)ferry::outbox::migrate(c, schema.name());
+    }
+    std::unique_ptr<ferry::dedup::store> make() override {
+        ferry::dedup::inbox_store_options o;
+        o.dsn = ferry::test::pg_dsn();
+        o.schema = schema.name();
+        o.lock_wait = 100ms;
+        return std::make_unique<ferry::dedup::inbox_store>(o);
+    }
+};
+
+class DedupConformance : public ::testing::TestWithParam<std::string> {
+protected:
+    void SetUp() override {
+        if (GetParam() == "redis") {
+            _factory = std::make_unique<redis_factory>();
+        } else {
+            _factory = std::make_unique<inbox_factory>();
+        }
+        _store = _factory->make();
+        _group = ferry::test::unique_name("g");
+    }
+    std::unique_ptr<store_factory> _factory;
+    std::unique_ptr<ferry::dedup::store> _store;
+    std::string _group;
+};
+
+TEST_P(DedupConformance, FirstClaimIsFresh) {
+    const auto c = _store->try_claim(_group, uuid(1), 5s);
+    EXPECT_EQ(c.status, claim_status::fresh);
+    EXPECT_FALSE(c.token.empty());
+    EXPECT_TRUE(_store->release(c));
+}
+
+TEST_P(DedupConformance, HeldClaimIsInProgressForAnotherOwner) {
+    const auto a = _store->try_claim(_group, uuid(2), 5s);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    auto other = _factory->make();
+    const auto b = other->try_claim(_group, uuid(2), 5s);
+    EXPECT_EQ(b.status, claim_status::in_progress);
+    EXPECT_TRUE(b.token.empty());
+    EXPECT_TRUE(_store->release(a));
+}
+
+TEST_P(DedupConformance, CompletedIsDone) {
+    const auto a = _store->try_claim(_group, uuid(3), 5s);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    EXPECT_EQ(_store->complete(a), complete_status::completed);
+    EXPECT_EQ(_store->try_claim(_group, uuid(3), 5s).status, claim_status::done);
+    auto other = _factory->make();
+    EXPECT_EQ(other->try_claim(_group, uuid(3), 5s).status, claim_status::done);
+}
+
+TEST_P(DedupConformance, ReleasedCanBeClaimedAgain) {
+    const auto a = _store->try_claim(_group, uuid(4), 5s);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    EXPECT_TRUE(_store->release(a));
+    const auto b = _store->try_claim(_group, uuid(4), 5s);
+    EXPECT_EQ(b.status, claim_status::fresh);
+    EXPECT_NE(a.token, b.token);
+    EXPECT_EQ(_store->complete(b), complete_status::completed);
+}
+
+TEST_P(DedupConformance, StaleTokenCannotCompleteOrRelease) {
+    const auto a = _store->try_claim(_group, uuid(5), 5s);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    auto forged = a;
+    forged.token = "not-the-owner";
+    EXPECT_EQ(_store->complete(forged), complete_status::lease_lost);
+    EXPECT_FALSE(_store->release(forged));
+    // The real owner still holds it.
+    auto other = _factory->make();
+    EXPECT_EQ(other->try_claim(_group, uuid(5), 5s).status, claim_status::in_progress);
+    EXPECT_TRUE(_store->release(a));
+    EXPECT_FALSE(_store->release(a));  // released twice: the second is a no-op
+}
+
+TEST_P(DedupConformance, GroupsAreIsolated) {
+    const auto a = _store->try_claim(_group, uuid(6), 5s);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    ASSERT_EQ(_store->complete(a), complete_status::completed);
+    const auto b = _store->try_claim(_group + "_other", uuid(6), 5s);
+    EXPECT_EQ(b.status, claim_status::fresh);
+    EXPECT_TRUE(_store->release(b));
+}
+
+TEST_P(DedupConformance, ConcurrentClaimStormHasOneWinner) {
+    constexpr int threads = 5;
+    std::vector<std::unique_ptr<ferry::dedup::store>> stores;
+    for (int i = 0; i < threads; ++i) stores.push_back(_factory->make());
+    std::atomic<int> fresh{0}, other{0};
+    std::vector<ferry::dedup::claim> won(threads);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < threads; ++i) {
+        ts.emplace_back([&, i] {
+            auto c = stores[i]->try_claim(_group, uuid(7), 5s);
+            if (c.status == claim_status::fresh) {
+                ++fresh;
+                won[i] = c;
+            } else {
+                ++other;
+            }
+        });
+    }
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(fresh.load(), 1);
+    EXPECT_EQ(other.load(), threads - 1);
+    for (int i = 0; i < threads; ++i) {
+        if (!won[i].token.empty()) {
+            EXPECT_EQ(stores[i]->complete(won[i]), complete_status::completed);
+        }
+    }
+    EXPECT_EQ(_store->try_claim(_group, uuid(7), 5s).status, claim_status::done);
+}
+
+TEST_P(DedupConformance, BatchClaimMatchesSingleClaims) {
+    auto done = _store->try_claim(_group, uuid(10), 5s);
+    ASSERT_EQ(_store->complete(done), complete_status::completed);
+    auto other = _factory->make();
+    auto held = other->try_claim(_group, uuid(11), 5s);
+    ASSERT_EQ(held.status, claim_status::fresh);
+    const auto batch = _store->try_claim_batch(_group, {uuid(10), uuid(11), uuid(12)}, 5s);
+    ASSERT_EQ(batch.size(), 3u);
+    EXPECT_EQ(batch[0].status, claim_status::done);
+    EXPECT_EQ(batch[1].status, claim_status::in_progress);
+    EXPECT_EQ(batch[2].status, claim_status::fresh);
+    EXPECT_EQ(batch[2].message_id, uuid(12));
+    EXPECT_TRUE(other->release(held));
+    EXPECT_TRUE(_store->release(batch[2]));
+}
+
+TEST_P(DedupConformance, LeaseExpiryFreesOnlyExpiringStores) {
+    const auto a = _store->try_claim(_group, uuid(20), 300ms);
+    ASSERT_EQ(a.status, claim_status::fresh);
+    std::this_thread::sleep_for(600ms);
+    auto other = _factory->make();
+    const auto b = other->try_claim(_group, uuid(20), 5s);
+    if (_store->lease_expires()) {
+        // Redis: the lease ran out, a second owner gets it: the reason Redis alone is not
+        // exactly-once for effects outside Redis (docs/guarantees.md).
+        EXPECT_EQ(b.status, claim_status::fresh);
+        EXPECT_EQ(_store->complete(a), complete_status::lease_lost);
+        EXPECT_EQ(other->complete(b), complete_status::completed);
+    } else {
+        // Inbox: the claim is a row lock of an open transaction; it lasts as long as its owner.
+        EXPECT_EQ(b.status, claim_status::in_progress);
+        EXPECT_EQ(_store->complete(a), complete_status::completed);
+        EXPECT_EQ(other->try_claim(_group, uuid(20), 5s).status, claim_status::done);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, DedupConformance, ::testing::Values("redis", "inbox"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// Store-specific checks outside the shared contract.
+
+TEST(RedisStoreTest, KeysUsePrefixGroupAndId) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = "pfx";
+    ferry::dedup::redis_store s(o);
+    EXPECT_EQ(s.key_of("grp", "id1"), "pfx:grp:id1");
+}
+
+TEST(RedisStoreTest, UnreachableRedisIsRetryable) {
+    ferry::dedup::redis_options o;
+    o.url = "redis://127.0.0.1:1/0";
+    o.connect_timeout = 200ms;
+    ferry::dedup::redis_store s(o);
+    try {
+        (void)s.try_claim("g", uuid(1), 1s);
+        FAIL() << "expected ferry::error";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.kind(), ferry::error_kind::retryable);
+        EXPECT_EQ(e.code(), "dedup.redis_unavailable");
+    }
+}
+
+TEST(RedisStoreTest, DoneWindowExpires) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = ferry::test::unique_name("win");
+    o.done_window = 300ms;
+    ferry::dedup::redis_store s(o);
+    auto c = s.try_claim("g", uuid(1), 5s);
+    ASSERT_EQ(s.complete(c), complete_status::completed);
+    EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::done);
+    std::this_thread::sleep_for(600ms);
+    EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::fresh);
+}
+
+TEST(InboxTest, InsertInCallersTransactionRollsBackOnDuplicate) {
+    ferry::test::scoped_schema schema{"inbox"};
+    pqxx::connection c{ferry::test::pg_dsn()};
+    (void)ferry::outbox::migrate(c, schema.name());
+    ferry::dedup::inbox box(schema.name());
+    {
+        pqxx::work tx{c};
+        EXPECT_EQ(box.insert(tx, "g", uuid(1)), ferry::dedup::inbox_result::inserted);
+        tx.commit();
+    }
+    {
+        pqxx::work tx{c};
+        EXPECT_EQ(box.insert(tx, "g", uuid(1)), ferry::dedup::inbox_result::duplicate);
+        EXPECT_TRUE(box.contains(tx, "g", uuid(1)));
+        EXPECT_FALSE(box.contains(tx, "h", uuid(1)));
+    }
+    {
+        pqxx::work tx{c};
+        EXPECT_EQ(box.prune(tx, 0ms), 1);
+        tx.commit();
+    }
+}
+
+}  // namespace
