@@ -85,6 +85,8 @@ producer::producer(const relay_options& o) {
     set_or_throw(conf, "partitioner", "murmur2_random");
     set_or_throw(conf, "compression.type", o.compression);
     set_or_throw(conf, "linger.ms", "5");
+    // Batches are small under light load; do not let Nagle hold them for a delayed ACK.
+    set_or_throw(conf, "socket.nagle.disable", "true");
     set_or_throw(conf, "message.timeout.ms", std::to_string(o.delivery_timeout.count()));
     for (const auto& [name, value] : o.properties) set_or_throw(conf, name, value);
     // Ferry's guarantees depend on these; they win over kafka.properties.
@@ -118,6 +120,7 @@ void producer::serve(int timeout_ms) {
 
 batch_outcome producer::send(const std::vector<produce_item>& items,
                              std::chrono::steady_clock::time_point deadline,
+                             std::chrono::steady_clock::time_point produce_until,
                              const std::function<bool()>& abandon) {
     auto batch = std::make_shared<batch_state>();
     batch->deliveries.resize(items.size());
@@ -132,6 +135,7 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
         const auto& item = items[i];
         auto& d = batch->deliveries[i];
         if (failed_keys.count({item.topic, item.key}) != 0) continue;  // not_sent
+        if (std::chrono::steady_clock::now() >= produce_until) break;  // lease may be gone
         for (;;) {
             rd_kafka_headers_t* hdrs = rd_kafka_headers_new(item.headers.size());
             for (const auto& [name, value] : item.headers) {
@@ -164,8 +168,15 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
             break;
         }
     }
-    // Wait for every report (the flush also sends what linger.ms still holds).
+    // Wait for every report (the flush also sends what linger.ms still holds). Once the lease
+    // budget is spent, whatever librdkafka has not put on the wire yet is purged: only requests
+    // already sent while the lease was valid may still land.
+    bool purged_for_lease = false;
     while (batch->outstanding > 0 && std::chrono::steady_clock::now() < deadline && !abandon()) {
+        if (!purged_for_lease && std::chrono::steady_clock::now() >= produce_until) {
+            rd_kafka_purge(_rk, RD_KAFKA_PURGE_F_QUEUE);
+            purged_for_lease = true;
+        }
         rd_kafka_flush(_rk, 50);
         serve(0);
     }

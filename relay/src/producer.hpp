@@ -61,8 +61,15 @@ public:
     /// `deadline`, or until `abandon()` returns true. A message whose (topic, key) already
     /// failed earlier in the batch is not produced (outcome::not_sent), so a key never overtakes
     /// its failed message.
+    ///
+    /// `produce_until` is the zombie guard: no message is handed to librdkafka after it, and
+    /// messages still queued in librdkafka (not yet on the wire) when it passes are purged. The
+    /// relay sets it just short of its lease's expiry, measured on the monotonic clock from the
+    /// lease check, so a process that was paused (SIGSTOP, a long GC-like stall) and wakes after
+    /// losing its lease publishes nothing new. Items not produced stay outcome::not_sent.
     batch_outcome send(const std::vector<produce_item>& items,
                        std::chrono::steady_clock::time_point deadline,
+                       std::chrono::steady_clock::time_point produce_until,
                        const std::function<bool()>& abandon);
 
     struct batch_state;  // per-batch delivery slots (public for the C callback only)

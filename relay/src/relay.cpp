@@ -603,6 +603,32 @@ private:
     // Named fault point "before_mark" (test builds only): with FERRY_RELAY_FAULT_BEFORE_MARK_MS
     // set, the first batch that has acknowledged rows logs the point and sleeps, so a fault
     // test can SIGSTOP or kill -9 the relay between Kafka's ack and the mark.
+    // Named fault point "before_produce" (test builds only): with
+    // FERRY_RELAY_FAULT_BEFORE_PRODUCE_MS set, the first batch logs the point after its lease
+    // check and claim, then sleeps, so a fault test can SIGSTOP the relay before it produces.
+    void fault_point_before_produce([[maybe_unused]] int group, [[maybe_unused]] std::int64_t epoch,
+                                    [[maybe_unused]] std::size_t rows) {
+#ifdef FERRY_FAULT_POINTS
+        static std::atomic<bool> fired{false};
+        const char* env = std::getenv("FERRY_RELAY_FAULT_BEFORE_PRODUCE_MS");
+        if (env == nullptr || rows == 0 || fired.exchange(true)) return;
+        const long sleep_ms = std::atol(env);
+        spdlog::warn("event=fault_point name=before_produce group={} epoch={} rows={} sleep_ms={}",
+                     group, epoch, rows, sleep_ms);
+        std::this_thread::sleep_for(ms(sleep_ms));
+#endif
+    }
+
+    // The negative control of the zombie test switches the produce guard off (test builds only).
+    static bool guard_enabled() {
+#ifdef FERRY_FAULT_POINTS
+        static const bool disabled = std::getenv("FERRY_RELAY_UNSAFE_NO_PRODUCE_GUARD") != nullptr;
+        return !disabled;
+#else
+        return true;
+#endif
+    }
+
     void fault_point_before_mark([[maybe_unused]] int group, [[maybe_unused]] std::int64_t epoch,
                                  [[maybe_unused]] std::size_t rows) {
 #ifdef FERRY_FAULT_POINTS
@@ -616,10 +642,13 @@ private:
 #endif
     }
 
+    static constexpr std::chrono::seconds k_busy_window{1};
+
     void worker_loop() {
         std::unique_ptr<pqxx::connection> conn;
         std::unique_ptr<detail::producer> prod = std::move(_first_producer);
         ms idle = _o.poll_min;
+        clock::time_point last_found{};
         ms pg_backoff = 100ms;
         ms kafka_backoff = 100ms;
         bool had_connection = false;
@@ -649,11 +678,13 @@ private:
                     continue;
                 }
                 bool full = false;
+                bool found = false;
                 bool trouble = false;
                 for (const auto& [g, epoch] : groups) {
                     if (stopping()) break;
                     const auto r = run_batch(*conn, prod, g, epoch);
                     full = full || r == batch_result::full;
+                    found = found || r == batch_result::full || r == batch_result::partial;
                     trouble = trouble || r == batch_result::kafka_trouble;
                 }
                 pg_backoff = 100ms;
@@ -666,6 +697,16 @@ private:
                 kafka_backoff = 100ms;
                 if (full) {
                     idle = _o.poll_min;
+                    continue;
+                }
+                // Adaptive polling: while messages keep arriving (some were found within the
+                // last second) poll every poll_min, so a steady or bursty stream never waits on
+                // a backed-off sleep; after a quiet second, back off doubling to poll_max.
+                const auto now = clock::now();
+                if (found) last_found = now;
+                if (now - last_found < k_busy_window) {
+                    idle = _o.poll_min;
+                    sleep_for(idle);
                     continue;
                 }
                 sleep_for(idle);
@@ -707,6 +748,7 @@ private:
         }
         // 1. Lease still ours, with time to spare? (database clock)
         std::vector<claimed_row> rows;
+        clock::time_point produce_until{};
         {
             pqxx::nontransaction tx{conn};
             const auto lease = internal::exec_cached(
@@ -723,6 +765,14 @@ private:
             if (remaining_ms < static_cast<double>(_o.lease_ttl.count()) / 4) {
                 return batch_result::not_ready;  // renewal is lagging; do not publish near expiry
             }
+            // The zombie guard's budget: the lease's remaining time on the database clock, less
+            // a margin for the round trip, counted on this process's monotonic clock from now.
+            // A pause (SIGSTOP) does not stop the monotonic clock, so a process that wakes after
+            // its lease could have been taken produces nothing (see producer::send).
+            produce_until = clock::now() +
+                            std::chrono::duration_cast<clock::duration>(
+                                std::chrono::duration<double, std::milli>(remaining_ms)) -
+                            _o.lease_ttl / 8;
             // 2. Claim visible rows of our shards, in id order, skipping held-back keys.
             const auto r = internal::exec_cached(
                 tx, "ferry_relay_claim",
@@ -789,9 +839,10 @@ private:
             items.push_back(std::move(item));
         }
         detail::batch_outcome out;
+        fault_point_before_produce(group, epoch, items.size());
         if (!items.empty()) {
             const auto deadline = clock::now() + _o.delivery_timeout + 5s;
-            out = prod->send(items, deadline, [this] {
+            out = prod->send(items, deadline, guard_enabled() ? produce_until : clock::time_point::max(), [this] {
                 std::lock_guard lock(_mutex);
                 return _stopping && clock::now() >= _stop_deadline;
             });

@@ -315,6 +315,58 @@ TEST(RelayFaultTest, ZombieCannotMarkAfterTakeoverAndNothingIsLost) {
     EXPECT_LE(duplicates, k_batch);
 }
 
+// A zombie paused after its lease check and claim, before it produces: when it wakes after a
+// peer took the group over, the produce guard (lease budget on the monotonic clock) stops it,
+// so it publishes nothing at all. Returns how many duplicate deliveries Kafka holds.
+std::size_t zombie_paused_before_produce(bool guard) {
+    relay_env env;
+    relay_config zc;
+    zc.instance_id = "zombie-a";
+    zc.env["FERRY_RELAY_FAULT_BEFORE_PRODUCE_MS"] = "3000";
+    if (!guard) zc.env["FERRY_RELAY_UNSAFE_NO_PRODUCE_GUARD"] = "1";
+    relay_process zombie(env, zc);
+    EXPECT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".relay_lease WHERE owner = 'zombie-a'") == 1;
+        },
+        10s));
+    relay_config pc;
+    pc.instance_id = "peer-b";
+    relay_process peer(env, pc);
+
+    workload first(env, env.topic, 40, 8);
+    first.join();
+    EXPECT_TRUE(eventually(
+        [&] { return zombie.log().find("name=before_produce") != std::string::npos; }, 20s));
+    zombie.proc().stop();
+    EXPECT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".relay_lease WHERE owner = 'peer-b'") == 1;
+        },
+        15s))
+        << "the peer did not take over";
+    EXPECT_TRUE(outbox_drained(env, 30s));
+    zombie.proc().cont();
+    // Give the zombie time to do whatever it would do with its claimed batch.
+    std::this_thread::sleep_for(3s);
+    kafka_reader reader(env.topic);
+    return expect_no_loss(reader, first.committed(), k_batch);
+}
+
+TEST(RelayFaultTest, ZombiePausedBeforeProducingPublishesNothingAfterTakeover) {
+    EXPECT_EQ(zombie_paused_before_produce(true), 0u)
+        << "the zombie published after losing its lease";
+}
+
+// Negative control: the same history with the guard switched off shows the zombie's batch in
+// Kafka a second time, so the test above can fail.
+TEST(RelayFaultTest, ZombieWithoutProduceGuardDoesPublishAfterTakeover) {
+    EXPECT_GT(zombie_paused_before_produce(false), 0u)
+        << "the negative control saw no zombie publication: the scenario does not exercise the guard";
+}
+
 TEST(RelayFaultTest, SigtermExitsCleanlyWithinBoundAndReleasesTheLease) {
     relay_env env;
     workload load(env, env.topic, 1000, 10, 300us);

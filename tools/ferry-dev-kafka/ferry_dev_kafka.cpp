@@ -119,6 +119,10 @@ public:
         // Hide the notice that this handle has no bootstrap.servers (it never connects);
         // the mock's warnings and errors still reach stderr.
         rd_kafka_conf_set(conf, "log_level", "4", errstr, sizeof(errstr));
+        // The mock brokers' accepted sockets take this handle's socket options. Real Kafka
+        // brokers set TCP_NODELAY; without it the mock's small responses wait out the
+        // client's 40 ms delayed ACK (Nagle), which distorts every latency measurement.
+        rd_kafka_conf_set(conf, "socket.nagle.disable", "true", errstr, sizeof(errstr));
         _rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (_rk == nullptr) {
             rd_kafka_conf_destroy(conf);

@@ -1,0 +1,466 @@
+// scripts/bench relay: how fast ferry-relay moves the outbox to Kafka, against two baselines
+// written here, on the same PostgreSQL and the same embedded Kafka in the same run.
+//
+//   B0  naive per-message relay: BEGIN; SELECT one row FOR UPDATE SKIP LOCKED; produce; flush;
+//       DELETE; COMMIT (the ~100 msg/s design DESIGN.md §5 warns about). Time-boxed.
+//   B1  strong simple relay: BEGIN; DELETE ... WHERE id IN (SELECT ... LIMIT 1000 FOR UPDATE
+//       SKIP LOCKED) RETURNING; produce all; flush; COMMIT.
+//   ferry-relay, the real daemon as a child process (default config, relay.batch_size 1000).
+//
+// Measures: backlog drain rate (200k messages of 200 B), relay CPU per 1k messages (utime +
+// stime of the process doing the relaying), and steady-state commit->ack latency at 1k and 5k
+// msg/s offered by 8 producer connections (1-row transactions). Latency ends at the ledger's
+// published_at, the mark transaction's start just after the batch's last ack, so it is an
+// upper bound of commit->ack. The clock starts when the producer's COMMIT returns (measured
+// by the producer on the system clock, which is the database's clock on this machine), not at
+// created_at: a slow fsync in the producer's own commit is not the relay's latency.
+//
+// Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE.
+#include <librdkafka/rdkafka.h>
+#include <pqxx/pqxx>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "bench_util.hpp"
+#include "ferry/outbox/migrate.hpp"
+#include "ferry/outbox/writer.hpp"
+
+extern char** environ;
+
+using namespace ferry;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+std::string env_or_die(const char* name) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) {
+        std::cerr << "bench_relay: " << name << " is not set (run through scripts/bench)\n";
+        std::exit(2);
+    }
+    return v;
+}
+
+// CPU seconds (user + system) a process has used, from /proc/<pid>/stat.
+double cpu_seconds(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto close = content.rfind(')');
+    std::istringstream rest(content.substr(close + 2));
+    std::string field;
+    long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoll(field);
+        if (i == 15) stime = std::stoll(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+struct bench_schema {
+    std::string name;
+    std::string topic;
+};
+
+bench_schema fresh_schema(pqxx::connection& conn, const std::string& name) {
+    {
+        pqxx::work tx{conn};
+        tx.exec("DROP SCHEMA IF EXISTS " + name + " CASCADE");
+        tx.commit();
+    }
+    (void)outbox::migrate(conn, name);
+    return {name, "bench." + name};
+}
+
+void fill(pqxx::connection& conn, const bench_schema& s, int n) {
+    outbox::writer_options o;
+    o.schema = s.name;
+    const outbox::writer w{o};
+    std::vector<outbox::message> batch;
+    for (int i = 0; i < n; ++i) {
+        outbox::message m;
+        m.topic = s.topic;
+        m.key = "key-" + std::to_string(i % 1000);
+        m.payload = std::string(200, static_cast<char>('a' + i % 26));
+        batch.push_back(std::move(m));
+        if (batch.size() == 1000 || i + 1 == n) {
+            pqxx::work tx{conn};
+            (void)w.enqueue_batch(tx, batch);
+            tx.commit();
+            batch.clear();
+        }
+    }
+    pqxx::nontransaction tx{conn};
+    tx.exec("ANALYZE " + s.name + ".outbox");
+}
+
+long long pending(pqxx::connection& conn, const bench_schema& s) {
+    pqxx::nontransaction tx{conn};
+    return tx.exec("SELECT count(*) FROM " + s.name + ".outbox")[0][0].as<long long>();
+}
+
+// --- librdkafka producer for the baselines -------------------------------------------------
+struct producer {
+    rd_kafka_t* rk = nullptr;
+    std::atomic<long> failed{0};
+
+    explicit producer(const std::string& brokers) {
+        char err[512];
+        rd_kafka_conf_t* conf = rd_kafka_conf_new();
+        auto set = [&](const char* k, const char* v) {
+            if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+                std::cerr << "bench_relay: " << k << ": " << err << "\n";
+                std::exit(2);
+            }
+        };
+        set("bootstrap.servers", brokers.c_str());
+        set("enable.idempotence", "true");
+        set("acks", "all");
+        set("compression.codec", "lz4");
+        set("partitioner", "murmur2_random");
+        rd_kafka_conf_set_opaque(conf, this);
+        rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+            if (m->err) ++static_cast<producer*>(opaque)->failed;
+        });
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        if (!rk) {
+            std::cerr << "bench_relay: " << err << "\n";
+            std::exit(2);
+        }
+    }
+    ~producer() {
+        rd_kafka_flush(rk, 10000);
+        rd_kafka_destroy(rk);
+    }
+    void produce(const std::string& topic, const std::string& key, const std::string& value,
+                 const std::string& id) {
+        rd_kafka_headers_t* h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "ferry-message-id", -1, id.data(), static_cast<ssize_t>(id.size()));
+        while (true) {
+            const auto e = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic.c_str()),
+                RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_headers_destroy(h);
+                ++failed;
+                return;
+            }
+            rd_kafka_poll(rk, 10);
+        }
+    }
+    void flush() {
+        while (rd_kafka_flush(rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        }
+    }
+};
+
+std::string unescape_bytea(const std::string& hex) {
+    std::string out;
+    out.reserve(hex.size() / 2);
+    for (std::size_t i = 2; i + 1 < hex.size(); i += 2) {
+        out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    return out;
+}
+
+struct drain_result {
+    long long messages = 0;
+    double seconds = 0;
+    double cpu_s = 0;
+    long failed = 0;
+    [[nodiscard]] double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+    [[nodiscard]] double cpu_ms_per_1k() const {
+        return messages > 0 ? cpu_s * 1000.0 / (static_cast<double>(messages) / 1000.0) : 0;
+    }
+    [[nodiscard]] nlohmann::json to_json() const {
+        return {{"messages", messages}, {"seconds", seconds}, {"msgs_per_s", rate()},
+                {"cpu_seconds", cpu_s}, {"cpu_ms_per_1k", cpu_ms_per_1k()}, {"failed", failed}};
+    }
+};
+
+drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::string& brokers) {
+    producer p(brokers);
+    drain_result r;
+    const auto cpu0 = cpu_seconds(getpid());
+    const auto t0 = clock_type::now();
+    while (true) {
+        pqxx::work tx{conn};
+        const auto rows = tx.exec(
+            "DELETE FROM " + s.name + ".outbox WHERE id IN (SELECT id FROM " + s.name +
+            ".outbox ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+            "RETURNING message_id::text, topic, key, payload");
+        if (rows.empty()) break;
+        for (const auto& row : rows) {
+            p.produce(row[1].c_str(), row[2].c_str(), unescape_bytea(row[3].c_str()), row[0].c_str());
+        }
+        p.flush();
+        tx.commit();
+        r.messages += static_cast<long long>(rows.size());
+    }
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    r.cpu_s = cpu_seconds(getpid()) - cpu0;
+    r.failed = p.failed.load();
+    return r;
+}
+
+drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::string& brokers,
+                    std::chrono::seconds budget) {
+    producer p(brokers);
+    drain_result r;
+    const auto cpu0 = cpu_seconds(getpid());
+    const auto t0 = clock_type::now();
+    while (clock_type::now() - t0 < budget) {
+        pqxx::work tx{conn};
+        const auto rows = tx.exec("SELECT id, message_id::text, topic, key, payload FROM " + s.name +
+                                  ".outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
+        if (rows.empty()) break;
+        p.produce(rows[0][2].c_str(), rows[0][3].c_str(), unescape_bytea(rows[0][4].c_str()), rows[0][1].c_str());
+        p.flush();
+        tx.exec("DELETE FROM " + s.name + ".outbox WHERE id = " + std::string(rows[0][0].c_str()));
+        tx.commit();
+        ++r.messages;
+    }
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    r.cpu_s = cpu_seconds(getpid()) - cpu0;
+    r.failed = p.failed.load();
+    return r;
+}
+
+// --- ferry-relay as a child process -----------------------------------------------------------
+class relay_process {
+public:
+    relay_process(const std::string& bin, const std::string& dsn, const std::string& brokers,
+                  const bench_schema& s) {
+        _config = "/tmp/ferry_bench_relay_" + std::to_string(getpid()) + "_" + s.name + ".yaml";
+        std::ofstream f(_config);
+        f << "postgres:\n  dsn: \"" << dsn << "\"\n  schema: " << s.name << "\n"
+          << "kafka:\n  brokers: \"" << brokers << "\"\n"
+          << (std::getenv("FERRY_BENCH_KAFKA_PROPS") ? std::string("  properties:\n") + std::getenv("FERRY_BENCH_KAFKA_PROPS") + "\n" : std::string())
+          << "http:\n  listen: 127.0.0.1:0\n"
+          << "log:\n  level: " << (std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL") ? std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL") : "warn") << "\n"
+          << "relay:\n  batch_size: 1000\n";
+        f.close();
+        std::vector<std::string> args = {bin, "--config", _config};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        // The relay's log, kept for a look when a number is surprising.
+        const auto log = "/tmp/ferry_bench_relay_" + s.name + ".log";
+        posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (posix_spawn(&_pid, bin.c_str(), &fa, nullptr, argv.data(), environ) != 0) {
+            std::cerr << "bench_relay: cannot start " << bin << "\n";
+            std::exit(2);
+        }
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    ~relay_process() {
+        kill(_pid, SIGTERM);
+        int status = 0;
+        for (int i = 0; i < 200 && waitpid(_pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+        if (waitpid(_pid, &status, WNOHANG) == 0) {
+            kill(_pid, SIGKILL);
+            waitpid(_pid, &status, 0);
+        }
+        std::remove(_config.c_str());
+    }
+    [[nodiscard]] pid_t pid() const { return _pid; }
+    [[nodiscard]] bool alive() const { return kill(_pid, 0) == 0; }
+
+private:
+    pid_t _pid = -1;
+    std::string _config;
+};
+
+drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std::string& bin,
+                       const std::string& dsn, const std::string& brokers, long long n) {
+    relay_process relay(bin, dsn, brokers, s);
+    drain_result r;
+    // Wait for the first publication so start-up (connect, lease) is not billed to the drain.
+    const auto start_deadline = clock_type::now() + 30s;
+    while (pending(conn, s) == n && clock_type::now() < start_deadline) std::this_thread::sleep_for(5ms);
+    const auto cpu0 = cpu_seconds(relay.pid());
+    const auto t0 = clock_type::now();
+    const auto left0 = pending(conn, s);
+    while (pending(conn, s) > 0 && relay.alive() && clock_type::now() - t0 < 600s) std::this_thread::sleep_for(20ms);
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    r.cpu_s = cpu_seconds(relay.pid()) - cpu0;
+    r.messages = left0 - pending(conn, s);
+    return r;
+}
+
+nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const std::string& dsn,
+                           const std::string& brokers, int rate, std::chrono::seconds duration) {
+    const auto s = fresh_schema(conn, "bench_relay_lat_" + std::to_string(rate));
+    relay_process relay(bin, dsn, brokers, s);
+    // Warm up: the first message of a new topic waits for its metadata (about a second on the
+    // embedded Kafka); that is start-up, not steady state.
+    {
+        outbox::writer_options o;
+        o.schema = s.name;
+        const outbox::writer w{o};
+        outbox::message m;
+        m.topic = s.topic;
+        m.key = "warm-up";
+        pqxx::work tx{conn};
+        (void)w.enqueue(tx, m);
+        tx.commit();
+        const auto deadline = clock_type::now() + 30s;
+        while (pending(conn, s) > 0 && clock_type::now() < deadline) std::this_thread::sleep_for(10ms);
+        pqxx::work clear{conn};
+        clear.exec("TRUNCATE " + s.name + ".published");
+        clear.commit();
+    }
+    constexpr int producers = 8;
+    std::atomic<long> sent{0};
+    // message id -> when its producer's COMMIT returned (system clock, the same clock the
+    // database reads on this machine)
+    std::vector<std::vector<std::pair<std::string, double>>> committed(producers);
+    std::vector<bench::samples> commit_us(producers);
+    std::vector<std::thread> threads;
+    const auto t0 = clock_type::now();
+    for (int p = 0; p < producers; ++p) {
+        threads.emplace_back([&, p] {
+            pqxx::connection c{dsn};
+            outbox::writer_options o;
+            o.schema = s.name;
+            const outbox::writer w{o};
+            const auto interval = std::chrono::duration<double>(static_cast<double>(producers) / rate);
+            auto next = clock_type::now();
+            long i = 0;
+            while (clock_type::now() - t0 < duration) {
+                outbox::message m;
+                m.topic = s.topic;
+                m.key = "key-" + std::to_string(p) + "-" + std::to_string(i % 50);
+                m.payload = std::string(200, 'x');
+                const auto tx_start = clock_type::now();
+                pqxx::work tx{c};
+                const auto id = w.enqueue(tx, m);
+                tx.commit();
+                commit_us[static_cast<std::size_t>(p)].add(bench::elapsed_us(tx_start));
+                committed[static_cast<std::size_t>(p)].emplace_back(
+                    id.to_string(), std::chrono::duration<double>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+                ++sent;
+                ++i;
+                next += std::chrono::duration_cast<clock_type::duration>(interval);
+                std::this_thread::sleep_until(next);
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    const double offered_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    const auto drain_deadline = clock_type::now() + 60s;
+    while (pending(conn, s) > 0 && clock_type::now() < drain_deadline) std::this_thread::sleep_for(20ms);
+    std::unordered_map<std::string, double> published;
+    {
+        pqxx::nontransaction tx{conn};
+        for (const auto& row : tx.exec("SELECT message_id::text, extract(epoch FROM published_at)::float8 FROM " +
+                                       s.name + ".published")) {
+            published.emplace(row[0].c_str(), row[1].as<double>());
+        }
+    }
+    bench::samples latency_us;
+    long missing = 0;
+    for (const auto& per_producer : committed) {
+        for (const auto& [id, commit_s] : per_producer) {
+            const auto it = published.find(id);
+            if (it == published.end()) {
+                ++missing;
+                continue;
+            }
+            latency_us.add(std::max(0.0, (it->second - commit_s) * 1e6));
+        }
+    }
+    bench::samples producer_tx;
+    for (const auto& c : commit_us) producer_tx.add(c);
+    return {{"offered_msgs_per_s", rate},
+            {"producer_tx_p50_ms", producer_tx.percentile(50) / 1000},
+            {"producer_tx_p99_ms", producer_tx.percentile(99) / 1000},
+            {"achieved_msgs_per_s", static_cast<double>(sent.load()) / offered_s},
+            {"sent", sent.load()},
+            {"published", static_cast<long>(published.size())},
+            {"unpublished_after_drain", missing},
+            {"p50_ms", latency_us.percentile(50) / 1000},
+            {"p99_ms", latency_us.percentile(99) / 1000},
+            {"max_ms", latency_us.percentile(100) / 1000}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const auto a = bench::args::parse(argc, argv);
+    const auto dsn = env_or_die("FERRY_TEST_PG_DSN");
+    const auto brokers = env_or_die("FERRY_TEST_KAFKA_BROKERS");
+    const std::string relay_bin = std::getenv("FERRY_RELAY_BIN") ? std::getenv("FERRY_RELAY_BIN") : FERRY_RELAY_PATH;
+    const long long n = a.scaled(200000);
+    pqxx::connection conn{dsn};
+
+    // FERRY_BENCH_ONLY=latency skips the drain part (for iterating on latency).
+    const bool latency_only = std::getenv("FERRY_BENCH_ONLY") && std::string(std::getenv("FERRY_BENCH_ONLY")) == "latency";
+    drain_result ferry, b1, b0;
+    if (!latency_only) {
+        std::cout << "filling " << n << " messages for ferry-relay..." << std::endl;
+        auto s = fresh_schema(conn, "bench_relay_ferry");
+        fill(conn, s, static_cast<int>(n));
+        ferry = run_ferry(conn, s, relay_bin, dsn, brokers, n);
+
+        std::cout << "filling " << n << " messages for B1..." << std::endl;
+        s = fresh_schema(conn, "bench_relay_b1");
+        fill(conn, s, static_cast<int>(n));
+        b1 = run_b1(conn, s, brokers);
+
+        std::cout << "B0 (time-boxed 10 s)..." << std::endl;
+        s = fresh_schema(conn, "bench_relay_b0");
+        fill(conn, s, 20000);
+        b0 = run_b0(conn, s, brokers, 10s);
+    }
+    std::cout << "latency at 1k and 5k msg/s offered..." << std::endl;
+    const auto lat1k = run_latency(conn, relay_bin, dsn, brokers, 1000, std::chrono::seconds(a.scaled(10)));
+    const auto lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
+
+    const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0, vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0;
+    bench::print_table("relay benchmark (" + std::to_string(n) + " x 200 B backlog, embedded Kafka)",
+                       {{"ferry-relay drain", ferry.rate(), "msg/s"},
+                        {"B1 (DELETE..SKIP LOCKED LIMIT 1000) drain", b1.rate(), "msg/s"},
+                        {"B0 (per-message) drain", b0.rate(), "msg/s"},
+                        {"ferry / B1 (target >= 2)", vs_b1, "x"},
+                        {"ferry / B0 (target >= 50)", vs_b0, "x"},
+                        {"ferry-relay CPU per 1k msgs (target <= 10)", ferry.cpu_ms_per_1k(), "ms"},
+                        {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
+                        {"1k/s offered: achieved", lat1k["achieved_msgs_per_s"].get<double>(), "msg/s"},
+                        {"1k/s offered: p50 commit->mark", lat1k["p50_ms"].get<double>(), "ms"},
+                        {"1k/s offered: p99 commit->mark", lat1k["p99_ms"].get<double>(), "ms"},
+                        {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
+                        {"5k/s offered: p50 commit->mark", lat5k["p50_ms"].get<double>(), "ms"},
+                        {"5k/s offered: p99 commit->mark (target <= 25)", lat5k["p99_ms"].get<double>(), "ms"}});
+    bench::write_json(a, {{"bench", "relay"},
+                          {"backlog_messages", n},
+                          {"payload_bytes", 200},
+                          {"drain", {{"ferry_relay", ferry.to_json()}, {"b1_skip_locked_batch", b1.to_json()}, {"b0_per_message", b0.to_json()}}},
+                          {"ratios", {{"ferry_vs_b1", vs_b1}, {"ferry_vs_b0", vs_b0}}},
+                          {"latency", {lat1k, lat5k}},
+                          {"targets", {{"ferry_vs_b1", 2.0}, {"ferry_vs_b0", 50.0}, {"p99_ms_at_5k", 25.0}, {"cpu_ms_per_1k", 10.0}}},
+                          {"latency_note", "from the producer's COMMIT returning to the ledger's published_at (mark start, just after the ack): an upper bound of commit->ack"}});
+    for (const char* name : {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0", "bench_relay_lat_1000", "bench_relay_lat_5000"}) {
+        pqxx::work tx{conn};
+        tx.exec(std::string("DROP SCHEMA IF EXISTS ") + name + " CASCADE");
+        tx.commit();
+    }
+    return 0;
+}
