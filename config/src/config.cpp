@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -568,6 +569,28 @@ key_spec size_key(std::string_view name, Get get, std::size_t min, std::size_t m
         [get](YAML::Emitter& out, const ferry_config& c) { out << detail::format_size(get(c)); }};
 }
 
+template <class Get>
+key_spec count_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
+    return key_spec{
+        name,
+        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+            std::size_t n = 0;
+            const auto* end = v.data() + v.size();
+            const auto r = std::from_chars(v.data(), end, n);
+            if (v.empty() || r.ec != std::errc{} || r.ptr != end) {
+                return "expected a whole number, got " + shown(name, v);
+            }
+            if (n < min || n > max) {
+                return "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                       ", got " + shown(name, v);
+            }
+            get(c) = n;
+            return std::nullopt;
+        },
+        {},
+        [get](YAML::Emitter& out, const ferry_config& c) { out << std::to_string(get(c)); }};
+}
+
 // Emits a string map in block style, or "{}" when empty (yaml-cpp would put a lone "{}" on
 // the next line otherwise).
 void emit_string_map(YAML::Emitter& out, const std::map<std::string, std::string>& m,
@@ -657,6 +680,143 @@ key_spec properties_key() {
 // ---------------------------------------------------------------------------------------------
 // The schema. Order here is the order of render_redacted() output.
 
+// checkback.groups: {producer group: {resolver: callback|http|sql, ...}}. Each group's keys
+// are checked like a section's; http needs url, sql needs dsn and query.
+key_spec checkback_groups_key() {
+    static const std::vector<std::string_view> keys = {
+        "resolver", "timeout", "liveness", "url", "headers", "ca_file",
+        "client_cert", "client_key", "verify_tls", "dsn", "query"};
+    return key_spec{
+        "groups",
+        {},
+        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+            if (node.IsNull()) return;
+            if (!node.IsMap()) {
+                r.error(node.Mark(), path, "expected a map of producer group: resolver settings");
+                return;
+            }
+            r.for_each_entry(node, path, [&](const std::string& group, const YAML::Node& gk,
+                                             const YAML::Node& gv, const std::string& gpath) {
+                if (group.empty() || group.size() > 255) {
+                    r.error(gk.Mark(), gpath, "a producer group name must be 1-255 characters");
+                    return;
+                }
+                if (!gv.IsMap()) {
+                    r.error(reader::where(gk, gv), gpath,
+                            "expected a map with at least `resolver: callback|http|sql`");
+                    return;
+                }
+                checkback_group_config g;
+                bool has_resolver = false;
+                r.for_each_entry(gv, gpath, [&](const std::string& name, const YAML::Node& k,
+                                                const YAML::Node& v, const std::string& full) {
+                    if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
+                        r.error(k.Mark(), full, unknown_key_message("key", name, keys));
+                        return;
+                    }
+                    if (name == "headers") {
+                        if (v.IsNull()) return;
+                        if (!v.IsMap()) {
+                            r.error(reader::where(k, v), full, "expected a map of header: value");
+                            return;
+                        }
+                        r.for_each_entry(v, full, [&](const std::string& h, const YAML::Node& hk,
+                                                      const YAML::Node& hv, const std::string& hfull) {
+                            // Header values usually carry credentials: never quoted back.
+                            if (auto text = r.scalar_text(hk, hv, hfull)) g.headers[h] = *text;
+                        });
+                        return;
+                    }
+                    const auto text = r.scalar_text(k, v, full);
+                    if (!text) return;
+                    const auto at = reader::where(k, v);
+                    if (name == "resolver") {
+                        has_resolver = true;  // present; a bad value is reported once, here
+                        if (*text != "callback" && *text != "http" && *text != "sql") {
+                            r.error(at, full, "must be one of callback, http, sql, got " + shown(name, *text));
+                            return;
+                        }
+                        g.resolver = *text;
+                    } else if (name == "timeout" || name == "liveness") {
+                        const auto d = parse_duration(*text);
+                        if (!d || *d < 1ms || *d > 10min) {
+                            r.error(at, full, "expected a duration between 1ms and 10m, got " + shown(name, *text));
+                            return;
+                        }
+                        (name == "timeout" ? g.timeout : g.liveness) = *d;
+                    } else if (name == "verify_tls") {
+                        const auto l = lower(*text);
+                        if (l != "true" && l != "false") {
+                            r.error(at, full, "expected true or false, got " + shown(name, *text));
+                            return;
+                        }
+                        g.verify_tls = l == "true";
+                    } else if (name == "url") {
+                        if (text->rfind("http://", 0) != 0 && text->rfind("https://", 0) != 0) {
+                            r.error(at, full, "expected an http:// or https:// URL");
+                            return;
+                        }
+                        g.url = *text;
+                    } else if (name == "dsn") {
+                        g.dsn = *text;
+                    } else if (name == "query") {
+                        g.query = *text;
+                    } else if (name == "ca_file") {
+                        g.ca_file = *text;
+                    } else if (name == "client_cert") {
+                        g.client_cert = *text;
+                    } else if (name == "client_key") {
+                        g.client_key = *text;
+                    }
+                });
+                if (!has_resolver) {
+                    r.error(gk.Mark(), gpath + ".resolver", "required: callback, http or sql");
+                    return;
+                }
+                if (g.resolver == "http" && g.url.empty()) {
+                    r.error(gk.Mark(), gpath + ".url", "required when resolver is http");
+                    return;
+                }
+                if (g.resolver == "sql" && (g.dsn.empty() || g.query.empty())) {
+                    r.error(gk.Mark(), gpath + (g.dsn.empty() ? ".dsn" : ".query"),
+                            "required when resolver is sql (dsn, and a query taking tx_ref as $1)");
+                    return;
+                }
+                c.checkback.groups[group] = std::move(g);
+            });
+        },
+        [](YAML::Emitter& out, const ferry_config& c) {
+            if (c.checkback.groups.empty()) out << YAML::Flow;
+            out << YAML::BeginMap;
+            for (const auto& [name, g] : c.checkback.groups) {
+                out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+                out << YAML::Key << "resolver" << YAML::Value << g.resolver;
+                out << YAML::Key << "timeout" << YAML::Value << detail::format_duration(g.timeout);
+                if (g.resolver == "callback") {
+                    out << YAML::Key << "liveness" << YAML::Value << detail::format_duration(g.liveness);
+                }
+                if (g.resolver == "http") {
+                    out << YAML::Key << "url" << YAML::Value << redact_url(g.url);
+                    if (!g.headers.empty()) {
+                        out << YAML::Key << "headers" << YAML::Value << YAML::BeginMap;
+                        for (const auto& [h, v] : g.headers) out << YAML::Key << h << YAML::Value << "***";
+                        out << YAML::EndMap;
+                    }
+                    if (!g.ca_file.empty()) out << YAML::Key << "ca_file" << YAML::Value << g.ca_file;
+                    if (!g.client_cert.empty()) out << YAML::Key << "client_cert" << YAML::Value << g.client_cert;
+                    if (!g.client_key.empty()) out << YAML::Key << "client_key" << YAML::Value << g.client_key;
+                    out << YAML::Key << "verify_tls" << YAML::Value << (g.verify_tls ? "true" : "false");
+                }
+                if (g.resolver == "sql") {
+                    out << YAML::Key << "dsn" << YAML::Value << redact_dsn(g.dsn);
+                    out << YAML::Key << "query" << YAML::Value << g.query;
+                }
+                out << YAML::EndMap;
+            }
+            out << YAML::EndMap;
+        }};
+}
+
 const std::vector<section_spec>& sections() {
     static const std::vector<section_spec> table = {
         {"postgres",
@@ -721,11 +881,11 @@ const std::vector<section_spec>& sections() {
          {
              string_key(
                  "instance_id", [](auto& c) -> auto& { return c.relay.instance_id; }),
-             size_key(
+             count_key(
                  "lease_groups", [](auto& c) -> auto& { return c.relay.lease_groups; }, 1, 256),
              duration_key(
                  "lease_ttl", [](auto& c) -> auto& { return c.relay.lease_ttl; }, 1s, 10min),
-             size_key(
+             count_key(
                  "batch_size", [](auto& c) -> auto& { return c.relay.batch_size; }, 1, 100000),
              duration_key(
                  "poll_min", [](auto& c) -> auto& { return c.relay.poll_min; }, 1ms, 1min),
@@ -741,6 +901,23 @@ const std::vector<section_spec>& sections() {
                  "published_retention",
                  [](auto& c) -> auto& { return c.relay.published_retention; }, 1min,
                  std::chrono::hours(24 * 366)),
+         }},
+        {"checkback",
+         {
+             bool_key("enabled", [](auto& c) -> auto& { return c.checkback.enabled; }),
+             duration_key(
+                 "first_after", [](auto& c) -> auto& { return c.checkback.first_after; }, 0ms,
+                 std::chrono::hours(24)),
+             duration_key(
+                 "interval", [](auto& c) -> auto& { return c.checkback.interval; }, 10ms,
+                 std::chrono::hours(24)),
+             count_key(
+                 "max_checks", [](auto& c) -> auto& { return c.checkback.max_checks; }, 0, 1000),
+             duration_key(
+                 "tick", [](auto& c) -> auto& { return c.checkback.tick; }, 10ms, 1min),
+             count_key(
+                 "batch_size", [](auto& c) -> auto& { return c.checkback.batch_size; }, 1, 10000),
+             checkback_groups_key(),
          }},
     };
     return table;
@@ -784,6 +961,9 @@ void finish(load_result& result, const env_lookup& env) {
     }
     // The writer reads its schema from writer_options; there is deliberately one key for it.
     result.config.outbox.schema = result.config.postgres.schema;
+    result.config.outbox.check_first_after = result.config.checkback.first_after;
+    result.config.outbox.check_interval = result.config.checkback.interval;
+    result.config.outbox.max_checks = static_cast<int>(result.config.checkback.max_checks);
 }
 
 }  // namespace

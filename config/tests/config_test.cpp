@@ -598,7 +598,7 @@ TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
 )");
     EXPECT_THAT(only_error_for(r, "relay.lease_groups").message, HasSubstr("between"));
     expect_at(only_error_for(r, "relay.lease_ttl"), 3, 14);
-    EXPECT_THAT(only_error_for(r, "relay.batch_size").message, HasSubstr("expected a size"));
+    EXPECT_THAT(only_error_for(r, "relay.batch_size").message, HasSubstr("expected a whole number"));
     EXPECT_THAT(only_error_for(r, "relay.batch_sise").message,
                 HasSubstr("did you mean \"batch_size\""));
 }
@@ -644,3 +644,93 @@ TEST(ParseSizeTest, RejectsMalformed) {
 }
 
 }  // namespace
+
+TEST(ConfigTest, CheckbackSectionWithEveryResolverKind) {
+    const auto r = load(R"(
+checkback:
+  first_after: 2s
+  interval: 10s
+  max_checks: 4
+  tick: 200ms
+  batch_size: 16
+  groups:
+    payments:
+      resolver: callback
+      timeout: 3s
+      liveness: 2s
+    ledger:
+      resolver: sql
+      dsn: postgresql://ledger:${LEDGER_PW}@db/ledger
+      query: SELECT status = 'paid' FROM payments WHERE tx_ref = $1
+    partner:
+      resolver: http
+      url: https://partner.example/check
+      headers:
+        Authorization: Bearer ${PARTNER_TOKEN}
+      verify_tls: false
+)",
+                        {{"LEDGER_PW", "pw-secret-1"}, {"PARTNER_TOKEN", "tok-secret-2"}});
+    ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+    const auto& c = r.config.checkback;
+    EXPECT_EQ(c.first_after, std::chrono::seconds(2));
+    EXPECT_EQ(c.max_checks, 4u);
+    EXPECT_EQ(c.batch_size, 16u);
+    // The producer side takes the schedule from the same section.
+    EXPECT_EQ(r.config.outbox.check_first_after, std::chrono::seconds(2));
+    EXPECT_EQ(r.config.outbox.check_interval, std::chrono::seconds(10));
+    EXPECT_EQ(r.config.outbox.max_checks, 4);
+    ASSERT_EQ(c.groups.size(), 3u);
+    EXPECT_EQ(c.groups.at("payments").resolver, "callback");
+    EXPECT_EQ(c.groups.at("payments").liveness, std::chrono::seconds(2));
+    EXPECT_EQ(c.groups.at("ledger").dsn, "postgresql://ledger:pw-secret-1@db/ledger");
+    EXPECT_EQ(c.groups.at("partner").headers.at("Authorization"), "Bearer tok-secret-2");
+    EXPECT_FALSE(c.groups.at("partner").verify_tls);
+
+    const auto shown = render_redacted(r.config);
+    EXPECT_EQ(shown.find("pw-secret-1"), std::string::npos) << shown;
+    EXPECT_EQ(shown.find("tok-secret-2"), std::string::npos) << shown;
+    EXPECT_NE(shown.find("partner.example"), std::string::npos) << shown;
+    // What is shown loads back to the same schedule and resolvers.
+    const auto again = load(shown);
+    ASSERT_TRUE(again.ok()) << again.errors.front().to_string();
+    EXPECT_EQ(again.config.checkback.groups.size(), 3u);
+    EXPECT_EQ(again.config.checkback.max_checks, 4u);
+}
+
+TEST(ConfigTest, CheckbackGroupErrorsAreAllReported) {
+    const auto r = load(R"(
+checkback:
+  max_checks: lots
+  groups:
+    a:
+      resolver: carrier-pigeon
+    b:
+      resolver: http
+    c:
+      resolver: sql
+      dsn: postgresql://db/x
+    d:
+      resolver: callback
+      tiemout: 3s
+    e:
+      timeout: 1s
+)");
+    EXPECT_FALSE(r.ok());
+    std::string all;
+    for (const auto& d : r.errors) all += d.to_string() + "\n";
+    EXPECT_NE(all.find(":3:"), std::string::npos) << all;                 // max_checks
+    EXPECT_NE(all.find("carrier-pigeon"), std::string::npos) << all;      // resolver kind
+    EXPECT_NE(all.find("groups.b.url"), std::string::npos) << all;        // http without url
+    EXPECT_NE(all.find("groups.c.query"), std::string::npos) << all;      // sql without query
+    EXPECT_NE(all.find("did you mean \"timeout\""), std::string::npos) << all;  // misspelled key
+    EXPECT_NE(all.find("groups.e.resolver"), std::string::npos) << all;   // resolver missing
+    EXPECT_EQ(r.errors.size(), 6u) << all;  // one per problem, no follow-on noise
+}
+
+TEST(ConfigTest, CountsRenderAsPlainNumbers) {
+    const auto r = load("relay:\n  batch_size: 1024\n  lease_groups: 4\n");
+    ASSERT_TRUE(r.ok());
+    const auto shown = render_redacted(r.config);
+    EXPECT_NE(shown.find("batch_size: 1024"), std::string::npos) << shown;
+    EXPECT_EQ(load("relay:\n  batch_size: 1KiB\n").ok(), false);
+}

@@ -82,6 +82,41 @@ struct relay_config {
     std::chrono::milliseconds published_retention{7 * 24 * 3600 * 1000LL};
 };
 
+/// How one producer group's half messages are checked back (checkback.groups.<name>).
+struct checkback_group_config {
+    /// callback | http | sql
+    std::string resolver = "callback";
+    /// Per check, for every resolver kind.
+    std::chrono::milliseconds timeout{5000};
+    /// callback: an instance is live if it heartbeated this recently.
+    std::chrono::milliseconds liveness{5000};
+    /// http: the endpoint, extra headers (values are secrets: never logged), TLS files.
+    std::string url;
+    std::map<std::string, std::string> headers;
+    std::string ca_file;
+    std::string client_cert;
+    std::string client_key;
+    bool verify_tls = true;
+    /// sql: the producer's database and a query taking tx_ref as $1.
+    std::string dsn;
+    std::string query;
+};
+
+/// Half-message check-back (ADR 0004): the schedule given to new half messages, and the
+/// scheduler ferry-relay runs.
+struct checkback_config {
+    /// Run the check-back scheduler inside ferry-relay.
+    bool enabled = true;
+    /// Schedule for half messages that do not set their own (copied into outbox options).
+    std::chrono::milliseconds first_after{6000};
+    std::chrono::milliseconds interval{30000};
+    std::size_t max_checks = 15;
+    /// Scheduler: how often due checks are looked for, and how many per round.
+    std::chrono::milliseconds tick{500};
+    std::size_t batch_size = 64;
+    std::map<std::string, checkback_group_config> groups;
+};
+
 struct ferry_config {
     postgres_config postgres;
     ferry::outbox::writer_options outbox;
@@ -90,6 +125,7 @@ struct ferry_config {
     http_config http;
     log_config log;
     relay_config relay;
+    checkback_config checkback;
 };
 
 /// One problem found while loading. line and column are 1-based; 0 when not tied to a place
