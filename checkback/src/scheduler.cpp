@@ -164,10 +164,18 @@ void scheduler::start() {
     _impl->stopping = false;
     _impl->thread = std::thread([this] {
         auto backoff = std::chrono::milliseconds(100);
+        auto next_gauges = std::chrono::steady_clock::now();
         while (true) {
             int checked = 0;
             bool failed = false;
             try {
+                if (std::chrono::steady_clock::now() >= next_gauges) {
+                    const auto g = read_gauges();
+                    _stats.pending_now = g.pending;
+                    _stats.parked_now = g.parked;
+                    _stats.oldest_pending_age_s = g.oldest_pending_age_s;
+                    next_gauges = std::chrono::steady_clock::now() + _impl->options.gauge_interval;
+                }
                 checked = run_once();
                 backoff = std::chrono::milliseconds(100);
             } catch (const std::exception&) {

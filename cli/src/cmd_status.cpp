@@ -23,14 +23,22 @@ void register_status(CLI::App& app, globals& g) {
                              {"schema_version", s.schema_version},
                              {"pending", s.pending},
                              {"oldest_pending_age_s", s.oldest_pending_age_s},
-                             {"delayed", s.delayed}};
+                             {"delayed", s.delayed},
+                             {"parked", s.parked},
+                             {"expired", s.expired},
+                             {"half_pending", s.half_pending},
+                             {"half_parked", s.half_parked}};
             std::cout << j.dump() << "\n";
         } else {
             std::cout << "schema:               " << cfg.postgres.schema << " (version "
                       << s.schema_version << ")\n"
                       << "pending:              " << s.pending << "\n"
                       << "oldest pending age:   " << s.oldest_pending_age_s << " s\n"
-                      << "delayed:              " << s.delayed << "\n";
+                      << "delayed:              " << s.delayed << "\n"
+                      << "parked:               " << s.parked << "\n"
+                      << "expired:              " << s.expired << "\n"
+                      << "half pending:         " << s.half_pending << "\n"
+                      << "half parked:          " << s.half_parked << "\n";
         }
     });
 }

@@ -23,6 +23,7 @@ void register_config(CLI::App& app, globals& g);   // config check FILE | config
 void register_migrate(CLI::App& app, globals& g);  // migrate
 void register_status(CLI::App& app, globals& g);   // status [--json]
 void register_dlq(CLI::App& app, globals& g);      // dlq list|show|replay|purge
+void register_parked(CLI::App& app, globals& g);   // parked list|retry|discard
 void register_half(CLI::App& app, globals& g);     // half list|commit|rollback
 
 }  // namespace ferry::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     ferry::cli::register_status(app, g);
     ferry::cli::register_dlq(app, g);
     ferry::cli::register_half(app, g);
+    ferry::cli::register_parked(app, g);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -159,3 +159,58 @@ TEST_F(FerryctlTest, HalfListShowsParkedMessagesAndOperatorsResolveThem) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("is not a UUID"), std::string::npos) << r.output;
 }
+
+// Parks a message by hand the way the relay does (moves the outbox row, keeping its id).
+static long long park_one(pqxx::connection& conn, const std::string& schema, const std::string& key) {
+    pqxx::work tx{conn};
+    const auto s = "\"" + schema + "\"";
+    tx.exec("SELECT " + s + ".enqueue('orders', '" + key + "', 'x'::bytea)");
+    const auto id = tx.exec("WITH moved AS (DELETE FROM " + s + ".outbox WHERE key = '" + key +
+                            "' RETURNING *) INSERT INTO " + s +
+                            ".parked (id, message_id, topic, key, payload, headers, created_at, available_at, "
+                            "expires_at, reason, error_code) SELECT id, message_id, topic, key, payload, headers, "
+                            "created_at, available_at, expires_at, 'Broker: Message size too large', "
+                            "'MSG_SIZE_TOO_LARGE' FROM moved RETURNING id")[0][0]
+                        .as<long long>();
+    tx.exec("SELECT " + s + ".enqueue('orders', '" + key + "', 'later'::bytea)");  // held behind it
+    tx.commit();
+    return id;
+}
+
+TEST_F(FerryctlTest, ParkedListRetryDiscardAndStatusCounts) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto a = park_one(conn, _schema.name(), "big-1");
+    const auto b = park_one(conn, _schema.name(), "big-2");
+    {
+        pqxx::work tx{conn};
+        tx.exec("INSERT INTO \"" + _schema.name() + "\".expired (id, message_id, topic, key, payload, headers, "
+                "created_at, available_at) VALUES (999999, gen_random_uuid(), 'orders', 'old', 'x', '{}', now(), now())");
+        tx.commit();
+    }
+    auto status = nlohmann::json::parse(ctl("status --json").output);
+    EXPECT_EQ(status.at("parked"), 2);
+    EXPECT_EQ(status.at("expired"), 1);
+    EXPECT_EQ(status.at("pending"), 2);  // the two held-back messages
+
+    auto r = ctl("parked list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0].at("id"), a);
+    EXPECT_EQ(j[0].at("error_code"), "MSG_SIZE_TOO_LARGE");
+    EXPECT_EQ(j[0].at("held_back"), 1);
+
+    r = ctl("parked retry " + std::to_string(a));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    pqxx::nontransaction tx{conn};
+    // Back in the outbox under its original id, ahead of the message that waited behind it.
+    EXPECT_EQ(tx.exec("SELECT min(id) FROM \"" + _schema.name() + "\".outbox WHERE key = 'big-1'")[0][0].as<long long>(), a);
+    r = ctl("parked discard " + std::to_string(b));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    status = nlohmann::json::parse(ctl("status --json").output);
+    EXPECT_EQ(status.at("parked"), 0);
+    r = ctl("parked discard " + std::to_string(b));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("no parked message has id"), std::string::npos) << r.output;
+}

@@ -21,6 +21,7 @@
 
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
+#include "ferry/checkback/scheduler.hpp"
 #include "ferry/config/config.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/outbox/migrate.hpp"
@@ -28,6 +29,73 @@
 #include "http_server.hpp"
 
 namespace {
+
+// The check-back scheduler ferry-relay runs for half messages (ADR 0004), built from the
+// `checkback:` section, or nullptr when it is disabled.
+std::unique_ptr<ferry::checkback::scheduler> make_checkback(const ferry::config::ferry_config& c) {
+    if (!c.checkback.enabled) return nullptr;
+    ferry::checkback::scheduler_options o;
+    o.dsn = c.postgres.dsn;
+    o.schema = c.postgres.schema;
+    o.tick = c.checkback.tick;
+    o.batch_size = static_cast<int>(c.checkback.batch_size);
+    for (const auto& [name, g] : c.checkback.groups) {
+        if (g.resolver == "callback") {
+            ferry::checkback::callback_options co;
+            co.dsn = c.postgres.dsn;
+            co.schema = c.postgres.schema;
+            co.timeout = g.timeout;
+            co.liveness = g.liveness;
+            o.groups[name] = ferry::checkback::make_callback_resolver(co);
+        } else if (g.resolver == "http") {
+            ferry::checkback::http_options ho;
+            ho.url = g.url;
+            ho.timeout = g.timeout;
+            ho.headers = g.headers;
+            ho.ca_file = g.ca_file;
+            ho.client_cert = g.client_cert;
+            ho.client_key = g.client_key;
+            ho.verify_tls = g.verify_tls;
+            o.groups[name] = ferry::checkback::make_http_resolver(ho);
+        } else {
+            ferry::checkback::sql_options so;
+            so.dsn = g.dsn;
+            so.query = g.query;
+            so.timeout = g.timeout;
+            o.groups[name] = ferry::checkback::make_sql_resolver(so);
+        }
+    }
+    return std::make_unique<ferry::checkback::scheduler>(std::move(o));
+}
+
+// Copies the scheduler's counters and gauges into the registry at every scrape.
+void export_checkback_metrics(ferry::relay::registry& metrics, const ferry::checkback::scheduler& s) {
+    struct seen {
+        std::uint64_t commit = 0, rollback = 0, unknown = 0, parked = 0, errors = 0;
+    };
+    auto last = std::make_shared<seen>();
+    metrics.add_collector([&s, last](ferry::relay::registry& m) {
+        const auto& st = s.stats();
+        auto bump = [&](std::uint64_t now, std::uint64_t& before, const std::string& name,
+                        const std::string& help, const std::string& labels) {
+            auto& c = m.get_counter(name, help, labels);
+            if (now > before) c.inc(now - before);
+            before = now;
+        };
+        const std::string checks_help = "Check-backs by outcome.";
+        bump(st.checks_commit, last->commit, "ferry_checkback_checks_total", checks_help, "outcome=\"commit\"");
+        bump(st.checks_rollback, last->rollback, "ferry_checkback_checks_total", checks_help, "outcome=\"rollback\"");
+        bump(st.checks_unknown, last->unknown, "ferry_checkback_checks_total", checks_help, "outcome=\"unknown\"");
+        bump(st.parked, last->parked, "ferry_checkback_parked_total",
+             "Half messages this relay parked after their last check.", "");
+        bump(st.errors, last->errors, "ferry_checkback_errors_total",
+             "Database errors of the check-back scheduler.", "");
+        m.get_gauge("ferry_half_pending", "Half messages waiting for a decision.").set(static_cast<double>(st.pending_now.load()));
+        m.get_gauge("ferry_half_parked", "Half messages parked after their checks ran out.").set(static_cast<double>(st.parked_now.load()));
+        m.get_gauge("ferry_half_oldest_pending_age_seconds", "Age of the oldest undecided half message.")
+            .set(st.oldest_pending_age_s.load());
+    });
+}
 
 ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
     ferry::relay::relay_options o;
@@ -142,6 +210,13 @@ int main(int argc, char** argv) {
         auto metrics = std::make_shared<ferry::relay::registry>();
         ferry::relay::relay relay(to_options(cfg), metrics);
         relay.start();
+        auto checkback = make_checkback(cfg);
+        if (checkback) {
+            export_checkback_metrics(*metrics, *checkback);
+            checkback->start();
+            spdlog::info("event=checkback_started groups={} tick_ms={}", cfg.checkback.groups.size(),
+                         cfg.checkback.tick.count());
+        }
         ferry::relay::http_server http(cfg.http.listen, metrics,
                                        [&relay] { return relay.ready(); });
         const std::string bound =
@@ -164,6 +239,7 @@ int main(int argc, char** argv) {
             spdlog::error("event=forced_exit after_ms={}", hard_limit.count());
             std::_Exit(1);
         }).detach();
+        if (checkback) checkback->stop();
         relay.stop();
         http.stop();
         const auto c = relay.counts();

@@ -88,7 +88,16 @@ histogram& registry::get_histogram(const std::string& name, const std::string& h
     return *slot;
 }
 
-std::string registry::render() const {
+void registry::add_collector(std::function<void(registry&)> fn) {
+    std::lock_guard lock(_collectors_mutex);
+    _collectors.push_back(std::move(fn));
+}
+
+std::string registry::render() {
+    {
+        std::lock_guard collectors(_collectors_mutex);
+        for (const auto& fn : _collectors) fn(*this);
+    }
     std::lock_guard lock(_mutex);
     std::string out;
     for (const auto& [name, f] : _families) {

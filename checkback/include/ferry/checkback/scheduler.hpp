@@ -34,6 +34,8 @@ struct scheduler_options {
     std::map<std::string, std::shared_ptr<resolver>> groups;
     /// Answered mailbox requests older than this are deleted.
     std::chrono::milliseconds request_retention{std::chrono::hours(1)};
+    /// How often the background thread refreshes the pending/parked gauges in stats().
+    std::chrono::milliseconds gauge_interval{2000};
 };
 
 struct scheduler_stats {
@@ -42,6 +44,10 @@ struct scheduler_stats {
     std::atomic<std::uint64_t> checks_unknown{0};
     std::atomic<std::uint64_t> parked{0};
     std::atomic<std::uint64_t> errors{0};
+    /// Refreshed from the database by the background thread every gauge_interval.
+    std::atomic<std::int64_t> pending_now{0};
+    std::atomic<std::int64_t> parked_now{0};
+    std::atomic<double> oldest_pending_age_s{0};
 };
 
 /// Current counts from the database, for metrics.
@@ -66,6 +72,8 @@ public:
     void stop();
 
     [[nodiscard]] const scheduler_stats& stats() const noexcept { return _stats; }
+    /// Reads the gauges now. Uses the scheduler's connection: call it when the background
+    /// thread is not running (the thread itself refreshes stats() every gauge_interval).
     [[nodiscard]] half_gauges read_gauges();
 
 private:

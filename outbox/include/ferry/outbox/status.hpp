@@ -17,6 +17,13 @@ struct outbox_status {
     double oldest_pending_age_s = 0;
     /// Pending messages whose delivery time has not come yet.
     std::int64_t delayed = 0;
+    /// Messages Kafka refused permanently, waiting for `ferryctl parked retry|discard`.
+    std::int64_t parked = 0;
+    /// Messages that expired before they were published (kept in the expired table).
+    std::int64_t expired = 0;
+    /// Half messages waiting for a decision, and those parked after their checks ran out.
+    std::int64_t half_pending = 0;
+    std::int64_t half_parked = 0;
     int schema_version = 0;
 };
 

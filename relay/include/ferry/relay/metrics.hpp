@@ -7,6 +7,7 @@
 // updating a metric (inc, set, observe) is lock-free and may happen from any thread.
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -68,8 +69,13 @@ public:
     histogram& get_histogram(const std::string& name, const std::string& help,
                              const std::vector<double>& bounds, const std::string& labels = {});
 
-    /// Every metric in the Prometheus text format, families sorted by name.
-    [[nodiscard]] std::string render() const;
+    /// Every metric in the Prometheus text format, families sorted by name. Collectors run
+    /// first, so metrics owned elsewhere (the check-back scheduler's) are current.
+    [[nodiscard]] std::string render();
+
+    /// Registers fn to run at the start of every render(), to copy values kept elsewhere into
+    /// this registry. It runs under no lock of the registry and may call get_*() and update.
+    void add_collector(std::function<void(registry&)> fn);
 
 private:
     struct family {
@@ -83,6 +89,8 @@ private:
 
     mutable std::mutex _mutex;
     std::map<std::string, family> _families;
+    std::mutex _collectors_mutex;
+    std::vector<std::function<void(registry&)>> _collectors;
 };
 
 }  // namespace ferry::relay
