@@ -15,7 +15,10 @@
 // by the producer on the system clock, which is the database's clock on this machine), not at
 // created_at: a slow fsync in the producer's own commit is not the relay's latency.
 //
-// Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE.
+// Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
+// FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
+// log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
+// under kafka.properties).
 #include <librdkafka/rdkafka.h>
 #include <pqxx/pqxx>
 #include <fcntl.h>
@@ -412,7 +415,9 @@ int main(int argc, char** argv) {
     pqxx::connection conn{dsn};
 
     // FERRY_BENCH_ONLY=latency skips the drain part (for iterating on latency).
-    const bool latency_only = std::getenv("FERRY_BENCH_ONLY") && std::string(std::getenv("FERRY_BENCH_ONLY")) == "latency";
+    const std::string only = std::getenv("FERRY_BENCH_ONLY") ? std::getenv("FERRY_BENCH_ONLY") : "";
+    const bool latency_only = only == "latency";
+    const bool drain_only = only == "drain";
     drain_result ferry, b1, b0;
     if (!latency_only) {
         std::cout << "filling " << n << " messages for ferry-relay..." << std::endl;
@@ -430,9 +435,13 @@ int main(int argc, char** argv) {
         fill(conn, s, 20000);
         b0 = run_b0(conn, s, brokers, 10s);
     }
-    std::cout << "latency at 1k and 5k msg/s offered..." << std::endl;
-    const auto lat1k = run_latency(conn, relay_bin, dsn, brokers, 1000, std::chrono::seconds(a.scaled(10)));
-    const auto lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
+    nlohmann::json lat1k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
+    nlohmann::json lat5k = lat1k;
+    if (!drain_only) {
+        std::cout << "latency at 1k and 5k msg/s offered..." << std::endl;
+        lat1k = run_latency(conn, relay_bin, dsn, brokers, 1000, std::chrono::seconds(a.scaled(10)));
+        lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
+    }
 
     const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0, vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0;
     bench::print_table("relay benchmark (" + std::to_string(n) + " x 200 B backlog, embedded Kafka)",
