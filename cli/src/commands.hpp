@@ -26,4 +26,7 @@ void register_dlq(CLI::App& app, globals& g);      // dlq list|show|replay|purge
 void register_parked(CLI::App& app, globals& g);   // parked list|retry|discard
 void register_half(CLI::App& app, globals& g);     // half list|commit|rollback
 
+void register_reconcile(CLI::App& app, globals& g);  // reconcile run
+void register_report(CLI::App& app, globals& g);     // report list|show
+
 }  // namespace ferry::cli

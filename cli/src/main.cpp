@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
     ferry::cli::register_dlq(app, g);
     ferry::cli::register_half(app, g);
     ferry::cli::register_parked(app, g);
+    ferry::cli::register_reconcile(app, g);
+    ferry::cli::register_report(app, g);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

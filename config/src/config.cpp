@@ -817,6 +817,119 @@ key_spec checkback_groups_key() {
         }};
 }
 
+// reconcile.groups: {consumer group: {topics: [...], dsn, schema, dedup, redis_url,
+// redis_key_prefix}}. Checked like a section: unknown keys and bad values are errors.
+key_spec reconcile_groups_key() {
+    static const std::vector<std::string_view> keys = {"topics", "dsn", "schema", "dedup",
+                                                       "redis_url", "redis_key_prefix"};
+    return key_spec{
+        "groups",
+        {},
+        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+            if (node.IsNull()) return;
+            if (!node.IsMap()) {
+                r.error(node.Mark(), path, "expected a map of consumer group: settings");
+                return;
+            }
+            r.for_each_entry(node, path, [&](const std::string& group, const YAML::Node& gk,
+                                             const YAML::Node& gv, const std::string& gpath) {
+                if (group.empty() || group.size() > 255) {
+                    r.error(gk.Mark(), gpath, "a consumer group name must be 1-255 characters");
+                    return;
+                }
+                reconcile_group_config g;
+                if (gv.IsNull()) {
+                    c.reconcile.groups[group] = std::move(g);
+                    return;
+                }
+                if (!gv.IsMap()) {
+                    r.error(reader::where(gk, gv), gpath, "expected a map (topics, dsn, dedup, ...)");
+                    return;
+                }
+                bool ok = true;
+                r.for_each_entry(gv, gpath, [&](const std::string& name, const YAML::Node& k,
+                                                const YAML::Node& v, const std::string& full) {
+                    if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
+                        r.error(k.Mark(), full, unknown_key_message("key", name, keys));
+                        ok = false;
+                        return;
+                    }
+                    if (name == "topics") {
+                        if (v.IsNull()) return;
+                        if (!v.IsSequence()) {
+                            r.error(reader::where(k, v), full, "expected a list of topics");
+                            ok = false;
+                            return;
+                        }
+                        for (const auto& item : v) {
+                            const auto t = r.scalar_text(k, item, full);
+                            if (!t) {
+                                ok = false;
+                                continue;
+                            }
+                            if (auto problem = topic_problem(*t)) {
+                                r.error(item.Mark(), full, *problem);
+                                ok = false;
+                                continue;
+                            }
+                            g.topics.push_back(*t);
+                        }
+                        return;
+                    }
+                    const auto text = r.scalar_text(k, v, full);
+                    if (!text) {
+                        ok = false;
+                        return;
+                    }
+                    const auto at = reader::where(k, v);
+                    std::optional<std::string> problem;
+                    if (name == "dsn") {
+                        if (!text->empty()) problem = check_dsn(*text);
+                        g.dsn = *text;
+                    } else if (name == "schema") {
+                        problem = check_identifier(*text);
+                        g.schema = *text;
+                    } else if (name == "dedup") {
+                        if (*text != "inbox" && *text != "redis" && *text != "redis_and_inbox") {
+                            problem = "must be one of inbox, redis, redis_and_inbox, got " +
+                                      shown(name, *text);
+                        }
+                        g.dedup = *text;
+                    } else if (name == "redis_url") {
+                        if (!text->empty()) problem = check_redis_url(*text);
+                        g.redis_url = *text;
+                    } else if (name == "redis_key_prefix") {
+                        g.redis_key_prefix = *text;
+                    }
+                    if (problem) {
+                        r.error(at, full, *problem);
+                        ok = false;
+                    }
+                });
+                if (ok) c.reconcile.groups[group] = std::move(g);
+            });
+        },
+        [](YAML::Emitter& out, const ferry_config& c) {
+            if (c.reconcile.groups.empty()) out << YAML::Flow;
+            out << YAML::BeginMap;
+            for (const auto& [name, g] : c.reconcile.groups) {
+                out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+                out << YAML::Key << "topics" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+                for (const auto& t : g.topics) out << t;
+                out << YAML::EndSeq;
+                if (!g.dsn.empty()) out << YAML::Key << "dsn" << YAML::Value << redact_dsn(g.dsn);
+                if (!g.schema.empty()) out << YAML::Key << "schema" << YAML::Value << g.schema;
+                out << YAML::Key << "dedup" << YAML::Value << g.dedup;
+                if (!g.redis_url.empty()) {
+                    out << YAML::Key << "redis_url" << YAML::Value << redact_url(g.redis_url);
+                }
+                out << YAML::Key << "redis_key_prefix" << YAML::Value << g.redis_key_prefix;
+                out << YAML::EndMap;
+            }
+            out << YAML::EndMap;
+        }};
+}
+
 const std::vector<section_spec>& sections() {
     static const std::vector<section_spec> table = {
         {"postgres",
@@ -918,6 +1031,34 @@ const std::vector<section_spec>& sections() {
              count_key(
                  "batch_size", [](auto& c) -> auto& { return c.checkback.batch_size; }, 1, 10000),
              checkback_groups_key(),
+         }},
+        {"reconcile",
+         {
+             bool_key("enabled", [](auto& c) -> auto& { return c.reconcile.enabled; }),
+             duration_key(
+                 "interval", [](auto& c) -> auto& { return c.reconcile.interval; }, 1s,
+                 std::chrono::hours(24 * 7)),
+             duration_key(
+                 "window", [](auto& c) -> auto& { return c.reconcile.window; }, 1s,
+                 std::chrono::hours(24 * 366)),
+             duration_key(
+                 "grace", [](auto& c) -> auto& { return c.reconcile.grace; }, 0ms,
+                 std::chrono::hours(24)),
+             duration_key(
+                 "stuck_unpublished",
+                 [](auto& c) -> auto& { return c.reconcile.stuck_unpublished; }, 1s,
+                 std::chrono::hours(24 * 7)),
+             bool_key("redrive", [](auto& c) -> auto& { return c.reconcile.redrive; }),
+             count_key(
+                 "redrive_cap", [](auto& c) -> auto& { return c.reconcile.redrive_cap; }, 0,
+                 10000000),
+             count_key(
+                 "chunk_size", [](auto& c) -> auto& { return c.reconcile.chunk_size; }, 1,
+                 1000000),
+             duration_key(
+                 "retention", [](auto& c) -> auto& { return c.reconcile.retention; }, 1min,
+                 std::chrono::hours(24 * 3660)),
+             reconcile_groups_key(),
          }},
     };
     return table;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 
 namespace {
@@ -733,4 +734,80 @@ TEST(ConfigTest, CountsRenderAsPlainNumbers) {
     const auto shown = render_redacted(r.config);
     EXPECT_NE(shown.find("batch_size: 1024"), std::string::npos) << shown;
     EXPECT_EQ(load("relay:\n  batch_size: 1KiB\n").ok(), false);
+}
+
+TEST(ConfigTest, ReconcileSectionWithGroups) {
+    const auto r = load(R"(
+reconcile:
+  enabled: true
+  interval: 10m
+  window: 2h
+  grace: 1m
+  stuck_unpublished: 90s
+  redrive: false
+  redrive_cap: 50
+  chunk_size: 5000
+  retention: 168h
+  groups:
+    billing:
+      topics: [orders, payments]
+      dsn: postgresql://billing:${BILLING_PW}@db/billing
+      schema: ferry_billing
+    mailer:
+      topics: [orders]
+      dedup: redis
+      redis_url: redis://127.0.0.1:6380/1
+      redis_key_prefix: mail
+)",
+                        {{"BILLING_PW", "pw-secret-9"}});
+    ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+    const auto& c = r.config.reconcile;
+    EXPECT_TRUE(c.enabled);
+    EXPECT_EQ(c.interval, std::chrono::minutes(10));
+    EXPECT_EQ(c.window, std::chrono::hours(2));
+    EXPECT_EQ(c.grace, std::chrono::minutes(1));
+    EXPECT_EQ(c.stuck_unpublished, std::chrono::seconds(90));
+    EXPECT_FALSE(c.redrive);
+    EXPECT_EQ(c.redrive_cap, 50u);
+    EXPECT_EQ(c.chunk_size, 5000u);
+    EXPECT_EQ(c.retention, std::chrono::hours(24 * 7));
+    ASSERT_EQ(c.groups.size(), 2u);
+    EXPECT_EQ(c.groups.at("billing").topics, (std::vector<std::string>{"orders", "payments"}));
+    EXPECT_EQ(c.groups.at("billing").dedup, "inbox");
+    EXPECT_EQ(c.groups.at("billing").schema, "ferry_billing");
+    EXPECT_EQ(c.groups.at("mailer").dedup, "redis");
+    EXPECT_EQ(c.groups.at("mailer").redis_key_prefix, "mail");
+
+    const auto shown = render_redacted(r.config);
+    EXPECT_EQ(shown.find("pw-secret-9"), std::string::npos) << shown;
+    const auto again = load(shown);
+    ASSERT_TRUE(again.ok()) << again.errors.front().to_string() << "\n" << shown;
+    EXPECT_EQ(again.config.reconcile.groups.size(), 2u);
+    EXPECT_EQ(again.config.reconcile.groups.at("billing").topics.size(), 2u);
+    EXPECT_EQ(again.config.reconcile.window, std::chrono::hours(2));
+}
+
+TEST(ConfigTest, ReconcileDefaultsAndErrors) {
+    const auto d = load("");
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d.config.reconcile.enabled);
+    EXPECT_TRUE(d.config.reconcile.redrive);
+    EXPECT_EQ(d.config.reconcile.grace, std::chrono::minutes(5));
+
+    const auto r = load(R"(
+reconcile:
+  chunk_size: 0
+  groups:
+    g1:
+      topics: ["bad topic"]
+      dedup: sometimes
+      colour: blue
+)");
+    EXPECT_FALSE(r.ok());
+    std::set<std::string> keys;
+    for (const auto& e : r.errors) keys.insert(e.key);
+    EXPECT_TRUE(keys.count("reconcile.chunk_size")) << r.errors.front().to_string();
+    EXPECT_TRUE(keys.count("reconcile.groups.g1.topics"));
+    EXPECT_TRUE(keys.count("reconcile.groups.g1.dedup"));
+    EXPECT_TRUE(keys.count("reconcile.groups.g1.colour"));
 }

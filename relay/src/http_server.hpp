@@ -6,19 +6,31 @@
 // stop() or the destructor shuts it down. Thread-safety: `ready` and the registry are called
 // from the listener's threads.
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "ferry/relay/metrics.hpp"
 
 namespace ferry::relay {
 
+/// Optional JSON endpoints GET /reports and GET /reports/{id} (reconciliation reports). Each
+/// returns (HTTP status, JSON body); called on the listener's threads, so they must be
+/// thread-safe (the daemon's open a connection per request). Empty functions: no such route.
+struct report_routes {
+    using query = std::map<std::string, std::string>;
+    std::function<std::pair<int, std::string>(const query&)> list;
+    std::function<std::pair<int, std::string>(std::int64_t id, const query&)> show;
+};
+
 class http_server {
 public:
     /// `listen` is host:port ("127.0.0.1:0"). Throws ferry::error(permanent) if it cannot bind.
     http_server(const std::string& listen, std::shared_ptr<registry> metrics,
-                std::function<bool()> ready);
+                std::function<bool()> ready, report_routes reports = {});
     ~http_server();
     http_server(const http_server&) = delete;
     http_server& operator=(const http_server&) = delete;

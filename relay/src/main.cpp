@@ -26,6 +26,9 @@
 #include "ferry/internal/pq.hpp"
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/relay/relay.hpp"
+#include "ferry/reconcile/from_config.hpp"
+#include "ferry/reconcile/periodic.hpp"
+#include "ferry/reconcile/report.hpp"
 #include "http_server.hpp"
 
 namespace {
@@ -95,6 +98,68 @@ void export_checkback_metrics(ferry::relay::registry& metrics, const ferry::chec
         m.get_gauge("ferry_half_oldest_pending_age_seconds", "Age of the oldest undecided half message.")
             .set(st.oldest_pending_age_s.load());
     });
+}
+
+// Reconciliation metrics, copied from the periodic runner at every scrape.
+void export_reconcile_metrics(ferry::relay::registry& metrics, const ferry::reconcile::periodic& p) {
+    auto last = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);  // runs, redriven
+    metrics.add_collector([&p, last](ferry::relay::registry& m) {
+        const auto st = p.stats();
+        auto& runs = m.get_counter("ferry_reconcile_runs_total", "Reconciliation runs finished.");
+        if (st.runs > last->first) runs.inc(st.runs - last->first);
+        last->first = st.runs;
+        auto& red = m.get_counter("ferry_reconcile_redriven_total",
+                                  "Missing messages re-driven into the outbox by reconciliation.");
+        if (st.redriven > last->second) red.inc(st.redriven - last->second);
+        last->second = st.redriven;
+        for (const auto& k : ferry::reconcile::kinds()) {
+            const auto it = st.last_counts.find(k);
+            m.get_gauge("ferry_reconcile_items", "Items of the last reconciliation run, by kind.",
+                        "kind=\"" + k + "\"")
+                .set(it == st.last_counts.end() ? 0.0 : static_cast<double>(it->second));
+        }
+        m.get_gauge("ferry_reconcile_last_run_age_seconds",
+                    "Seconds since the last reconciliation run finished (-1: none yet).")
+            .set(st.last_run_age_seconds);
+    });
+}
+
+// GET /reports and GET /reports/{id}: one connection per request (the listener is
+// multi-threaded, a report_store is not).
+ferry::relay::report_routes make_report_routes(const ferry::config::ferry_config& c) {
+    const auto dsn = c.postgres.dsn;
+    const auto schema = c.postgres.schema;
+    const long timeout = std::max<long>(1, c.postgres.connect_timeout.count() / 1000);
+    auto filter = [](const ferry::relay::report_routes::query& q) {
+        ferry::reconcile::report_filter f;
+        auto get = [&](const char* k) -> std::optional<std::string> {
+            const auto it = q.find(k);
+            if (it == q.end() || it->second.empty()) return std::nullopt;
+            return it->second;
+        };
+        f.kind = get("kind");
+        f.group = get("group");
+        f.topic = get("topic");
+        f.since = get("since");
+        if (auto l = get("limit")) f.limit = std::max<long long>(1, std::atoll(l->c_str()));
+        return f;
+    };
+    ferry::relay::report_routes r;
+    r.list = [=](const ferry::relay::report_routes::query& q) {
+        ferry::reconcile::report_store store(dsn, schema, timeout);
+        return std::pair<int, std::string>{200, ferry::reconcile::runs_json(store.list(filter(q)))};
+    };
+    r.show = [=](std::int64_t id, const ferry::relay::report_routes::query& q) {
+        ferry::reconcile::report_store store(dsn, schema, timeout);
+        const auto run = store.get(id);
+        if (!run) {
+            return std::pair<int, std::string>{
+                404, "{\"error\":\"no reconciliation run " + std::to_string(id) + "\"}"};
+        }
+        return std::pair<int, std::string>{
+            200, ferry::reconcile::report_json(*run, store.items(id, filter(q)))};
+    };
+    return r;
 }
 
 ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
@@ -217,8 +282,20 @@ int main(int argc, char** argv) {
             spdlog::info("event=checkback_started groups={} tick_ms={}", cfg.checkback.groups.size(),
                          cfg.checkback.tick.count());
         }
+        std::unique_ptr<ferry::reconcile::periodic> reconciler;
+        if (cfg.reconcile.enabled) {
+            auto ro = ferry::reconcile::options_from_config(cfg);
+            ro.owner = relay.instance_id();
+            reconciler = std::make_unique<ferry::reconcile::periodic>(std::move(ro),
+                                                                      cfg.reconcile.interval);
+            export_reconcile_metrics(*metrics, *reconciler);
+            reconciler->start();
+            spdlog::info("event=reconcile_started groups={} interval_ms={}",
+                         cfg.reconcile.groups.size(), cfg.reconcile.interval.count());
+        }
         ferry::relay::http_server http(cfg.http.listen, metrics,
-                                       [&relay] { return relay.ready(); });
+                                       [&relay] { return relay.ready(); },
+                                       make_report_routes(cfg));
         const std::string bound =
             (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host()) +
             ":" + std::to_string(http.port());
@@ -240,6 +317,7 @@ int main(int argc, char** argv) {
             std::_Exit(1);
         }).detach();
         if (checkback) checkback->stop();
+        if (reconciler) reconciler->stop();
         relay.stop();
         http.stop();
         const auto c = relay.counts();

@@ -933,12 +933,14 @@ private:
                         _q +
                         ".outbox o USING info "
                         "WHERE o.id = info.id RETURNING o.message_id, o.topic, o.key, "
-                        "o.created_at, "
+                        "o.created_at, o.payload, o.headers, "
                         "info.part, info.off) INSERT INTO " +
                         _q +
                         ".published (message_id, topic, "
-                        "key, partition, \"offset\", created_at, relay_epoch, lease_group) SELECT "
-                        "message_id, topic, key, part, off, created_at, $4, $5 FROM moved",
+                        "key, partition, \"offset\", created_at, relay_epoch, lease_group, "
+                        "payload, headers) SELECT "
+                        "message_id, topic, key, part, off, created_at, $4, $5, payload, headers "
+                        "FROM moved",
                     array_literal(pub_ids), array_literal(pub_parts), array_literal(pub_offsets),
                     epoch, group);
             }

@@ -117,6 +117,37 @@ struct checkback_config {
     std::map<std::string, checkback_group_config> groups;
 };
 
+/// One consumer group the reconciliation job checks (reconcile.groups.<group>).
+struct reconcile_group_config {
+    /// Outbox topics the group subscribes to; empty means every topic.
+    std::vector<std::string> topics;
+    /// The group's database (inbox, retry, dead_letter); empty = postgres.dsn / postgres.schema.
+    std::string dsn;
+    std::string schema;
+    /// How the group dedups: inbox | redis | redis_and_inbox (as the consumer's dedup mode).
+    /// `redis` means Redis-only: "processed" is a Redis "done" key.
+    std::string dedup = "inbox";
+    /// Redis of a redis / redis_and_inbox group; empty = redis.url.
+    std::string redis_url;
+    std::string redis_key_prefix = "ferry:dedup";
+};
+
+/// The reconciliation job (ADR 0005): ferry-relay runs it every `interval` when enabled;
+/// `ferryctl reconcile run` runs it on demand.
+struct reconcile_config {
+    bool enabled = false;
+    std::chrono::milliseconds interval{15 * 60 * 1000};
+    /// Ledger window checked per run: [now - grace - window, now - grace).
+    std::chrono::milliseconds window{3600 * 1000};
+    std::chrono::milliseconds grace{5 * 60 * 1000};
+    std::chrono::milliseconds stuck_unpublished{5 * 60 * 1000};
+    bool redrive = true;
+    std::size_t redrive_cap = 10000;
+    std::size_t chunk_size = 10000;
+    std::chrono::milliseconds retention{30LL * 24 * 3600 * 1000};
+    std::map<std::string, reconcile_group_config> groups;
+};
+
 struct ferry_config {
     postgres_config postgres;
     ferry::outbox::writer_options outbox;
@@ -126,6 +157,7 @@ struct ferry_config {
     log_config log;
     relay_config relay;
     checkback_config checkback;
+    reconcile_config reconcile;
 };
 
 /// One problem found while loading. line and column are 1-based; 0 when not tied to a place

@@ -1,0 +1,293 @@
+// Stored reports read back three ways, all checked against the rows in reconcile_run /
+// reconcile_item: `ferryctl reconcile run` / `report list|show` in table, JSON and CSV with
+// filters, and ferry-relay's GET /reports and GET /reports/{id} (with reconcile.enabled, so the
+// relay's own periodic run is what gets served). Also a Redis-only consumer group.
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <httplib.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "ferry/outbox/migrate.hpp"
+#include "ferry/reconcile/reconcile.hpp"
+#include "ferry/reconcile/report.hpp"
+#include "ferry/test/child_process.hpp"
+#include "ferry/test/env.hpp"
+#include "ferry/test/scoped_schema.hpp"
+#include "ferry/test/unique_name.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace rc = ferry::reconcile;
+
+struct cmd_result {
+    int exit_code;
+    std::string out;
+};
+
+cmd_result ferryctl(const std::string& args) {
+    const std::string cmd = std::string(FERRY_CTL_PATH) + " " + args + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return {-1, ""};
+    std::string out;
+    char buf[4096];
+    while (auto n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::vector<std::string> lines(const std::string& s) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    for (std::string l; std::getline(in, l);) out.push_back(l);
+    return out;
+}
+
+class ReportTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        _conn = std::make_unique<pqxx::connection>(ferry::test::pg_dsn());
+        (void)ferry::outbox::migrate(*_conn, s());
+        _topic = ferry::test::unique_name("rpt");
+        _other_topic = ferry::test::unique_name("rpo");
+        _group = ferry::test::unique_name("g");
+        _config = "/tmp/" + ferry::test::unique_name("recon") + ".yaml";
+    }
+    void TearDown() override { std::remove(_config.c_str()); }
+
+    const std::string& s() const { return _schema.name(); }
+    std::string q() const { return "\"" + s() + "\""; }
+
+    std::string publish(const std::string& topic, const std::string& key) {
+        pqxx::work tx{*_conn};
+        const auto id =
+            tx.exec_params(
+                  "INSERT INTO " + q() +
+                      ".published (message_id, topic, key, partition, "
+                      "\"offset\", created_at, published_at, relay_epoch, lease_group, "
+                      "payload, headers) VALUES (" +
+                      q() +
+                      ".uuid_v7(), $1, $2, 0, 0, now() - "
+                      "interval '10 min', now() - interval '10 min', 1, 0, 'p'::bytea, '{}') "
+                      "RETURNING message_id::text",
+                  topic, key)[0][0]
+                .as<std::string>();
+        tx.commit();
+        return id;
+    }
+    void processed(const std::string& id) {
+        pqxx::work tx{*_conn};
+        tx.exec_params("INSERT INTO " + q() + ".inbox (group_id, message_id) VALUES ($1, $2)",
+                       _group, id);
+        tx.commit();
+    }
+
+    void write_config(const std::string& extra) {
+        std::ofstream f(_config);
+        f << "postgres:\n  dsn: \"" << ferry::test::pg_dsn() << "\"\n  schema: " << s()
+          << "\nreconcile:\n  grace: 1s\n  window: 1h\n  redrive: false\n  groups:\n    " << _group
+          << ":\n      topics: [" << _topic << "]\n"
+          << extra;
+    }
+
+    ferry::test::scoped_schema _schema{"rpt"};
+    std::unique_ptr<pqxx::connection> _conn;
+    std::string _topic, _other_topic, _group, _config;
+};
+
+TEST_F(ReportTest, FerryctlRunsAndRendersTableJsonCsvWithFilters) {
+    const auto a = publish(_topic, "a");
+    const auto b = publish(_topic, "b,with \"comma\"");
+    const auto ok = publish(_topic, "c");
+    processed(ok);
+    (void)publish(_other_topic, "z");  // another topic: not this group's business
+    write_config("");
+
+    auto r = ferryctl("--config " + _config + " reconcile run --format json");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    const auto run_id = j["run"]["id"].get<std::int64_t>();
+    EXPECT_EQ(j["run"]["counts"]["missing"], 2);
+    std::set<std::string> ids;
+    for (const auto& i : j["items"]) {
+        EXPECT_EQ(i["kind"], "missing");
+        EXPECT_EQ(i["action"], "report_only");
+        EXPECT_EQ(i["group"], _group);
+        ids.insert(i["message_id"].get<std::string>());
+    }
+    EXPECT_EQ(ids, (std::set<std::string>{a, b}));
+
+    // What the store holds is what every format shows.
+    rc::report_store store(ferry::test::pg_dsn(), s());
+    const auto run = store.get(run_id);
+    ASSERT_TRUE(run);
+    const auto items = store.items(run_id);
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(nlohmann::json::parse(rc::report_json(*run, items)), j);
+
+    r = ferryctl("--config " + _config + " report show " + std::to_string(run_id) +
+                 " --format csv");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto l = lines(r.out);
+    ASSERT_EQ(l.size(), 3u) << r.out;
+    EXPECT_EQ(l[0], "kind,group,message_id,topic,key,event_at,action,detail");
+    for (const auto& it : items) {
+        const auto want = "missing," + _group + "," + it.message_id + "," + _topic + ",";
+        EXPECT_TRUE(l[1].rfind(want, 0) == 0 || l[2].rfind(want, 0) == 0) << r.out;
+    }
+    EXPECT_NE(r.out.find("\"b,with \"\"comma\"\"\""), std::string::npos) << r.out;
+
+    r = ferryctl("--config " + _config + " report show " + std::to_string(run_id));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("run " + std::to_string(run_id)), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(a), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(b), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("missing=2"), std::string::npos) << r.out;
+
+    // list: table, csv, json, and the filters.
+    r = ferryctl("--config " + _config + " report list --format csv");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    l = lines(r.out);
+    ASSERT_EQ(l.size(), 2u) << r.out;
+    EXPECT_EQ(l[1].substr(0, l[1].find(',')), std::to_string(run_id));
+    r = ferryctl("--config " + _config + " report list --format json --kind missing --group " +
+                 _group + " --topic " + _topic);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 1u);
+    r = ferryctl("--config " + _config + " report list --format json --kind expired");
+    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 0u) << r.out;
+    r = ferryctl("--config " + _config + " report list --format json --since 2999-01-01");
+    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 0u) << r.out;
+    r = ferryctl("--config " + _config + " report list");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(lines(r.out).size(), 2u) << r.out;
+    r = ferryctl("--config " + _config + " report show " + std::to_string(run_id) +
+                 " --format json --kind stuck_half");
+    EXPECT_EQ(nlohmann::json::parse(r.out)["items"].size(), 0u) << r.out;
+    r = ferryctl("--config " + _config + " report show 999999999");
+    EXPECT_EQ(r.exit_code, 2);
+
+    // Another run holds the lock: ferryctl says so and exits 3, nothing is recorded.
+    {
+        pqxx::connection holder{ferry::test::pg_dsn()};
+        pqxx::nontransaction tx{holder};
+        tx.exec_params("SELECT pg_advisory_lock(hashtext('ferry.reconcile'), hashtext($1))", s());
+        const auto before = store.list().size();
+        r = ferryctl("--config " + _config + " reconcile run");
+        EXPECT_EQ(r.exit_code, 3) << r.out;
+        EXPECT_EQ(store.list().size(), before);
+    }
+
+    // The demo's exact call.
+    r = ferryctl("--config " + _config + " reconcile run --format table");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("missing=2"), std::string::npos) << r.out;
+}
+
+TEST_F(ReportTest, RelayServesReportsOverHttpAndExportsMetrics) {
+    const auto a = publish(_topic, "a");
+    write_config(
+        "  enabled: true\n  interval: 1s\nhttp:\n  listen: 127.0.0.1:0\nkafka:\n  "
+        "brokers: \"" +
+        ferry::test::kafka_brokers() + "\"\n");
+    ferry::test::child_options opts;
+    opts.stderr_path = "/tmp/" + ferry::test::unique_name("relay") + ".log";
+    ferry::test::child_process relay(FERRY_RELAY_PATH, {"--config", _config}, opts);
+    const auto listen = relay.wait_for_prefix("http.listen=", 20s);
+    ASSERT_TRUE(listen);
+    const int port = std::stoi(listen->substr(listen->rfind(':') + 1));
+    httplib::Client http("127.0.0.1", port);
+
+    nlohmann::json runs;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto res = http.Get("/reports");
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200);
+        runs = nlohmann::json::parse(res->body)["runs"];
+        if (!runs.empty()) break;
+        std::this_thread::sleep_for(200ms);
+    }
+    ASSERT_FALSE(runs.empty());
+    const auto id = runs[0]["id"].get<std::int64_t>();
+
+    rc::report_store store(ferry::test::pg_dsn(), s());
+    EXPECT_EQ(nlohmann::json::parse(rc::runs_json(store.list()))["runs"].back(), runs.back());
+    auto res = http.Get(("/reports/" + std::to_string(id)).c_str());
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    const auto report = nlohmann::json::parse(res->body);
+    EXPECT_EQ(report, nlohmann::json::parse(rc::report_json(*store.get(id), store.items(id))));
+    ASSERT_EQ(report["items"].size(), 1u);
+    EXPECT_EQ(report["items"][0]["message_id"], a);
+    EXPECT_EQ(report["items"][0]["kind"], "missing");
+
+    res = http.Get(("/reports/" + std::to_string(id) + "?kind=expired").c_str());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(nlohmann::json::parse(res->body)["items"].size(), 0u);
+    res = http.Get("/reports/999999999");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 404);
+
+    res = http.Get("/metrics");
+    ASSERT_TRUE(res);
+    EXPECT_NE(res->body.find("ferry_reconcile_runs_total"), std::string::npos);
+    EXPECT_NE(res->body.find("ferry_reconcile_items{kind=\"missing\"} 1"), std::string::npos)
+        << res->body;
+    EXPECT_NE(res->body.find("ferry_reconcile_last_run_age_seconds"), std::string::npos);
+    EXPECT_NE(res->body.find("ferry_reconcile_redriven_total"), std::string::npos);
+    relay.terminate();
+}
+
+TEST_F(ReportTest, RedisOnlyGroupUsesDoneKeys) {
+    const auto prefix = ferry::test::unique_name("rk");
+    std::vector<std::string> ids;
+    for (int i = 0; i < 25; ++i) ids.push_back(publish(_topic, "k" + std::to_string(i)));
+    const auto ep = ferry::test::redis_address();
+    redisContext* c = redisConnect(ep.host.c_str(), ep.port);
+    ASSERT_TRUE(c != nullptr && c->err == 0);
+    if (!ep.password.empty()) freeReplyObject(redisCommand(c, "AUTH %s", ep.password.c_str()));
+    if (ep.db != 0) freeReplyObject(redisCommand(c, "SELECT %d", ep.db));
+    std::set<std::string> missing;
+    for (int i = 0; i < 25; ++i) {
+        const auto key = prefix + ":" + _group + ":" + ids[i];
+        if (i % 5 == 0) {
+            missing.insert(ids[i]);
+            if (i == 10) {  // a lease held by a live consumer is not "done" either
+                freeReplyObject(redisCommand(c, "SET %s owner-token PX 60000", key.c_str()));
+            }
+            continue;
+        }
+        freeReplyObject(redisCommand(c, "SET %s done PX 60000", key.c_str()));
+    }
+    redisFree(c);
+    rc::reconcile_options o;
+    o.dsn = ferry::test::pg_dsn();
+    o.schema = s();
+    o.grace = 1s;
+    o.redrive = false;
+    o.chunk_size = 4;
+    rc::group_options g;
+    g.group = _group;
+    g.topics = {_topic};
+    g.redis_url = ferry::test::redis_url();
+    g.redis_key_prefix = prefix;
+    g.redis_only = true;
+    o.groups.push_back(g);
+    const auto r = rc::run(o);
+    EXPECT_EQ(r.counts.at("missing"), 5);
+    EXPECT_EQ(r.scanned, 25);
+    rc::report_store store(ferry::test::pg_dsn(), s());
+    std::set<std::string> got;
+    for (const auto& i : store.items(r.run_id)) got.insert(i.message_id);
+    EXPECT_EQ(got, missing);
+}
+
+}  // namespace
