@@ -3,21 +3,20 @@
 // percentiles, a summary table on stdout and a JSON result file. Benchmarks interleave the
 // variant under test with its baseline in rounds, so both see the same machine noise.
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace ferry::bench {
 
 struct args {
-    std::string out;  // JSON result path
+    std::string out;     // JSON result path
     double scale = 1.0;  // FERRY_BENCH_SCALE shrinks or grows iteration counts
 
     static args parse(int argc, char** argv) {
@@ -43,7 +42,8 @@ public:
         if (_v.empty()) return 0;
         auto v = _v;
         std::sort(v.begin(), v.end());
-        const auto idx = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+        const auto idx =
+            static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
         return v[std::min(idx, v.size() - 1)];
     }
     [[nodiscard]] double mean() const {
@@ -65,7 +65,8 @@ private:
 };
 
 inline double elapsed_us(std::chrono::steady_clock::time_point since) {
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - since).count();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - since)
+        .count();
 }
 
 inline void write_json(const args& a, const nlohmann::json& j) {

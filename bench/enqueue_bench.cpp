@@ -7,9 +7,8 @@
 //    baseline of a plain multi-row INSERT of the same data into a bare table.
 //
 // Needs FERRY_TEST_PG_DSN (scripts/bench starts a throw-away PostgreSQL with fsync on).
-#include <pqxx/pqxx>
-
 #include <cstdlib>
+#include <pqxx/pqxx>
 
 #include "bench_util.hpp"
 #include "ferry/outbox/migrate.hpp"
@@ -53,15 +52,18 @@ int main(int argc, char** argv) {
     (void)outbox::migrate(conn, schema);
     {
         pqxx::work tx{conn};
-        tx.exec("CREATE TABLE " + schema + ".orders (id bigint PRIMARY KEY, customer text NOT NULL, "
+        tx.exec("CREATE TABLE " + schema +
+                ".orders (id bigint PRIMARY KEY, customer text NOT NULL, "
                 "total numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now())");
-        tx.exec("CREATE TABLE " + schema + ".plain_copy (LIKE " + schema + ".outbox INCLUDING ALL)");
+        tx.exec("CREATE TABLE " + schema + ".plain_copy (LIKE " + schema +
+                ".outbox INCLUDING ALL)");
         tx.commit();
     }
     outbox::writer_options o;
     o.schema = schema;
     const outbox::writer w{o};
-    const std::string insert_order = "INSERT INTO " + schema + ".orders (id, customer, total) VALUES ($1, $2, $3)";
+    const std::string insert_order =
+        "INSERT INTO " + schema + ".orders (id, customer, total) VALUES ($1, $2, $3)";
 
     // --- 1. single-row business transaction, interleaved rounds ---
     const int rounds = 10, per_round = a.scaled(300);
@@ -116,10 +118,13 @@ int main(int argc, char** argv) {
             t0 = clock_type::now();
             {
                 pqxx::work tx{conn};
-                tx.exec_params("INSERT INTO " + schema + ".plain_copy (message_id, topic, key, payload, headers) "
-                               "SELECT gen_random_uuid(), 'orders', 'order-' || g, convert_to(repeat('p', 200), 'UTF8'), "
-                               "'{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}'::jsonb "
-                               "FROM generate_series(1, $1) g",
+                tx.exec_params("INSERT INTO " + schema +
+                                   ".plain_copy (message_id, topic, key, payload, headers) "
+                                   "SELECT gen_random_uuid(), 'orders', 'order-' || g, "
+                                   "convert_to(repeat('p', 200), 'UTF8'), "
+                                   "'{\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-"
+                                   "b7ad6b7169203331-01\"}'::jsonb "
+                                   "FROM generate_series(1, $1) g",
                                batch_size);
                 tx.commit();
             }
@@ -131,14 +136,16 @@ int main(int argc, char** argv) {
                            {"ferry_rows_per_s", n / ferry_s},
                            {"server_side_insert_rows_per_s", n / baseline_s},
                            {"ratio_vs_server_side_insert", (n / ferry_s) / (n / baseline_s)}});
-        rows.emplace_back("enqueue_batch(" + std::to_string(batch_size) + ") rows/s", n / ferry_s, "rows/s");
+        rows.emplace_back("enqueue_batch(" + std::to_string(batch_size) + ") rows/s", n / ferry_s,
+                          "rows/s");
         rows.emplace_back("  server-side INSERT of same rows, rows/s", n / baseline_s, "rows/s");
         pqxx::work tx{conn};
         tx.exec("TRUNCATE " + schema + ".outbox, " + schema + ".plain_copy");
         tx.commit();
     }
 
-    bench::print_table("enqueue benchmark (PostgreSQL " + std::to_string(conn.server_version()) + ")", rows);
+    bench::print_table(
+        "enqueue benchmark (PostgreSQL " + std::to_string(conn.server_version()) + ")", rows);
     nlohmann::json j = {
         {"bench", "enqueue"},
         {"single_row_tx",

@@ -6,9 +6,8 @@
 //                    two-step pattern when the local transaction lives elsewhere
 //
 // Reports pairs/s, per-operation latency and the ratio. Needs FERRY_TEST_PG_DSN.
-#include <pqxx/pqxx>
-
 #include <cstdlib>
+#include <pqxx/pqxx>
 
 #include "bench_util.hpp"
 #include "ferry/outbox/half.hpp"
@@ -66,17 +65,19 @@ int main(int argc, char** argv) {
         }
     }
     const double enqueue_rate = n / enqueue_s, pair_rate = n / pair_s;
-    bench::print_table("half-message benchmark (" + std::to_string(n) + " of each, 200-byte payload)",
-                       {{"plain enqueue, msgs/s", enqueue_rate, "msg/s"},
-                        {"plain enqueue p50", enqueue_us.percentile(50), "us"},
-                        {"prepare+commit, pairs/s", pair_rate, "pairs/s"},
-                        {"prepare+commit p50", pair_us.percentile(50), "us"},
-                        {"throughput ratio (pairs / enqueues)", pair_rate / enqueue_rate, "x"}});
-    bench::write_json(a, {{"bench", "half"},
-                          {"messages", n},
-                          {"enqueue", {{"per_s", enqueue_rate}, {"latency", enqueue_us.summary()}}},
-                          {"prepare_commit", {{"per_s", pair_rate}, {"latency", pair_us.summary()}}},
-                          {"ratio", pair_rate / enqueue_rate}});
+    bench::print_table(
+        "half-message benchmark (" + std::to_string(n) + " of each, 200-byte payload)",
+        {{"plain enqueue, msgs/s", enqueue_rate, "msg/s"},
+         {"plain enqueue p50", enqueue_us.percentile(50), "us"},
+         {"prepare+commit, pairs/s", pair_rate, "pairs/s"},
+         {"prepare+commit p50", pair_us.percentile(50), "us"},
+         {"throughput ratio (pairs / enqueues)", pair_rate / enqueue_rate, "x"}});
+    bench::write_json(a,
+                      {{"bench", "half"},
+                       {"messages", n},
+                       {"enqueue", {{"per_s", enqueue_rate}, {"latency", enqueue_us.summary()}}},
+                       {"prepare_commit", {{"per_s", pair_rate}, {"latency", pair_us.summary()}}},
+                       {"ratio", pair_rate / enqueue_rate}});
     pqxx::work tx{conn};
     tx.exec("DROP SCHEMA " + schema + " CASCADE");
     tx.commit();

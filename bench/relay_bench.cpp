@@ -19,9 +19,8 @@
 // FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
 // under kafka.properties).
-#include <librdkafka/rdkafka.h>
-#include <pqxx/pqxx>
 #include <fcntl.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -29,6 +28,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <pqxx/pqxx>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -131,9 +131,10 @@ struct producer {
         set("compression.codec", "lz4");
         set("partitioner", "murmur2_random");
         rd_kafka_conf_set_opaque(conf, this);
-        rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-            if (m->err) ++static_cast<producer*>(opaque)->failed;
-        });
+        rd_kafka_conf_set_dr_msg_cb(conf,
+                                    [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+                                        if (m->err) ++static_cast<producer*>(opaque)->failed;
+                                    });
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk) {
             std::cerr << "bench_relay: " << err << "\n";
@@ -183,13 +184,19 @@ struct drain_result {
     double seconds = 0;
     double cpu_s = 0;
     long failed = 0;
-    [[nodiscard]] double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+    [[nodiscard]] double rate() const {
+        return seconds > 0 ? static_cast<double>(messages) / seconds : 0;
+    }
     [[nodiscard]] double cpu_ms_per_1k() const {
         return messages > 0 ? cpu_s * 1000.0 / (static_cast<double>(messages) / 1000.0) : 0;
     }
     [[nodiscard]] nlohmann::json to_json() const {
-        return {{"messages", messages}, {"seconds", seconds}, {"msgs_per_s", rate()},
-                {"cpu_seconds", cpu_s}, {"cpu_ms_per_1k", cpu_ms_per_1k()}, {"failed", failed}};
+        return {{"messages", messages},
+                {"seconds", seconds},
+                {"msgs_per_s", rate()},
+                {"cpu_seconds", cpu_s},
+                {"cpu_ms_per_1k", cpu_ms_per_1k()},
+                {"failed", failed}};
     }
 };
 
@@ -200,13 +207,14 @@ drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::st
     const auto t0 = clock_type::now();
     while (true) {
         pqxx::work tx{conn};
-        const auto rows = tx.exec(
-            "DELETE FROM " + s.name + ".outbox WHERE id IN (SELECT id FROM " + s.name +
-            ".outbox ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
-            "RETURNING message_id::text, topic, key, payload");
+        const auto rows =
+            tx.exec("DELETE FROM " + s.name + ".outbox WHERE id IN (SELECT id FROM " + s.name +
+                    ".outbox ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+                    "RETURNING message_id::text, topic, key, payload");
         if (rows.empty()) break;
         for (const auto& row : rows) {
-            p.produce(row[1].c_str(), row[2].c_str(), unescape_bytea(row[3].c_str()), row[0].c_str());
+            p.produce(row[1].c_str(), row[2].c_str(), unescape_bytea(row[3].c_str()),
+                      row[0].c_str());
         }
         p.flush();
         tx.commit();
@@ -226,10 +234,11 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
     const auto t0 = clock_type::now();
     while (clock_type::now() - t0 < budget) {
         pqxx::work tx{conn};
-        const auto rows = tx.exec("SELECT id, message_id::text, topic, key, payload FROM " + s.name +
-                                  ".outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
+        const auto rows = tx.exec("SELECT id, message_id::text, topic, key, payload FROM " +
+                                  s.name + ".outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
         if (rows.empty()) break;
-        p.produce(rows[0][2].c_str(), rows[0][3].c_str(), unescape_bytea(rows[0][4].c_str()), rows[0][1].c_str());
+        p.produce(rows[0][2].c_str(), rows[0][3].c_str(), unescape_bytea(rows[0][4].c_str()),
+                  rows[0][1].c_str());
         p.flush();
         tx.exec("DELETE FROM " + s.name + ".outbox WHERE id = " + std::string(rows[0][0].c_str()));
         tx.commit();
@@ -250,9 +259,15 @@ public:
         std::ofstream f(_config);
         f << "postgres:\n  dsn: \"" << dsn << "\"\n  schema: " << s.name << "\n"
           << "kafka:\n  brokers: \"" << brokers << "\"\n"
-          << (std::getenv("FERRY_BENCH_KAFKA_PROPS") ? std::string("  properties:\n") + std::getenv("FERRY_BENCH_KAFKA_PROPS") + "\n" : std::string())
+          << (std::getenv("FERRY_BENCH_KAFKA_PROPS")
+                  ? std::string("  properties:\n") + std::getenv("FERRY_BENCH_KAFKA_PROPS") + "\n"
+                  : std::string())
           << "http:\n  listen: 127.0.0.1:0\n"
-          << "log:\n  level: " << (std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL") ? std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL") : "warn") << "\n"
+          << "log:\n  level: "
+          << (std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL")
+                  ? std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL")
+                  : "warn")
+          << "\n"
           << "relay:\n  batch_size: 1000\n";
         f.close();
         std::vector<std::string> args = {bin, "--config", _config};
@@ -274,7 +289,8 @@ public:
     ~relay_process() {
         kill(_pid, SIGTERM);
         int status = 0;
-        for (int i = 0; i < 200 && waitpid(_pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
+        for (int i = 0; i < 200 && waitpid(_pid, &status, WNOHANG) == 0; ++i)
+            std::this_thread::sleep_for(50ms);
         if (waitpid(_pid, &status, WNOHANG) == 0) {
             kill(_pid, SIGKILL);
             waitpid(_pid, &status, 0);
@@ -295,11 +311,13 @@ drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std:
     drain_result r;
     // Wait for the first publication so start-up (connect, lease) is not billed to the drain.
     const auto start_deadline = clock_type::now() + 30s;
-    while (pending(conn, s) == n && clock_type::now() < start_deadline) std::this_thread::sleep_for(5ms);
+    while (pending(conn, s) == n && clock_type::now() < start_deadline)
+        std::this_thread::sleep_for(5ms);
     const auto cpu0 = cpu_seconds(relay.pid());
     const auto t0 = clock_type::now();
     const auto left0 = pending(conn, s);
-    while (pending(conn, s) > 0 && relay.alive() && clock_type::now() - t0 < 600s) std::this_thread::sleep_for(20ms);
+    while (pending(conn, s) > 0 && relay.alive() && clock_type::now() - t0 < 600s)
+        std::this_thread::sleep_for(20ms);
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(relay.pid()) - cpu0;
     r.messages = left0 - pending(conn, s);
@@ -323,7 +341,8 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         (void)w.enqueue(tx, m);
         tx.commit();
         const auto deadline = clock_type::now() + 30s;
-        while (pending(conn, s) > 0 && clock_type::now() < deadline) std::this_thread::sleep_for(10ms);
+        while (pending(conn, s) > 0 && clock_type::now() < deadline)
+            std::this_thread::sleep_for(10ms);
         pqxx::work clear{conn};
         clear.exec("TRUNCATE " + s.name + ".published");
         clear.commit();
@@ -342,7 +361,8 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
             outbox::writer_options o;
             o.schema = s.name;
             const outbox::writer w{o};
-            const auto interval = std::chrono::duration<double>(static_cast<double>(producers) / rate);
+            const auto interval =
+                std::chrono::duration<double>(static_cast<double>(producers) / rate);
             auto next = clock_type::now();
             long i = 0;
             while (clock_type::now() - t0 < duration) {
@@ -369,12 +389,14 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     for (auto& t : threads) t.join();
     const double offered_s = std::chrono::duration<double>(clock_type::now() - t0).count();
     const auto drain_deadline = clock_type::now() + 60s;
-    while (pending(conn, s) > 0 && clock_type::now() < drain_deadline) std::this_thread::sleep_for(20ms);
+    while (pending(conn, s) > 0 && clock_type::now() < drain_deadline)
+        std::this_thread::sleep_for(20ms);
     std::unordered_map<std::string, double> published;
     {
         pqxx::nontransaction tx{conn};
-        for (const auto& row : tx.exec("SELECT message_id::text, extract(epoch FROM published_at)::float8 FROM " +
-                                       s.name + ".published")) {
+        for (const auto& row :
+             tx.exec("SELECT message_id::text, extract(epoch FROM published_at)::float8 FROM " +
+                     s.name + ".published")) {
             published.emplace(row[0].c_str(), row[1].as<double>());
         }
     }
@@ -410,7 +432,8 @@ int main(int argc, char** argv) {
     const auto a = bench::args::parse(argc, argv);
     const auto dsn = env_or_die("FERRY_TEST_PG_DSN");
     const auto brokers = env_or_die("FERRY_TEST_KAFKA_BROKERS");
-    const std::string relay_bin = std::getenv("FERRY_RELAY_BIN") ? std::getenv("FERRY_RELAY_BIN") : FERRY_RELAY_PATH;
+    const std::string relay_bin =
+        std::getenv("FERRY_RELAY_BIN") ? std::getenv("FERRY_RELAY_BIN") : FERRY_RELAY_PATH;
     const long long n = a.scaled(200000);
     pqxx::connection conn{dsn};
 
@@ -439,34 +462,48 @@ int main(int argc, char** argv) {
     nlohmann::json lat5k = lat1k;
     if (!drain_only) {
         std::cout << "latency at 1k and 5k msg/s offered..." << std::endl;
-        lat1k = run_latency(conn, relay_bin, dsn, brokers, 1000, std::chrono::seconds(a.scaled(10)));
-        lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
+        lat1k =
+            run_latency(conn, relay_bin, dsn, brokers, 1000, std::chrono::seconds(a.scaled(10)));
+        lat5k =
+            run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
     }
 
-    const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0, vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0;
-    bench::print_table("relay benchmark (" + std::to_string(n) + " x 200 B backlog, embedded Kafka)",
-                       {{"ferry-relay drain", ferry.rate(), "msg/s"},
-                        {"B1 (DELETE..SKIP LOCKED LIMIT 1000) drain", b1.rate(), "msg/s"},
-                        {"B0 (per-message) drain", b0.rate(), "msg/s"},
-                        {"ferry / B1 (target >= 2)", vs_b1, "x"},
-                        {"ferry / B0 (target >= 50)", vs_b0, "x"},
-                        {"ferry-relay CPU per 1k msgs (target <= 10)", ferry.cpu_ms_per_1k(), "ms"},
-                        {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
-                        {"1k/s offered: achieved", lat1k["achieved_msgs_per_s"].get<double>(), "msg/s"},
-                        {"1k/s offered: p50 commit->mark", lat1k["p50_ms"].get<double>(), "ms"},
-                        {"1k/s offered: p99 commit->mark", lat1k["p99_ms"].get<double>(), "ms"},
-                        {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
-                        {"5k/s offered: p50 commit->mark", lat5k["p50_ms"].get<double>(), "ms"},
-                        {"5k/s offered: p99 commit->mark (target <= 25)", lat5k["p99_ms"].get<double>(), "ms"}});
+    const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0,
+                 vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0;
+    bench::print_table(
+        "relay benchmark (" + std::to_string(n) + " x 200 B backlog, embedded Kafka)",
+        {{"ferry-relay drain", ferry.rate(), "msg/s"},
+         {"B1 (DELETE..SKIP LOCKED LIMIT 1000) drain", b1.rate(), "msg/s"},
+         {"B0 (per-message) drain", b0.rate(), "msg/s"},
+         {"ferry / B1 (target >= 2)", vs_b1, "x"},
+         {"ferry / B0 (target >= 50)", vs_b0, "x"},
+         {"ferry-relay CPU per 1k msgs (target <= 10)", ferry.cpu_ms_per_1k(), "ms"},
+         {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
+         {"1k/s offered: achieved", lat1k["achieved_msgs_per_s"].get<double>(), "msg/s"},
+         {"1k/s offered: p50 commit->mark", lat1k["p50_ms"].get<double>(), "ms"},
+         {"1k/s offered: p99 commit->mark", lat1k["p99_ms"].get<double>(), "ms"},
+         {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
+         {"5k/s offered: p50 commit->mark", lat5k["p50_ms"].get<double>(), "ms"},
+         {"5k/s offered: p99 commit->mark (target <= 25)", lat5k["p99_ms"].get<double>(), "ms"}});
     bench::write_json(a, {{"bench", "relay"},
                           {"backlog_messages", n},
                           {"payload_bytes", 200},
-                          {"drain", {{"ferry_relay", ferry.to_json()}, {"b1_skip_locked_batch", b1.to_json()}, {"b0_per_message", b0.to_json()}}},
+                          {"drain",
+                           {{"ferry_relay", ferry.to_json()},
+                            {"b1_skip_locked_batch", b1.to_json()},
+                            {"b0_per_message", b0.to_json()}}},
                           {"ratios", {{"ferry_vs_b1", vs_b1}, {"ferry_vs_b0", vs_b0}}},
                           {"latency", {lat1k, lat5k}},
-                          {"targets", {{"ferry_vs_b1", 2.0}, {"ferry_vs_b0", 50.0}, {"p99_ms_at_5k", 25.0}, {"cpu_ms_per_1k", 10.0}}},
-                          {"latency_note", "from the producer's COMMIT returning to the ledger's published_at (mark start, just after the ack): an upper bound of commit->ack"}});
-    for (const char* name : {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0", "bench_relay_lat_1000", "bench_relay_lat_5000"}) {
+                          {"targets",
+                           {{"ferry_vs_b1", 2.0},
+                            {"ferry_vs_b0", 50.0},
+                            {"p99_ms_at_5k", 25.0},
+                            {"cpu_ms_per_1k", 10.0}}},
+                          {"latency_note",
+                           "from the producer's COMMIT returning to the ledger's published_at "
+                           "(mark start, just after the ack): an upper bound of commit->ack"}});
+    for (const char* name : {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0",
+                             "bench_relay_lat_1000", "bench_relay_lat_5000"}) {
         pqxx::work tx{conn};
         tx.exec(std::string("DROP SCHEMA IF EXISTS ") + name + " CASCADE");
         tx.commit();

@@ -1,9 +1,9 @@
 #include <curl/curl.h>
-#include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
 
 #include <algorithm>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "ferry/checkback/resolver.hpp"
@@ -47,7 +47,8 @@ public:
                          tx,
                          "SELECT instance_id FROM " + _schema +
                              ".producer_instance WHERE producer_group = $1 "
-                             "AND heartbeat_at > clock_timestamp() - $2::bigint * interval '1 millisecond'",
+                             "AND heartbeat_at > clock_timestamp() - $2::bigint * interval '1 "
+                             "millisecond'",
                          req.producer_group, static_cast<long long>(_o.liveness.count()))) {
                     live.push_back(row[0].as<std::string>());
                 }
@@ -60,16 +61,16 @@ public:
                     std::find(live.begin(), live.end(), *req.producer_instance) != live.end()) {
                     target = req.producer_instance;
                 }
-                request_id =
-                    internal::exec(tx,
-                                   "INSERT INTO " + _schema +
-                                       ".check_request (message_id, producer_group, target_instance, "
-                                       "deadline) VALUES ($1::uuid, $2, NULLIF($3, ''), "
-                                       "clock_timestamp() + $4::bigint * interval '1 millisecond') "
-                                       "RETURNING request_id",
-                                   req.message_id, req.producer_group, target.value_or(""),
-                                   static_cast<long long>(_o.timeout.count()))[0][0]
-                        .as<long long>();
+                request_id = internal::exec(
+                                 tx,
+                                 "INSERT INTO " + _schema +
+                                     ".check_request (message_id, producer_group, target_instance, "
+                                     "deadline) VALUES ($1::uuid, $2, NULLIF($3, ''), "
+                                     "clock_timestamp() + $4::bigint * interval '1 millisecond') "
+                                     "RETURNING request_id",
+                                 req.message_id, req.producer_group, target.value_or(""),
+                                 static_cast<long long>(_o.timeout.count()))[0][0]
+                                 .as<long long>();
                 tx.commit();
             }
             const auto start = std::chrono::steady_clock::now();
@@ -85,23 +86,25 @@ public:
                                          request_id);
                     retargeted = true;
                 }
-                const auto r = internal::exec(tx,
-                                              "SELECT answer, coalesce(answer_detail, ''), claimed_by FROM " +
-                                                  _schema + ".check_request WHERE request_id = $1 "
-                                                  "AND answered_at IS NOT NULL",
-                                              request_id);
+                const auto r = internal::exec(
+                    tx,
+                    "SELECT answer, coalesce(answer_detail, ''), claimed_by FROM " + _schema +
+                        ".check_request WHERE request_id = $1 "
+                        "AND answered_at IS NOT NULL",
+                    request_id);
                 tx.commit();
                 if (!r.empty()) {
                     const auto d = parse_decision(r[0][0].as<std::string>());
                     std::string detail = "answered by " + r[0][2].as<std::string>("?");
-                    if (!r[0][1].as<std::string>().empty()) detail += ": " + r[0][1].as<std::string>();
+                    if (!r[0][1].as<std::string>().empty())
+                        detail += ": " + r[0][1].as<std::string>();
                     return {d.value_or(check_decision::unknown), detail};
                 }
                 std::this_thread::sleep_for(std::chrono::milliseconds(20));
             }
-            return {check_decision::unknown,
-                    "timeout: no answer from producer group " + req.producer_group + " within " +
-                        std::to_string(_o.timeout.count()) + " ms"};
+            return {check_decision::unknown, "timeout: no answer from producer group " +
+                                                 req.producer_group + " within " +
+                                                 std::to_string(_o.timeout.count()) + " ms"};
         } catch (const std::exception& e) {
             _conn.reset();
             return {check_decision::unknown, "mailbox database error: " + first_line(e.what())};
@@ -137,18 +140,25 @@ public:
 
     check_result check(const check_request& req) override {
         const nlohmann::json request = {
-            {"message_id", req.message_id}, {"topic", req.topic},
-            {"key", req.key},               {"tx_ref", req.tx_ref},
+            {"message_id", req.message_id},
+            {"topic", req.topic},
+            {"key", req.key},
+            {"tx_ref", req.tx_ref},
             {"producer_group", req.producer_group},
-            {"producer_instance", req.producer_instance ? nlohmann::json(*req.producer_instance) : nlohmann::json()},
-            {"check_number", req.check_number}, {"max_checks", req.max_checks},
+            {"producer_instance",
+             req.producer_instance ? nlohmann::json(*req.producer_instance) : nlohmann::json()},
+            {"check_number", req.check_number},
+            {"max_checks", req.max_checks},
             {"prepared_at", req.prepared_at}};
         const auto body = request.dump();
-        std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+        std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(),
+                                                                 curl_easy_cleanup);
         if (!curl) return {check_decision::unknown, "curl_easy_init failed"};
         curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-        for (const auto& [k, v] : _o.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
-        std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(headers, curl_slist_free_all);
+        for (const auto& [k, v] : _o.headers)
+            headers = curl_slist_append(headers, (k + ": " + v).c_str());
+        std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_guard(
+            headers, curl_slist_free_all);
         std::string reply;
         auto* h = curl.get();
         curl_easy_setopt(h, CURLOPT_URL, _o.url.c_str());
@@ -157,7 +167,8 @@ public:
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(_o.timeout.count()));
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(_o.connect_timeout.count()));
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                         static_cast<long>(_o.connect_timeout.count()));
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &reply);
@@ -168,7 +179,8 @@ public:
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, _o.verify_tls ? 2L : 0L);
         const auto rc = curl_easy_perform(h);
         if (rc != CURLE_OK) {
-            return {check_decision::unknown, std::string("HTTP request failed: ") + curl_easy_strerror(rc)};
+            return {check_decision::unknown,
+                    std::string("HTTP request failed: ") + curl_easy_strerror(rc)};
         }
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -229,8 +241,10 @@ private:
 std::optional<check_decision> parse_decision(std::string_view text) noexcept {
     try {
         const auto t = lower(text);
-        if (t == "commit" || t == "committed" || t == "t" || t == "true") return check_decision::commit;
-        if (t == "rollback" || t == "rolled_back" || t == "f" || t == "false") return check_decision::rollback;
+        if (t == "commit" || t == "committed" || t == "t" || t == "true")
+            return check_decision::commit;
+        if (t == "rollback" || t == "rolled_back" || t == "f" || t == "false")
+            return check_decision::rollback;
         if (t == "unknown") return check_decision::unknown;
     } catch (...) {
     }

@@ -1,9 +1,8 @@
 #include "ferry/checkback/scheduler.hpp"
 
-#include <pqxx/pqxx>
-
 #include <condition_variable>
 #include <mutex>
+#include <pqxx/pqxx>
 
 #include "ferry/common/error.hpp"
 #include "ferry/common/sql_ident.hpp"
@@ -30,7 +29,8 @@ struct scheduler::impl {
     }
 };
 
-scheduler::scheduler(scheduler_options options) : _impl(std::make_unique<impl>(std::move(options))) {
+scheduler::scheduler(scheduler_options options)
+    : _impl(std::make_unique<impl>(std::move(options))) {
     if (_impl->options.batch_size <= 0) {
         throw ferry::error(error_kind::permanent, "checkback.invalid_options",
                            "checkback.batch_size must be positive", "checkback.batch_size");
@@ -49,15 +49,19 @@ int scheduler::run_once() {
         // relay that crashes mid-check has used one check, never a duplicate concurrent one.
         const auto rows = internal::exec(
             tx,
-            "UPDATE " + q + ".half_message AS h SET check_count = h.check_count + 1, "
-            "  last_check_at = clock_timestamp(), next_check_at = clock_timestamp() + h.check_interval "
-            "FROM (SELECT message_id FROM " + q + ".half_message WHERE state = 'pending' "
-            "      AND next_check_at <= clock_timestamp() ORDER BY next_check_at LIMIT $1 "
-            "      FOR UPDATE SKIP LOCKED) AS d "
-            "WHERE h.message_id = d.message_id "
-            "RETURNING h.message_id::text, h.topic, h.key, h.tx_ref, h.producer_group, "
-            "  h.producer_instance, h.check_count, h.max_checks, "
-            "  to_char(h.prepared_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+            "UPDATE " + q +
+                ".half_message AS h SET check_count = h.check_count + 1, "
+                "  last_check_at = clock_timestamp(), next_check_at = clock_timestamp() + "
+                "h.check_interval "
+                "FROM (SELECT message_id FROM " +
+                q +
+                ".half_message WHERE state = 'pending' "
+                "      AND next_check_at <= clock_timestamp() ORDER BY next_check_at LIMIT $1 "
+                "      FOR UPDATE SKIP LOCKED) AS d "
+                "WHERE h.message_id = d.message_id "
+                "RETURNING h.message_id::text, h.topic, h.key, h.tx_ref, h.producer_group, "
+                "  h.producer_instance, h.check_count, h.max_checks, "
+                "  to_char(h.prepared_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
             s.options.batch_size);
         for (const auto& row : rows) {
             check_request r;
@@ -84,8 +88,10 @@ int scheduler::run_once() {
         if (r.check_number > r.max_checks) {
             // max_checks = 0: the message is parked at its first due time, unasked.
             result = {check_decision::unknown, "no checks allowed (max_checks = 0)"};
-        } else if (auto it = s.options.groups.find(r.producer_group); it == s.options.groups.end()) {
-            result = {check_decision::unknown, "no resolver configured for producer group " + r.producer_group};
+        } else if (auto it = s.options.groups.find(r.producer_group);
+                   it == s.options.groups.end()) {
+            result = {check_decision::unknown,
+                      "no resolver configured for producer group " + r.producer_group};
         } else {
             try {
                 result = it->second->check(r);
@@ -97,23 +103,27 @@ int scheduler::run_once() {
             pqxx::work tx{s.db()};
             const std::string outcome(ferry::outbox::to_string(result.decision));
             (void)internal::exec(tx,
-                                 "UPDATE " + q + ".half_message SET last_check_result = $2 "
-                                 "WHERE message_id = $1::uuid",
-                                 r.message_id, outcome + (result.detail.empty() ? "" : ": " + result.detail));
+                                 "UPDATE " + q +
+                                     ".half_message SET last_check_result = $2 "
+                                     "WHERE message_id = $1::uuid",
+                                 r.message_id,
+                                 outcome + (result.detail.empty() ? "" : ": " + result.detail));
             if (result.decision == check_decision::unknown) {
                 ++_stats.checks_unknown;
                 if (r.check_number >= r.max_checks) {
                     const auto parked = internal::exec(
                         tx,
-                        "UPDATE " + q + ".half_message SET state = 'parked', next_check_at = NULL "
-                        "WHERE message_id = $1::uuid AND state = 'pending'",
+                        "UPDATE " + q +
+                            ".half_message SET state = 'parked', next_check_at = NULL "
+                            "WHERE message_id = $1::uuid AND state = 'pending'",
                         r.message_id);
                     if (parked.affected_rows() == 1) ++_stats.parked;
                 }
             } else {
                 (void)internal::exec(tx, "SELECT " + q + ".decide_half($1::uuid, $2, 'checkback')",
                                      r.message_id, outcome);
-                ++(result.decision == check_decision::commit ? _stats.checks_commit : _stats.checks_rollback);
+                ++(result.decision == check_decision::commit ? _stats.checks_commit
+                                                             : _stats.checks_rollback);
             }
             tx.commit();
         } catch (...) {
@@ -127,8 +137,9 @@ int scheduler::run_once() {
         try {
             pqxx::work tx{s.db()};
             (void)internal::exec(tx,
-                                 "DELETE FROM " + q + ".check_request WHERE created_at < "
-                                 "clock_timestamp() - $1::bigint * interval '1 millisecond'",
+                                 "DELETE FROM " + q +
+                                     ".check_request WHERE created_at < "
+                                     "clock_timestamp() - $1::bigint * interval '1 millisecond'",
                                  static_cast<long long>(s.options.request_retention.count()));
             tx.commit();
         } catch (...) {
@@ -145,9 +156,12 @@ half_gauges scheduler::read_gauges() {
     try {
         pqxx::read_transaction tx{_impl->db()};
         const auto r = tx.exec(
-            "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'parked'), "
-            "coalesce(extract(epoch FROM clock_timestamp() - min(prepared_at) FILTER (WHERE state = 'pending')), 0)::float8 "
-            "FROM " + _impl->schema + ".half_message WHERE state IN ('pending', 'parked')")[0];
+            "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = "
+            "'parked'), "
+            "coalesce(extract(epoch FROM clock_timestamp() - min(prepared_at) FILTER (WHERE state "
+            "= 'pending')), 0)::float8 "
+            "FROM " +
+            _impl->schema + ".half_message WHERE state IN ('pending', 'parked')")[0];
         g.pending = r[0].as<std::int64_t>();
         g.parked = r[1].as<std::int64_t>();
         g.oldest_pending_age_s = r[2].as<double>();

@@ -40,8 +40,10 @@ public:
         test::child_options o;
         o.env = std::move(env);
         o.stderr_path = _log;
-        _proc = std::make_unique<test::child_process>(FERRY_RELAY_PATH, std::vector<std::string>{"--config", _config}, o);
-        if (!_proc->wait_for_prefix("http.listen=", 20s)) throw std::runtime_error("ferry-relay did not start: " + log());
+        _proc = std::make_unique<test::child_process>(
+            FERRY_RELAY_PATH, std::vector<std::string>{"--config", _config}, o);
+        if (!_proc->wait_for_prefix("http.listen=", 20s))
+            throw std::runtime_error("ferry-relay did not start: " + log());
     }
     ~relay_daemon() {
         _proc.reset();
@@ -60,12 +62,14 @@ private:
 class CheckbackFaultTest : public CheckbackFixture {};
 
 TEST_F(CheckbackFaultTest, RelayClockTwoHoursAheadMakesNoPrematureDecision) {
-    ASSERT_EQ(access(k_faketime_lib, R_OK), 0) << "libfaketime is missing (Debian package faketime)";
+    ASSERT_EQ(access(k_faketime_lib, R_OK), 0)
+        << "libfaketime is missing (Debian package faketime)";
     std::atomic<int> asked{0};
-    outbox::checkback_responder responder(responder_opts("payments-1"), [&](const outbox::half_message_info&) {
-        ++asked;
-        return outbox::check_decision::rollback;
-    });
+    outbox::checkback_responder responder(responder_opts("payments-1"),
+                                          [&](const outbox::half_message_info&) {
+                                              ++asked;
+                                              return outbox::check_decision::rollback;
+                                          });
     responder.start();
     outbox::half_options later;
     later.producer_group = "payments";
@@ -76,8 +80,9 @@ TEST_F(CheckbackFaultTest, RelayClockTwoHoursAheadMakesNoPrematureDecision) {
     now_due.check_first_after = 0ms;
     const auto due = prepare("tx-due", now_due);  // the positive control: due at once
 
-    relay_daemon relay(schema(), {{"LD_PRELOAD", k_faketime_lib}, {"FAKETIME", "+2h"},
-                                  {"FAKETIME_DONT_RESET", "1"}});
+    relay_daemon relay(
+        schema(),
+        {{"LD_PRELOAD", k_faketime_lib}, {"FAKETIME", "+2h"}, {"FAKETIME_DONT_RESET", "1"}});
     // The control is decided, so the skewed relay's scheduler does run and does ask.
     ASSERT_TRUE(eventually([&] { return read(due).state == "rolled_back"; }, 15s)) << relay.log();
     // Its clock really is two hours ahead: log timestamps come from the system clock.
@@ -108,9 +113,11 @@ TEST_F(CheckbackFaultTest, ProducerCrashedAfterPrepareIsCommittedByCheckbackAndP
     const auto id = outbox::prepare(writer(), conn(), m, "tx-77", o);
     // The producer that prepared it is gone; a peer of the group answers from the service's
     // own state (the payment went through).
-    outbox::checkback_responder peer(responder_opts("payments-peer"), [](const outbox::half_message_info& h) {
-        return h.tx_ref == "tx-77" ? outbox::check_decision::commit : outbox::check_decision::unknown;
-    });
+    outbox::checkback_responder peer(
+        responder_opts("payments-peer"), [](const outbox::half_message_info& h) {
+            return h.tx_ref == "tx-77" ? outbox::check_decision::commit
+                                       : outbox::check_decision::unknown;
+        });
     peer.start();
     relay_daemon relay(schema());
     ASSERT_TRUE(eventually([&] { return read(id).state == "committed"; }, 15s)) << relay.log();

@@ -3,9 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include <pqxx/pqxx>
-
 #include <memory>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "ferry/checkback/scheduler.hpp"
@@ -29,7 +28,8 @@ protected:
     pqxx::connection& conn() { return *_conn; }
     const ferry::outbox::writer& writer() const { return *_writer; }
 
-    ferry::outbox::message_id prepare(const std::string& tx_ref, ferry::outbox::half_options o = {}) {
+    ferry::outbox::message_id prepare(const std::string& tx_ref,
+                                      ferry::outbox::half_options o = {}) {
         if (!o.check_first_after) o.check_first_after = std::chrono::milliseconds(0);
         if (!o.check_interval) o.check_interval = std::chrono::milliseconds(100);
         ferry::outbox::message m;
@@ -48,10 +48,15 @@ protected:
     };
     row read(const ferry::outbox::message_id& id) {
         pqxx::nontransaction tx{conn()};
-        const auto r = tx.exec("SELECT state, check_count, coalesce(last_check_result, ''), coalesce(decided_by, ''), "
-                               "(SELECT count(*) FROM \"" + schema() + "\".outbox o WHERE o.message_id = h.message_id) "
-                               "FROM \"" + schema() + "\".half_message h WHERE message_id = '" + id.to_string() + "'")[0];
-        return {r[0].as<std::string>(), r[1].as<int>(), r[2].as<std::string>(), r[3].as<std::string>(), r[4].as<long>()};
+        const auto r = tx.exec(
+            "SELECT state, check_count, coalesce(last_check_result, ''), coalesce(decided_by, ''), "
+            "(SELECT count(*) FROM \"" +
+            schema() +
+            "\".outbox o WHERE o.message_id = h.message_id) "
+            "FROM \"" +
+            schema() + "\".half_message h WHERE message_id = '" + id.to_string() + "'")[0];
+        return {r[0].as<std::string>(), r[1].as<int>(), r[2].as<std::string>(),
+                r[3].as<std::string>(), r[4].as<long>()};
     }
 
     ferry::checkback::scheduler_options scheduler_opts() const {
@@ -62,7 +67,8 @@ protected:
         return o;
     }
 
-    ferry::checkback::callback_options callback_opts(std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const {
+    ferry::checkback::callback_options callback_opts(
+        std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const {
         ferry::checkback::callback_options o;
         o.dsn = ferry::test::pg_dsn();
         o.schema = schema();
@@ -70,7 +76,8 @@ protected:
         return o;
     }
 
-    ferry::outbox::responder_options responder_opts(const std::string& instance, const std::string& group = "payments") const {
+    ferry::outbox::responder_options responder_opts(const std::string& instance,
+                                                    const std::string& group = "payments") const {
         ferry::outbox::responder_options o;
         o.dsn = ferry::test::pg_dsn();
         o.schema = schema();
@@ -82,7 +89,8 @@ protected:
 
     // Waits until pred() or the timeout; returns pred().
     template <typename Pred>
-    static bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    static bool eventually(Pred pred,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
         const auto end = std::chrono::steady_clock::now() + timeout;
         while (std::chrono::steady_clock::now() < end) {
             if (pred()) return true;

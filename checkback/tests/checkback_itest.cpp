@@ -2,10 +2,10 @@
 // producer crashed after prepare, routing prefers the preparing instance, unanswered messages
 // are parked after their last check, and checks stop once a decision is recorded.
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "checkback_fixture.hpp"
@@ -24,9 +24,11 @@ TEST_F(CheckbackTest, CallbackResolverResolvesAMessageWhoseProducerCrashed) {
     o.producer_instance = "payments-crashed";
     const auto paid = prepare("paid-1", o);
     const auto failed = prepare("failed-1", o);
-    outbox::checkback_responder peer(responder_opts("payments-peer"), [](const outbox::half_message_info& h) {
-        return h.tx_ref.rfind("paid", 0) == 0 ? outbox::check_decision::commit : outbox::check_decision::rollback;
-    });
+    outbox::checkback_responder peer(
+        responder_opts("payments-peer"), [](const outbox::half_message_info& h) {
+            return h.tx_ref.rfind("paid", 0) == 0 ? outbox::check_decision::commit
+                                                  : outbox::check_decision::rollback;
+        });
     peer.start();
     auto opts = scheduler_opts();
     opts.groups["payments"] = checkback::make_callback_resolver(callback_opts());
@@ -37,7 +39,8 @@ TEST_F(CheckbackTest, CallbackResolverResolvesAMessageWhoseProducerCrashed) {
     EXPECT_EQ(a.state, "committed");
     EXPECT_EQ(a.decided_by, "checkback");
     EXPECT_EQ(a.in_outbox, 1);
-    EXPECT_NE(a.last_check_result.find("answered by payments-peer"), std::string::npos) << a.last_check_result;
+    EXPECT_NE(a.last_check_result.find("answered by payments-peer"), std::string::npos)
+        << a.last_check_result;
     EXPECT_EQ(b.state, "rolled_back");
     EXPECT_EQ(b.in_outbox, 0);
     EXPECT_EQ(s.stats().checks_commit.load(), 1u);
@@ -48,11 +51,12 @@ TEST_F(CheckbackTest, CallbackGoesFirstToThePreparingInstance) {
     std::mutex mu;
     std::vector<std::string> answered_by;
     auto make = [&](const std::string& name) {
-        return std::make_unique<outbox::checkback_responder>(responder_opts(name), [&, name](const outbox::half_message_info&) {
-            std::lock_guard lock(mu);
-            answered_by.push_back(name);
-            return outbox::check_decision::commit;
-        });
+        return std::make_unique<outbox::checkback_responder>(
+            responder_opts(name), [&, name](const outbox::half_message_info&) {
+                std::lock_guard lock(mu);
+                answered_by.push_back(name);
+                return outbox::check_decision::commit;
+            });
     };
     auto a = make("inst-a"), b = make("inst-b");
     a->start();
@@ -75,7 +79,8 @@ TEST_F(CheckbackTest, CallbackGoesFirstToThePreparingInstance) {
 TEST_F(CheckbackTest, CallbackFallsBackToAnyLiveInstance) {
     {
         pqxx::work tx{conn()};
-        tx.exec("INSERT INTO \"" + schema() + "\".producer_instance (producer_group, instance_id) VALUES ('payments', 'ghost')");
+        tx.exec("INSERT INTO \"" + schema() +
+                "\".producer_instance (producer_group, instance_id) VALUES ('payments', 'ghost')");
         tx.commit();
     }
     outbox::checkback_responder peer(responder_opts("peer"), [](const outbox::half_message_info&) {
@@ -87,12 +92,14 @@ TEST_F(CheckbackTest, CallbackFallsBackToAnyLiveInstance) {
     o.producer_instance = "ghost";
     const auto id = prepare("tx-ghost", o);
     auto opts = scheduler_opts();
-    opts.groups["payments"] = checkback::make_callback_resolver(callback_opts(std::chrono::milliseconds(1500)));
+    opts.groups["payments"] =
+        checkback::make_callback_resolver(callback_opts(std::chrono::milliseconds(1500)));
     checkback::scheduler s(opts);
     EXPECT_EQ(s.run_once(), 1);
     const auto r = read(id);
     EXPECT_EQ(r.state, "rolled_back");
-    EXPECT_NE(r.last_check_result.find("answered by peer"), std::string::npos) << r.last_check_result;
+    EXPECT_NE(r.last_check_result.find("answered by peer"), std::string::npos)
+        << r.last_check_result;
     EXPECT_EQ(r.check_count, 1);
 }
 
@@ -105,7 +112,8 @@ TEST_F(CheckbackTest, ResponderDownUntilChecksRunOutParksTheMessage) {
     o.check_interval = std::chrono::milliseconds(50);
     const auto id = prepare("tx-lost", o);
     auto opts = scheduler_opts();
-    opts.groups["payments"] = checkback::make_callback_resolver(callback_opts(std::chrono::milliseconds(300)));
+    opts.groups["payments"] =
+        checkback::make_callback_resolver(callback_opts(std::chrono::milliseconds(300)));
     checkback::scheduler s(opts);
     s.start();
     EXPECT_TRUE(eventually([&] { return read(id).state == "parked"; }));
@@ -116,7 +124,8 @@ TEST_F(CheckbackTest, ResponderDownUntilChecksRunOutParksTheMessage) {
     EXPECT_EQ(r.state, "parked");
     EXPECT_EQ(r.check_count, 3);
     EXPECT_EQ(r.in_outbox, 0);
-    EXPECT_NE(r.last_check_result.find("no live instance"), std::string::npos) << r.last_check_result;
+    EXPECT_NE(r.last_check_result.find("no live instance"), std::string::npos)
+        << r.last_check_result;
     EXPECT_EQ(s.stats().parked.load(), 1u);
     EXPECT_EQ(s.stats().checks_unknown.load(), 3u);
     const auto g = s.read_gauges();
@@ -217,7 +226,8 @@ TEST_F(CheckbackTest, HttpResolverTreatsAnUnreachableServerAsUnknown) {
     EXPECT_EQ(s.run_once(), 1);
     const auto r = read(id);
     EXPECT_EQ(r.state, "pending");
-    EXPECT_NE(r.last_check_result.find("unknown: HTTP request failed"), std::string::npos) << r.last_check_result;
+    EXPECT_NE(r.last_check_result.find("unknown: HTTP request failed"), std::string::npos)
+        << r.last_check_result;
 }
 
 // The producer's own (second, real) database says what happened to each local transaction.
@@ -238,7 +248,8 @@ TEST_F(CheckbackTest, SqlResolverAgainstASecondDatabase) {
     }
     outbox::half_options o;
     o.producer_group = "ledger";
-    const auto ok = prepare("p-ok", o), bad = prepare("p-bad", o), missing = prepare("p-missing", o);
+    const auto ok = prepare("p-ok", o), bad = prepare("p-bad", o),
+               missing = prepare("p-missing", o);
     checkback::sql_options so;
     so.dsn = dsn;
     so.query = "SELECT status = 'paid' FROM payments WHERE tx_ref = $1";
@@ -266,7 +277,8 @@ TEST_F(CheckbackTest, GroupWithoutResolverIsUnknownNotDropped) {
     EXPECT_EQ(s.run_once(), 1);
     const auto r = read(id);
     EXPECT_EQ(r.state, "parked");
-    EXPECT_NE(r.last_check_result.find("no resolver configured for producer group nobody"), std::string::npos);
+    EXPECT_NE(r.last_check_result.find("no resolver configured for producer group nobody"),
+              std::string::npos);
 }
 
 // The producer commits while the scheduler's check-back rolls back, many times over: each
@@ -314,5 +326,6 @@ TEST_F(CheckbackTest, ProducerCommitRacingCheckbackHasOneTerminalState) {
         rolled_back += r.state == "rolled_back";
     }
     EXPECT_EQ(committed + rolled_back, n);
-    EXPECT_EQ(rolled_back, conflicts) << "every refused commit is a message the check-back rolled back first";
+    EXPECT_EQ(rolled_back, conflicts)
+        << "every refused commit is a message the check-back rolled back first";
 }

@@ -7,12 +7,13 @@
 namespace ferry::cli {
 
 void register_migrate(CLI::App& app, globals& g) {
-    auto* cmd = app.add_subcommand("migrate", "Apply pending schema migrations (safe to run concurrently)");
+    auto* cmd =
+        app.add_subcommand("migrate", "Apply pending schema migrations (safe to run concurrently)");
     cmd->callback([&g]() {
         const auto cfg = g.load_config();
-        auto conn = internal::connect(cfg.postgres.dsn,
-                                      static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
-                                      "migrate");
+        auto conn = internal::connect(
+            cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
+            "migrate");
         const auto r = outbox::migrate(conn, cfg.postgres.schema);
         if (r.applied.empty()) {
             std::cout << "schema " << cfg.postgres.schema << " is up to date (version "

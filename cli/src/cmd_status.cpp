@@ -1,6 +1,5 @@
-#include <nlohmann/json.hpp>
-
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "ferry/internal/pq.hpp"
@@ -14,20 +13,17 @@ void register_status(CLI::App& app, globals& g) {
     cmd->add_flag("--json", as_json, "Print one JSON object");
     cmd->callback([&g]() {
         const auto cfg = g.load_config();
-        auto conn = internal::connect(cfg.postgres.dsn,
-                                      static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
-                                      "status");
+        auto conn = internal::connect(
+            cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
+            "status");
         const auto s = outbox::read_status(conn, cfg.postgres.schema);
         if (as_json) {
-            nlohmann::json j{{"schema", cfg.postgres.schema},
-                             {"schema_version", s.schema_version},
-                             {"pending", s.pending},
-                             {"oldest_pending_age_s", s.oldest_pending_age_s},
-                             {"delayed", s.delayed},
-                             {"parked", s.parked},
-                             {"expired", s.expired},
-                             {"half_pending", s.half_pending},
-                             {"half_parked", s.half_parked}};
+            nlohmann::json j{
+                {"schema", cfg.postgres.schema}, {"schema_version", s.schema_version},
+                {"pending", s.pending},          {"oldest_pending_age_s", s.oldest_pending_age_s},
+                {"delayed", s.delayed},          {"parked", s.parked},
+                {"expired", s.expired},          {"half_pending", s.half_pending},
+                {"half_parked", s.half_parked}};
             std::cout << j.dump() << "\n";
         } else {
             std::cout << "schema:               " << cfg.postgres.schema << " (version "

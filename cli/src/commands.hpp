@@ -3,7 +3,6 @@
 // `exit_code` so main() can return it. Options shared by every subcommand live in `globals`.
 
 #include <CLI/CLI.hpp>
-
 #include <string>
 
 #include "ferry/config/config.hpp"

@@ -1,6 +1,5 @@
 // ferryctl: operator command line for Ferry (migrations, status, configuration, ...).
 #include <CLI/CLI.hpp>
-
 #include <iostream>
 
 #include "commands.hpp"
@@ -10,7 +9,8 @@ int main(int argc, char** argv) {
     CLI::App app{"ferryctl - operate Ferry's outbox, relay and consumers"};
     app.require_subcommand(1);
     ferry::cli::globals g;
-    app.add_option("-c,--config", g.config_path, "YAML configuration file (default: defaults + FERRY_* environment)");
+    app.add_option("-c,--config", g.config_path,
+                   "YAML configuration file (default: defaults + FERRY_* environment)");
     ferry::cli::register_config(app, g);
     ferry::cli::register_migrate(app, g);
     ferry::cli::register_status(app, g);

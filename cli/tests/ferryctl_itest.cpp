@@ -1,12 +1,12 @@
 // ferryctl against a real PostgreSQL: migrate (also two at once), status --json, and the
 // errors an operator sees.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
 
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 
 #include "ferry/test/env.hpp"
 #include "ferry/test/scoped_schema.hpp"
@@ -79,9 +79,11 @@ TEST_F(FerryctlTest, StatusJsonCountsPendingMessages) {
     {
         pqxx::work tx{conn};
         for (int i = 0; i < 3; ++i) {
-            tx.exec("SELECT \"" + _schema.name() + "\".enqueue('orders', 'k" + std::to_string(i) + "', 'x'::bytea)");
+            tx.exec("SELECT \"" + _schema.name() + "\".enqueue('orders', 'k" + std::to_string(i) +
+                    "', 'x'::bytea)");
         }
-        tx.exec("UPDATE \"" + _schema.name() + "\".outbox SET created_at = created_at - interval '5 seconds'");
+        tx.exec("UPDATE \"" + _schema.name() +
+                "\".outbox SET created_at = created_at - interval '5 seconds'");
         tx.commit();
     }
     r = ctl("status --json");
@@ -100,7 +102,8 @@ TEST_F(FerryctlTest, StatusOnAnUnmigratedSchemaSaysToMigrate) {
 }
 
 TEST(FerryctlErrorsTest, UnreachableDatabaseIsAClearErrorWithoutThePassword) {
-    const auto r = run("migrate", "FERRY_POSTGRES_DSN='postgresql://app:hunter2secret@127.0.0.1:1/x'");
+    const auto r =
+        run("migrate", "FERRY_POSTGRES_DSN='postgresql://app:hunter2secret@127.0.0.1:1/x'");
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("cannot connect to PostgreSQL"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("hunter2secret"), std::string::npos) << r.output;
@@ -127,10 +130,15 @@ TEST_F(FerryctlTest, HalfListShowsParkedMessagesAndOperatorsResolveThem) {
     {
         pqxx::work tx{conn};
         const auto s = "\"" + _schema.name() + "\"";
-        id = tx.exec("SELECT " + s + ".prepare('payments', 'pay-1', 'x'::bytea, '{}', 'tx-1', 'payments')::text")[0][0]
-                 .as<std::string>();
-        tx.exec("UPDATE " + s + ".half_message SET state = 'parked', check_count = 15, "
-                "last_check_result = 'unknown: no live instance' WHERE message_id = '" + id + "'");
+        id =
+            tx.exec(
+                  "SELECT " + s +
+                  ".prepare('payments', 'pay-1', 'x'::bytea, '{}', 'tx-1', 'payments')::text")[0][0]
+                .as<std::string>();
+        tx.exec("UPDATE " + s +
+                ".half_message SET state = 'parked', check_count = 15, "
+                "last_check_result = 'unknown: no live instance' WHERE message_id = '" +
+                id + "'");
         tx.commit();
     }
     auto r = ctl("half list --state parked --json");
@@ -147,10 +155,14 @@ TEST_F(FerryctlTest, HalfListShowsParkedMessagesAndOperatorsResolveThem) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("committed"), std::string::npos) << r.output;
     pqxx::nontransaction tx{conn};
-    EXPECT_EQ(tx.exec("SELECT decided_by FROM \"" + _schema.name() + "\".half_message WHERE message_id = '" + id + "'")[0][0]
+    EXPECT_EQ(tx.exec("SELECT decided_by FROM \"" + _schema.name() +
+                      "\".half_message WHERE message_id = '" + id + "'")[0][0]
                   .as<std::string>(),
               "operator");
-    EXPECT_EQ(tx.exec("SELECT count(*) FROM \"" + _schema.name() + "\".outbox WHERE message_id = '" + id + "'")[0][0].as<int>(), 1);
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM \"" + _schema.name() +
+                      "\".outbox WHERE message_id = '" + id + "'")[0][0]
+                  .as<int>(),
+              1);
 
     r = ctl("half rollback " + id);
     EXPECT_EQ(r.exit_code, 2) << r.output;
@@ -161,17 +173,20 @@ TEST_F(FerryctlTest, HalfListShowsParkedMessagesAndOperatorsResolveThem) {
 }
 
 // Parks a message by hand the way the relay does (moves the outbox row, keeping its id).
-static long long park_one(pqxx::connection& conn, const std::string& schema, const std::string& key) {
+static long long park_one(pqxx::connection& conn, const std::string& schema,
+                          const std::string& key) {
     pqxx::work tx{conn};
     const auto s = "\"" + schema + "\"";
     tx.exec("SELECT " + s + ".enqueue('orders', '" + key + "', 'x'::bytea)");
-    const auto id = tx.exec("WITH moved AS (DELETE FROM " + s + ".outbox WHERE key = '" + key +
-                            "' RETURNING *) INSERT INTO " + s +
-                            ".parked (id, message_id, topic, key, payload, headers, created_at, available_at, "
-                            "expires_at, reason, error_code) SELECT id, message_id, topic, key, payload, headers, "
-                            "created_at, available_at, expires_at, 'Broker: Message size too large', "
-                            "'MSG_SIZE_TOO_LARGE' FROM moved RETURNING id")[0][0]
-                        .as<long long>();
+    const auto id =
+        tx.exec("WITH moved AS (DELETE FROM " + s + ".outbox WHERE key = '" + key +
+                "' RETURNING *) INSERT INTO " + s +
+                ".parked (id, message_id, topic, key, payload, headers, created_at, available_at, "
+                "expires_at, reason, error_code) SELECT id, message_id, topic, key, payload, "
+                "headers, "
+                "created_at, available_at, expires_at, 'Broker: Message size too large', "
+                "'MSG_SIZE_TOO_LARGE' FROM moved RETURNING id")[0][0]
+            .as<long long>();
     tx.exec("SELECT " + s + ".enqueue('orders', '" + key + "', 'later'::bytea)");  // held behind it
     tx.commit();
     return id;
@@ -184,8 +199,10 @@ TEST_F(FerryctlTest, ParkedListRetryDiscardAndStatusCounts) {
     const auto b = park_one(conn, _schema.name(), "big-2");
     {
         pqxx::work tx{conn};
-        tx.exec("INSERT INTO \"" + _schema.name() + "\".expired (id, message_id, topic, key, payload, headers, "
-                "created_at, available_at) VALUES (999999, gen_random_uuid(), 'orders', 'old', 'x', '{}', now(), now())");
+        tx.exec("INSERT INTO \"" + _schema.name() +
+                "\".expired (id, message_id, topic, key, payload, headers, "
+                "created_at, available_at) VALUES (999999, gen_random_uuid(), 'orders', 'old', "
+                "'x', '{}', now(), now())");
         tx.commit();
     }
     auto status = nlohmann::json::parse(ctl("status --json").output);
@@ -205,7 +222,10 @@ TEST_F(FerryctlTest, ParkedListRetryDiscardAndStatusCounts) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     pqxx::nontransaction tx{conn};
     // Back in the outbox under its original id, ahead of the message that waited behind it.
-    EXPECT_EQ(tx.exec("SELECT min(id) FROM \"" + _schema.name() + "\".outbox WHERE key = 'big-1'")[0][0].as<long long>(), a);
+    EXPECT_EQ(
+        tx.exec("SELECT min(id) FROM \"" + _schema.name() + "\".outbox WHERE key = 'big-1'")[0][0]
+            .as<long long>(),
+        a);
     r = ctl("parked discard " + std::to_string(b));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     status = nlohmann::json::parse(ctl("status --json").output);

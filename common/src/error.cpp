@@ -6,10 +6,14 @@ namespace ferry {
 
 std::string_view to_string(error_kind kind) noexcept {
     switch (kind) {
-        case error_kind::retryable: return "retryable";
-        case error_kind::retry_transaction: return "retry_transaction";
-        case error_kind::permanent: return "permanent";
-        case error_kind::in_doubt: return "in_doubt";
+        case error_kind::retryable:
+            return "retryable";
+        case error_kind::retry_transaction:
+            return "retry_transaction";
+        case error_kind::permanent:
+            return "permanent";
+        case error_kind::in_doubt:
+            return "in_doubt";
     }
     return "unknown";
 }

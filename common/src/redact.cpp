@@ -40,7 +40,7 @@ std::string redact_query_passwords(std::string url) {
 
 bool is_secret_key(std::string_view key) noexcept {
     static constexpr std::array<std::string_view, 7> needles = {
-        "password", "passwd", "secret", "token", "credential", "sasl.oauthbearer.config",
+        "password",   "passwd", "secret", "token", "credential", "sasl.oauthbearer.config",
         "ssl.key.pem"};
     std::string k;
     try {
@@ -82,7 +82,8 @@ std::string redact_dsn(std::string_view dsn) {
     while (i < dsn.size()) {
         while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) out += dsn[i++];
         const auto key_start = i;
-        while (i < dsn.size() && dsn[i] != '=' && !std::isspace(static_cast<unsigned char>(dsn[i]))) ++i;
+        while (i < dsn.size() && dsn[i] != '=' && !std::isspace(static_cast<unsigned char>(dsn[i])))
+            ++i;
         const auto key = dsn.substr(key_start, i - key_start);
         out += key;
         while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) out += dsn[i++];
@@ -92,7 +93,8 @@ std::string redact_dsn(std::string_view dsn) {
         const auto value_start = i;
         if (i < dsn.size() && dsn[i] == '\'') {
             ++i;
-            while (i < dsn.size() && dsn[i] != '\'') i += (dsn[i] == '\\' && i + 1 < dsn.size()) ? 2 : 1;
+            while (i < dsn.size() && dsn[i] != '\'')
+                i += (dsn[i] == '\\' && i + 1 < dsn.size()) ? 2 : 1;
             if (i < dsn.size()) ++i;
         } else {
             while (i < dsn.size() && !std::isspace(static_cast<unsigned char>(dsn[i]))) ++i;

@@ -5,7 +5,8 @@
 #include "ferry/common/sql_ident.hpp"
 
 TEST(ErrorTest, CarriesKindCodeFieldAndRetryability) {
-    const ferry::error e(ferry::error_kind::retry_transaction, "outbox.connection", "lost", "connection");
+    const ferry::error e(ferry::error_kind::retry_transaction, "outbox.connection", "lost",
+                         "connection");
     EXPECT_EQ(e.kind(), ferry::error_kind::retry_transaction);
     EXPECT_EQ(e.code(), "outbox.connection");
     EXPECT_EQ(e.field(), "connection");

@@ -17,8 +17,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -684,7 +684,7 @@ key_spec properties_key() {
 // are checked like a section's; http needs url, sql needs dsn and query.
 key_spec checkback_groups_key() {
     static const std::vector<std::string_view> keys = {
-        "resolver", "timeout", "liveness", "url", "headers", "ca_file",
+        "resolver",    "timeout",    "liveness",   "url", "headers", "ca_file",
         "client_cert", "client_key", "verify_tls", "dsn", "query"};
     return key_spec{
         "groups",
@@ -695,95 +695,111 @@ key_spec checkback_groups_key() {
                 r.error(node.Mark(), path, "expected a map of producer group: resolver settings");
                 return;
             }
-            r.for_each_entry(node, path, [&](const std::string& group, const YAML::Node& gk,
-                                             const YAML::Node& gv, const std::string& gpath) {
-                if (group.empty() || group.size() > 255) {
-                    r.error(gk.Mark(), gpath, "a producer group name must be 1-255 characters");
-                    return;
-                }
-                if (!gv.IsMap()) {
-                    r.error(reader::where(gk, gv), gpath,
-                            "expected a map with at least `resolver: callback|http|sql`");
-                    return;
-                }
-                checkback_group_config g;
-                bool has_resolver = false;
-                r.for_each_entry(gv, gpath, [&](const std::string& name, const YAML::Node& k,
-                                                const YAML::Node& v, const std::string& full) {
-                    if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
-                        r.error(k.Mark(), full, unknown_key_message("key", name, keys));
+            r.for_each_entry(
+                node, path,
+                [&](const std::string& group, const YAML::Node& gk, const YAML::Node& gv,
+                    const std::string& gpath) {
+                    if (group.empty() || group.size() > 255) {
+                        r.error(gk.Mark(), gpath, "a producer group name must be 1-255 characters");
                         return;
                     }
-                    if (name == "headers") {
-                        if (v.IsNull()) return;
-                        if (!v.IsMap()) {
-                            r.error(reader::where(k, v), full, "expected a map of header: value");
-                            return;
-                        }
-                        r.for_each_entry(v, full, [&](const std::string& h, const YAML::Node& hk,
-                                                      const YAML::Node& hv, const std::string& hfull) {
-                            // Header values usually carry credentials: never quoted back.
-                            if (auto text = r.scalar_text(hk, hv, hfull)) g.headers[h] = *text;
+                    if (!gv.IsMap()) {
+                        r.error(reader::where(gk, gv), gpath,
+                                "expected a map with at least `resolver: callback|http|sql`");
+                        return;
+                    }
+                    checkback_group_config g;
+                    bool has_resolver = false;
+                    r.for_each_entry(
+                        gv, gpath,
+                        [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
+                            const std::string& full) {
+                            if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
+                                r.error(k.Mark(), full, unknown_key_message("key", name, keys));
+                                return;
+                            }
+                            if (name == "headers") {
+                                if (v.IsNull()) return;
+                                if (!v.IsMap()) {
+                                    r.error(reader::where(k, v), full,
+                                            "expected a map of header: value");
+                                    return;
+                                }
+                                r.for_each_entry(
+                                    v, full,
+                                    [&](const std::string& h, const YAML::Node& hk,
+                                        const YAML::Node& hv, const std::string& hfull) {
+                                        // Header values usually carry credentials: never quoted
+                                        // back.
+                                        if (auto text = r.scalar_text(hk, hv, hfull))
+                                            g.headers[h] = *text;
+                                    });
+                                return;
+                            }
+                            const auto text = r.scalar_text(k, v, full);
+                            if (!text) return;
+                            const auto at = reader::where(k, v);
+                            if (name == "resolver") {
+                                has_resolver = true;  // present; a bad value is reported once, here
+                                if (*text != "callback" && *text != "http" && *text != "sql") {
+                                    r.error(at, full,
+                                            "must be one of callback, http, sql, got " +
+                                                shown(name, *text));
+                                    return;
+                                }
+                                g.resolver = *text;
+                            } else if (name == "timeout" || name == "liveness") {
+                                const auto d = parse_duration(*text);
+                                if (!d || *d < 1ms || *d > 10min) {
+                                    r.error(at, full,
+                                            "expected a duration between 1ms and 10m, got " +
+                                                shown(name, *text));
+                                    return;
+                                }
+                                (name == "timeout" ? g.timeout : g.liveness) = *d;
+                            } else if (name == "verify_tls") {
+                                const auto l = lower(*text);
+                                if (l != "true" && l != "false") {
+                                    r.error(at, full,
+                                            "expected true or false, got " + shown(name, *text));
+                                    return;
+                                }
+                                g.verify_tls = l == "true";
+                            } else if (name == "url") {
+                                if (text->rfind("http://", 0) != 0 &&
+                                    text->rfind("https://", 0) != 0) {
+                                    r.error(at, full, "expected an http:// or https:// URL");
+                                    return;
+                                }
+                                g.url = *text;
+                            } else if (name == "dsn") {
+                                g.dsn = *text;
+                            } else if (name == "query") {
+                                g.query = *text;
+                            } else if (name == "ca_file") {
+                                g.ca_file = *text;
+                            } else if (name == "client_cert") {
+                                g.client_cert = *text;
+                            } else if (name == "client_key") {
+                                g.client_key = *text;
+                            }
                         });
+                    if (!has_resolver) {
+                        r.error(gk.Mark(), gpath + ".resolver", "required: callback, http or sql");
                         return;
                     }
-                    const auto text = r.scalar_text(k, v, full);
-                    if (!text) return;
-                    const auto at = reader::where(k, v);
-                    if (name == "resolver") {
-                        has_resolver = true;  // present; a bad value is reported once, here
-                        if (*text != "callback" && *text != "http" && *text != "sql") {
-                            r.error(at, full, "must be one of callback, http, sql, got " + shown(name, *text));
-                            return;
-                        }
-                        g.resolver = *text;
-                    } else if (name == "timeout" || name == "liveness") {
-                        const auto d = parse_duration(*text);
-                        if (!d || *d < 1ms || *d > 10min) {
-                            r.error(at, full, "expected a duration between 1ms and 10m, got " + shown(name, *text));
-                            return;
-                        }
-                        (name == "timeout" ? g.timeout : g.liveness) = *d;
-                    } else if (name == "verify_tls") {
-                        const auto l = lower(*text);
-                        if (l != "true" && l != "false") {
-                            r.error(at, full, "expected true or false, got " + shown(name, *text));
-                            return;
-                        }
-                        g.verify_tls = l == "true";
-                    } else if (name == "url") {
-                        if (text->rfind("http://", 0) != 0 && text->rfind("https://", 0) != 0) {
-                            r.error(at, full, "expected an http:// or https:// URL");
-                            return;
-                        }
-                        g.url = *text;
-                    } else if (name == "dsn") {
-                        g.dsn = *text;
-                    } else if (name == "query") {
-                        g.query = *text;
-                    } else if (name == "ca_file") {
-                        g.ca_file = *text;
-                    } else if (name == "client_cert") {
-                        g.client_cert = *text;
-                    } else if (name == "client_key") {
-                        g.client_key = *text;
+                    if (g.resolver == "http" && g.url.empty()) {
+                        r.error(gk.Mark(), gpath + ".url", "required when resolver is http");
+                        return;
                     }
-                });
-                if (!has_resolver) {
-                    r.error(gk.Mark(), gpath + ".resolver", "required: callback, http or sql");
-                    return;
-                }
-                if (g.resolver == "http" && g.url.empty()) {
-                    r.error(gk.Mark(), gpath + ".url", "required when resolver is http");
-                    return;
-                }
-                if (g.resolver == "sql" && (g.dsn.empty() || g.query.empty())) {
-                    r.error(gk.Mark(), gpath + (g.dsn.empty() ? ".dsn" : ".query"),
+                    if (g.resolver == "sql" && (g.dsn.empty() || g.query.empty())) {
+                        r.error(
+                            gk.Mark(), gpath + (g.dsn.empty() ? ".dsn" : ".query"),
                             "required when resolver is sql (dsn, and a query taking tx_ref as $1)");
-                    return;
-                }
-                c.checkback.groups[group] = std::move(g);
-            });
+                        return;
+                    }
+                    c.checkback.groups[group] = std::move(g);
+                });
         },
         [](YAML::Emitter& out, const ferry_config& c) {
             if (c.checkback.groups.empty()) out << YAML::Flow;
@@ -793,19 +809,25 @@ key_spec checkback_groups_key() {
                 out << YAML::Key << "resolver" << YAML::Value << g.resolver;
                 out << YAML::Key << "timeout" << YAML::Value << detail::format_duration(g.timeout);
                 if (g.resolver == "callback") {
-                    out << YAML::Key << "liveness" << YAML::Value << detail::format_duration(g.liveness);
+                    out << YAML::Key << "liveness" << YAML::Value
+                        << detail::format_duration(g.liveness);
                 }
                 if (g.resolver == "http") {
                     out << YAML::Key << "url" << YAML::Value << redact_url(g.url);
                     if (!g.headers.empty()) {
                         out << YAML::Key << "headers" << YAML::Value << YAML::BeginMap;
-                        for (const auto& [h, v] : g.headers) out << YAML::Key << h << YAML::Value << "***";
+                        for (const auto& [h, v] : g.headers)
+                            out << YAML::Key << h << YAML::Value << "***";
                         out << YAML::EndMap;
                     }
-                    if (!g.ca_file.empty()) out << YAML::Key << "ca_file" << YAML::Value << g.ca_file;
-                    if (!g.client_cert.empty()) out << YAML::Key << "client_cert" << YAML::Value << g.client_cert;
-                    if (!g.client_key.empty()) out << YAML::Key << "client_key" << YAML::Value << g.client_key;
-                    out << YAML::Key << "verify_tls" << YAML::Value << (g.verify_tls ? "true" : "false");
+                    if (!g.ca_file.empty())
+                        out << YAML::Key << "ca_file" << YAML::Value << g.ca_file;
+                    if (!g.client_cert.empty())
+                        out << YAML::Key << "client_cert" << YAML::Value << g.client_cert;
+                    if (!g.client_key.empty())
+                        out << YAML::Key << "client_key" << YAML::Value << g.client_key;
+                    out << YAML::Key << "verify_tls" << YAML::Value
+                        << (g.verify_tls ? "true" : "false");
                 }
                 if (g.resolver == "sql") {
                     out << YAML::Key << "dsn" << YAML::Value << redact_dsn(g.dsn);
@@ -820,8 +842,8 @@ key_spec checkback_groups_key() {
 // reconcile.groups: {consumer group: {topics: [...], dsn, schema, dedup, redis_url,
 // redis_key_prefix}}. Checked like a section: unknown keys and bad values are errors.
 key_spec reconcile_groups_key() {
-    static const std::vector<std::string_view> keys = {"topics", "dsn", "schema", "dedup",
-                                                       "redis_url", "redis_key_prefix"};
+    static const std::vector<std::string_view> keys = {"topics", "dsn",       "schema",
+                                                       "dedup",  "redis_url", "redis_key_prefix"};
     return key_spec{
         "groups",
         {},
@@ -831,83 +853,89 @@ key_spec reconcile_groups_key() {
                 r.error(node.Mark(), path, "expected a map of consumer group: settings");
                 return;
             }
-            r.for_each_entry(node, path, [&](const std::string& group, const YAML::Node& gk,
-                                             const YAML::Node& gv, const std::string& gpath) {
-                if (group.empty() || group.size() > 255) {
-                    r.error(gk.Mark(), gpath, "a consumer group name must be 1-255 characters");
-                    return;
-                }
-                reconcile_group_config g;
-                if (gv.IsNull()) {
-                    c.reconcile.groups[group] = std::move(g);
-                    return;
-                }
-                if (!gv.IsMap()) {
-                    r.error(reader::where(gk, gv), gpath, "expected a map (topics, dsn, dedup, ...)");
-                    return;
-                }
-                bool ok = true;
-                r.for_each_entry(gv, gpath, [&](const std::string& name, const YAML::Node& k,
-                                                const YAML::Node& v, const std::string& full) {
-                    if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
-                        r.error(k.Mark(), full, unknown_key_message("key", name, keys));
-                        ok = false;
+            r.for_each_entry(
+                node, path,
+                [&](const std::string& group, const YAML::Node& gk, const YAML::Node& gv,
+                    const std::string& gpath) {
+                    if (group.empty() || group.size() > 255) {
+                        r.error(gk.Mark(), gpath, "a consumer group name must be 1-255 characters");
                         return;
                     }
-                    if (name == "topics") {
-                        if (v.IsNull()) return;
-                        if (!v.IsSequence()) {
-                            r.error(reader::where(k, v), full, "expected a list of topics");
-                            ok = false;
-                            return;
-                        }
-                        for (const auto& item : v) {
-                            const auto t = r.scalar_text(k, item, full);
-                            if (!t) {
+                    reconcile_group_config g;
+                    if (gv.IsNull()) {
+                        c.reconcile.groups[group] = std::move(g);
+                        return;
+                    }
+                    if (!gv.IsMap()) {
+                        r.error(reader::where(gk, gv), gpath,
+                                "expected a map (topics, dsn, dedup, ...)");
+                        return;
+                    }
+                    bool ok = true;
+                    r.for_each_entry(
+                        gv, gpath,
+                        [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
+                            const std::string& full) {
+                            if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
+                                r.error(k.Mark(), full, unknown_key_message("key", name, keys));
                                 ok = false;
-                                continue;
+                                return;
                             }
-                            if (auto problem = topic_problem(*t)) {
-                                r.error(item.Mark(), full, *problem);
+                            if (name == "topics") {
+                                if (v.IsNull()) return;
+                                if (!v.IsSequence()) {
+                                    r.error(reader::where(k, v), full, "expected a list of topics");
+                                    ok = false;
+                                    return;
+                                }
+                                for (const auto& item : v) {
+                                    const auto t = r.scalar_text(k, item, full);
+                                    if (!t) {
+                                        ok = false;
+                                        continue;
+                                    }
+                                    if (auto problem = topic_problem(*t)) {
+                                        r.error(item.Mark(), full, *problem);
+                                        ok = false;
+                                        continue;
+                                    }
+                                    g.topics.push_back(*t);
+                                }
+                                return;
+                            }
+                            const auto text = r.scalar_text(k, v, full);
+                            if (!text) {
                                 ok = false;
-                                continue;
+                                return;
                             }
-                            g.topics.push_back(*t);
-                        }
-                        return;
-                    }
-                    const auto text = r.scalar_text(k, v, full);
-                    if (!text) {
-                        ok = false;
-                        return;
-                    }
-                    const auto at = reader::where(k, v);
-                    std::optional<std::string> problem;
-                    if (name == "dsn") {
-                        if (!text->empty()) problem = check_dsn(*text);
-                        g.dsn = *text;
-                    } else if (name == "schema") {
-                        problem = check_identifier(*text);
-                        g.schema = *text;
-                    } else if (name == "dedup") {
-                        if (*text != "inbox" && *text != "redis" && *text != "redis_and_inbox") {
-                            problem = "must be one of inbox, redis, redis_and_inbox, got " +
-                                      shown(name, *text);
-                        }
-                        g.dedup = *text;
-                    } else if (name == "redis_url") {
-                        if (!text->empty()) problem = check_redis_url(*text);
-                        g.redis_url = *text;
-                    } else if (name == "redis_key_prefix") {
-                        g.redis_key_prefix = *text;
-                    }
-                    if (problem) {
-                        r.error(at, full, *problem);
-                        ok = false;
-                    }
+                            const auto at = reader::where(k, v);
+                            std::optional<std::string> problem;
+                            if (name == "dsn") {
+                                if (!text->empty()) problem = check_dsn(*text);
+                                g.dsn = *text;
+                            } else if (name == "schema") {
+                                problem = check_identifier(*text);
+                                g.schema = *text;
+                            } else if (name == "dedup") {
+                                if (*text != "inbox" && *text != "redis" &&
+                                    *text != "redis_and_inbox") {
+                                    problem = "must be one of inbox, redis, redis_and_inbox, got " +
+                                              shown(name, *text);
+                                }
+                                g.dedup = *text;
+                            } else if (name == "redis_url") {
+                                if (!text->empty()) problem = check_redis_url(*text);
+                                g.redis_url = *text;
+                            } else if (name == "redis_key_prefix") {
+                                g.redis_key_prefix = *text;
+                            }
+                            if (problem) {
+                                r.error(at, full, *problem);
+                                ok = false;
+                            }
+                        });
+                    if (ok) c.reconcile.groups[group] = std::move(g);
                 });
-                if (ok) c.reconcile.groups[group] = std::move(g);
-            });
         },
         [](YAML::Emitter& out, const ferry_config& c) {
             if (c.reconcile.groups.empty()) out << YAML::Flow;
@@ -1017,7 +1045,8 @@ const std::vector<section_spec>& sections() {
          }},
         {"checkback",
          {
-             bool_key("enabled", [](auto& c) -> auto& { return c.checkback.enabled; }),
+             bool_key(
+                 "enabled", [](auto& c) -> auto& { return c.checkback.enabled; }),
              duration_key(
                  "first_after", [](auto& c) -> auto& { return c.checkback.first_after; }, 0ms,
                  std::chrono::hours(24)),
@@ -1034,7 +1063,8 @@ const std::vector<section_spec>& sections() {
          }},
         {"reconcile",
          {
-             bool_key("enabled", [](auto& c) -> auto& { return c.reconcile.enabled; }),
+             bool_key(
+                 "enabled", [](auto& c) -> auto& { return c.reconcile.enabled; }),
              duration_key(
                  "interval", [](auto& c) -> auto& { return c.reconcile.interval; }, 1s,
                  std::chrono::hours(24 * 7)),
@@ -1048,13 +1078,13 @@ const std::vector<section_spec>& sections() {
                  "stuck_unpublished",
                  [](auto& c) -> auto& { return c.reconcile.stuck_unpublished; }, 1s,
                  std::chrono::hours(24 * 7)),
-             bool_key("redrive", [](auto& c) -> auto& { return c.reconcile.redrive; }),
+             bool_key(
+                 "redrive", [](auto& c) -> auto& { return c.reconcile.redrive; }),
              count_key(
                  "redrive_cap", [](auto& c) -> auto& { return c.reconcile.redrive_cap; }, 0,
                  10000000),
              count_key(
-                 "chunk_size", [](auto& c) -> auto& { return c.reconcile.chunk_size; }, 1,
-                 1000000),
+                 "chunk_size", [](auto& c) -> auto& { return c.reconcile.chunk_size; }, 1, 1000000),
              duration_key(
                  "retention", [](auto& c) -> auto& { return c.reconcile.retention; }, 1min,
                  std::chrono::hours(24 * 3660)),

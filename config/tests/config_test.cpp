@@ -599,7 +599,8 @@ TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
 )");
     EXPECT_THAT(only_error_for(r, "relay.lease_groups").message, HasSubstr("between"));
     expect_at(only_error_for(r, "relay.lease_ttl"), 3, 14);
-    EXPECT_THAT(only_error_for(r, "relay.batch_size").message, HasSubstr("expected a whole number"));
+    EXPECT_THAT(only_error_for(r, "relay.batch_size").message,
+                HasSubstr("expected a whole number"));
     EXPECT_THAT(only_error_for(r, "relay.batch_sise").message,
                 HasSubstr("did you mean \"batch_size\""));
 }
@@ -719,12 +720,12 @@ checkback:
     EXPECT_FALSE(r.ok());
     std::string all;
     for (const auto& d : r.errors) all += d.to_string() + "\n";
-    EXPECT_NE(all.find(":3:"), std::string::npos) << all;                 // max_checks
-    EXPECT_NE(all.find("carrier-pigeon"), std::string::npos) << all;      // resolver kind
-    EXPECT_NE(all.find("groups.b.url"), std::string::npos) << all;        // http without url
-    EXPECT_NE(all.find("groups.c.query"), std::string::npos) << all;      // sql without query
+    EXPECT_NE(all.find(":3:"), std::string::npos) << all;                       // max_checks
+    EXPECT_NE(all.find("carrier-pigeon"), std::string::npos) << all;            // resolver kind
+    EXPECT_NE(all.find("groups.b.url"), std::string::npos) << all;              // http without url
+    EXPECT_NE(all.find("groups.c.query"), std::string::npos) << all;            // sql without query
     EXPECT_NE(all.find("did you mean \"timeout\""), std::string::npos) << all;  // misspelled key
-    EXPECT_NE(all.find("groups.e.resolver"), std::string::npos) << all;   // resolver missing
+    EXPECT_NE(all.find("groups.e.resolver"), std::string::npos) << all;         // resolver missing
     EXPECT_EQ(r.errors.size(), 6u) << all;  // one per problem, no follow-on noise
 }
 

@@ -4,7 +4,6 @@
 //                        "enqueued <id>" per order.
 #include <ferry/outbox/migrate.hpp>
 #include <ferry/outbox/writer.hpp>
-
 #include <iostream>
 #include <string>
 
@@ -19,7 +18,9 @@ int main(int argc, char** argv) {
         (void)ferry::outbox::migrate(conn, "ferry");
         {
             pqxx::work tx{conn};
-            tx.exec("CREATE TABLE IF NOT EXISTS quickstart_orders (id text PRIMARY KEY, total numeric)");
+            tx.exec(
+                "CREATE TABLE IF NOT EXISTS quickstart_orders (id text PRIMARY KEY, total "
+                "numeric)");
             tx.commit();
         }
 
@@ -27,11 +28,15 @@ int main(int argc, char** argv) {
         for (int i = 0; i < n; ++i) {
             const std::string order_id = "order-" + std::to_string(i + 42);
             pqxx::work tx{conn};
-            tx.exec_params("INSERT INTO quickstart_orders (id, total) VALUES ($1, 19.90) "
-                           "ON CONFLICT (id) DO UPDATE SET total = excluded.total",
-                           order_id);
-            ferry::outbox::message m; m.topic = "orders"; m.key = order_id; m.payload = R"({"total":19.90})";
-            auto id = writer.enqueue(tx, m);   // the message commits or rolls back with tx
+            tx.exec_params(
+                "INSERT INTO quickstart_orders (id, total) VALUES ($1, 19.90) "
+                "ON CONFLICT (id) DO UPDATE SET total = excluded.total",
+                order_id);
+            ferry::outbox::message m;
+            m.topic = "orders";
+            m.key = order_id;
+            m.payload = R"({"total":19.90})";
+            auto id = writer.enqueue(tx, m);  // the message commits or rolls back with tx
             tx.commit();
             std::cout << "enqueued " << id.to_string() << "\n";
         }

@@ -184,7 +184,9 @@ TEST(ComposeTest, CommandsRunExecutablesTheImageContainsWithOptionsTheyDefine) {
         }
         // Every mounted config file the command reads is the one in docker/.
         for (std::size_t i = 0; i + 1 < cmd.size(); ++i) {
-            if (cmd[i] == "--config") EXPECT_EQ(cmd[i + 1], "/etc/ferry/ferry.yaml") << name;
+            if (cmd[i] == "--config") {
+                EXPECT_EQ(cmd[i + 1], "/etc/ferry/ferry.yaml") << name;
+            }
         }
     }
     // What the Dockerfile copies from the repository exists.

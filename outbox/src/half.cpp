@@ -1,8 +1,8 @@
 #include "ferry/outbox/half.hpp"
 
+#include "encode.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
-#include "encode.hpp"
 #include "validate.hpp"
 
 namespace ferry::outbox {
@@ -18,7 +18,8 @@ half_state parse_state(const std::string& s) {
     if (s == "committed") return half_state::committed;
     if (s == "rolled_back") return half_state::rolled_back;
     if (s == "parked") return half_state::parked;
-    throw ferry::error(error_kind::permanent, "outbox.database", "unexpected half message state '" + s + "'");
+    throw ferry::error(error_kind::permanent, "outbox.database",
+                       "unexpected half message state '" + s + "'");
 }
 
 // Calls decide_half and maps its custom SQLSTATEs onto ferry::error.
@@ -27,8 +28,9 @@ half_state decide(const writer& w, pqxx::transaction_base& tx, const message_id&
     const auto schema = quote_identifier(w.options().schema, "schema");
     const std::string op = std::string(decision) + " half message " + id.to_string();
     try {
-        const auto r = internal::exec(tx, "SELECT " + schema + ".decide_half($1::uuid, $2, 'producer')",
-                                      id.to_string(), std::string(decision));
+        const auto r =
+            internal::exec(tx, "SELECT " + schema + ".decide_half($1::uuid, $2, 'producer')",
+                           id.to_string(), std::string(decision));
         return parse_state(r[0][0].as<std::string>());
     } catch (const pqxx::sql_error& e) {
         const auto state = e.sqlstate();
@@ -37,7 +39,8 @@ half_state decide(const writer& w, pqxx::transaction_base& tx, const message_id&
         if (const auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
         if (msg.rfind("ERROR:  ", 0) == 0) msg.erase(0, 8);
         if (state == "FH001") {
-            throw ferry::error(error_kind::permanent, "outbox.half_conflict", op + ": " + msg, "id");
+            throw ferry::error(error_kind::permanent, "outbox.half_conflict", op + ": " + msg,
+                               "id");
         }
         if (state == "FH002") {
             throw ferry::error(error_kind::permanent, "outbox.half_unknown", op + ": " + msg, "id");
@@ -66,10 +69,14 @@ auto in_own_transaction(pqxx::connection& conn, Fn&& fn) {
 
 std::string_view to_string(half_state s) noexcept {
     switch (s) {
-        case half_state::pending: return "pending";
-        case half_state::committed: return "committed";
-        case half_state::rolled_back: return "rolled_back";
-        case half_state::parked: return "parked";
+        case half_state::pending:
+            return "pending";
+        case half_state::committed:
+            return "committed";
+        case half_state::rolled_back:
+            return "rolled_back";
+        case half_state::parked:
+            return "parked";
     }
     return "unknown";
 }
@@ -90,7 +97,8 @@ message_id prepare(const writer& w, pqxx::transaction_base& tx, const message& m
                            "producer_group: must be 1-255 characters", "producer_group");
     }
     if ((o.check_first_after && o.check_first_after->count() < 0) ||
-        (o.check_interval && o.check_interval->count() <= 0) || (o.max_checks && *o.max_checks < 0)) {
+        (o.check_interval && o.check_interval->count() <= 0) ||
+        (o.max_checks && *o.max_checks < 0)) {
         throw ferry::error(error_kind::permanent, "outbox.invalid_checkback",
                            "check_first_after must not be negative, check_interval must be "
                            "positive and max_checks must not be negative",
@@ -108,7 +116,8 @@ message_id prepare(const writer& w, pqxx::transaction_base& tx, const message& m
                 "NULLIF($8, '')::interval, NULLIF($9, '')::interval, NULLIF($10, -1), $11::uuid, "
                 "NULLIF($12, '')::interval, NULLIF($13, '')::interval)",
             m.topic, m.key, payload, headers, tx_ref, o.producer_group,
-            o.producer_instance.value_or(""), interval_or_null(o.check_first_after.value_or(w.options().check_first_after)),
+            o.producer_instance.value_or(""),
+            interval_or_null(o.check_first_after.value_or(w.options().check_first_after)),
             interval_or_null(o.check_interval.value_or(w.options().check_interval)),
             o.max_checks.value_or(w.options().max_checks), id.to_string(),
             interval_or_null(m.deliver_after), interval_or_null(m.expires_after));
@@ -120,20 +129,23 @@ message_id prepare(const writer& w, pqxx::transaction_base& tx, const message& m
 
 message_id prepare(const writer& w, pqxx::connection& conn, const message& m,
                    const std::string& tx_ref, const half_options& o) {
-    return in_own_transaction(conn, [&](pqxx::transaction_base& tx) { return prepare(w, tx, m, tx_ref, o); });
+    return in_own_transaction(
+        conn, [&](pqxx::transaction_base& tx) { return prepare(w, tx, m, tx_ref, o); });
 }
 
 half_state commit(const writer& w, pqxx::transaction_base& tx, const message_id& id) {
     return decide(w, tx, id, "commit");
 }
 half_state commit(const writer& w, pqxx::connection& conn, const message_id& id) {
-    return in_own_transaction(conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, "commit"); });
+    return in_own_transaction(
+        conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, "commit"); });
 }
 half_state rollback(const writer& w, pqxx::transaction_base& tx, const message_id& id) {
     return decide(w, tx, id, "rollback");
 }
 half_state rollback(const writer& w, pqxx::connection& conn, const message_id& id) {
-    return in_own_transaction(conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, "rollback"); });
+    return in_own_transaction(
+        conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, "rollback"); });
 }
 
 std::optional<half_message_info> find_half(const writer& w, pqxx::connection& conn,
@@ -141,11 +153,12 @@ std::optional<half_message_info> find_half(const writer& w, pqxx::connection& co
     const auto schema = quote_identifier(w.options().schema, "schema");
     try {
         pqxx::read_transaction tx{conn};
-        const auto r = internal::exec(tx,
-                                      "SELECT topic, key, tx_ref, producer_group, state, decided_by, "
-                                      "check_count, max_checks, last_check_result FROM " +
-                                          schema + ".half_message WHERE message_id = $1::uuid",
-                                      id.to_string());
+        const auto r =
+            internal::exec(tx,
+                           "SELECT topic, key, tx_ref, producer_group, state, decided_by, "
+                           "check_count, max_checks, last_check_result FROM " +
+                               schema + ".half_message WHERE message_id = $1::uuid",
+                           id.to_string());
         if (r.empty()) return std::nullopt;
         half_message_info info;
         info.id = id;

@@ -28,10 +28,10 @@ int hex_value(char c) noexcept {
 
 message_id message_id::generate() {
     auto& st = g_state;
-    auto now_ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    auto now_ms =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
     if (now_ms <= st.last_ms) {
         // Same millisecond (or the clock stepped back): keep ordering by bumping the counter,
         // borrowing the next millisecond when it overflows.

@@ -41,14 +41,15 @@ migration_result migrate(pqxx::connection& conn, const std::string& schema) {
         pqxx::work tx{conn};
         // Serialize concurrent migrators of this schema. Taken before CREATE SCHEMA, which is
         // not safe to run concurrently even with IF NOT EXISTS.
-        (void)internal::exec(tx, "SELECT pg_advisory_xact_lock(hashtext('ferry.migrate'), hashtext($1))",
-                             schema);
+        (void)internal::exec(
+            tx, "SELECT pg_advisory_xact_lock(hashtext('ferry.migrate'), hashtext($1))", schema);
         tx.exec("CREATE SCHEMA IF NOT EXISTS " + q);
         tx.exec("CREATE TABLE IF NOT EXISTS " + q +
                 ".schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
                 "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
         std::map<int, std::string> applied;
-        for (const auto& row : tx.exec("SELECT version, checksum FROM " + q + ".schema_migrations")) {
+        for (const auto& row :
+             tx.exec("SELECT version, checksum FROM " + q + ".schema_migrations")) {
             applied.emplace(row[0].as<int>(), row[1].as<std::string>());
         }
         for (const auto& m : migrations()) {
@@ -65,14 +66,16 @@ migration_result migrate(pqxx::connection& conn, const std::string& schema) {
                 continue;
             }
             tx.exec(render(m.sql, q));
-            (void)internal::exec(tx,
-                                 "INSERT INTO " + q +
-                                     ".schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                                 m.version, m.name, sum);
+            (void)internal::exec(
+                tx,
+                "INSERT INTO " + q +
+                    ".schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                m.version, m.name, sum);
             result.applied.push_back(m.version);
         }
         result.current_version =
-            tx.exec("SELECT coalesce(max(version), 0) FROM " + q + ".schema_migrations")[0][0].as<int>();
+            tx.exec("SELECT coalesce(max(version), 0) FROM " + q + ".schema_migrations")[0][0]
+                .as<int>();
         tx.commit();
     } catch (...) {
         internal::rethrow_translated("migrate", "outbox");
@@ -84,8 +87,9 @@ int current_version(pqxx::connection& conn, const std::string& schema) {
     const auto q = quote_identifier(schema, "schema");
     try {
         pqxx::read_transaction tx{conn};
-        const auto exists = internal::exec(tx, "SELECT to_regclass($1) IS NOT NULL",
-                                           q + ".schema_migrations")[0][0].as<bool>();
+        const auto exists =
+            internal::exec(tx, "SELECT to_regclass($1) IS NOT NULL", q + ".schema_migrations")[0][0]
+                .as<bool>();
         if (!exists) return 0;
         return tx.exec("SELECT coalesce(max(version), 0) FROM " + q + ".schema_migrations")[0][0]
             .as<int>();

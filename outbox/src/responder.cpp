@@ -13,9 +13,12 @@ namespace ferry::outbox {
 
 std::string_view to_string(check_decision d) noexcept {
     switch (d) {
-        case check_decision::commit: return "commit";
-        case check_decision::rollback: return "rollback";
-        case check_decision::unknown: return "unknown";
+        case check_decision::commit:
+            return "commit";
+        case check_decision::rollback:
+            return "rollback";
+        case check_decision::unknown:
+            return "unknown";
     }
     return "unknown";
 }
@@ -76,13 +79,16 @@ struct checkback_responder::impl {
             pqxx::work tx{*conn};
             const auto rows = internal::exec(
                 tx,
-                "UPDATE " + schema + ".check_request AS r SET claimed_by = $2 "
-                "WHERE r.request_id IN (SELECT request_id FROM " + schema + ".check_request "
-                "  WHERE producer_group = $1 AND answered_at IS NULL AND claimed_by IS NULL "
-                "    AND deadline > clock_timestamp() "
-                "    AND (target_instance IS NULL OR target_instance = $2) "
-                "  ORDER BY request_id LIMIT 32 FOR UPDATE SKIP LOCKED) "
-                "RETURNING r.request_id, r.message_id::text",
+                "UPDATE " + schema +
+                    ".check_request AS r SET claimed_by = $2 "
+                    "WHERE r.request_id IN (SELECT request_id FROM " +
+                    schema +
+                    ".check_request "
+                    "  WHERE producer_group = $1 AND answered_at IS NULL AND claimed_by IS NULL "
+                    "    AND deadline > clock_timestamp() "
+                    "    AND (target_instance IS NULL OR target_instance = $2) "
+                    "  ORDER BY request_id LIMIT 32 FOR UPDATE SKIP LOCKED) "
+                    "RETURNING r.request_id, r.message_id::text",
                 options.producer_group, options.instance_id);
             for (const auto& row : rows) {
                 claimed.emplace_back(row[0].as<long long>(), row[1].as<std::string>());
@@ -105,11 +111,12 @@ struct checkback_responder::impl {
                 detail = std::string("check function threw: ") + e.what();
             }
             pqxx::work tx{*conn};
-            (void)internal::exec(tx,
-                                 "UPDATE " + schema +
-                                     ".check_request SET answer = $2, answer_detail = NULLIF($3, ''), "
-                                     "answered_at = clock_timestamp() WHERE request_id = $1",
-                                 request_id, std::string(to_string(d)), detail);
+            (void)internal::exec(
+                tx,
+                "UPDATE " + schema +
+                    ".check_request SET answer = $2, answer_detail = NULLIF($3, ''), "
+                    "answered_at = clock_timestamp() WHERE request_id = $1",
+                request_id, std::string(to_string(d)), detail);
             tx.commit();
             ++answered;
         }
@@ -120,10 +127,11 @@ struct checkback_responder::impl {
         try {
             if (!conn || !conn->is_open()) connect();
             pqxx::work tx{*conn};
-            (void)internal::exec(tx,
-                                 "DELETE FROM " + schema +
-                                     ".producer_instance WHERE producer_group = $1 AND instance_id = $2",
-                                 options.producer_group, options.instance_id);
+            (void)internal::exec(
+                tx,
+                "DELETE FROM " + schema +
+                    ".producer_instance WHERE producer_group = $1 AND instance_id = $2",
+                options.producer_group, options.instance_id);
             tx.commit();
         } catch (const std::exception& e) {
             set_error(std::string("deregister: ") + e.what());
@@ -203,7 +211,9 @@ void checkback_responder::stop() {
     _impl->running = false;
 }
 
-const std::string& checkback_responder::instance_id() const noexcept { return _impl->options.instance_id; }
+const std::string& checkback_responder::instance_id() const noexcept {
+    return _impl->options.instance_id;
+}
 
 std::uint64_t checkback_responder::answered() const noexcept { return _impl->answered.load(); }
 

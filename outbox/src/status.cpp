@@ -21,10 +21,14 @@ outbox_status read_status(pqxx::connection& conn, const std::string& schema) {
         s.oldest_pending_age_s = row[1].as<double>();
         s.delayed = row[2].as<std::int64_t>();
         // Tables of later migrations, counted when the schema has them.
-        const auto count_if_exists = [&](const std::string& table, const std::string& where) -> std::int64_t {
-            const auto exists = internal::exec(tx, "SELECT to_regclass($1) IS NOT NULL", q + "." + table)[0][0].as<bool>();
+        const auto count_if_exists = [&](const std::string& table,
+                                         const std::string& where) -> std::int64_t {
+            const auto exists =
+                internal::exec(tx, "SELECT to_regclass($1) IS NOT NULL", q + "." + table)[0][0]
+                    .as<bool>();
             if (!exists) return 0;
-            return tx.exec("SELECT count(*) FROM " + q + "." + table + where)[0][0].as<std::int64_t>();
+            return tx.exec("SELECT count(*) FROM " + q + "." + table + where)[0][0]
+                .as<std::int64_t>();
         };
         s.parked = count_if_exists("parked", "");
         s.expired = count_if_exists("expired", "");

@@ -78,8 +78,8 @@ void validate_topic(std::string_view topic, std::string_view field_in) {
         reject("invalid_topic", field, "\"" + std::string(topic) + "\" is not allowed by Kafka");
     }
     for (char c : topic) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == '-';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
         if (!ok) {
             reject("invalid_topic", field,
                    "\"" + shown(topic) +

@@ -3,10 +3,10 @@
 #include <string>
 #include <utility>
 
+#include "encode.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
-#include "encode.hpp"
 #include "validate.hpp"
 
 namespace ferry::outbox {
@@ -15,7 +15,6 @@ namespace {
 using detail::append_hex;
 using detail::bytea_literal;
 using detail::headers_json;
-
 
 // One element of a PostgreSQL array literal, double-quoted: backslash and quote are escaped.
 void append_array_element(std::string& out, std::string_view s) {
@@ -69,22 +68,21 @@ writer::writer(writer_options options) : _options(std::move(options)) {
         "CASE WHEN u.ttl_ms < 0 THEN NULL ELSE c.t + u.ttl_ms * interval '1 millisecond' END "
         "FROM (SELECT clock_timestamp() AS t) AS c, "
         "unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::bigint[], "
-        "$7::bigint[]) WITH ORDINALITY AS u(mid, topic, key, payload, headers, delay_ms, ttl_ms, n) "
+        "$7::bigint[]) WITH ORDINALITY AS u(mid, topic, key, payload, headers, delay_ms, ttl_ms, "
+        "n) "
         "ORDER BY u.n";
 }
 
-void writer::validate(const message& m) const {
-    detail::validate_message(m, _options);
-}
+void writer::validate(const message& m) const { detail::validate_message(m, _options); }
 
 message_id writer::enqueue(pqxx::transaction_base& tx, const message& m) const {
     validate(m);
     require_open(tx, "enqueue");
     const auto id = message_id::generate();
     try {
-        (void)internal::exec_cached(tx, _insert_one_name, _insert_one_sql, id.to_string(), m.topic, m.key,
-                             bytea_literal(m.payload), headers_json(m.headers),
-                             millis_or(m.deliver_after, 0), millis_or(m.expires_after, -1));
+        (void)internal::exec_cached(tx, _insert_one_name, _insert_one_sql, id.to_string(), m.topic,
+                                    m.key, bytea_literal(m.payload), headers_json(m.headers),
+                                    millis_or(m.deliver_after, 0), millis_or(m.expires_after, -1));
     } catch (...) {
         internal::rethrow_translated("enqueue", "outbox");
     }
@@ -107,8 +105,8 @@ std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
     require_open(tx, "enqueue_batch");
     ids.reserve(batch.size());
 
-    std::string mids = "{", topics = "{", keys = "{", payloads = "{", headers = "{",
-                delays = "{", ttls = "{";
+    std::string mids = "{", topics = "{", keys = "{", payloads = "{", headers = "{", delays = "{",
+                ttls = "{";
     std::size_t payload_bytes = 0;
     for (const auto& m : batch) payload_bytes += m.payload.size();
     payloads.reserve(payload_bytes * 2 + batch.size() * 6 + 2);
@@ -136,8 +134,8 @@ std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
     }
     for (auto* s : {&mids, &topics, &keys, &payloads, &headers, &delays, &ttls}) *s += '}';
     try {
-        (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, topics, keys, payloads, headers, delays,
-                             ttls);
+        (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, topics, keys,
+                                    payloads, headers, delays, ttls);
     } catch (...) {
         internal::rethrow_translated("enqueue_batch", "outbox");
     }

@@ -19,8 +19,10 @@ protected:
     }
     std::string half_state_of(const message_id& id) {
         pqxx::nontransaction tx{conn()};
-        return tx.exec("SELECT state FROM \"" + schema() + "\".half_message WHERE message_id = '" +
-                       id.to_string() + "'")[0][0].as<std::string>();
+        return tx
+            .exec("SELECT state FROM \"" + schema() + "\".half_message WHERE message_id = '" +
+                  id.to_string() + "'")[0][0]
+            .as<std::string>();
     }
 };
 
@@ -35,7 +37,9 @@ TEST_F(HalfTest, PreparedMessageIsInvisibleUntilCommitted) {
     EXPECT_EQ(info->max_checks, 15);
 
     EXPECT_EQ(commit(writer(), conn(), id), half_state::committed);
-    EXPECT_EQ(count_rows("message_id = '" + id.to_string() + "' AND key = 'pay-1' AND headers->>'traceparent' = '00-abc-def-01'"), 1);
+    EXPECT_EQ(count_rows("message_id = '" + id.to_string() +
+                         "' AND key = 'pay-1' AND headers->>'traceparent' = '00-abc-def-01'"),
+              1);
     EXPECT_EQ(find_half(writer(), conn(), id)->decided_by, "producer");
 }
 
@@ -109,10 +113,11 @@ TEST_F(HalfTest, PerMessageCheckbackSettingsAreStored) {
     o.max_checks = 3;
     const auto id = prepare_one("k", o);
     pqxx::nontransaction tx{conn()};
-    const auto r = tx.exec("SELECT producer_group, producer_instance, extract(epoch FROM check_first_after), "
-                           "extract(epoch FROM check_interval), max_checks, "
-                           "extract(epoch FROM next_check_at - prepared_at) FROM \"" + schema() +
-                           "\".half_message WHERE message_id = '" + id.to_string() + "'")[0];
+    const auto r = tx.exec(
+        "SELECT producer_group, producer_instance, extract(epoch FROM check_first_after), "
+        "extract(epoch FROM check_interval), max_checks, "
+        "extract(epoch FROM next_check_at - prepared_at) FROM \"" +
+        schema() + "\".half_message WHERE message_id = '" + id.to_string() + "'")[0];
     EXPECT_EQ(r[0].as<std::string>(), "payments");
     EXPECT_EQ(r[1].as<std::string>(), "payments-7");
     EXPECT_DOUBLE_EQ(r[2].as<double>(), 2.0);
@@ -171,16 +176,17 @@ TEST_F(HalfTest, RacingDecisionsHaveExactlyOneWinner) {
     ASSERT_EQ(errors.load(), 0);
     int committed = 0;
     {
-    pqxx::nontransaction tx{conn()};
-    for (int i = 0; i < trials; ++i) {
-        const auto r = tx.exec("SELECT h.state, (SELECT count(*) FROM \"" + schema() +
-                               "\".outbox o WHERE o.message_id = h.message_id) FROM \"" + schema() +
-                               "\".half_message h WHERE h.message_id = '" + ids[i].to_string() + "'")[0];
-        const auto state = r[0].as<std::string>();
-        ASSERT_TRUE(state == "committed" || state == "rolled_back") << state;
-        EXPECT_EQ(r[1].as<int>(), state == "committed" ? 1 : 0) << ids[i].to_string();
-        committed += state == "committed";
-    }
+        pqxx::nontransaction tx{conn()};
+        for (int i = 0; i < trials; ++i) {
+            const auto r =
+                tx.exec("SELECT h.state, (SELECT count(*) FROM \"" + schema() +
+                        "\".outbox o WHERE o.message_id = h.message_id) FROM \"" + schema() +
+                        "\".half_message h WHERE h.message_id = '" + ids[i].to_string() + "'")[0];
+            const auto state = r[0].as<std::string>();
+            ASSERT_TRUE(state == "committed" || state == "rolled_back") << state;
+            EXPECT_EQ(r[1].as<int>(), state == "committed" ? 1 : 0) << ids[i].to_string();
+            committed += state == "committed";
+        }
     }
     // The producer's decision lost exactly when the check-back got there first.
     const int producer_wins = trials - producer_conflicts.load();
@@ -192,8 +198,10 @@ TEST_F(HalfTest, ParkedMessageCanStillBeResolvedByTheProducerButNotByCheckback) 
     const auto id = prepare_one();
     {
         pqxx::work tx{conn()};
-        tx.exec("UPDATE \"" + schema() + "\".half_message SET state = 'parked' WHERE message_id = '" + id.to_string() + "'");
-        tx.exec("SELECT \"" + schema() + "\".decide_half('" + id.to_string() + "', 'rollback', 'checkback')");
+        tx.exec("UPDATE \"" + schema() +
+                "\".half_message SET state = 'parked' WHERE message_id = '" + id.to_string() + "'");
+        tx.exec("SELECT \"" + schema() + "\".decide_half('" + id.to_string() +
+                "', 'rollback', 'checkback')");
         tx.commit();
     }
     EXPECT_EQ(half_state_of(id), "parked");
@@ -204,9 +212,13 @@ TEST_F(HalfTest, ParkedMessageCanStillBeResolvedByTheProducerButNotByCheckback) 
 TEST_F(HalfTest, SqlApiHasTheSameRules) {
     pqxx::work tx{conn()};
     const auto s = "\"" + schema() + "\"";
-    const auto id = tx.exec("SELECT " + s + ".prepare('orders', 'k', 'x'::bytea, '{}', 'tx-9')::text")[0][0].as<std::string>();
-    EXPECT_EQ(tx.exec("SELECT " + s + ".commit_half('" + id + "')")[0][0].as<std::string>(), "committed");
-    EXPECT_EQ(tx.exec("SELECT " + s + ".commit_half('" + id + "')")[0][0].as<std::string>(), "committed");
+    const auto id =
+        tx.exec("SELECT " + s + ".prepare('orders', 'k', 'x'::bytea, '{}', 'tx-9')::text")[0][0]
+            .as<std::string>();
+    EXPECT_EQ(tx.exec("SELECT " + s + ".commit_half('" + id + "')")[0][0].as<std::string>(),
+              "committed");
+    EXPECT_EQ(tx.exec("SELECT " + s + ".commit_half('" + id + "')")[0][0].as<std::string>(),
+              "committed");
     tx.commit();
     pqxx::work tx2{conn()};
     try {

@@ -1,10 +1,10 @@
+#include "ferry/outbox/message_id.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
 #include <thread>
 #include <vector>
-
-#include "ferry/outbox/message_id.hpp"
 
 using ferry::outbox::message_id;
 
@@ -34,7 +34,8 @@ TEST(MessageIdTest, StrictlyIncreasingWithinAThread) {
     auto prev = message_id::generate();
     for (int i = 0; i < 100000; ++i) {
         const auto next = message_id::generate();
-        ASSERT_LT(prev, next) << "at " << i << ": " << prev.to_string() << " !< " << next.to_string();
+        ASSERT_LT(prev, next) << "at " << i << ": " << prev.to_string() << " !< "
+                              << next.to_string();
         prev = next;
     }
 }

@@ -28,7 +28,8 @@ TEST(MigrateTest, AppliesEveryMigrationOnceAndIsIdempotent) {
     EXPECT_EQ(outbox::current_version(conn, schema.name()), first.current_version);
 
     pqxx::nontransaction tx{conn};
-    EXPECT_EQ(tx.exec("SELECT count(*) FROM \"" + schema.name() + "\".schema_migrations")[0][0].as<std::size_t>(),
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM \"" + schema.name() + "\".schema_migrations")[0][0]
+                  .as<std::size_t>(),
               outbox::migrations().size());
 }
 
@@ -65,7 +66,8 @@ TEST(MigrateTest, RefusesASchemaMigratedWithDifferentSql) {
     (void)outbox::migrate(conn, schema.name());
     {
         pqxx::work tx{conn};
-        tx.exec("UPDATE \"" + schema.name() + "\".schema_migrations SET checksum = 'tampered' WHERE version = 1");
+        tx.exec("UPDATE \"" + schema.name() +
+                "\".schema_migrations SET checksum = 'tampered' WHERE version = 1");
         tx.commit();
     }
     try {
@@ -119,8 +121,10 @@ TEST(StatusTest, CountsPendingDelayedAndOldestAge) {
         pqxx::work tx{conn};
         // Back-date one row so the age is deterministic.
         tx.exec("SELECT \"" + schema.name() + "\".enqueue('t', 'k', 'x'::bytea)");
-        tx.exec("UPDATE \"" + schema.name() + "\".outbox SET created_at = clock_timestamp() - interval '90 seconds'");
-        tx.exec("SELECT \"" + schema.name() + "\".enqueue('t', 'k', 'x'::bytea, '{}', interval '1 hour')");
+        tx.exec("UPDATE \"" + schema.name() +
+                "\".outbox SET created_at = clock_timestamp() - interval '90 seconds'");
+        tx.exec("SELECT \"" + schema.name() +
+                "\".enqueue('t', 'k', 'x'::bytea, '{}', interval '1 hour')");
         tx.commit();
     }
     s = outbox::read_status(conn, schema.name());

@@ -4,9 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include <pqxx/pqxx>
-
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 
 #include "ferry/outbox/migrate.hpp"

@@ -71,7 +71,8 @@ TEST(ValidateTest, RejectsOversizedPayload) {
     m.payload.assign(1024, 'x');
     EXPECT_NO_THROW(w.validate(m));
     m.payload.assign(1025, 'x');
-    expect_rejected(w, m, "outbox.payload_too_large", "payload", "1025 bytes is over the limit of 1024");
+    expect_rejected(w, m, "outbox.payload_too_large", "payload",
+                    "1025 bytes is over the limit of 1024");
 }
 
 TEST(ValidateTest, DefaultPayloadLimitIsOneMebibyte) {

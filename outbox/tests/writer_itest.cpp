@@ -62,7 +62,8 @@ TEST_F(WriterTest, CommittedEnqueueLeavesExactlyOneMessage) {
     const auto rows = tx.exec(
         "SELECT message_id::text, topic, key, payload, headers::text, "
         "available_at = created_at, expires_at IS NULL, "
-        "headers->>'traceparent', headers->>'quote\"back\\slash' FROM " + table());
+        "headers->>'traceparent', headers->>'quote\"back\\slash' FROM " +
+        table());
     ASSERT_EQ(rows.size(), 1u);
     const auto r = rows[0];
     EXPECT_EQ(r[0].as<std::string>(), id.to_string());
@@ -85,8 +86,10 @@ TEST_F(WriterTest, DelayAndExpiryUseTheDatabaseClock) {
         tx.commit();
     }
     pqxx::nontransaction tx{conn()};
-    const auto r = tx.exec("SELECT extract(epoch FROM available_at - created_at)::float8, "
-                           "extract(epoch FROM expires_at - created_at)::float8 FROM " + table())[0];
+    const auto r = tx.exec(
+        "SELECT extract(epoch FROM available_at - created_at)::float8, "
+        "extract(epoch FROM expires_at - created_at)::float8 FROM " +
+        table())[0];
     EXPECT_DOUBLE_EQ(r[0].as<double>(), 30.0);
     EXPECT_DOUBLE_EQ(r[1].as<double>(), 600.0);
 }
@@ -107,9 +110,10 @@ TEST_F(WriterTest, BatchEnqueueWritesAllInOneStatementInOrder) {
     }
     ASSERT_EQ(ids.size(), batch.size());
     pqxx::nontransaction tx{conn()};
-    const auto rows = tx.exec("SELECT message_id::text, key, payload, headers->>'n', headers->>'q', "
-                              "extract(epoch FROM available_at - created_at)::float8 * 1000 FROM " +
-                              table() + " ORDER BY id");
+    const auto rows = tx.exec(
+        "SELECT message_id::text, key, payload, headers->>'n', headers->>'q', "
+        "extract(epoch FROM available_at - created_at)::float8 * 1000 FROM " +
+        table() + " ORDER BY id");
     ASSERT_EQ(rows.size(), batch.size());
     for (std::size_t i = 0; i < rows.size(); ++i) {
         EXPECT_EQ(rows[i][0].as<std::string>(), ids[i].to_string()) << i;
@@ -206,9 +210,11 @@ TEST_F(WriterTest, EightConcurrentProducersLoseNothing) {
                     if (i % 3 == 0) {
                         std::vector<message> batch{make("p" + std::to_string(p)),
                                                    make("p" + std::to_string(p) + "-b")};
-                        for (const auto& id : writer().enqueue_batch(tx, batch)) ids.push_back(id.to_string());
+                        for (const auto& id : writer().enqueue_batch(tx, batch))
+                            ids.push_back(id.to_string());
                     } else {
-                        ids.push_back(writer().enqueue(tx, make("p" + std::to_string(p))).to_string());
+                        ids.push_back(
+                            writer().enqueue(tx, make("p" + std::to_string(p))).to_string());
                     }
                     const bool commit = (i * 7 + p) % 5 != 0;
                     if (commit) {

@@ -19,16 +19,16 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "ferry/checkback/scheduler.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
-#include "ferry/checkback/scheduler.hpp"
 #include "ferry/config/config.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/outbox/migrate.hpp"
-#include "ferry/relay/relay.hpp"
 #include "ferry/reconcile/from_config.hpp"
 #include "ferry/reconcile/periodic.hpp"
 #include "ferry/reconcile/report.hpp"
+#include "ferry/relay/relay.hpp"
 #include "http_server.hpp"
 
 namespace {
@@ -72,7 +72,8 @@ std::unique_ptr<ferry::checkback::scheduler> make_checkback(const ferry::config:
 }
 
 // Copies the scheduler's counters and gauges into the registry at every scrape.
-void export_checkback_metrics(ferry::relay::registry& metrics, const ferry::checkback::scheduler& s) {
+void export_checkback_metrics(ferry::relay::registry& metrics,
+                              const ferry::checkback::scheduler& s) {
     struct seen {
         std::uint64_t commit = 0, rollback = 0, unknown = 0, parked = 0, errors = 0;
     };
@@ -86,22 +87,29 @@ void export_checkback_metrics(ferry::relay::registry& metrics, const ferry::chec
             before = now;
         };
         const std::string checks_help = "Check-backs by outcome.";
-        bump(st.checks_commit, last->commit, "ferry_checkback_checks_total", checks_help, "outcome=\"commit\"");
-        bump(st.checks_rollback, last->rollback, "ferry_checkback_checks_total", checks_help, "outcome=\"rollback\"");
-        bump(st.checks_unknown, last->unknown, "ferry_checkback_checks_total", checks_help, "outcome=\"unknown\"");
+        bump(st.checks_commit, last->commit, "ferry_checkback_checks_total", checks_help,
+             "outcome=\"commit\"");
+        bump(st.checks_rollback, last->rollback, "ferry_checkback_checks_total", checks_help,
+             "outcome=\"rollback\"");
+        bump(st.checks_unknown, last->unknown, "ferry_checkback_checks_total", checks_help,
+             "outcome=\"unknown\"");
         bump(st.parked, last->parked, "ferry_checkback_parked_total",
              "Half messages this relay parked after their last check.", "");
         bump(st.errors, last->errors, "ferry_checkback_errors_total",
              "Database errors of the check-back scheduler.", "");
-        m.get_gauge("ferry_half_pending", "Half messages waiting for a decision.").set(static_cast<double>(st.pending_now.load()));
-        m.get_gauge("ferry_half_parked", "Half messages parked after their checks ran out.").set(static_cast<double>(st.parked_now.load()));
-        m.get_gauge("ferry_half_oldest_pending_age_seconds", "Age of the oldest undecided half message.")
+        m.get_gauge("ferry_half_pending", "Half messages waiting for a decision.")
+            .set(static_cast<double>(st.pending_now.load()));
+        m.get_gauge("ferry_half_parked", "Half messages parked after their checks ran out.")
+            .set(static_cast<double>(st.parked_now.load()));
+        m.get_gauge("ferry_half_oldest_pending_age_seconds",
+                    "Age of the oldest undecided half message.")
             .set(st.oldest_pending_age_s.load());
     });
 }
 
 // Reconciliation metrics, copied from the periodic runner at every scrape.
-void export_reconcile_metrics(ferry::relay::registry& metrics, const ferry::reconcile::periodic& p) {
+void export_reconcile_metrics(ferry::relay::registry& metrics,
+                              const ferry::reconcile::periodic& p) {
     auto last = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);  // runs, redriven
     metrics.add_collector([&p, last](ferry::relay::registry& m) {
         const auto st = p.stats();
@@ -279,23 +287,22 @@ int main(int argc, char** argv) {
         if (checkback) {
             export_checkback_metrics(*metrics, *checkback);
             checkback->start();
-            spdlog::info("event=checkback_started groups={} tick_ms={}", cfg.checkback.groups.size(),
-                         cfg.checkback.tick.count());
+            spdlog::info("event=checkback_started groups={} tick_ms={}",
+                         cfg.checkback.groups.size(), cfg.checkback.tick.count());
         }
         std::unique_ptr<ferry::reconcile::periodic> reconciler;
         if (cfg.reconcile.enabled) {
             auto ro = ferry::reconcile::options_from_config(cfg);
             ro.owner = relay.instance_id();
-            reconciler = std::make_unique<ferry::reconcile::periodic>(std::move(ro),
-                                                                      cfg.reconcile.interval);
+            reconciler =
+                std::make_unique<ferry::reconcile::periodic>(std::move(ro), cfg.reconcile.interval);
             export_reconcile_metrics(*metrics, *reconciler);
             reconciler->start();
             spdlog::info("event=reconcile_started groups={} interval_ms={}",
                          cfg.reconcile.groups.size(), cfg.reconcile.interval.count());
         }
-        ferry::relay::http_server http(cfg.http.listen, metrics,
-                                       [&relay] { return relay.ready(); },
-                                       make_report_routes(cfg));
+        ferry::relay::http_server http(
+            cfg.http.listen, metrics, [&relay] { return relay.ready(); }, make_report_routes(cfg));
         const std::string bound =
             (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host()) +
             ":" + std::to_string(http.port());

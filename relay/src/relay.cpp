@@ -842,10 +842,11 @@ private:
         fault_point_before_produce(group, epoch, items.size());
         if (!items.empty()) {
             const auto deadline = clock::now() + _o.delivery_timeout + 5s;
-            out = prod->send(items, deadline, guard_enabled() ? produce_until : clock::time_point::max(), [this] {
-                std::lock_guard lock(_mutex);
-                return _stopping && clock::now() >= _stop_deadline;
-            });
+            out = prod->send(items, deadline,
+                             guard_enabled() ? produce_until : clock::time_point::max(), [this] {
+                                 std::lock_guard lock(_mutex);
+                                 return _stopping && clock::now() >= _stop_deadline;
+                             });
         }
 
         const auto t_acked = clock::now();

@@ -364,7 +364,8 @@ TEST(RelayFaultTest, ZombiePausedBeforeProducingPublishesNothingAfterTakeover) {
 // Kafka a second time, so the test above can fail.
 TEST(RelayFaultTest, ZombieWithoutProduceGuardDoesPublishAfterTakeover) {
     EXPECT_GT(zombie_paused_before_produce(false), 0u)
-        << "the negative control saw no zombie publication: the scenario does not exercise the guard";
+        << "the negative control saw no zombie publication: the scenario does not exercise the "
+           "guard";
 }
 
 TEST(RelayFaultTest, SigtermExitsCleanlyWithinBoundAndReleasesTheLease) {

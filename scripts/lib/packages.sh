@@ -4,7 +4,7 @@
 
 FERRY_DEBIAN_PACKAGES=(
     # toolchain
-    g++ cmake ninja-build pkg-config git ca-certificates
+    g++ cmake ninja-build pkg-config git ca-certificates clang-format
     # libraries Ferry links
     libpqxx-dev libpq-dev libhiredis-dev librdkafka-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
     libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev

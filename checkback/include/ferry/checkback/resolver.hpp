@@ -51,10 +51,11 @@ public:
 };
 
 struct callback_options {
-    std::string dsn;            // the outbox database (where the mailbox lives)
+    std::string dsn;  // the outbox database (where the mailbox lives)
     std::string schema = "ferry";
     std::chrono::milliseconds timeout{5000};  // per check, both routing steps together
-    std::chrono::milliseconds liveness{5000}; // an instance is live if it heartbeated this recently
+    std::chrono::milliseconds liveness{
+        5000};  // an instance is live if it heartbeated this recently
 };
 
 struct http_options {
@@ -62,9 +63,9 @@ struct http_options {
     std::chrono::milliseconds timeout{5000};
     std::chrono::milliseconds connect_timeout{2000};
     std::map<std::string, std::string> headers;  // e.g. Authorization (secret: never logged)
-    std::string ca_file;      // TLS: trust these CAs instead of the system store
-    std::string client_cert;  // TLS client certificate (PEM file)
-    std::string client_key;   // and its key
+    std::string ca_file;                         // TLS: trust these CAs instead of the system store
+    std::string client_cert;                     // TLS client certificate (PEM file)
+    std::string client_key;                      // and its key
     bool verify_tls = true;
 };
 

@@ -15,6 +15,7 @@ namespace ferry {
 void require_identifier(std::string_view name, std::string_view field);
 
 /// Double-quotes a valid identifier. Throws like require_identifier for an invalid one.
-[[nodiscard]] std::string quote_identifier(std::string_view name, std::string_view field = "identifier");
+[[nodiscard]] std::string quote_identifier(std::string_view name,
+                                           std::string_view field = "identifier");
 
 }  // namespace ferry

@@ -5,7 +5,6 @@
 // Error messages carry the server's message and SQLSTATE, never the connection string.
 
 #include <pqxx/pqxx>
-
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,9 +38,7 @@ pqxx::result exec_cached(pqxx::transaction_base& tx, const std::string& name,
 #endif
 }
 
-inline std::string sqlstate_of(const pqxx::sql_error& e) {
-    return e.sqlstate();
-}
+inline std::string sqlstate_of(const pqxx::sql_error& e) { return e.sqlstate(); }
 
 /// Rethrows the current exception (call inside a catch block) as ferry::error.
 /// `what` says which operation failed ("enqueue"), `code_prefix` is the module ("outbox").
@@ -54,12 +51,16 @@ inline std::string sqlstate_of(const pqxx::sql_error& e) {
         throw;
     } catch (const pqxx::in_doubt_error& e) {
         throw ferry::error(error_kind::in_doubt, prefix + ".in_doubt",
-                           op + ": the connection broke while committing; the transaction may or "
-                                "may not have committed (" + std::string(e.what()) + ")");
+                           op +
+                               ": the connection broke while committing; the transaction may or "
+                               "may not have committed (" +
+                               std::string(e.what()) + ")");
     } catch (const pqxx::broken_connection& e) {
         throw ferry::error(error_kind::retry_transaction, prefix + ".connection",
-                           op + ": the database connection is closed or broke; the transaction "
-                                "is lost, run it again (" + std::string(e.what()) + ")");
+                           op +
+                               ": the database connection is closed or broke; the transaction "
+                               "is lost, run it again (" +
+                               std::string(e.what()) + ")");
     } catch (const pqxx::sql_error& e) {
         const std::string state = sqlstate_of(e);
         std::string msg = e.what();

@@ -166,7 +166,7 @@ struct diagnostic {
     std::string source;  // file name, "<string>" or "env"
     int line = 0;
     int column = 0;
-    std::string key;     // dotted path: "kafka.compression"
+    std::string key;  // dotted path: "kafka.compression"
     std::string message;
 
     /// "file.yaml:3:5: kafka.compression: must be one of none, gzip, snappy, lz4, zstd"
@@ -198,7 +198,8 @@ using env_lookup = std::function<std::optional<std::string>(const std::string&)>
 
 /// Parses "250ms", "6s", "1m", "2h" (also "1.5s"). nullopt when malformed.
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
-/// Parses a byte size: "1048576", "512KiB", "1MiB", "1GiB" (also KB/MB = 1000-based). nullopt when malformed.
+/// Parses a byte size: "1048576", "512KiB", "1MiB", "1GiB" (also KB/MB = 1000-based). nullopt when
+/// malformed.
 [[nodiscard]] std::optional<std::size_t> parse_size(std::string_view text);
 
 }  // namespace ferry::config

@@ -11,10 +11,9 @@
 // Thread-safety: free functions and value types; each call uses the connection or transaction
 // it is given.
 
-#include <pqxx/pqxx>
-
 #include <chrono>
 #include <optional>
+#include <pqxx/pqxx>
 #include <string>
 
 #include "ferry/common/error.hpp"  // every call here throws ferry::error
@@ -72,7 +71,8 @@ struct half_message_info {
 
 /// Rolls a half message back; it is never published. Idempotent; "outbox.half_conflict" when it
 /// was already committed.
-[[nodiscard]] half_state rollback(const writer& w, pqxx::transaction_base& tx, const message_id& id);
+[[nodiscard]] half_state rollback(const writer& w, pqxx::transaction_base& tx,
+                                  const message_id& id);
 [[nodiscard]] half_state rollback(const writer& w, pqxx::connection& conn, const message_id& id);
 
 /// Reads a half message; nullopt when the id is unknown.

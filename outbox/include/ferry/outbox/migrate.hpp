@@ -6,11 +6,10 @@
 // migrations apply in one transaction; a failure leaves the schema as it was.
 
 #include <pqxx/pqxx>
-
-#include "ferry/common/error.hpp"  // every call here throws ferry::error
-
 #include <string>
 #include <vector>
+
+#include "ferry/common/error.hpp"  // every call here throws ferry::error
 
 namespace ferry::outbox {
 

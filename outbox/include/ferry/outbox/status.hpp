@@ -1,12 +1,11 @@
 #pragma once
 // Point-in-time counts of the outbox, for ferryctl status and the relay's metrics.
 
+#include <cstdint>
 #include <pqxx/pqxx>
+#include <string>
 
 #include "ferry/common/error.hpp"  // every call here throws ferry::error
-
-#include <cstdint>
-#include <string>
 
 namespace ferry::outbox {
 

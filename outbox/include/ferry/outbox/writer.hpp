@@ -15,12 +15,10 @@
 //   outbox.database (any other database error, with its SQLSTATE).
 
 #include <pqxx/pqxx>
-
-#include "ferry/common/error.hpp"  // every call here throws ferry::error
-
 #include <span>
 #include <vector>
 
+#include "ferry/common/error.hpp"  // every call here throws ferry::error
 #include "ferry/outbox/message.hpp"
 #include "ferry/outbox/message_id.hpp"
 #include "ferry/outbox/options.hpp"
@@ -50,7 +48,7 @@ private:
     writer_options _options;
     std::string _insert_one_sql;
     std::string _insert_batch_sql;
-    std::string _insert_one_name;    // prepared-statement names, per schema
+    std::string _insert_one_name;  // prepared-statement names, per schema
     std::string _insert_batch_name;
 };
 

@@ -7,8 +7,8 @@
 // updating a metric (inc, set, observe) is lock-free and may happen from any thread.
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
