@@ -680,6 +680,28 @@ key_spec properties_key() {
 // ---------------------------------------------------------------------------------------------
 // The schema. Order here is the order of render_redacted() output.
 
+// Walks a map of named groups (checkback.groups, reconcile.groups): reports a value that is not a
+// map and names outside 1-255 characters, and calls fn(name, key, value, path) for the rest.
+template <class Fn>
+void for_each_group(reader& r, const YAML::Node& node, const std::string& path,
+                    std::string_view what, Fn&& fn) {
+    if (node.IsNull()) return;
+    if (!node.IsMap()) {
+        r.error(node.Mark(), path, "expected a map of " + std::string(what) + ": settings");
+        return;
+    }
+    r.for_each_entry(node, path,
+                     [&](const std::string& group, const YAML::Node& gk, const YAML::Node& gv,
+                         const std::string& gpath) {
+                         if (group.empty() || group.size() > 255) {
+                             r.error(gk.Mark(), gpath,
+                                     "a " + std::string(what) + " name must be 1-255 characters");
+                             return;
+                         }
+                         fn(group, gk, gv, gpath);
+                     });
+}
+
 // checkback.groups: {producer group: {resolver: callback|http|sql, ...}}. Each group's keys
 // are checked like a section's; http needs url, sql needs dsn and query.
 key_spec checkback_groups_key() {
@@ -690,19 +712,10 @@ key_spec checkback_groups_key() {
         "groups",
         {},
         [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
-            if (node.IsNull()) return;
-            if (!node.IsMap()) {
-                r.error(node.Mark(), path, "expected a map of producer group: resolver settings");
-                return;
-            }
-            r.for_each_entry(
-                node, path,
+            for_each_group(
+                r, node, path, "producer group",
                 [&](const std::string& group, const YAML::Node& gk, const YAML::Node& gv,
                     const std::string& gpath) {
-                    if (group.empty() || group.size() > 255) {
-                        r.error(gk.Mark(), gpath, "a producer group name must be 1-255 characters");
-                        return;
-                    }
                     if (!gv.IsMap()) {
                         r.error(reader::where(gk, gv), gpath,
                                 "expected a map with at least `resolver: callback|http|sql`");
@@ -848,19 +861,10 @@ key_spec reconcile_groups_key() {
         "groups",
         {},
         [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
-            if (node.IsNull()) return;
-            if (!node.IsMap()) {
-                r.error(node.Mark(), path, "expected a map of consumer group: settings");
-                return;
-            }
-            r.for_each_entry(
-                node, path,
+            for_each_group(
+                r, node, path, "consumer group",
                 [&](const std::string& group, const YAML::Node& gk, const YAML::Node& gv,
                     const std::string& gpath) {
-                    if (group.empty() || group.size() > 255) {
-                        r.error(gk.Mark(), gpath, "a consumer group name must be 1-255 characters");
-                        return;
-                    }
                     reconcile_group_config g;
                     if (gv.IsNull()) {
                         c.reconcile.groups[group] = std::move(g);
