@@ -9,25 +9,16 @@
 #include <pqxx/pqxx>
 
 #include "ferry/test/env.hpp"
+#include "ferry/test/run_command.hpp"
 #include "ferry/test/scoped_schema.hpp"
 #include "ferry/test/unique_name.hpp"
 
 namespace {
 
-struct run_result {
-    int exit_code;
-    std::string output;  // stdout and stderr
-};
+using run_result = ferry::test::command_result;
 
 run_result run(const std::string& args, const std::string& env = "") {
-    const std::string cmd = env + " " FERRY_CTL_PATH " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return {-1, "popen failed"};
-    std::string out;
-    char buf[4096];
-    while (auto n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return ferry::test::run_command(env + " " FERRY_CTL_PATH " " + args + " 2>&1");
 }
 
 class FerryctlTest : public ::testing::Test {

@@ -19,6 +19,7 @@
 #include "ferry/reconcile/report.hpp"
 #include "ferry/test/child_process.hpp"
 #include "ferry/test/env.hpp"
+#include "ferry/test/run_command.hpp"
 #include "ferry/test/scoped_schema.hpp"
 #include "ferry/test/unique_name.hpp"
 
@@ -27,20 +28,10 @@ namespace {
 using namespace std::chrono_literals;
 namespace rc = ferry::reconcile;
 
-struct cmd_result {
-    int exit_code;
-    std::string out;
-};
+using cmd_result = ferry::test::command_result;
 
 cmd_result ferryctl(const std::string& args) {
-    const std::string cmd = std::string(FERRY_CTL_PATH) + " " + args + " 2>/dev/null";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return {-1, ""};
-    std::string out;
-    char buf[4096];
-    while (auto n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return ferry::test::run_command(std::string(FERRY_CTL_PATH) + " " + args + " 2>/dev/null");
 }
 
 std::vector<std::string> lines(const std::string& s) {
@@ -111,8 +102,8 @@ TEST_F(ReportTest, FerryctlRunsAndRendersTableJsonCsvWithFilters) {
     write_config("");
 
     auto r = ferryctl("--config " + _config + " reconcile run --format json");
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
     const auto run_id = j["run"]["id"].get<std::int64_t>();
     EXPECT_EQ(j["run"]["counts"]["missing"], 2);
     std::set<std::string> ids;
@@ -134,43 +125,43 @@ TEST_F(ReportTest, FerryctlRunsAndRendersTableJsonCsvWithFilters) {
 
     r = ferryctl("--config " + _config + " report show " + std::to_string(run_id) +
                  " --format csv");
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    auto l = lines(r.out);
-    ASSERT_EQ(l.size(), 3u) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto l = lines(r.output);
+    ASSERT_EQ(l.size(), 3u) << r.output;
     EXPECT_EQ(l[0], "kind,group,message_id,topic,key,event_at,action,detail");
     for (const auto& it : items) {
         const auto want = "missing," + _group + "," + it.message_id + "," + _topic + ",";
-        EXPECT_TRUE(l[1].rfind(want, 0) == 0 || l[2].rfind(want, 0) == 0) << r.out;
+        EXPECT_TRUE(l[1].rfind(want, 0) == 0 || l[2].rfind(want, 0) == 0) << r.output;
     }
-    EXPECT_NE(r.out.find("\"b,with \"\"comma\"\"\""), std::string::npos) << r.out;
+    EXPECT_NE(r.output.find("\"b,with \"\"comma\"\"\""), std::string::npos) << r.output;
 
     r = ferryctl("--config " + _config + " report show " + std::to_string(run_id));
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_NE(r.out.find("run " + std::to_string(run_id)), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find(a), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find(b), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("missing=2"), std::string::npos) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("run " + std::to_string(run_id)), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(a), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(b), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("missing=2"), std::string::npos) << r.output;
 
     // list: table, csv, json, and the filters.
     r = ferryctl("--config " + _config + " report list --format csv");
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    l = lines(r.out);
-    ASSERT_EQ(l.size(), 2u) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    l = lines(r.output);
+    ASSERT_EQ(l.size(), 2u) << r.output;
     EXPECT_EQ(l[1].substr(0, l[1].find(',')), std::to_string(run_id));
     r = ferryctl("--config " + _config + " report list --format json --kind missing --group " +
                  _group + " --topic " + _topic);
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 1u);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(nlohmann::json::parse(r.output)["runs"].size(), 1u);
     r = ferryctl("--config " + _config + " report list --format json --kind expired");
-    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 0u) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.output)["runs"].size(), 0u) << r.output;
     r = ferryctl("--config " + _config + " report list --format json --since 2999-01-01");
-    EXPECT_EQ(nlohmann::json::parse(r.out)["runs"].size(), 0u) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.output)["runs"].size(), 0u) << r.output;
     r = ferryctl("--config " + _config + " report list");
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_EQ(lines(r.out).size(), 2u) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(lines(r.output).size(), 2u) << r.output;
     r = ferryctl("--config " + _config + " report show " + std::to_string(run_id) +
                  " --format json --kind stuck_half");
-    EXPECT_EQ(nlohmann::json::parse(r.out)["items"].size(), 0u) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.output)["items"].size(), 0u) << r.output;
     r = ferryctl("--config " + _config + " report show 999999999");
     EXPECT_EQ(r.exit_code, 2);
 
@@ -181,14 +172,14 @@ TEST_F(ReportTest, FerryctlRunsAndRendersTableJsonCsvWithFilters) {
         tx.exec_params("SELECT pg_advisory_lock(hashtext('ferry.reconcile'), hashtext($1))", s());
         const auto before = store.list().size();
         r = ferryctl("--config " + _config + " reconcile run");
-        EXPECT_EQ(r.exit_code, 3) << r.out;
+        EXPECT_EQ(r.exit_code, 3) << r.output;
         EXPECT_EQ(store.list().size(), before);
     }
 
     // The demo's exact call.
     r = ferryctl("--config " + _config + " reconcile run --format table");
-    ASSERT_EQ(r.exit_code, 0) << r.out;
-    EXPECT_NE(r.out.find("missing=2"), std::string::npos) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("missing=2"), std::string::npos) << r.output;
 }
 
 TEST_F(ReportTest, RelayServesReportsOverHttpAndExportsMetrics) {

@@ -10,25 +10,16 @@
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/retry/tables.hpp"
 #include "ferry/test/env.hpp"
+#include "ferry/test/run_command.hpp"
 #include "ferry/test/scoped_schema.hpp"
 #include "ferry/test/unique_name.hpp"
 
 namespace {
 
-struct run_result {
-    int exit_code;
-    std::string output;
-};
+using run_result = ferry::test::command_result;
 
 run_result run(const std::string& args) {
-    const std::string cmd = std::string(FERRY_CTL_PATH) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return {-1, "popen failed"};
-    std::string out;
-    char buf[4096];
-    while (auto n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return ferry::test::run_command(std::string(FERRY_CTL_PATH) + " " + args + " 2>&1");
 }
 
 class DlqCliTest : public ::testing::Test {
