@@ -135,6 +135,18 @@ message from_stored(const retry::stored_message& s) {
 #endif
 }
 
+// True when the named fault is armed (FERRY_FAULT, test builds only); for faults that are
+// injected as an error rather than a kill.
+[[maybe_unused]] bool fault_armed(const char* name) {
+#ifdef FERRY_FAULT_POINTS
+    const char* f = std::getenv("FERRY_FAULT");
+    return f != nullptr && std::string_view(f) == name;
+#else
+    (void)name;
+    return false;
+#endif
+}
+
 constexpr std::size_t mib = 1u << 20;
 
 }  // namespace
@@ -843,6 +855,12 @@ struct consumer::impl {
                 }
                 e.tx(m, tx);
                 tx.commit();
+                if (m.attempt == 1 && fault_armed("lost_commit_ack")) {
+                    // The commit went through; the runtime is told the connection broke while
+                    // committing, as when the COMMIT acknowledgement is lost.
+                    throw pqxx::in_doubt_error(
+                        "fault point lost_commit_ack: COMMIT sent, acknowledgement lost");
+                }
             } else {
                 e.plain(m);
                 if (retry_row_id) {
@@ -934,6 +952,8 @@ struct consumer::impl {
 
     void flush_completes(lane& ln) {
         if (!ln.pending_claims.empty()) {
+            // Redis-only crash window: these effects are applied, their "done" marks are not.
+            fault_point("redis_after_effect_before_done");
             try {
                 (void)redis->complete_batch(ln.pending_claims);
             } catch (const ferry::error& e) {
