@@ -7,9 +7,9 @@ FERRY_DEBIAN_PACKAGES=(
     g++ cmake ninja-build pkg-config git ca-certificates clang-format
     # libraries Ferry links
     libpqxx-dev libpq-dev libhiredis-dev librdkafka-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-    libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
-    # tests and benchmarks
-    libgtest-dev libgmock-dev libbenchmark-dev
+    libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev prometheus-cpp-dev
+    # tests and benchmarks (prometheus: promtool checks the /metrics text)
+    libgtest-dev libgmock-dev libbenchmark-dev prometheus
     # throw-away servers for tests/support/servers (postgresql-15 includes the contrib
     # modules on bookworm; postgresql-contrib is only a meta package pointing at it)
     postgresql-15 redis-server
