@@ -245,7 +245,7 @@ TEST_F(WriterTest, EightConcurrentProducersLoseNothing) {
     for (const auto& id : rolled_back) EXPECT_EQ(stored.count(id), 0u) << "phantom " << id;
 }
 
-// The pipelined writer (issue 15): the INSERT travels with the caller's next statement.
+// writer::enqueue_with (issue 15): the INSERT travels with the caller's next statement.
 class PipelinedWriterTest : public OutboxFixture {
 protected:
     void SetUp() override {
@@ -315,7 +315,7 @@ TEST_F(PipelinedWriterTest, CommitsAndRollsBackWithTheBusinessStatement) {
     EXPECT_EQ(count_rows("key = 'order-1'"), 1);
 }
 
-TEST_F(PipelinedWriterTest, ACallerErrorIsRethrownAndNothingIsWritten) {
+TEST_F(PipelinedWriterTest, ACallerErrorIsTranslatedAndNothingIsWritten) {
     {
         pqxx::work tx{conn()};
         (void)writer().enqueue_with(tx, make("order-1"), "INSERT INTO " + orders() + " VALUES (1)");
@@ -323,16 +323,22 @@ TEST_F(PipelinedWriterTest, ACallerErrorIsRethrownAndNothingIsWritten) {
     }
     {
         pqxx::work tx{conn()};
-        // Duplicate primary key: the caller's statement fails, the INSERT never runs.
-        EXPECT_THROW((void)writer().enqueue_with(tx, make("order-2"),
-                                                 "INSERT INTO " + orders() + " VALUES (1)"),
-                     pqxx::unique_violation);
+        // Duplicate primary key: the caller's statement fails, and the INSERT before it in the
+        // same query is rolled back with the transaction.
+        try {
+            (void)writer().enqueue_with(tx, make("order-2"),
+                                        "INSERT INTO " + orders() + " VALUES (1)");
+            FAIL() << "expected the duplicate key error";
+        } catch (const ferry::error& e) {
+            EXPECT_EQ(e.code(), "outbox.database") << e.what();
+            EXPECT_NE(std::string(e.what()).find("23505"), std::string::npos) << e.what();
+        }
     }
     EXPECT_EQ(count_orders(), 1);
     EXPECT_EQ(count_rows(), 1);
 }
 
-TEST_F(PipelinedWriterTest, AnInsertErrorSurfacesAsFerryErrorAtConfirm) {
+TEST_F(PipelinedWriterTest, AnInsertErrorIsAFerryError) {
     ferry::outbox::writer_options o;
     o.schema = schema() + "_missing";
     const ferry::outbox::writer missing{o};
@@ -345,40 +351,6 @@ TEST_F(PipelinedWriterTest, AnInsertErrorSurfacesAsFerryErrorAtConfirm) {
     }
     tx.abort();
     EXPECT_EQ(count_orders(), 0);
-}
-
-TEST_F(PipelinedWriterTest, TwoStepApiConfirmsBeforeCommit) {
-    message_id id;
-    {
-        pqxx::work tx{conn()};
-        pqxx::pipeline p{tx};
-        (void)p.retain(3);
-        const auto q1 = p.insert("INSERT INTO " + orders() + " VALUES (7)");
-        const auto e = writer().enqueue(tx, p, make("order-7"));
-        const auto q2 = p.insert("SELECT count(*) FROM " + orders());
-        writer().confirm(p, e);
-        (void)p.retrieve(q1);
-        EXPECT_EQ(p.retrieve(q2)[0][0].as<int>(), 1);
-        p.complete();
-        id = e.id;
-        tx.commit();
-    }
-    EXPECT_EQ(count_rows("message_id = '" + id.to_string() + "'"), 1);
-
-    ferry::outbox::writer_options o;
-    o.schema = schema() + "_missing";
-    const ferry::outbox::writer missing{o};
-    pqxx::work tx{conn()};
-    pqxx::pipeline p{tx};
-    (void)p.retain(2);
-    const auto e = missing.enqueue(tx, p, make("order-8"));
-    (void)p.insert("INSERT INTO " + orders() + " VALUES (8)");
-    try {
-        missing.confirm(p, e);
-        FAIL() << "expected outbox.schema_missing";
-    } catch (const ferry::error& err) {
-        EXPECT_EQ(err.code(), "outbox.schema_missing") << err.what();
-    }
 }
 
 TEST_F(PipelinedWriterTest, RejectedMessageQueuesNothingNotEvenTheCallersStatement) {
