@@ -167,6 +167,7 @@ std::optional<stream_item> replication_stream::next(std::chrono::milliseconds ti
             }
             if (auto* k = std::get_if<primary_keepalive>(&msg)) {
                 const auto wal_end = k->wal_end;
+                _last_send_time = std::max(_last_send_time, k->send_time);
                 const bool reply = k->reply_requested;
                 PQfreemem(buf);
                 _received = std::max(_received, wal_end);
@@ -181,6 +182,8 @@ std::optional<stream_item> replication_stream::next(std::chrono::milliseconds ti
             stream_item item;
             item.wal_start = x.wal_start;
             item.wal_end = x.wal_end;
+            item.send_time = x.send_time;
+            _last_send_time = std::max(_last_send_time, x.send_time);
             item.data.assign(x.data);
             PQfreemem(buf);
             _received = std::max(_received, item.wal_end);

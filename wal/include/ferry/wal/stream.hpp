@@ -68,6 +68,9 @@ struct system_identity {
 struct stream_item {
     lsn wal_start = 0;
     lsn wal_end = 0;
+    /// The server's clock when it sent the message: the database clock a source compares a
+    /// message's expires_at with (as polling mode uses clock_timestamp()), immune to relay skew.
+    pg_timestamp send_time = 0;
     std::string data;
     [[nodiscard]] pgoutput_message message() const { return parse_pgoutput(data); }
 };
@@ -104,6 +107,8 @@ public:
     /// The highest wal_end seen in XLogData or keepalives.
     [[nodiscard]] lsn received() const noexcept { return _received; }
     [[nodiscard]] bool streaming() const noexcept { return _streaming; }
+    /// The server's clock in the last XLogData or keepalive (0 before the first).
+    [[nodiscard]] pg_timestamp last_send_time() const noexcept { return _last_send_time; }
 
 private:
     struct conn_deleter {
@@ -121,6 +126,7 @@ private:
     lsn _received = 0;
     lsn _delivered_end = 0;  // end of the last delivered transaction (or lone message)
     bool _in_tx = false;
+    pg_timestamp _last_send_time = 0;
     std::chrono::steady_clock::time_point _last_status{};
 };
 
