@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,7 @@
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "headers.hpp"
 #include "producer.hpp"
 
 namespace ferry::relay {
@@ -148,8 +150,16 @@ public:
                                  "Batches whose mark was refused because the lease was lost.");
         _pg_reconnects = &m.get_counter("ferry_relay_pg_reconnects_total",
                                         "PostgreSQL reconnections after a lost connection.");
-        _producer_restarts = &m.get_counter("ferry_relay_producer_restarts_total",
-                                            "Kafka producers recreated after a fatal error.");
+        _producer_restarts =
+            &m.get_counter("ferry_relay_producer_restarts_total",
+                           "Kafka producers recreated after a fatal error or an abandoned batch.");
+        _invalid_headers = &m.get_counter(
+            "ferry_relay_invalid_headers_total",
+            "Rows parked because their headers could not be decoded (never published).");
+        _held_after_failure = &m.get_counter(
+            "ferry_relay_held_after_failure_total",
+            "Acknowledged messages left unmarked because an earlier message of their key failed "
+            "in the same batch (republished after it).");
     }
 
     ~impl() { stop(); }
@@ -179,6 +189,7 @@ public:
         _first_producer = std::make_unique<detail::producer>(_o);
         _lease_thread = std::thread([this] { lease_loop(); });
         _worker_thread = std::thread([this] { worker_loop(); });
+        _maintenance_thread = std::thread([this] { maintenance_loop(); });
     }
 
     void stop() {
@@ -199,6 +210,7 @@ public:
         }
         _cv.notify_all();
         if (_lease_thread.joinable()) _lease_thread.join();
+        if (_maintenance_thread.joinable()) _maintenance_thread.join();
     }
 
     bool ready() const {
@@ -231,6 +243,8 @@ public:
     counter* _fenced;
     counter* _pg_reconnects;
     counter* _producer_restarts;
+    counter* _invalid_headers;
+    counter* _held_after_failure;
     std::vector<gauge*> _epoch_gauge;
     std::atomic<std::uint64_t> _batches{0};
 
@@ -245,8 +259,10 @@ public:
     std::vector<std::unique_ptr<std::mutex>> _group_mutex;
     std::thread _lease_thread;
     std::thread _worker_thread;
+    std::thread _maintenance_thread;
     std::unique_ptr<detail::producer> _first_producer;  // created by start(), moved to the worker
     clock::time_point _last_mismatch_log{};             // lease keeper only
+    bool _inject_fatal = false;                         // worker only (fault point)
 
 private:
     // ------------------------------------------------------------------------------------
@@ -273,7 +289,8 @@ private:
             auto conn = std::make_unique<pqxx::connection>(
                 internal::with_connect_timeout(_o.dsn, timeout_s));
             // No statement may hang a thread (and so a graceful stop) indefinitely.
-            const auto limit = std::max<ms>(_o.lease_ttl, 5s);
+            const auto limit = _o.statement_timeout.count() > 0 ? _o.statement_timeout
+                                                                : std::max<ms>(_o.lease_ttl, 5s);
             pqxx::nontransaction tx{*conn};
             tx.exec("SET statement_timeout = " + std::to_string(limit.count()));
             return conn;
@@ -308,7 +325,6 @@ private:
         std::unique_ptr<pqxx::connection> conn;
         ms backoff = 100ms;
         const ms period = std::max<ms>(_o.lease_ttl / 3, 10ms);
-        auto last_retention = clock::now() - 1h;
         bool had_connection = false;
         for (;;) {
             {
@@ -322,12 +338,7 @@ private:
                     had_connection = true;
                     ensure_rows(*conn);
                 }
-                lease_cycle(*conn);
-                refresh_stats(*conn);
-                if (clock::now() - last_retention > 60s) {
-                    trim_published(*conn);
-                    last_retention = clock::now();
-                }
+                lease_cycle(*conn);  // renewal only: gauges and retention run on maintenance_loop
                 set_pg_ok(true);
                 backoff = 100ms;
                 sleep_for(period);
@@ -580,18 +591,191 @@ private:
         _dead_tuples->set(r[0][4].as<double>());
     }
 
-    void trim_published(pqxx::connection& conn) {
-        // Bounded batches keep each transaction short; the index on published_at finds them.
+    // ------------------------------------------------------------------------------------
+    // maintenance: gauges and ledger retention, on their own thread and session, so that slow
+    // statements over a large backlog never delay lease renewal (issue 10, hole 4).
+
+    void maintenance_loop() {
+        std::unique_ptr<pqxx::connection> conn;
+        const ms stats_period = std::max<ms>(_o.lease_ttl / 3, 100ms);
+        const ms ledger_period = std::clamp<ms>(ledger_width() / 2, 500ms, 60s);
+        auto last_ledger = clock::now() - 1h;
+        ms backoff = 100ms;
+        bool had_connection = false;
+        while (!stopping()) {
+            try {
+                if (!conn) {
+                    conn = connect();
+                    if (had_connection) _pg_reconnects->inc();
+                    had_connection = true;
+                }
+                try {
+                    refresh_stats(*conn);
+                } catch (const pqxx::broken_connection&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    // Typically statement_timeout over a huge backlog: the gauges go stale, the
+                    // ledger retention below still runs.
+                    spdlog::warn("event=stats_error error=\"{}\"", one_line(e.what()));
+                }
+                if (clock::now() - last_ledger >= ledger_period) {
+                    maintain_ledger(*conn);
+                    last_ledger = clock::now();
+                }
+                backoff = 100ms;
+                sleep_for(std::min(stats_period, ledger_period));
+            } catch (const std::exception& e) {
+                conn.reset();
+                spdlog::warn("event=maintenance_error error=\"{}\" retry_in_ms={}",
+                             one_line(e.what()), backoff.count());
+                sleep_for(backoff);
+                backoff = std::min<ms>(backoff * 2, 5s);
+            }
+        }
+    }
+
+    static std::string one_line(std::string s) {
+        for (auto& c : s) {
+            if (c == '\n' || c == '"') c = ' ';
+        }
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+        return s;
+    }
+
+    // Width of one ledger partition: a quarter of the retention, between 1 s and 1 day, so a
+    // row lives at most retention + width (+ one maintenance period).
+    ms ledger_width() const {
+        return std::clamp<ms>(
+            std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention / 4), 1s, 24h);
+    }
+
+    static std::string utc_literal(std::int64_t epoch_s) {
+        const std::time_t t = static_cast<std::time_t>(epoch_s);
+        std::tm tm{};
+        ::gmtime_r(&t, &tm);
+        char buf[40];
+        std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S+00", &tm);
+        return buf;
+    }
+
+    // One DDL statement of the ledger's maintenance. A lock that readers hold past lock_timeout
+    // (a long reconciliation scan) defers the work to the next cycle instead of queueing the
+    // relay's marks behind it. Returns false when deferred.
+    bool ledger_ddl(pqxx::connection& conn, const std::string& sql) {
+        try {
+            pqxx::work tx{conn};
+            tx.exec(sql);
+            tx.commit();
+            return true;
+        } catch (const pqxx::broken_connection&) {
+            throw;
+        } catch (const pqxx::sql_error& e) {
+            spdlog::warn("event=ledger_ddl_deferred sqlstate={} error=\"{}\"", e.sqlstate(),
+                         one_line(e.what()));
+            return false;
+        }
+    }
+
+    // Ledger retention by partitions (migration 0010, ADR 0010): create range partitions ahead
+    // of the database clock, drop those whose upper bound is past the retention, and trim the
+    // default partition (rows outside every range) with bounded deletes. One instance at a
+    // time (advisory lock); DDL waits at most lock_timeout for readers, then retries later.
+    void maintain_ledger(pqxx::connection& conn) {
+        {
+            pqxx::nontransaction tx{conn};
+            const auto got = internal::exec(
+                tx, "SELECT pg_try_advisory_lock(hashtext('ferry.relay.ledger'), hashtext($1))",
+                _o.schema);
+            if (!got[0][0].as<bool>()) return;
+            tx.exec("SET lock_timeout = 500");
+        }
+        struct unlock_guard {
+            pqxx::connection& conn;
+            const std::string& schema;
+            ~unlock_guard() {
+                try {
+                    pqxx::nontransaction tx{conn};
+                    tx.exec("SET lock_timeout = 0");
+                    (void)internal::exec(
+                        tx,
+                        "SELECT pg_advisory_unlock(hashtext('ferry.relay.ledger'), hashtext($1))",
+                        schema);
+                } catch (...) {
+                    // A broken session releases its advisory locks itself.
+                }
+            }
+        } unlock{conn, _o.schema};
+
+        const std::int64_t width =
+            std::chrono::duration_cast<std::chrono::seconds>(ledger_width()).count();
+        const std::int64_t retention_s =
+            std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention).count();
+        std::int64_t now_s = 0;
+        std::vector<std::pair<std::int64_t, std::string>> ranged;  // (upper bound, name)
+        std::int64_t max_upper = 0;
+        {
+            pqxx::nontransaction tx{conn};
+            now_s = tx.exec("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")[0][0]
+                        .as<std::int64_t>();
+            const auto r = internal::exec(
+                tx,
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = "
+                "to_regclass($1) AND n.nspname = $2 AND c.relname ~ '^published_p[0-9]+_[0-9]+$'",
+                _q + ".published", _o.schema);
+            for (const auto& row : r) {
+                const auto name = row[0].as<std::string>();
+                const std::int64_t upper = std::stoll(name.substr(name.rfind('_') + 1));
+                ranged.emplace_back(upper, name);
+                max_upper = std::max(max_upper, upper);
+            }
+        }
+        // Drop partitions wholly past the retention.
+        int dropped = 0;
+        for (const auto& [upper, name] : ranged) {
+            if (upper > now_s - retention_s) continue;
+            if (!ledger_ddl(conn, "DROP TABLE IF EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition"))) {
+                break;
+            }
+            ++dropped;
+        }
+        // Create partitions up to three widths ahead. After a gap (no partition covers now),
+        // start at the next boundary a second ahead: rows already in the default partition for
+        // the current range would make the creation fail.
+        std::int64_t from = max_upper;
+        if (from <= now_s) from = ((now_s + 1) / width + 1) * width;
+        int created = 0;
+        while (from < now_s + 3 * width) {
+            const std::int64_t to = from + width;
+            const auto name = "published_p" + std::to_string(from) + "_" + std::to_string(to);
+            if (!ledger_ddl(conn, "CREATE TABLE IF NOT EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition") + " PARTITION OF " + _q +
+                                      ".published FOR VALUES FROM ('" + utc_literal(from) +
+                                      "') TO ('" + utc_literal(to) + "')")) {
+                break;
+            }
+            ++created;
+            from = to;
+        }
+        // Rows outside every range: bounded deletes, as before partitioning.
+        long trimmed = 0;
         for (int i = 0; i < 20; ++i) {
             pqxx::work tx{conn};
             const auto r = internal::exec(
                 tx,
-                "DELETE FROM " + _q + ".published WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + _q +
-                    ".published WHERE published_at < clock_timestamp() - $1::bigint * interval "
-                    "'1 millisecond' LIMIT 5000))",
+                "DELETE FROM " + _q +
+                    ".published_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + _q +
+                    ".published_default WHERE published_at < clock_timestamp() - $1::bigint * "
+                    "interval '1 millisecond' LIMIT 5000))",
                 ms_param(_o.published_retention));
             tx.commit();
+            trimmed += static_cast<long>(r.affected_rows());
             if (r.affected_rows() < 5000) break;
+        }
+        if (dropped > 0 || created > 0 || trimmed > 0) {
+            spdlog::debug("event=ledger_maintained dropped={} created={} trimmed_default={}",
+                          dropped, created, trimmed);
         }
     }
 
@@ -642,6 +826,18 @@ private:
 #endif
     }
 
+    // Named fault point "fatal_producer" (test builds only): with
+    // FERRY_RELAY_FAULT_FATAL_PRODUCER set, the first round over two or more held groups raises
+    // a fatal producer error (librdkafka's OUT_OF_ORDER_SEQUENCE_NUMBER) just before the first
+    // batch with rows produces, so the rest of that round runs after the producer was lost.
+    void fault_point_fatal_producer([[maybe_unused]] std::size_t groups) {
+#ifdef FERRY_FAULT_POINTS
+        static std::atomic<bool> fired{false};
+        if (groups < 2 || std::getenv("FERRY_RELAY_FAULT_FATAL_PRODUCER") == nullptr) return;
+        if (!fired.exchange(true)) _inject_fatal = true;
+#endif
+    }
+
     static constexpr std::chrono::seconds k_busy_window{1};
 
     void worker_loop() {
@@ -662,7 +858,7 @@ private:
                     }
                     had_connection = true;
                 }
-                if (!prod) prod = std::make_unique<detail::producer>(_o);
+                ensure_producer(prod);
                 std::vector<std::pair<int, std::int64_t>> groups;
                 {
                     std::lock_guard lock(_mutex);
@@ -680,6 +876,7 @@ private:
                 bool full = false;
                 bool found = false;
                 bool trouble = false;
+                fault_point_fatal_producer(groups.size());
                 for (const auto& [g, epoch] : groups) {
                     if (stopping()) break;
                     const auto r = run_batch(*conn, prod, g, epoch);
@@ -721,6 +918,16 @@ private:
             }
         }
         prod.reset();
+    }
+
+    // (Re)creates the worker's producer after a fatal error or an abandoned batch dropped it
+    // (issue 10, hole 1: every send goes through here, so no round over several groups can
+    // use a dropped producer).
+    void ensure_producer(std::unique_ptr<detail::producer>& prod) {
+        if (prod) return;
+        prod = std::make_unique<detail::producer>(_o);
+        _producer_restarts->inc();
+        spdlog::warn("event=producer_restarted restarts={}", _producer_restarts->value());
     }
 
     void handle_worker_error(std::unique_ptr<pqxx::connection>& conn, const std::string& what,
@@ -810,38 +1017,55 @@ private:
         ++_batches;
         _batch_size->observe(static_cast<double>(rows.size()));
 
-        // 3. Produce the live rows and wait for every acknowledgement.
+        // 3. Produce the live rows and wait for every acknowledgement. A row whose headers
+        //    cannot be decoded is parked (never published with other headers), and holds back
+        //    the later rows of its key like any failed row.
         std::vector<std::size_t> live_index;
         std::vector<detail::produce_item> items;
         std::vector<std::int64_t> expired_ids;
+        std::vector<std::int64_t> park_ids;
+        std::vector<std::string> park_reasons;
+        std::vector<std::string> park_codes;
+        std::set<std::pair<std::string, std::string>> failed_keys;  // (outbox topic, key)
         for (std::size_t i = 0; i < rows.size(); ++i) {
             const auto& row = rows[i];
             if (row.expired) {
                 expired_ids.push_back(row.id);
                 continue;
             }
+            if (failed_keys.count({row.topic, row.key}) != 0) continue;  // waits its turn
             detail::produce_item item;
             item.topic = kafka_topic(_o, row.topic);
             if (!row.key.empty()) item.key = row.key;
             item.payload = row.payload;
             item.headers.emplace_back("ferry-message-id", row.message_id);
             item.headers.emplace_back("ferry-created-at", row.created_at_text);
-            try {
-                const auto h = nlohmann::json::parse(row.headers_json);
-                for (auto it = h.begin(); it != h.end(); ++it) {
-                    item.headers.emplace_back(
-                        it.key(), it->is_string() ? it->get<std::string>() : it->dump());
-                }
-            } catch (const std::exception&) {
-                // The table's CHECK makes this unreachable; publish without them rather than stall.
+            if (auto why = detail::decode_headers(row.headers_json, item.headers); !why.empty()) {
+                failed_keys.insert({row.topic, row.key});
+                park_ids.push_back(row.id);
+                park_reasons.push_back(why);
+                park_codes.push_back("HEADERS_INVALID");
+                _invalid_headers->inc();
+                spdlog::error(
+                    "event=invalid_headers group={} outbox_id={} message_id={} reason=\"{}\" "
+                    "action=park",
+                    group, row.id, row.message_id, one_line(why));
+                continue;
             }
             live_index.push_back(i);
             items.push_back(std::move(item));
         }
         detail::batch_outcome out;
         fault_point_before_produce(group, epoch, items.size());
+        if (!items.empty() && _inject_fatal) {
+            _inject_fatal = false;
+            spdlog::warn("event=fault_point name=fatal_producer group={} epoch={} rows={}", group,
+                         epoch, items.size());
+            prod->raise_fatal_for_test("fault point fatal_producer");
+        }
         if (!items.empty()) {
-            const auto deadline = clock::now() + _o.delivery_timeout + 5s;
+            ensure_producer(prod);
+            const auto deadline = clock::now() + _o.delivery_timeout;
             out = prod->send(items, deadline,
                              guard_enabled() ? produce_until : clock::time_point::max(), [this] {
                                  std::lock_guard lock(_mutex);
@@ -850,22 +1074,28 @@ private:
         }
 
         const auto t_acked = clock::now();
-        // 4. Sort outcomes: acked rows are published; the first permanent failure of a key is
-        //    parked; the rest stay in the outbox for the next round.
+        // 4. Sort outcomes, per key in id order: the acknowledged prefix of each key is
+        //    published; its first failure is parked (permanent) or left for the next round, and
+        //    every later row of that key stays in the outbox even if Kafka acknowledged it, so
+        //    it is republished after the failed one (issue 10, hole 2; the producer's
+        //    idempotence and gapless guarantee keep Kafka from appending it in between).
         std::vector<std::int64_t> pub_ids;
         std::vector<int> pub_parts;
         std::vector<std::int64_t> pub_offsets;
-        std::vector<std::int64_t> park_ids;
-        std::vector<std::string> park_reasons;
-        std::vector<std::string> park_codes;
-        std::set<std::pair<std::string, std::string>> parked_keys;
         std::size_t transient = 0;
+        std::size_t held_acked = 0;
         const double now_epoch =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
         for (std::size_t k = 0; k < out.deliveries.size(); ++k) {
             const auto& d = out.deliveries[k];
             const auto& row = rows[live_index[k]];
+            const bool key_failed = failed_keys.count({row.topic, row.key}) != 0;
+            if (d.result == detail::outcome::transient) ++transient;
+            if (key_failed) {
+                if (d.result == detail::outcome::acked) ++held_acked;
+                continue;
+            }
             switch (d.result) {
                 case detail::outcome::acked:
                     pub_ids.push_back(row.id);
@@ -874,18 +1104,23 @@ private:
                     _commit_to_ack->observe(std::max(0.0, now_epoch - row.created_at_epoch));
                     break;
                 case detail::outcome::permanent:
-                    if (parked_keys.insert({row.topic, row.key}).second) {
-                        park_ids.push_back(row.id);
-                        park_reasons.push_back(d.error_text);
-                        park_codes.push_back(d.error_code);
-                    }
+                    failed_keys.insert({row.topic, row.key});
+                    park_ids.push_back(row.id);
+                    park_reasons.push_back(d.error_text);
+                    park_codes.push_back(d.error_code);
                     break;
                 case detail::outcome::transient:
-                    ++transient;
-                    break;
                 case detail::outcome::not_sent:
+                    failed_keys.insert({row.topic, row.key});
                     break;
             }
+        }
+        if (held_acked > 0) {
+            _held_after_failure->inc(held_acked);
+            spdlog::warn(
+                "event=held_after_failure group={} count={} (acknowledged after an earlier "
+                "failure of their key; left unmarked, republished after it)",
+                group, held_acked);
         }
         if (transient > 0) {
             _errors_transient->inc(transient);
@@ -901,9 +1136,13 @@ private:
         }
         if (out.fatal) {
             _errors_fatal->inc();
-            _producer_restarts->inc();
             spdlog::error("event=producer_fatal group={} reason=\"{}\" action=recreate", group,
                           out.fatal_reason);
+            prod.reset();  // recreated by ensure_producer before the next send
+        } else if (out.purged) {
+            // Messages were purged (lease budget spent or batch abandoned): librdkafka would
+            // re-sequence what follows, so this producer is not used again.
+            spdlog::warn("event=producer_purged group={} action=recreate", group);
             prod.reset();
         }
 
@@ -1003,7 +1242,7 @@ private:
             group, rows.size(), pub_ids.size(), expired_ids.size(), park_ids.size(),
             std::chrono::duration_cast<ms>(t_acked - t_claimed).count(),
             std::chrono::duration_cast<ms>(clock::now() - t_acked).count());
-        if (transient > 0 || out.fatal) return batch_result::kafka_trouble;
+        if (transient > 0 || out.fatal || out.purged) return batch_result::kafka_trouble;
         return rows.size() >= _o.batch_size ? batch_result::full : batch_result::partial;
     }
 };
