@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "batch_planner.hpp"
 #include "ferry/relay/options.hpp"
 
 struct rd_kafka_s;
@@ -34,15 +35,10 @@ struct produce_item {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-enum class outcome { acked, permanent, transient, not_sent };
-
-struct delivery {
-    outcome result = outcome::not_sent;
-    std::int32_t partition = -1;
-    std::int64_t offset = -1;
-    std::string error_code;  // librdkafka error name, e.g. "MSG_SIZE_TOO_LARGE"
-    std::string error_text;
-};
+// Per message: acknowledged at partition/offset, refused permanently, transient, not sent (the
+// planner's types; error_code is librdkafka's error name, e.g. "MSG_SIZE_TOO_LARGE").
+using outcome = delivery_result;
+using delivery = delivery_report;
 
 struct batch_outcome {
     std::vector<delivery> deliveries;  // one per item, same order

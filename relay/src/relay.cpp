@@ -26,6 +26,7 @@
 #include <set>
 #include <thread>
 
+#include "batch_planner.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
@@ -1017,44 +1018,39 @@ private:
         ++_batches;
         _batch_size->observe(static_cast<double>(rows.size()));
 
-        // 3. Produce the live rows and wait for every acknowledgement. A row whose headers
-        //    cannot be decoded is parked (never published with other headers), and holds back
-        //    the later rows of its key like any failed row.
-        std::vector<std::size_t> live_index;
-        std::vector<detail::produce_item> items;
-        std::vector<std::int64_t> expired_ids;
-        std::vector<std::int64_t> park_ids;
-        std::vector<std::string> park_reasons;
-        std::vector<std::string> park_codes;
-        std::set<std::pair<std::string, std::string>> failed_keys;  // (outbox topic, key)
+        // 3. Decide (batch_planner.hpp, pure): decode each row's headers, then plan what to
+        //    produce. Expired rows are not produced; a row whose headers cannot be decoded is
+        //    parked and holds back the later rows of its key, like any failed row.
+        std::vector<detail::planned_row> planned(rows.size());
+        std::vector<detail::produce_item> prepared(rows.size());
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            const auto& row = rows[i];
-            if (row.expired) {
-                expired_ids.push_back(row.id);
-                continue;
-            }
-            if (failed_keys.count({row.topic, row.key}) != 0) continue;  // waits its turn
-            detail::produce_item item;
+            auto& row = rows[i];
+            auto& p = planned[i];
+            p.id = row.id;
+            p.topic = row.topic;
+            p.key = row.key;
+            p.expired = row.expired;
+            if (row.expired) continue;
+            auto& item = prepared[i];
             item.topic = kafka_topic(_o, row.topic);
             if (!row.key.empty()) item.key = row.key;
-            item.payload = row.payload;
+            item.payload = std::move(row.payload);
             item.headers.emplace_back("ferry-message-id", row.message_id);
             item.headers.emplace_back("ferry-created-at", row.created_at_text);
-            if (auto why = detail::decode_headers(row.headers_json, item.headers); !why.empty()) {
-                failed_keys.insert({row.topic, row.key});
-                park_ids.push_back(row.id);
-                park_reasons.push_back(why);
-                park_codes.push_back("HEADERS_INVALID");
+            p.header_error = detail::decode_headers(row.headers_json, item.headers);
+            if (!p.header_error.empty()) {
                 _invalid_headers->inc();
                 spdlog::error(
                     "event=invalid_headers group={} outbox_id={} message_id={} reason=\"{}\" "
                     "action=park",
-                    group, row.id, row.message_id, one_line(why));
-                continue;
+                    group, row.id, row.message_id, one_line(p.header_error));
             }
-            live_index.push_back(i);
-            items.push_back(std::move(item));
         }
+        const auto plan = detail::plan_produce(planned);
+        std::vector<detail::produce_item> items;
+        items.reserve(plan.produce.size());
+        for (const auto i : plan.produce) items.push_back(std::move(prepared[i]));
+
         detail::batch_outcome out;
         fault_point_before_produce(group, epoch, items.size());
         if (!items.empty() && _inject_fatal) {
@@ -1074,53 +1070,41 @@ private:
         }
 
         const auto t_acked = clock::now();
-        // 4. Sort outcomes, per key in id order: the acknowledged prefix of each key is
-        //    published; its first failure is parked (permanent) or left for the next round, and
-        //    every later row of that key stays in the outbox even if Kafka acknowledged it, so
-        //    it is republished after the failed one (issue 10, hole 2; the producer's
-        //    idempotence and gapless guarantee keep Kafka from appending it in between).
-        std::vector<std::int64_t> pub_ids;
-        std::vector<int> pub_parts;
-        std::vector<std::int64_t> pub_offsets;
-        std::size_t transient = 0;
-        std::size_t held_acked = 0;
+        // 4. Decide what to mark (batch_planner.hpp): per key in id order, the acknowledged
+        //    prefix is published; the first failure is parked (permanent) or left for the next
+        //    round, and every later row of that key stays in the outbox even if Kafka
+        //    acknowledged it, so it is republished after the failed one (issue 10, hole 2; the
+        //    producer's idempotence and gapless guarantee keep Kafka from appending it between).
+        const auto marks = detail::plan_mark(planned, plan, out.deliveries);
         const double now_epoch =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
-        for (std::size_t k = 0; k < out.deliveries.size(); ++k) {
-            const auto& d = out.deliveries[k];
-            const auto& row = rows[live_index[k]];
-            const bool key_failed = failed_keys.count({row.topic, row.key}) != 0;
-            if (d.result == detail::outcome::transient) ++transient;
-            if (key_failed) {
-                if (d.result == detail::outcome::acked) ++held_acked;
-                continue;
-            }
-            switch (d.result) {
-                case detail::outcome::acked:
-                    pub_ids.push_back(row.id);
-                    pub_parts.push_back(d.partition);
-                    pub_offsets.push_back(d.offset);
-                    _commit_to_ack->observe(std::max(0.0, now_epoch - row.created_at_epoch));
-                    break;
-                case detail::outcome::permanent:
-                    failed_keys.insert({row.topic, row.key});
-                    park_ids.push_back(row.id);
-                    park_reasons.push_back(d.error_text);
-                    park_codes.push_back(d.error_code);
-                    break;
-                case detail::outcome::transient:
-                case detail::outcome::not_sent:
-                    failed_keys.insert({row.topic, row.key});
-                    break;
-            }
+        std::vector<std::int64_t> pub_ids;
+        std::vector<int> pub_parts;
+        std::vector<std::int64_t> pub_offsets;
+        for (const auto& p : marks.publish) {
+            pub_ids.push_back(rows[p.row].id);
+            pub_parts.push_back(p.partition);
+            pub_offsets.push_back(p.offset);
+            _commit_to_ack->observe(std::max(0.0, now_epoch - rows[p.row].created_at_epoch));
         }
-        if (held_acked > 0) {
-            _held_after_failure->inc(held_acked);
+        std::vector<std::int64_t> expired_ids;
+        for (const auto i : marks.expire) expired_ids.push_back(rows[i].id);
+        std::vector<std::int64_t> park_ids;
+        std::vector<std::string> park_reasons;
+        std::vector<std::string> park_codes;
+        for (const auto& p : marks.park) {
+            park_ids.push_back(rows[p.row].id);
+            park_reasons.push_back(p.reason);
+            park_codes.push_back(p.error_code);
+        }
+        const std::size_t transient = marks.transient;
+        if (marks.held_acked > 0) {
+            _held_after_failure->inc(marks.held_acked);
             spdlog::warn(
                 "event=held_after_failure group={} count={} (acknowledged after an earlier "
                 "failure of their key; left unmarked, republished after it)",
-                group, held_acked);
+                group, marks.held_acked);
         }
         if (transient > 0) {
             _errors_transient->inc(transient);
@@ -1147,7 +1131,7 @@ private:
         }
 
         // 5. Mark, fenced by the lease row (locked, so a steal and a mark cannot interleave).
-        if (!pub_ids.empty() || !park_ids.empty() || !expired_ids.empty()) {
+        if (!marks.nothing_to_mark()) {
             fault_point_before_mark(group, epoch, pub_ids.size());
             pqxx::work tx{conn};
             const auto lease = internal::exec_cached(
@@ -1242,8 +1226,21 @@ private:
             group, rows.size(), pub_ids.size(), expired_ids.size(), park_ids.size(),
             std::chrono::duration_cast<ms>(t_acked - t_claimed).count(),
             std::chrono::duration_cast<ms>(clock::now() - t_acked).count());
-        if (transient > 0 || out.fatal || out.purged) return batch_result::kafka_trouble;
-        return rows.size() >= _o.batch_size ? batch_result::full : batch_result::partial;
+        switch (detail::plan_next({.claimed = rows.size(),
+                                   .batch_size = _o.batch_size,
+                                   .fenced = false,
+                                   .producer_lost = out.fatal || out.purged},
+                                  marks)) {
+            case detail::next_step::back_off:
+                return batch_result::kafka_trouble;
+            case detail::next_step::poll_again_now:
+                return batch_result::full;
+            case detail::next_step::drop_group:
+                return batch_result::fenced;
+            case detail::next_step::poll_later:
+                break;
+        }
+        return batch_result::partial;
     }
 };
 
