@@ -21,15 +21,18 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <pqxx/pqxx>
-#include <random>
 #include <set>
 #include <thread>
 
 #include "batch_planner.hpp"
 #include "ferry/common/error.hpp"
+#include "ferry/common/metrics.hpp"
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/instance_id.hpp"
+#include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
 #include "headers.hpp"
 #include "producer.hpp"
@@ -56,40 +59,6 @@ std::string shard_array_literal(int group, int groups) {
 
 namespace {
 
-std::string default_instance_id() {
-    char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
-    std::random_device rd;
-    char suffix[16];
-    std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffffu);
-    return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
-}
-
-template <class T>
-std::string array_literal(const std::vector<T>& values) {
-    std::string out = "{";
-    for (const auto& v : values) {
-        if (out.size() > 1) out += ',';
-        out += std::to_string(v);
-    }
-    return out + "}";
-}
-
-// A text[] literal: every element double-quoted, backslash and quote escaped.
-std::string text_array_literal(const std::vector<std::string>& values) {
-    std::string out = "{";
-    for (const auto& v : values) {
-        if (out.size() > 1) out += ',';
-        out += '"';
-        for (char c : v) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
-
 struct claimed_row {
     std::int64_t id = 0;
     std::string message_id;
@@ -110,54 +79,52 @@ struct held_lease {
 
 class relay::impl {
 public:
-    impl(relay_options options, std::shared_ptr<registry> metrics)
-        : _o(std::move(options)),
-          _metrics(metrics ? std::move(metrics) : std::make_shared<registry>()) {
-        if (_o.instance_id.empty()) _o.instance_id = default_instance_id();
+    impl(relay_options options, ferry::metrics::registry* metrics)
+        : _o(std::move(options)), _metrics(ferry::metrics::or_process(metrics)) {
+        if (_o.instance_id.empty()) _o.instance_id = internal::default_instance_id();
         _q = quote_identifier(_o.schema, "postgres.schema");
-        auto& m = *_metrics;
-        _published = &m.get_counter("ferry_relay_published_total",
-                                    "Messages acknowledged by Kafka and marked published.");
+        auto& m = _metrics;
+        _published = m.add_counter("ferry_relay_published_total",
+                                   "Messages acknowledged by Kafka and marked published.");
         _errors_transient =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"transient\"");
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "transient"}});
         _errors_permanent =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"permanent\"");
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "permanent"}});
         _errors_fatal =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"fatal\"");
-        _batch_size =
-            &m.get_histogram("ferry_relay_batch_size", "Rows claimed per non-empty batch.",
-                             {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
-        _commit_to_ack = &m.get_histogram(
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "fatal"}});
+        _batch_size = m.add_histogram("ferry_relay_batch_size", "Rows claimed per non-empty batch.",
+                                      {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
+        _commit_to_ack = m.add_histogram(
             "ferry_relay_commit_to_ack_seconds",
             "Time from the outbox row's created_at to Kafka's acknowledgement.",
             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
-        _parked_total = &m.get_counter("ferry_relay_parked_total",
-                                       "Messages this relay moved to the parked table.");
-        _parked_gauge = &m.get_gauge("ferry_relay_parked", "Rows in the parked table.");
-        _expired_total = &m.get_counter("ferry_relay_expired_total",
-                                        "Messages this relay moved to the expired table.");
-        _expired_gauge = &m.get_gauge("ferry_outbox_expired", "Rows in the expired table.");
-        _pending = &m.get_gauge("ferry_outbox_pending", "Rows in the outbox (not yet published).");
-        _oldest = &m.get_gauge("ferry_outbox_oldest_pending_age_seconds",
-                               "Age of the oldest outbox row, by the database clock.");
-        _dead_tuples = &m.get_gauge("ferry_outbox_dead_tuples",
-                                    "Dead tuples of the outbox table (pg_stat_user_tables).");
+        _parked_total = m.add_counter("ferry_relay_parked_total",
+                                      "Messages this relay moved to the parked table.");
+        _parked_gauge = m.add_gauge("ferry_relay_parked", "Rows in the parked table.");
+        _expired_total = m.add_counter("ferry_relay_expired_total",
+                                       "Messages this relay moved to the expired table.");
+        _expired_gauge = m.add_gauge("ferry_outbox_expired", "Rows in the expired table.");
+        _pending = m.add_gauge("ferry_outbox_pending", "Rows in the outbox (not yet published).");
+        _oldest = m.add_gauge("ferry_outbox_oldest_pending_age_seconds",
+                              "Age of the oldest outbox row, by the database clock.");
+        _dead_tuples = m.add_gauge("ferry_outbox_dead_tuples",
+                                   "Dead tuples of the outbox table (pg_stat_user_tables).");
         _groups_held =
-            &m.get_gauge("ferry_relay_lease_groups_held", "Lease groups this instance holds.");
-        _fenced = &m.get_counter("ferry_relay_fenced_total",
-                                 "Batches whose mark was refused because the lease was lost.");
-        _pg_reconnects = &m.get_counter("ferry_relay_pg_reconnects_total",
-                                        "PostgreSQL reconnections after a lost connection.");
+            m.add_gauge("ferry_relay_lease_groups_held", "Lease groups this instance holds.");
+        _fenced = m.add_counter("ferry_relay_fenced_total",
+                                "Batches whose mark was refused because the lease was lost.");
+        _pg_reconnects = m.add_counter("ferry_relay_pg_reconnects_total",
+                                       "PostgreSQL reconnections after a lost connection.");
         _producer_restarts =
-            &m.get_counter("ferry_relay_producer_restarts_total",
-                           "Kafka producers recreated after a fatal error or an abandoned batch.");
-        _invalid_headers = &m.get_counter(
+            m.add_counter("ferry_relay_producer_restarts_total",
+                          "Kafka producers recreated after a fatal error or an abandoned batch.");
+        _invalid_headers = m.add_counter(
             "ferry_relay_invalid_headers_total",
             "Rows parked because their headers could not be decoded (never published).");
-        _held_after_failure = &m.get_counter(
+        _held_after_failure = m.add_counter(
             "ferry_relay_held_after_failure_total",
             "Acknowledged messages left unmarked because an earlier message of their key failed "
             "in the same batch (republished after it).");
@@ -177,9 +144,9 @@ public:
         if (_o.poll_min > _o.poll_max) _o.poll_min = _o.poll_max;
         for (int g = 0; g < _o.lease_groups; ++g) {
             _group_mutex.push_back(std::make_unique<std::mutex>());
-            _epoch_gauge.push_back(&_metrics->get_gauge(
+            _epoch_gauge.push_back(_metrics.add_gauge(
                 "ferry_relay_epoch", "Epoch of each lease group this instance acquired.",
-                "group=\"" + std::to_string(g) + "\""));
+                {{"group", std::to_string(g)}}));
         }
         spdlog::info(
             "event=relay_start instance={} schema={} dsn={} brokers={} lease_groups={} "
@@ -224,29 +191,29 @@ public:
     }
 
     relay_options _o;
-    std::shared_ptr<registry> _metrics;
+    ferry::metrics::registry& _metrics;
     std::string _q;  // quoted schema
 
-    counter* _published;
-    counter* _errors_transient;
-    counter* _errors_permanent;
-    counter* _errors_fatal;
-    histogram* _batch_size;
-    histogram* _commit_to_ack;
-    counter* _parked_total;
-    gauge* _parked_gauge;
-    counter* _expired_total;
-    gauge* _expired_gauge;
-    gauge* _pending;
-    gauge* _oldest;
-    gauge* _dead_tuples;
-    gauge* _groups_held;
-    counter* _fenced;
-    counter* _pg_reconnects;
-    counter* _producer_restarts;
-    counter* _invalid_headers;
-    counter* _held_after_failure;
-    std::vector<gauge*> _epoch_gauge;
+    std::optional<ferry::metrics::counter> _published;
+    std::optional<ferry::metrics::counter> _errors_transient;
+    std::optional<ferry::metrics::counter> _errors_permanent;
+    std::optional<ferry::metrics::counter> _errors_fatal;
+    std::optional<ferry::metrics::histogram> _batch_size;
+    std::optional<ferry::metrics::histogram> _commit_to_ack;
+    std::optional<ferry::metrics::counter> _parked_total;
+    std::optional<ferry::metrics::gauge> _parked_gauge;
+    std::optional<ferry::metrics::counter> _expired_total;
+    std::optional<ferry::metrics::gauge> _expired_gauge;
+    std::optional<ferry::metrics::gauge> _pending;
+    std::optional<ferry::metrics::gauge> _oldest;
+    std::optional<ferry::metrics::gauge> _dead_tuples;
+    std::optional<ferry::metrics::gauge> _groups_held;
+    std::optional<ferry::metrics::counter> _fenced;
+    std::optional<ferry::metrics::counter> _pg_reconnects;
+    std::optional<ferry::metrics::counter> _producer_restarts;
+    std::optional<ferry::metrics::counter> _invalid_headers;
+    std::optional<ferry::metrics::counter> _held_after_failure;
+    std::vector<ferry::metrics::gauge> _epoch_gauge;
     std::atomic<std::uint64_t> _batches{0};
 
     mutable std::mutex _mutex;
@@ -283,24 +250,20 @@ private:
         return _stopping;
     }
 
+    // Every session: connect timeout, statement_timeout (no statement may hang a thread, and so
+    // a graceful stop, indefinitely) and application_name, through the one helper in
+    // common/internal. Failures are ferry::error(retryable, "relay.connect") without the DSN.
     std::unique_ptr<pqxx::connection> connect() {
-        const long timeout_s =
-            std::max<long>(1, static_cast<long>(_o.connect_timeout.count() / 1000));
-        try {
-            auto conn = std::make_unique<pqxx::connection>(
-                internal::with_connect_timeout(_o.dsn, timeout_s));
-            // No statement may hang a thread (and so a graceful stop) indefinitely.
-            const auto limit = _o.statement_timeout.count() > 0 ? _o.statement_timeout
-                                                                : std::max<ms>(_o.lease_ttl, 5s);
-            pqxx::nontransaction tx{*conn};
-            tx.exec("SET statement_timeout = " + std::to_string(limit.count()));
-            return conn;
-        } catch (const std::exception& e) {
-            std::string msg = e.what();
-            while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-            throw ferry::error(error_kind::retryable, "relay.connect",
-                               "cannot connect to PostgreSQL: " + msg, "postgres.dsn");
+        internal::session_settings settings;
+        settings.connect_timeout = _o.connect_timeout;
+        settings.statement_timeout = _o.statement_timeout.count() > 0
+                                         ? _o.statement_timeout
+                                         : std::max<ms>(_o.lease_ttl, 5s);
+        // pg_stat_activity shows "ferry-relay" unless the DSN names its own application_name.
+        if (_o.dsn.find("application_name") == std::string::npos) {
+            settings.application_name = "ferry-relay";
         }
+        return internal::connect_unique(_o.dsn, settings, "relay");
     }
 
     void set_pg_ok(bool ok) {
@@ -437,7 +400,8 @@ private:
                     "interval '1 millisecond' FROM unnest($3::int[], $4::bigint[]) AS h(g, e) "
                     "WHERE l.lease_group = h.g AND l.epoch = h.e AND l.owner = $1 "
                     "RETURNING l.lease_group",
-                _o.instance_id, ttl, array_literal(groups), array_literal(epochs));
+                _o.instance_id, ttl, internal::array_literal(groups),
+                internal::array_literal(epochs));
             tx.commit();
             std::set<int> renewed;
             for (const auto& row : r) renewed.insert(row[0].as<int>());
@@ -501,7 +465,7 @@ private:
                     _held[g] = held_lease{epoch};
                     _groups_held->set(static_cast<double>(_held.size()));
                 }
-                _epoch_gauge[static_cast<std::size_t>(g)]->set(static_cast<double>(epoch));
+                _epoch_gauge[static_cast<std::size_t>(g)].set(static_cast<double>(epoch));
                 ++have;
                 spdlog::info(
                     "event=lease_acquired group={} epoch={} instance={} live_instances={} "
@@ -1100,14 +1064,14 @@ private:
         }
         const std::size_t transient = marks.transient;
         if (marks.held_acked > 0) {
-            _held_after_failure->inc(marks.held_acked);
+            _held_after_failure->inc(static_cast<double>(marks.held_acked));
             spdlog::warn(
                 "event=held_after_failure group={} count={} (acknowledged after an earlier "
                 "failure of their key; left unmarked, republished after it)",
                 group, marks.held_acked);
         }
         if (transient > 0) {
-            _errors_transient->inc(transient);
+            _errors_transient->inc(static_cast<double>(transient));
             std::string example;
             for (const auto& d : out.deliveries) {
                 if (d.result == detail::outcome::transient) {
@@ -1165,8 +1129,8 @@ private:
                         "payload, headers) SELECT "
                         "message_id, topic, key, part, off, created_at, $4, $5, payload, headers "
                         "FROM moved",
-                    array_literal(pub_ids), array_literal(pub_parts), array_literal(pub_offsets),
-                    epoch, group);
+                    internal::array_literal(pub_ids), internal::array_literal(pub_parts),
+                    internal::array_literal(pub_offsets), epoch, group);
             }
             if (!expired_ids.empty()) {
                 (void)internal::exec_cached(
@@ -1180,7 +1144,7 @@ private:
                         "message_id, topic, key, payload, headers, created_at, available_at, "
                         "expires_at FROM moved ON CONFLICT (id) DO UPDATE SET expired_at = "
                         "excluded.expired_at",
-                    array_literal(expired_ids));
+                    internal::array_literal(expired_ids));
             }
             if (!park_ids.empty()) {
                 (void)internal::exec_cached(
@@ -1203,14 +1167,14 @@ private:
                         "excluded.reason, error_code = excluded.error_code, parked_at = "
                         "excluded.parked_at, attempts = " +
                         _q + ".parked.attempts + 1",
-                    array_literal(park_ids), text_array_literal(park_reasons),
-                    text_array_literal(park_codes));
+                    internal::array_literal(park_ids), internal::array_literal(park_reasons),
+                    internal::array_literal(park_codes));
             }
             tx.commit();
-            _published->inc(pub_ids.size());
-            _expired_total->inc(expired_ids.size());
-            _parked_total->inc(park_ids.size());
-            _errors_permanent->inc(park_ids.size());
+            _published->inc(static_cast<double>(pub_ids.size()));
+            _expired_total->inc(static_cast<double>(expired_ids.size()));
+            _parked_total->inc(static_cast<double>(park_ids.size()));
+            _errors_permanent->inc(static_cast<double>(park_ids.size()));
             for (std::size_t i = 0; i < park_ids.size(); ++i) {
                 spdlog::warn(
                     "event=message_parked group={} outbox_id={} error_code={} reason=\"{}\"", group,
@@ -1244,21 +1208,21 @@ private:
     }
 };
 
-relay::relay(relay_options options, std::shared_ptr<registry> metrics)
-    : _impl(std::make_unique<impl>(std::move(options), std::move(metrics))) {}
+relay::relay(relay_options options, ferry::metrics::registry* metrics)
+    : _impl(std::make_unique<impl>(std::move(options), metrics)) {}
 relay::~relay() = default;
 void relay::start() { _impl->start(); }
 void relay::stop() { _impl->stop(); }
 bool relay::ready() const { return _impl->ready(); }
 int relay::groups_held() const { return _impl->groups_held(); }
 const std::string& relay::instance_id() const { return _impl->_o.instance_id; }
-registry& relay::metrics() { return *_impl->_metrics; }
+ferry::metrics::registry& relay::metrics() { return _impl->_metrics; }
 relay_counts relay::counts() const {
     relay_counts c;
-    c.published = _impl->_published->value();
-    c.parked = _impl->_parked_total->value();
-    c.expired = _impl->_expired_total->value();
-    c.fenced = _impl->_fenced->value();
+    c.published = static_cast<std::uint64_t>(_impl->_published->value());
+    c.parked = static_cast<std::uint64_t>(_impl->_parked_total->value());
+    c.expired = static_cast<std::uint64_t>(_impl->_expired_total->value());
+    c.fenced = static_cast<std::uint64_t>(_impl->_fenced->value());
     c.batches = _impl->_batches.load();
     return c;
 }

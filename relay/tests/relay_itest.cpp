@@ -7,12 +7,16 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <regex>
 #include <thread>
 
+#include "ferry/common/metrics.hpp"
 #include "ferry/relay/relay.hpp"
+#include "ferry/test/run_command.hpp"
 #include "http_server.hpp"
 #include "relay_fixture.hpp"
 
@@ -457,8 +461,8 @@ TEST(RelayTest, PublishedLedgerRetentionDeletesOnlyOldRows) {
 
 TEST(RelayTest, MetricsAndHealthEndpoints) {
     relay_env env;
-    auto metrics = std::make_shared<ferry::relay::registry>();
-    ferry::relay::relay relay(options_for(env), metrics);
+    ferry::metrics::registry metrics;
+    ferry::relay::relay relay(options_for(env), &metrics);
     relay.start();
     ferry::relay::http_server http("127.0.0.1:0", metrics, [&] { return relay.ready(); });
     ASSERT_GT(http.port(), 0);
@@ -491,6 +495,15 @@ TEST(RelayTest, MetricsAndHealthEndpoints) {
           "ferry_outbox_dead_tuples "}) {
         EXPECT_THAT(res->body, HasSubstr(name));
     }
+    // The exposition passes Prometheus' own linter (promtool, Debian package `prometheus`).
+    const auto path = "/tmp/" + ferry::test::unique_name("relay_metrics") + ".prom";
+    {
+        std::ofstream out(path);
+        out << res->body;
+    }
+    const auto check = ferry::test::run_command("promtool check metrics < " + path + " 2>&1");
+    EXPECT_EQ(check.exit_code, 0) << check.output << "\n" << res->body;
+    std::remove(path.c_str());
     relay.stop();
     auto not_ready = client.Get("/readyz");
     ASSERT_TRUE(not_ready);
@@ -522,8 +535,8 @@ TEST(RelayTest, UnparseableHeadersAreParkedNeverPublishedChanged) {
     const auto bad = insert_raw("hdr", "bad", R"({"trace":"t","huge":1e400})");
     const auto after = insert_raw("hdr", "after", "{}");
     const auto exact = insert_raw("other", "exact", R"({"big":12345678901234567890123,"f":0.1})");
-    auto metrics = std::make_shared<ferry::relay::registry>();
-    ferry::relay::relay relay(options_for(env), metrics);
+    ferry::metrics::registry metrics;
+    ferry::relay::relay relay(options_for(env), &metrics);
     relay.start();
     kafka_reader reader(env.topic);
     auto records = reader.read(1, 20s);
@@ -545,7 +558,7 @@ TEST(RelayTest, UnparseableHeadersAreParkedNeverPublishedChanged) {
     EXPECT_EQ(parked[0][0].as<std::string>(), bad);
     EXPECT_EQ(parked[0][1].as<std::string>(), "HEADERS_INVALID");
     EXPECT_THAT(parked[0][2].as<std::string>(), HasSubstr("headers"));
-    EXPECT_THAT(metrics->render(), HasSubstr("ferry_relay_invalid_headers_total 1\n"));
+    EXPECT_THAT(metrics.serialize(), HasSubstr("ferry_relay_invalid_headers_total 1\n"));
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 1) << "`after` waits";
     relay.stop();
 }
@@ -612,8 +625,8 @@ TEST(RelayTest, LeaseAndReadinessHoldWithAMillionRowBacklog) {
     auto opts = options_for(env);
     opts.statement_timeout = 100ms;
     opts.lease_ttl = 900ms;  // renewal every 300 ms
-    auto metrics = std::make_shared<ferry::relay::registry>();
-    ferry::relay::relay relay(opts, metrics);
+    ferry::metrics::registry metrics;
+    ferry::relay::relay relay(opts, &metrics);
     relay.start();
     ASSERT_TRUE(eventually([&] { return relay.ready() && relay.groups_held() == 1; }, 15s));
     const auto epoch = count_rows("SELECT epoch FROM " + env.q() + ".relay_lease");
