@@ -10,9 +10,9 @@ namespace ferry::relay {
 
 class http_server::impl {
 public:
-    impl(const std::string& listen, std::shared_ptr<registry> metrics, std::function<bool()> ready,
+    impl(const std::string& listen, ferry::metrics::registry& metrics, std::function<bool()> ready,
          report_routes reports)
-        : _metrics(std::move(metrics)), _ready(std::move(ready)), _reports(std::move(reports)) {
+        : _metrics(metrics), _ready(std::move(ready)), _reports(std::move(reports)) {
         const auto colon = listen.rfind(':');
         if (colon == std::string::npos) {
             throw ferry::error(error_kind::permanent, "relay.http_listen",
@@ -25,7 +25,7 @@ public:
         }
         const int requested = std::stoi(listen.substr(colon + 1));
         _server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-            res.set_content(_metrics->render(), "text/plain; version=0.0.4; charset=utf-8");
+            res.set_content(_metrics.serialize(), ferry::metrics::text_content_type);
         });
         _server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
             res.set_content("ok\n", "text/plain");
@@ -96,7 +96,7 @@ public:
         }
     }
 
-    std::shared_ptr<registry> _metrics;
+    ferry::metrics::registry& _metrics;
     std::function<bool()> _ready;
     report_routes _reports;
     httplib::Server _server;
@@ -105,10 +105,9 @@ public:
     std::thread _thread;
 };
 
-http_server::http_server(const std::string& listen, std::shared_ptr<registry> metrics,
+http_server::http_server(const std::string& listen, ferry::metrics::registry& metrics,
                          std::function<bool()> ready, report_routes reports)
-    : _impl(std::make_unique<impl>(listen, std::move(metrics), std::move(ready),
-                                   std::move(reports))) {}
+    : _impl(std::make_unique<impl>(listen, metrics, std::move(ready), std::move(reports))) {}
 http_server::~http_server() = default;
 const std::string& http_server::host() const { return _impl->_host; }
 int http_server::port() const { return _impl->_port; }

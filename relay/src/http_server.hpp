@@ -13,7 +13,7 @@
 #include <string>
 #include <utility>
 
-#include "ferry/relay/metrics.hpp"
+#include "ferry/common/metrics.hpp"
 
 namespace ferry::relay {
 
@@ -29,7 +29,7 @@ struct report_routes {
 class http_server {
 public:
     /// `listen` is host:port ("127.0.0.1:0"). Throws ferry::error(permanent) if it cannot bind.
-    http_server(const std::string& listen, std::shared_ptr<registry> metrics,
+    http_server(const std::string& listen, ferry::metrics::registry& metrics,
                 std::function<bool()> ready, report_routes reports = {});
     ~http_server();
     http_server(const http_server&) = delete;

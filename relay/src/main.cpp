@@ -71,67 +71,6 @@ std::unique_ptr<ferry::checkback::scheduler> make_checkback(const ferry::config:
     return std::make_unique<ferry::checkback::scheduler>(std::move(o));
 }
 
-// Copies the scheduler's counters and gauges into the registry at every scrape.
-void export_checkback_metrics(ferry::relay::registry& metrics,
-                              const ferry::checkback::scheduler& s) {
-    struct seen {
-        std::uint64_t commit = 0, rollback = 0, unknown = 0, parked = 0, errors = 0;
-    };
-    auto last = std::make_shared<seen>();
-    metrics.add_collector([&s, last](ferry::relay::registry& m) {
-        const auto& st = s.stats();
-        auto bump = [&](std::uint64_t now, std::uint64_t& before, const std::string& name,
-                        const std::string& help, const std::string& labels) {
-            auto& c = m.get_counter(name, help, labels);
-            if (now > before) c.inc(now - before);
-            before = now;
-        };
-        const std::string checks_help = "Check-backs by outcome.";
-        bump(st.checks_commit, last->commit, "ferry_checkback_checks_total", checks_help,
-             "outcome=\"commit\"");
-        bump(st.checks_rollback, last->rollback, "ferry_checkback_checks_total", checks_help,
-             "outcome=\"rollback\"");
-        bump(st.checks_unknown, last->unknown, "ferry_checkback_checks_total", checks_help,
-             "outcome=\"unknown\"");
-        bump(st.parked, last->parked, "ferry_checkback_parked_total",
-             "Half messages this relay parked after their last check.", "");
-        bump(st.errors, last->errors, "ferry_checkback_errors_total",
-             "Database errors of the check-back scheduler.", "");
-        m.get_gauge("ferry_half_pending", "Half messages waiting for a decision.")
-            .set(static_cast<double>(st.pending_now.load()));
-        m.get_gauge("ferry_half_parked", "Half messages parked after their checks ran out.")
-            .set(static_cast<double>(st.parked_now.load()));
-        m.get_gauge("ferry_half_oldest_pending_age_seconds",
-                    "Age of the oldest undecided half message.")
-            .set(st.oldest_pending_age_s.load());
-    });
-}
-
-// Reconciliation metrics, copied from the periodic runner at every scrape.
-void export_reconcile_metrics(ferry::relay::registry& metrics,
-                              const ferry::reconcile::periodic& p) {
-    auto last = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);  // runs, redriven
-    metrics.add_collector([&p, last](ferry::relay::registry& m) {
-        const auto st = p.stats();
-        auto& runs = m.get_counter("ferry_reconcile_runs_total", "Reconciliation runs finished.");
-        if (st.runs > last->first) runs.inc(st.runs - last->first);
-        last->first = st.runs;
-        auto& red = m.get_counter("ferry_reconcile_redriven_total",
-                                  "Missing messages re-driven into the outbox by reconciliation.");
-        if (st.redriven > last->second) red.inc(st.redriven - last->second);
-        last->second = st.redriven;
-        for (const auto& k : ferry::reconcile::kinds()) {
-            const auto it = st.last_counts.find(k);
-            m.get_gauge("ferry_reconcile_items", "Items of the last reconciliation run, by kind.",
-                        "kind=\"" + k + "\"")
-                .set(it == st.last_counts.end() ? 0.0 : static_cast<double>(it->second));
-        }
-        m.get_gauge("ferry_reconcile_last_run_age_seconds",
-                    "Seconds since the last reconciliation run finished (-1: none yet).")
-            .set(st.last_run_age_seconds);
-    });
-}
-
 // GET /reports and GET /reports/{id}: one connection per request (the listener is
 // multi-threaded, a report_store is not).
 ferry::relay::report_routes make_report_routes(const ferry::config::ferry_config& c) {
@@ -280,12 +219,13 @@ int main(int argc, char** argv) {
                          r.applied.size(), r.current_version);
         }
 
-        auto metrics = std::make_shared<ferry::relay::registry>();
-        ferry::relay::relay relay(to_options(cfg), metrics);
+        // One registry for the process (ADR 0030): the relay, check-back and reconciliation all
+        // register into it, and /metrics serializes it.
+        auto& metrics = ferry::metrics::process_registry();
+        ferry::relay::relay relay(to_options(cfg), &metrics);
         relay.start();
         auto checkback = make_checkback(cfg);
         if (checkback) {
-            export_checkback_metrics(*metrics, *checkback);
             checkback->start();
             spdlog::info("event=checkback_started groups={} tick_ms={}",
                          cfg.checkback.groups.size(), cfg.checkback.tick.count());
@@ -296,7 +236,6 @@ int main(int argc, char** argv) {
             ro.owner = relay.instance_id();
             reconciler =
                 std::make_unique<ferry::reconcile::periodic>(std::move(ro), cfg.reconcile.interval);
-            export_reconcile_metrics(*metrics, *reconciler);
             reconciler->start();
             spdlog::info("event=reconcile_started groups={} interval_ms={}",
                          cfg.reconcile.groups.size(), cfg.reconcile.interval.count());

@@ -87,10 +87,16 @@ producer::producer(const relay_options& o) {
     set_or_throw(conf, "linger.ms", "5");
     // Batches are small under light load; do not let Nagle hold them for a delayed ACK.
     set_or_throw(conf, "socket.nagle.disable", "true");
-    set_or_throw(conf, "message.timeout.ms", std::to_string(o.delivery_timeout.count()));
     for (const auto& [name, value] : o.properties) set_or_throw(conf, name, value);
-    // Ferry's guarantees depend on these; they win over kafka.properties.
+    // Ferry's guarantees depend on these; they win over kafka.properties. Per-key order: the
+    // idempotent producer's sequence numbers make the broker refuse a batch after a missing
+    // one; gapless turns every error that would let librdkafka re-sequence past a failed batch
+    // into a fatal error (the relay recreates the producer); and librdkafka never times a
+    // message out by itself (a timed-out message is followed by re-sequenced ones): the relay's
+    // delivery_timeout bounds a batch instead, then purges and drops the producer.
     set_or_throw(conf, "enable.idempotence", "true");
+    set_or_throw(conf, "enable.gapless.guarantee", "true");
+    set_or_throw(conf, "message.timeout.ms", "0");
     set_or_throw(conf, "acks", "all");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_log_cb(conf, on_log);
@@ -111,6 +117,10 @@ producer::~producer() {
     rd_kafka_purge(_rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_flush(_rk, 1000);
     rd_kafka_destroy(_rk);
+}
+
+void producer::raise_fatal_for_test(const char* reason) {
+    (void)rd_kafka_test_fatal_error(_rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, reason);
 }
 
 void producer::serve(int timeout_ms) {
@@ -176,6 +186,7 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
         if (!purged_for_lease && std::chrono::steady_clock::now() >= produce_until) {
             rd_kafka_purge(_rk, RD_KAFKA_PURGE_F_QUEUE);
             purged_for_lease = true;
+            result.purged = true;
         }
         rd_kafka_flush(_rk, 50);
         serve(0);
@@ -185,6 +196,7 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
         // in-flight ones may still land in Kafka and will be republished (a bounded duplicate).
         rd_kafka_purge(_rk, RD_KAFKA_PURGE_F_QUEUE);
         serve(0);
+        result.purged = true;
     }
     result.deliveries = batch->deliveries;
     char errstr[512];

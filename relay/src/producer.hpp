@@ -1,7 +1,11 @@
 #pragma once
 // Private: the relay's Kafka producer (librdkafka), kept out of public headers.
 //
-// One idempotent producer (enable.idempotence=true, acks=all, murmur2_random partitioner).
+// One idempotent producer (enable.idempotence=true, acks=all, murmur2_random partitioner) with
+// enable.gapless.guarantee=true and no librdkafka message timeout (message.timeout.ms=0): a
+// failure that could leave a gap in a partition is fatal, and the relay's own deadline (then a
+// purge and a new producer) bounds a batch, so no later message of a key lands after an earlier
+// one failed (issue 10, hole 2).
 // send() produces a batch in order and waits for every delivery report, so the caller learns,
 // per message, "acknowledged at partition/offset", "refused permanently" or "not acknowledged"
 // (transient). Lifecycle: created by the publish worker, destroyed and recreated after a fatal
@@ -17,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "batch_planner.hpp"
 #include "ferry/relay/options.hpp"
 
 struct rd_kafka_s;
@@ -30,20 +35,20 @@ struct produce_item {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-enum class outcome { acked, permanent, transient, not_sent };
-
-struct delivery {
-    outcome result = outcome::not_sent;
-    std::int32_t partition = -1;
-    std::int64_t offset = -1;
-    std::string error_code;  // librdkafka error name, e.g. "MSG_SIZE_TOO_LARGE"
-    std::string error_text;
-};
+// Per message: acknowledged at partition/offset, refused permanently, transient, not sent (the
+// planner's types; error_code is librdkafka's error name, e.g. "MSG_SIZE_TOO_LARGE").
+using outcome = delivery_result;
+using delivery = delivery_report;
 
 struct batch_outcome {
     std::vector<delivery> deliveries;  // one per item, same order
     bool fatal = false;                // the producer must be recreated
     std::string fatal_reason;
+    /// Messages were purged from librdkafka's queue (lease budget spent, or the batch abandoned
+    /// at its deadline): the producer must not be used again, since librdkafka would give the
+    /// messages that follow new sequence numbers and a later message could land before a
+    /// purged one of the same key.
+    bool purged = false;
 };
 
 /// True when Kafka will refuse this message again however often it is retried.
@@ -71,6 +76,11 @@ public:
                        std::chrono::steady_clock::time_point deadline,
                        std::chrono::steady_clock::time_point produce_until,
                        const std::function<bool()>& abandon);
+
+    /// Test builds' fault point: raises a fatal error inside librdkafka (as an idempotence
+    /// failure such as OUT_OF_ORDER_SEQUENCE_NUMBER would), so every later produce fails with
+    /// ERR__FATAL and the producer must be recreated.
+    void raise_fatal_for_test(const char* reason);
 
     struct batch_state;  // per-batch delivery slots (public for the C callback only)
 

@@ -17,18 +17,24 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <pqxx/pqxx>
-#include <random>
 #include <set>
 #include <thread>
 
+#include "batch_planner.hpp"
 #include "ferry/common/error.hpp"
+#include "ferry/common/metrics.hpp"
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/instance_id.hpp"
+#include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
+#include "headers.hpp"
 #include "producer.hpp"
 
 namespace ferry::relay {
@@ -53,40 +59,6 @@ std::string shard_array_literal(int group, int groups) {
 
 namespace {
 
-std::string default_instance_id() {
-    char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
-    std::random_device rd;
-    char suffix[16];
-    std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffffu);
-    return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
-}
-
-template <class T>
-std::string array_literal(const std::vector<T>& values) {
-    std::string out = "{";
-    for (const auto& v : values) {
-        if (out.size() > 1) out += ',';
-        out += std::to_string(v);
-    }
-    return out + "}";
-}
-
-// A text[] literal: every element double-quoted, backslash and quote escaped.
-std::string text_array_literal(const std::vector<std::string>& values) {
-    std::string out = "{";
-    for (const auto& v : values) {
-        if (out.size() > 1) out += ',';
-        out += '"';
-        for (char c : v) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
-
 struct claimed_row {
     std::int64_t id = 0;
     std::string message_id;
@@ -107,49 +79,55 @@ struct held_lease {
 
 class relay::impl {
 public:
-    impl(relay_options options, std::shared_ptr<registry> metrics)
-        : _o(std::move(options)),
-          _metrics(metrics ? std::move(metrics) : std::make_shared<registry>()) {
-        if (_o.instance_id.empty()) _o.instance_id = default_instance_id();
+    impl(relay_options options, ferry::metrics::registry* metrics)
+        : _o(std::move(options)), _metrics(ferry::metrics::or_process(metrics)) {
+        if (_o.instance_id.empty()) _o.instance_id = internal::default_instance_id();
         _q = quote_identifier(_o.schema, "postgres.schema");
-        auto& m = *_metrics;
-        _published = &m.get_counter("ferry_relay_published_total",
-                                    "Messages acknowledged by Kafka and marked published.");
+        auto& m = _metrics;
+        _published = m.add_counter("ferry_relay_published_total",
+                                   "Messages acknowledged by Kafka and marked published.");
         _errors_transient =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"transient\"");
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "transient"}});
         _errors_permanent =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"permanent\"");
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "permanent"}});
         _errors_fatal =
-            &m.get_counter("ferry_relay_publish_errors_total",
-                           "Messages Kafka did not acknowledge, by kind.", "kind=\"fatal\"");
-        _batch_size =
-            &m.get_histogram("ferry_relay_batch_size", "Rows claimed per non-empty batch.",
-                             {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
-        _commit_to_ack = &m.get_histogram(
+            m.add_counter("ferry_relay_publish_errors_total",
+                          "Messages Kafka did not acknowledge, by kind.", {{"kind", "fatal"}});
+        _batch_size = m.add_histogram("ferry_relay_batch_size", "Rows claimed per non-empty batch.",
+                                      {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
+        _commit_to_ack = m.add_histogram(
             "ferry_relay_commit_to_ack_seconds",
             "Time from the outbox row's created_at to Kafka's acknowledgement.",
             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
-        _parked_total = &m.get_counter("ferry_relay_parked_total",
-                                       "Messages this relay moved to the parked table.");
-        _parked_gauge = &m.get_gauge("ferry_relay_parked", "Rows in the parked table.");
-        _expired_total = &m.get_counter("ferry_relay_expired_total",
-                                        "Messages this relay moved to the expired table.");
-        _expired_gauge = &m.get_gauge("ferry_outbox_expired", "Rows in the expired table.");
-        _pending = &m.get_gauge("ferry_outbox_pending", "Rows in the outbox (not yet published).");
-        _oldest = &m.get_gauge("ferry_outbox_oldest_pending_age_seconds",
-                               "Age of the oldest outbox row, by the database clock.");
-        _dead_tuples = &m.get_gauge("ferry_outbox_dead_tuples",
-                                    "Dead tuples of the outbox table (pg_stat_user_tables).");
+        _parked_total = m.add_counter("ferry_relay_parked_total",
+                                      "Messages this relay moved to the parked table.");
+        _parked_gauge = m.add_gauge("ferry_relay_parked", "Rows in the parked table.");
+        _expired_total = m.add_counter("ferry_relay_expired_total",
+                                       "Messages this relay moved to the expired table.");
+        _expired_gauge = m.add_gauge("ferry_outbox_expired", "Rows in the expired table.");
+        _pending = m.add_gauge("ferry_outbox_pending", "Rows in the outbox (not yet published).");
+        _oldest = m.add_gauge("ferry_outbox_oldest_pending_age_seconds",
+                              "Age of the oldest outbox row, by the database clock.");
+        _dead_tuples = m.add_gauge("ferry_outbox_dead_tuples",
+                                   "Dead tuples of the outbox table (pg_stat_user_tables).");
         _groups_held =
-            &m.get_gauge("ferry_relay_lease_groups_held", "Lease groups this instance holds.");
-        _fenced = &m.get_counter("ferry_relay_fenced_total",
-                                 "Batches whose mark was refused because the lease was lost.");
-        _pg_reconnects = &m.get_counter("ferry_relay_pg_reconnects_total",
-                                        "PostgreSQL reconnections after a lost connection.");
-        _producer_restarts = &m.get_counter("ferry_relay_producer_restarts_total",
-                                            "Kafka producers recreated after a fatal error.");
+            m.add_gauge("ferry_relay_lease_groups_held", "Lease groups this instance holds.");
+        _fenced = m.add_counter("ferry_relay_fenced_total",
+                                "Batches whose mark was refused because the lease was lost.");
+        _pg_reconnects = m.add_counter("ferry_relay_pg_reconnects_total",
+                                       "PostgreSQL reconnections after a lost connection.");
+        _producer_restarts =
+            m.add_counter("ferry_relay_producer_restarts_total",
+                          "Kafka producers recreated after a fatal error or an abandoned batch.");
+        _invalid_headers = m.add_counter(
+            "ferry_relay_invalid_headers_total",
+            "Rows parked because their headers could not be decoded (never published).");
+        _held_after_failure = m.add_counter(
+            "ferry_relay_held_after_failure_total",
+            "Acknowledged messages left unmarked because an earlier message of their key failed "
+            "in the same batch (republished after it).");
     }
 
     ~impl() { stop(); }
@@ -166,9 +144,9 @@ public:
         if (_o.poll_min > _o.poll_max) _o.poll_min = _o.poll_max;
         for (int g = 0; g < _o.lease_groups; ++g) {
             _group_mutex.push_back(std::make_unique<std::mutex>());
-            _epoch_gauge.push_back(&_metrics->get_gauge(
+            _epoch_gauge.push_back(_metrics.add_gauge(
                 "ferry_relay_epoch", "Epoch of each lease group this instance acquired.",
-                "group=\"" + std::to_string(g) + "\""));
+                {{"group", std::to_string(g)}}));
         }
         spdlog::info(
             "event=relay_start instance={} schema={} dsn={} brokers={} lease_groups={} "
@@ -179,6 +157,7 @@ public:
         _first_producer = std::make_unique<detail::producer>(_o);
         _lease_thread = std::thread([this] { lease_loop(); });
         _worker_thread = std::thread([this] { worker_loop(); });
+        _maintenance_thread = std::thread([this] { maintenance_loop(); });
     }
 
     void stop() {
@@ -199,6 +178,7 @@ public:
         }
         _cv.notify_all();
         if (_lease_thread.joinable()) _lease_thread.join();
+        if (_maintenance_thread.joinable()) _maintenance_thread.join();
     }
 
     bool ready() const {
@@ -211,27 +191,29 @@ public:
     }
 
     relay_options _o;
-    std::shared_ptr<registry> _metrics;
+    ferry::metrics::registry& _metrics;
     std::string _q;  // quoted schema
 
-    counter* _published;
-    counter* _errors_transient;
-    counter* _errors_permanent;
-    counter* _errors_fatal;
-    histogram* _batch_size;
-    histogram* _commit_to_ack;
-    counter* _parked_total;
-    gauge* _parked_gauge;
-    counter* _expired_total;
-    gauge* _expired_gauge;
-    gauge* _pending;
-    gauge* _oldest;
-    gauge* _dead_tuples;
-    gauge* _groups_held;
-    counter* _fenced;
-    counter* _pg_reconnects;
-    counter* _producer_restarts;
-    std::vector<gauge*> _epoch_gauge;
+    std::optional<ferry::metrics::counter> _published;
+    std::optional<ferry::metrics::counter> _errors_transient;
+    std::optional<ferry::metrics::counter> _errors_permanent;
+    std::optional<ferry::metrics::counter> _errors_fatal;
+    std::optional<ferry::metrics::histogram> _batch_size;
+    std::optional<ferry::metrics::histogram> _commit_to_ack;
+    std::optional<ferry::metrics::counter> _parked_total;
+    std::optional<ferry::metrics::gauge> _parked_gauge;
+    std::optional<ferry::metrics::counter> _expired_total;
+    std::optional<ferry::metrics::gauge> _expired_gauge;
+    std::optional<ferry::metrics::gauge> _pending;
+    std::optional<ferry::metrics::gauge> _oldest;
+    std::optional<ferry::metrics::gauge> _dead_tuples;
+    std::optional<ferry::metrics::gauge> _groups_held;
+    std::optional<ferry::metrics::counter> _fenced;
+    std::optional<ferry::metrics::counter> _pg_reconnects;
+    std::optional<ferry::metrics::counter> _producer_restarts;
+    std::optional<ferry::metrics::counter> _invalid_headers;
+    std::optional<ferry::metrics::counter> _held_after_failure;
+    std::vector<ferry::metrics::gauge> _epoch_gauge;
     std::atomic<std::uint64_t> _batches{0};
 
     mutable std::mutex _mutex;
@@ -245,8 +227,10 @@ public:
     std::vector<std::unique_ptr<std::mutex>> _group_mutex;
     std::thread _lease_thread;
     std::thread _worker_thread;
+    std::thread _maintenance_thread;
     std::unique_ptr<detail::producer> _first_producer;  // created by start(), moved to the worker
     clock::time_point _last_mismatch_log{};             // lease keeper only
+    bool _inject_fatal = false;                         // worker only (fault point)
 
 private:
     // ------------------------------------------------------------------------------------
@@ -266,23 +250,20 @@ private:
         return _stopping;
     }
 
+    // Every session: connect timeout, statement_timeout (no statement may hang a thread, and so
+    // a graceful stop, indefinitely) and application_name, through the one helper in
+    // common/internal. Failures are ferry::error(retryable, "relay.connect") without the DSN.
     std::unique_ptr<pqxx::connection> connect() {
-        const long timeout_s =
-            std::max<long>(1, static_cast<long>(_o.connect_timeout.count() / 1000));
-        try {
-            auto conn = std::make_unique<pqxx::connection>(
-                internal::with_connect_timeout(_o.dsn, timeout_s));
-            // No statement may hang a thread (and so a graceful stop) indefinitely.
-            const auto limit = std::max<ms>(_o.lease_ttl, 5s);
-            pqxx::nontransaction tx{*conn};
-            tx.exec("SET statement_timeout = " + std::to_string(limit.count()));
-            return conn;
-        } catch (const std::exception& e) {
-            std::string msg = e.what();
-            while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-            throw ferry::error(error_kind::retryable, "relay.connect",
-                               "cannot connect to PostgreSQL: " + msg, "postgres.dsn");
+        internal::session_settings settings;
+        settings.connect_timeout = _o.connect_timeout;
+        settings.statement_timeout = _o.statement_timeout.count() > 0
+                                         ? _o.statement_timeout
+                                         : std::max<ms>(_o.lease_ttl, 5s);
+        // pg_stat_activity shows "ferry-relay" unless the DSN names its own application_name.
+        if (_o.dsn.find("application_name") == std::string::npos) {
+            settings.application_name = "ferry-relay";
         }
+        return internal::connect_unique(_o.dsn, settings, "relay");
     }
 
     void set_pg_ok(bool ok) {
@@ -308,7 +289,6 @@ private:
         std::unique_ptr<pqxx::connection> conn;
         ms backoff = 100ms;
         const ms period = std::max<ms>(_o.lease_ttl / 3, 10ms);
-        auto last_retention = clock::now() - 1h;
         bool had_connection = false;
         for (;;) {
             {
@@ -322,12 +302,7 @@ private:
                     had_connection = true;
                     ensure_rows(*conn);
                 }
-                lease_cycle(*conn);
-                refresh_stats(*conn);
-                if (clock::now() - last_retention > 60s) {
-                    trim_published(*conn);
-                    last_retention = clock::now();
-                }
+                lease_cycle(*conn);  // renewal only: gauges and retention run on maintenance_loop
                 set_pg_ok(true);
                 backoff = 100ms;
                 sleep_for(period);
@@ -425,7 +400,8 @@ private:
                     "interval '1 millisecond' FROM unnest($3::int[], $4::bigint[]) AS h(g, e) "
                     "WHERE l.lease_group = h.g AND l.epoch = h.e AND l.owner = $1 "
                     "RETURNING l.lease_group",
-                _o.instance_id, ttl, array_literal(groups), array_literal(epochs));
+                _o.instance_id, ttl, internal::array_literal(groups),
+                internal::array_literal(epochs));
             tx.commit();
             std::set<int> renewed;
             for (const auto& row : r) renewed.insert(row[0].as<int>());
@@ -489,7 +465,7 @@ private:
                     _held[g] = held_lease{epoch};
                     _groups_held->set(static_cast<double>(_held.size()));
                 }
-                _epoch_gauge[static_cast<std::size_t>(g)]->set(static_cast<double>(epoch));
+                _epoch_gauge[static_cast<std::size_t>(g)].set(static_cast<double>(epoch));
                 ++have;
                 spdlog::info(
                     "event=lease_acquired group={} epoch={} instance={} live_instances={} "
@@ -580,18 +556,191 @@ private:
         _dead_tuples->set(r[0][4].as<double>());
     }
 
-    void trim_published(pqxx::connection& conn) {
-        // Bounded batches keep each transaction short; the index on published_at finds them.
+    // ------------------------------------------------------------------------------------
+    // maintenance: gauges and ledger retention, on their own thread and session, so that slow
+    // statements over a large backlog never delay lease renewal (issue 10, hole 4).
+
+    void maintenance_loop() {
+        std::unique_ptr<pqxx::connection> conn;
+        const ms stats_period = std::max<ms>(_o.lease_ttl / 3, 100ms);
+        const ms ledger_period = std::clamp<ms>(ledger_width() / 2, 500ms, 60s);
+        auto last_ledger = clock::now() - 1h;
+        ms backoff = 100ms;
+        bool had_connection = false;
+        while (!stopping()) {
+            try {
+                if (!conn) {
+                    conn = connect();
+                    if (had_connection) _pg_reconnects->inc();
+                    had_connection = true;
+                }
+                try {
+                    refresh_stats(*conn);
+                } catch (const pqxx::broken_connection&) {
+                    throw;
+                } catch (const std::exception& e) {
+                    // Typically statement_timeout over a huge backlog: the gauges go stale, the
+                    // ledger retention below still runs.
+                    spdlog::warn("event=stats_error error=\"{}\"", one_line(e.what()));
+                }
+                if (clock::now() - last_ledger >= ledger_period) {
+                    maintain_ledger(*conn);
+                    last_ledger = clock::now();
+                }
+                backoff = 100ms;
+                sleep_for(std::min(stats_period, ledger_period));
+            } catch (const std::exception& e) {
+                conn.reset();
+                spdlog::warn("event=maintenance_error error=\"{}\" retry_in_ms={}",
+                             one_line(e.what()), backoff.count());
+                sleep_for(backoff);
+                backoff = std::min<ms>(backoff * 2, 5s);
+            }
+        }
+    }
+
+    static std::string one_line(std::string s) {
+        for (auto& c : s) {
+            if (c == '\n' || c == '"') c = ' ';
+        }
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+        return s;
+    }
+
+    // Width of one ledger partition: a quarter of the retention, between 1 s and 1 day, so a
+    // row lives at most retention + width (+ one maintenance period).
+    ms ledger_width() const {
+        return std::clamp<ms>(
+            std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention / 4), 1s, 24h);
+    }
+
+    static std::string utc_literal(std::int64_t epoch_s) {
+        const std::time_t t = static_cast<std::time_t>(epoch_s);
+        std::tm tm{};
+        ::gmtime_r(&t, &tm);
+        char buf[40];
+        std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S+00", &tm);
+        return buf;
+    }
+
+    // One DDL statement of the ledger's maintenance. A lock that readers hold past lock_timeout
+    // (a long reconciliation scan) defers the work to the next cycle instead of queueing the
+    // relay's marks behind it. Returns false when deferred.
+    bool ledger_ddl(pqxx::connection& conn, const std::string& sql) {
+        try {
+            pqxx::work tx{conn};
+            tx.exec(sql);
+            tx.commit();
+            return true;
+        } catch (const pqxx::broken_connection&) {
+            throw;
+        } catch (const pqxx::sql_error& e) {
+            spdlog::warn("event=ledger_ddl_deferred sqlstate={} error=\"{}\"", e.sqlstate(),
+                         one_line(e.what()));
+            return false;
+        }
+    }
+
+    // Ledger retention by partitions (migration 0010, ADR 0010): create range partitions ahead
+    // of the database clock, drop those whose upper bound is past the retention, and trim the
+    // default partition (rows outside every range) with bounded deletes. One instance at a
+    // time (advisory lock); DDL waits at most lock_timeout for readers, then retries later.
+    void maintain_ledger(pqxx::connection& conn) {
+        {
+            pqxx::nontransaction tx{conn};
+            const auto got = internal::exec(
+                tx, "SELECT pg_try_advisory_lock(hashtext('ferry.relay.ledger'), hashtext($1))",
+                _o.schema);
+            if (!got[0][0].as<bool>()) return;
+            tx.exec("SET lock_timeout = 500");
+        }
+        struct unlock_guard {
+            pqxx::connection& conn;
+            const std::string& schema;
+            ~unlock_guard() {
+                try {
+                    pqxx::nontransaction tx{conn};
+                    tx.exec("SET lock_timeout = 0");
+                    (void)internal::exec(
+                        tx,
+                        "SELECT pg_advisory_unlock(hashtext('ferry.relay.ledger'), hashtext($1))",
+                        schema);
+                } catch (...) {
+                    // A broken session releases its advisory locks itself.
+                }
+            }
+        } unlock{conn, _o.schema};
+
+        const std::int64_t width =
+            std::chrono::duration_cast<std::chrono::seconds>(ledger_width()).count();
+        const std::int64_t retention_s =
+            std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention).count();
+        std::int64_t now_s = 0;
+        std::vector<std::pair<std::int64_t, std::string>> ranged;  // (upper bound, name)
+        std::int64_t max_upper = 0;
+        {
+            pqxx::nontransaction tx{conn};
+            now_s = tx.exec("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")[0][0]
+                        .as<std::int64_t>();
+            const auto r = internal::exec(
+                tx,
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = "
+                "to_regclass($1) AND n.nspname = $2 AND c.relname ~ '^published_p[0-9]+_[0-9]+$'",
+                _q + ".published", _o.schema);
+            for (const auto& row : r) {
+                const auto name = row[0].as<std::string>();
+                const std::int64_t upper = std::stoll(name.substr(name.rfind('_') + 1));
+                ranged.emplace_back(upper, name);
+                max_upper = std::max(max_upper, upper);
+            }
+        }
+        // Drop partitions wholly past the retention.
+        int dropped = 0;
+        for (const auto& [upper, name] : ranged) {
+            if (upper > now_s - retention_s) continue;
+            if (!ledger_ddl(conn, "DROP TABLE IF EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition"))) {
+                break;
+            }
+            ++dropped;
+        }
+        // Create partitions up to three widths ahead. After a gap (no partition covers now),
+        // start at the next boundary a second ahead: rows already in the default partition for
+        // the current range would make the creation fail.
+        std::int64_t from = max_upper;
+        if (from <= now_s) from = ((now_s + 1) / width + 1) * width;
+        int created = 0;
+        while (from < now_s + 3 * width) {
+            const std::int64_t to = from + width;
+            const auto name = "published_p" + std::to_string(from) + "_" + std::to_string(to);
+            if (!ledger_ddl(conn, "CREATE TABLE IF NOT EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition") + " PARTITION OF " + _q +
+                                      ".published FOR VALUES FROM ('" + utc_literal(from) +
+                                      "') TO ('" + utc_literal(to) + "')")) {
+                break;
+            }
+            ++created;
+            from = to;
+        }
+        // Rows outside every range: bounded deletes, as before partitioning.
+        long trimmed = 0;
         for (int i = 0; i < 20; ++i) {
             pqxx::work tx{conn};
             const auto r = internal::exec(
                 tx,
-                "DELETE FROM " + _q + ".published WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + _q +
-                    ".published WHERE published_at < clock_timestamp() - $1::bigint * interval "
-                    "'1 millisecond' LIMIT 5000))",
+                "DELETE FROM " + _q +
+                    ".published_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + _q +
+                    ".published_default WHERE published_at < clock_timestamp() - $1::bigint * "
+                    "interval '1 millisecond' LIMIT 5000))",
                 ms_param(_o.published_retention));
             tx.commit();
+            trimmed += static_cast<long>(r.affected_rows());
             if (r.affected_rows() < 5000) break;
+        }
+        if (dropped > 0 || created > 0 || trimmed > 0) {
+            spdlog::debug("event=ledger_maintained dropped={} created={} trimmed_default={}",
+                          dropped, created, trimmed);
         }
     }
 
@@ -642,6 +791,18 @@ private:
 #endif
     }
 
+    // Named fault point "fatal_producer" (test builds only): with
+    // FERRY_RELAY_FAULT_FATAL_PRODUCER set, the first round over two or more held groups raises
+    // a fatal producer error (librdkafka's OUT_OF_ORDER_SEQUENCE_NUMBER) just before the first
+    // batch with rows produces, so the rest of that round runs after the producer was lost.
+    void fault_point_fatal_producer([[maybe_unused]] std::size_t groups) {
+#ifdef FERRY_FAULT_POINTS
+        static std::atomic<bool> fired{false};
+        if (groups < 2 || std::getenv("FERRY_RELAY_FAULT_FATAL_PRODUCER") == nullptr) return;
+        if (!fired.exchange(true)) _inject_fatal = true;
+#endif
+    }
+
     static constexpr std::chrono::seconds k_busy_window{1};
 
     void worker_loop() {
@@ -662,7 +823,7 @@ private:
                     }
                     had_connection = true;
                 }
-                if (!prod) prod = std::make_unique<detail::producer>(_o);
+                ensure_producer(prod);
                 std::vector<std::pair<int, std::int64_t>> groups;
                 {
                     std::lock_guard lock(_mutex);
@@ -680,6 +841,7 @@ private:
                 bool full = false;
                 bool found = false;
                 bool trouble = false;
+                fault_point_fatal_producer(groups.size());
                 for (const auto& [g, epoch] : groups) {
                     if (stopping()) break;
                     const auto r = run_batch(*conn, prod, g, epoch);
@@ -721,6 +883,16 @@ private:
             }
         }
         prod.reset();
+    }
+
+    // (Re)creates the worker's producer after a fatal error or an abandoned batch dropped it
+    // (issue 10, hole 1: every send goes through here, so no round over several groups can
+    // use a dropped producer).
+    void ensure_producer(std::unique_ptr<detail::producer>& prod) {
+        if (prod) return;
+        prod = std::make_unique<detail::producer>(_o);
+        _producer_restarts->inc();
+        spdlog::warn("event=producer_restarted restarts={}", _producer_restarts->value());
     }
 
     void handle_worker_error(std::unique_ptr<pqxx::connection>& conn, const std::string& what,
@@ -810,38 +982,50 @@ private:
         ++_batches;
         _batch_size->observe(static_cast<double>(rows.size()));
 
-        // 3. Produce the live rows and wait for every acknowledgement.
-        std::vector<std::size_t> live_index;
-        std::vector<detail::produce_item> items;
-        std::vector<std::int64_t> expired_ids;
+        // 3. Decide (batch_planner.hpp, pure): decode each row's headers, then plan what to
+        //    produce. Expired rows are not produced; a row whose headers cannot be decoded is
+        //    parked and holds back the later rows of its key, like any failed row.
+        std::vector<detail::planned_row> planned(rows.size());
+        std::vector<detail::produce_item> prepared(rows.size());
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            const auto& row = rows[i];
-            if (row.expired) {
-                expired_ids.push_back(row.id);
-                continue;
-            }
-            detail::produce_item item;
+            auto& row = rows[i];
+            auto& p = planned[i];
+            p.id = row.id;
+            p.topic = row.topic;
+            p.key = row.key;
+            p.expired = row.expired;
+            if (row.expired) continue;
+            auto& item = prepared[i];
             item.topic = kafka_topic(_o, row.topic);
             if (!row.key.empty()) item.key = row.key;
-            item.payload = row.payload;
+            item.payload = std::move(row.payload);
             item.headers.emplace_back("ferry-message-id", row.message_id);
             item.headers.emplace_back("ferry-created-at", row.created_at_text);
-            try {
-                const auto h = nlohmann::json::parse(row.headers_json);
-                for (auto it = h.begin(); it != h.end(); ++it) {
-                    item.headers.emplace_back(
-                        it.key(), it->is_string() ? it->get<std::string>() : it->dump());
-                }
-            } catch (const std::exception&) {
-                // The table's CHECK makes this unreachable; publish without them rather than stall.
+            p.header_error = detail::decode_headers(row.headers_json, item.headers);
+            if (!p.header_error.empty()) {
+                _invalid_headers->inc();
+                spdlog::error(
+                    "event=invalid_headers group={} outbox_id={} message_id={} reason=\"{}\" "
+                    "action=park",
+                    group, row.id, row.message_id, one_line(p.header_error));
             }
-            live_index.push_back(i);
-            items.push_back(std::move(item));
         }
+        const auto plan = detail::plan_produce(planned);
+        std::vector<detail::produce_item> items;
+        items.reserve(plan.produce.size());
+        for (const auto i : plan.produce) items.push_back(std::move(prepared[i]));
+
         detail::batch_outcome out;
         fault_point_before_produce(group, epoch, items.size());
+        if (!items.empty() && _inject_fatal) {
+            _inject_fatal = false;
+            spdlog::warn("event=fault_point name=fatal_producer group={} epoch={} rows={}", group,
+                         epoch, items.size());
+            prod->raise_fatal_for_test("fault point fatal_producer");
+        }
         if (!items.empty()) {
-            const auto deadline = clock::now() + _o.delivery_timeout + 5s;
+            ensure_producer(prod);
+            const auto deadline = clock::now() + _o.delivery_timeout;
             out = prod->send(items, deadline,
                              guard_enabled() ? produce_until : clock::time_point::max(), [this] {
                                  std::lock_guard lock(_mutex);
@@ -850,45 +1034,44 @@ private:
         }
 
         const auto t_acked = clock::now();
-        // 4. Sort outcomes: acked rows are published; the first permanent failure of a key is
-        //    parked; the rest stay in the outbox for the next round.
-        std::vector<std::int64_t> pub_ids;
-        std::vector<int> pub_parts;
-        std::vector<std::int64_t> pub_offsets;
-        std::vector<std::int64_t> park_ids;
-        std::vector<std::string> park_reasons;
-        std::vector<std::string> park_codes;
-        std::set<std::pair<std::string, std::string>> parked_keys;
-        std::size_t transient = 0;
+        // 4. Decide what to mark (batch_planner.hpp): per key in id order, the acknowledged
+        //    prefix is published; the first failure is parked (permanent) or left for the next
+        //    round, and every later row of that key stays in the outbox even if Kafka
+        //    acknowledged it, so it is republished after the failed one (issue 10, hole 2; the
+        //    producer's idempotence and gapless guarantee keep Kafka from appending it between).
+        const auto marks = detail::plan_mark(planned, plan, out.deliveries);
         const double now_epoch =
             std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
-        for (std::size_t k = 0; k < out.deliveries.size(); ++k) {
-            const auto& d = out.deliveries[k];
-            const auto& row = rows[live_index[k]];
-            switch (d.result) {
-                case detail::outcome::acked:
-                    pub_ids.push_back(row.id);
-                    pub_parts.push_back(d.partition);
-                    pub_offsets.push_back(d.offset);
-                    _commit_to_ack->observe(std::max(0.0, now_epoch - row.created_at_epoch));
-                    break;
-                case detail::outcome::permanent:
-                    if (parked_keys.insert({row.topic, row.key}).second) {
-                        park_ids.push_back(row.id);
-                        park_reasons.push_back(d.error_text);
-                        park_codes.push_back(d.error_code);
-                    }
-                    break;
-                case detail::outcome::transient:
-                    ++transient;
-                    break;
-                case detail::outcome::not_sent:
-                    break;
-            }
+        std::vector<std::int64_t> pub_ids;
+        std::vector<int> pub_parts;
+        std::vector<std::int64_t> pub_offsets;
+        for (const auto& p : marks.publish) {
+            pub_ids.push_back(rows[p.row].id);
+            pub_parts.push_back(p.partition);
+            pub_offsets.push_back(p.offset);
+            _commit_to_ack->observe(std::max(0.0, now_epoch - rows[p.row].created_at_epoch));
+        }
+        std::vector<std::int64_t> expired_ids;
+        for (const auto i : marks.expire) expired_ids.push_back(rows[i].id);
+        std::vector<std::int64_t> park_ids;
+        std::vector<std::string> park_reasons;
+        std::vector<std::string> park_codes;
+        for (const auto& p : marks.park) {
+            park_ids.push_back(rows[p.row].id);
+            park_reasons.push_back(p.reason);
+            park_codes.push_back(p.error_code);
+        }
+        const std::size_t transient = marks.transient;
+        if (marks.held_acked > 0) {
+            _held_after_failure->inc(static_cast<double>(marks.held_acked));
+            spdlog::warn(
+                "event=held_after_failure group={} count={} (acknowledged after an earlier "
+                "failure of their key; left unmarked, republished after it)",
+                group, marks.held_acked);
         }
         if (transient > 0) {
-            _errors_transient->inc(transient);
+            _errors_transient->inc(static_cast<double>(transient));
             std::string example;
             for (const auto& d : out.deliveries) {
                 if (d.result == detail::outcome::transient) {
@@ -901,14 +1084,18 @@ private:
         }
         if (out.fatal) {
             _errors_fatal->inc();
-            _producer_restarts->inc();
             spdlog::error("event=producer_fatal group={} reason=\"{}\" action=recreate", group,
                           out.fatal_reason);
+            prod.reset();  // recreated by ensure_producer before the next send
+        } else if (out.purged) {
+            // Messages were purged (lease budget spent or batch abandoned): librdkafka would
+            // re-sequence what follows, so this producer is not used again.
+            spdlog::warn("event=producer_purged group={} action=recreate", group);
             prod.reset();
         }
 
         // 5. Mark, fenced by the lease row (locked, so a steal and a mark cannot interleave).
-        if (!pub_ids.empty() || !park_ids.empty() || !expired_ids.empty()) {
+        if (!marks.nothing_to_mark()) {
             fault_point_before_mark(group, epoch, pub_ids.size());
             pqxx::work tx{conn};
             const auto lease = internal::exec_cached(
@@ -942,8 +1129,8 @@ private:
                         "payload, headers) SELECT "
                         "message_id, topic, key, part, off, created_at, $4, $5, payload, headers "
                         "FROM moved",
-                    array_literal(pub_ids), array_literal(pub_parts), array_literal(pub_offsets),
-                    epoch, group);
+                    internal::array_literal(pub_ids), internal::array_literal(pub_parts),
+                    internal::array_literal(pub_offsets), epoch, group);
             }
             if (!expired_ids.empty()) {
                 (void)internal::exec_cached(
@@ -957,7 +1144,7 @@ private:
                         "message_id, topic, key, payload, headers, created_at, available_at, "
                         "expires_at FROM moved ON CONFLICT (id) DO UPDATE SET expired_at = "
                         "excluded.expired_at",
-                    array_literal(expired_ids));
+                    internal::array_literal(expired_ids));
             }
             if (!park_ids.empty()) {
                 (void)internal::exec_cached(
@@ -980,14 +1167,14 @@ private:
                         "excluded.reason, error_code = excluded.error_code, parked_at = "
                         "excluded.parked_at, attempts = " +
                         _q + ".parked.attempts + 1",
-                    array_literal(park_ids), text_array_literal(park_reasons),
-                    text_array_literal(park_codes));
+                    internal::array_literal(park_ids), internal::array_literal(park_reasons),
+                    internal::array_literal(park_codes));
             }
             tx.commit();
-            _published->inc(pub_ids.size());
-            _expired_total->inc(expired_ids.size());
-            _parked_total->inc(park_ids.size());
-            _errors_permanent->inc(park_ids.size());
+            _published->inc(static_cast<double>(pub_ids.size()));
+            _expired_total->inc(static_cast<double>(expired_ids.size()));
+            _parked_total->inc(static_cast<double>(park_ids.size()));
+            _errors_permanent->inc(static_cast<double>(park_ids.size()));
             for (std::size_t i = 0; i < park_ids.size(); ++i) {
                 spdlog::warn(
                     "event=message_parked group={} outbox_id={} error_code={} reason=\"{}\"", group,
@@ -1003,26 +1190,39 @@ private:
             group, rows.size(), pub_ids.size(), expired_ids.size(), park_ids.size(),
             std::chrono::duration_cast<ms>(t_acked - t_claimed).count(),
             std::chrono::duration_cast<ms>(clock::now() - t_acked).count());
-        if (transient > 0 || out.fatal) return batch_result::kafka_trouble;
-        return rows.size() >= _o.batch_size ? batch_result::full : batch_result::partial;
+        switch (detail::plan_next({.claimed = rows.size(),
+                                   .batch_size = _o.batch_size,
+                                   .fenced = false,
+                                   .producer_lost = out.fatal || out.purged},
+                                  marks)) {
+            case detail::next_step::back_off:
+                return batch_result::kafka_trouble;
+            case detail::next_step::poll_again_now:
+                return batch_result::full;
+            case detail::next_step::drop_group:
+                return batch_result::fenced;
+            case detail::next_step::poll_later:
+                break;
+        }
+        return batch_result::partial;
     }
 };
 
-relay::relay(relay_options options, std::shared_ptr<registry> metrics)
-    : _impl(std::make_unique<impl>(std::move(options), std::move(metrics))) {}
+relay::relay(relay_options options, ferry::metrics::registry* metrics)
+    : _impl(std::make_unique<impl>(std::move(options), metrics)) {}
 relay::~relay() = default;
 void relay::start() { _impl->start(); }
 void relay::stop() { _impl->stop(); }
 bool relay::ready() const { return _impl->ready(); }
 int relay::groups_held() const { return _impl->groups_held(); }
 const std::string& relay::instance_id() const { return _impl->_o.instance_id; }
-registry& relay::metrics() { return *_impl->_metrics; }
+ferry::metrics::registry& relay::metrics() { return _impl->_metrics; }
 relay_counts relay::counts() const {
     relay_counts c;
-    c.published = _impl->_published->value();
-    c.parked = _impl->_parked_total->value();
-    c.expired = _impl->_expired_total->value();
-    c.fenced = _impl->_fenced->value();
+    c.published = static_cast<std::uint64_t>(_impl->_published->value());
+    c.parked = static_cast<std::uint64_t>(_impl->_parked_total->value());
+    c.expired = static_cast<std::uint64_t>(_impl->_expired_total->value());
+    c.fenced = static_cast<std::uint64_t>(_impl->_fenced->value());
     c.batches = _impl->_batches.load();
     return c;
 }

@@ -44,6 +44,7 @@ struct relay_config {
     std::string lease_ttl = "2s";
     int lease_groups = 1;
     std::string delivery_timeout = "10s";
+    std::map<std::string, std::string> properties;  // kafka.properties
 };
 
 // One ferry-relay child process with its own config file and log file.
@@ -55,8 +56,12 @@ public:
         _log_path = "/tmp/" + name + ".log";
         std::ofstream out(_config_path);
         out << "postgres:\n  dsn: \"" << c.dsn << "\"\n  schema: " << env.schema.name()
-            << "\nkafka:\n  brokers: \"" << c.brokers << "\"\n  compression: none\n"
-            << "http:\n  listen: 127.0.0.1:0\nrelay:\n"
+            << "\nkafka:\n  brokers: \"" << c.brokers << "\"\n  compression: none\n";
+        if (!c.properties.empty()) out << "  properties:\n";
+        for (const auto& [prop, value] : c.properties) {
+            out << "    " << prop << ": \"" << value << "\"\n";
+        }
+        out << "http:\n  listen: 127.0.0.1:0\nrelay:\n"
             << (c.instance_id.empty() ? "" : "  instance_id: " + c.instance_id + "\n")
             << "  lease_ttl: " << c.lease_ttl << "\n  lease_groups: " << c.lease_groups
             << "\n  batch_size: " << k_batch
@@ -482,6 +487,63 @@ TEST(RelayFaultTest, FatalProducerErrorRecreatesProducerAndLosesNothing) {
     kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
     expect_no_loss(reader, load.committed(), 2 * k_batch);
     std::cerr << relay.log() << "\n" << relay.metrics();
+}
+
+// Hole 1 of issue 10: a fatal producer error while one instance holds two or more lease groups.
+// The producer was reset after the failing group's batch while the round over the other groups
+// went on calling send through it (a segfault). The relay must recreate the producer, say so
+// (log and metric), and lose nothing.
+TEST(RelayFaultTest, FatalProducerErrorWithTwoGroupsRestartsProducerAndLosesNothing) {
+    relay_env env;
+    workload load(env, env.topic, 2000, 40);
+    load.join();  // a backlog in both groups, so the round after the fatal error has rows
+    relay_config c;
+    c.lease_groups = 2;
+    c.env["FERRY_RELAY_FAULT_FATAL_PRODUCER"] = "1";
+    relay_process relay(env, c);
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    EXPECT_TRUE(relay.proc().running()) << relay.log();
+    const auto log = relay.log();
+    EXPECT_THAT(log, testing::HasSubstr("name=fatal_producer"));
+    EXPECT_THAT(log, testing::HasSubstr("event=producer_restarted"));
+    const auto metrics = relay.metrics();
+    EXPECT_THAT(metrics, testing::HasSubstr("ferry_relay_producer_restarts_total 1\n")) << metrics;
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), 2 * k_batch);
+}
+
+// Hole 2 of issue 10: a message the broker refuses after librdkafka took it (an injected
+// MSG_SIZE_TOO_LARGE on the first Produce request; one message per request, several requests in
+// flight). Before the fix, librdkafka re-sequenced the later messages of the key and they were
+// acknowledged and marked while the refused one was parked, so they reached Kafka before it.
+// Now nothing later of the key may reach Kafka before it: the parked row is retried (as an
+// operator would) and the first deliveries of every key must follow commit order.
+TEST(RelayFaultTest, BrokerRefusalAfterHandOffNeverLetsALaterMessageOfItsKeyOvertake) {
+    relay_env env;
+    ferry::test::dev_kafka kafka({.brokers = 1, .topics = {env.topic + ":1"}});
+    workload load(env, env.topic, 60, 2);
+    load.join();
+    kafka.push_errors(0, "MSG_SIZE_TOO_LARGE", 1);
+    relay_config c;
+    c.brokers = kafka.bootstrap();
+    c.properties["batch.num.messages"] = "1";
+    relay_process relay(env, c);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    long retried = 0;
+    ASSERT_TRUE(eventually(
+        [&] {
+            pqxx::nontransaction tx{conn};
+            retried += tx.exec("SELECT count(*) FILTER (WHERE " + env.q() +
+                               ".retry_parked(id)) FROM " + env.q() + ".parked")[0][0]
+                           .as<long>();
+            return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0 &&
+                   count_rows("SELECT count(*) FROM " + env.q() + ".parked") == 0;
+        },
+        60s, 200ms))
+        << relay.log();
+    std::cerr << "[refusal] parked and retried=" << retried << "\n";
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    expect_no_loss(reader, load.committed(), 60);
 }
 
 }  // namespace

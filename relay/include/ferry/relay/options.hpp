@@ -41,7 +41,11 @@ struct relay_options {
     std::chrono::milliseconds delivery_timeout{30000};
     /// On stop(): the in-flight batch gets this long before it is abandoned (rows unmarked).
     std::chrono::milliseconds shutdown_timeout{10000};
+    /// Published-ledger rows are kept at least this long and at most about this long plus one
+    /// partition width (retention / 4, between 1 s and 1 day); see ADR 0010.
     std::chrono::milliseconds published_retention{std::chrono::hours(24 * 7)};
+    /// statement_timeout of every relay session; 0: max(lease_ttl, 5 s).
+    std::chrono::milliseconds statement_timeout{0};
 };
 
 /// The Kafka topic an outbox topic is published to: topic_map rename, then topic_prefix.

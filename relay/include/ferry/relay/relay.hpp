@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "ferry/relay/metrics.hpp"
+#include "ferry/common/metrics.hpp"
 #include "ferry/relay/options.hpp"
 
 namespace ferry::relay {
@@ -28,8 +28,9 @@ struct relay_counts {
 
 class relay {
 public:
-    /// `metrics` may be shared with an HTTP server; one is created when null.
-    explicit relay(relay_options options, std::shared_ptr<registry> metrics = nullptr);
+    /// The relay's metrics go to `metrics` (ADR 0030: one registry per process); nullptr means
+    /// ferry::metrics::process_registry(). It must outlive the relay.
+    explicit relay(relay_options options, ferry::metrics::registry* metrics = nullptr);
     ~relay();
     relay(const relay&) = delete;
     relay& operator=(const relay&) = delete;
@@ -45,7 +46,7 @@ public:
     [[nodiscard]] int groups_held() const;
     [[nodiscard]] const std::string& instance_id() const;
     [[nodiscard]] relay_counts counts() const;
-    [[nodiscard]] registry& metrics();
+    [[nodiscard]] ferry::metrics::registry& metrics();
 
 private:
     class impl;

@@ -1,0 +1,84 @@
+#include "batch_planner.hpp"
+
+#include <set>
+#include <utility>
+
+namespace ferry::relay::detail {
+
+namespace {
+
+using key_id = std::pair<std::string, std::string>;  // (outbox topic, key)
+
+key_id key_of(const planned_row& row) { return {row.topic, row.key}; }
+
+}  // namespace
+
+produce_plan plan_produce(const std::vector<planned_row>& rows) {
+    produce_plan plan;
+    std::set<key_id> failed;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto& row = rows[i];
+        if (row.expired) {
+            plan.expire.push_back(i);
+            continue;
+        }
+        if (failed.count(key_of(row)) != 0) {
+            ++plan.held;  // waits behind the failed row of its key
+            continue;
+        }
+        if (!row.header_error.empty()) {
+            failed.insert(key_of(row));
+            plan.park.push_back({i, "HEADERS_INVALID", row.header_error});
+            continue;
+        }
+        plan.produce.push_back(i);
+    }
+    return plan;
+}
+
+mark_plan plan_mark(const std::vector<planned_row>& rows, const produce_plan& plan,
+                    const std::vector<delivery_report>& reports) {
+    mark_plan marks;
+    marks.expire = plan.expire;
+    marks.park = plan.park;
+    marks.left = plan.held;
+    std::set<key_id> failed;
+    for (const auto& p : plan.park) failed.insert(key_of(rows[p.row]));
+    for (std::size_t k = 0; k < plan.produce.size(); ++k) {
+        const std::size_t i = plan.produce[k];
+        const auto& row = rows[i];
+        // A missing report (the sink gave up before producing it) counts as not sent.
+        const delivery_report none{};
+        const auto& d = k < reports.size() ? reports[k] : none;
+        if (d.result == delivery_result::transient) ++marks.transient;
+        if (failed.count(key_of(row)) != 0) {
+            if (d.result == delivery_result::acked) ++marks.held_acked;
+            ++marks.left;
+            continue;
+        }
+        switch (d.result) {
+            case delivery_result::acked:
+                marks.publish.push_back({i, d.partition, d.offset});
+                break;
+            case delivery_result::permanent:
+                failed.insert(key_of(row));
+                marks.park.push_back({i, d.error_code, d.error_text});
+                break;
+            case delivery_result::transient:
+            case delivery_result::not_sent:
+                failed.insert(key_of(row));
+                ++marks.left;
+                break;
+        }
+    }
+    return marks;
+}
+
+next_step plan_next(const batch_facts& facts, const mark_plan& marks) {
+    if (facts.fenced) return next_step::drop_group;
+    if (facts.producer_lost || marks.transient > 0) return next_step::back_off;
+    if (facts.claimed >= facts.batch_size && facts.claimed > 0) return next_step::poll_again_now;
+    return next_step::poll_later;
+}
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,155 @@
+// Unit tests of the relay's batch planner (no servers): the decision rules of one batch.
+
+#include "batch_planner.hpp"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using namespace ferry::relay::detail;
+
+planned_row row(std::int64_t id, std::string key, bool expired = false,
+                std::string header_error = {}) {
+    planned_row r;
+    r.id = id;
+    r.topic = "orders";
+    r.key = std::move(key);
+    r.expired = expired;
+    r.header_error = std::move(header_error);
+    return r;
+}
+
+delivery_report acked(std::int64_t offset) {
+    delivery_report d;
+    d.result = delivery_result::acked;
+    d.partition = 0;
+    d.offset = offset;
+    return d;
+}
+
+delivery_report failed(delivery_result result, std::string code = "REQUEST_TIMED_OUT") {
+    delivery_report d;
+    d.result = result;
+    d.error_code = std::move(code);
+    d.error_text = "refused";
+    return d;
+}
+
+std::vector<std::int64_t> ids(const std::vector<planned_row>& rows,
+                              const std::vector<std::size_t>& idx) {
+    std::vector<std::int64_t> out;
+    for (auto i : idx) out.push_back(rows[i].id);
+    return out;
+}
+
+std::vector<std::int64_t> published_ids(const std::vector<planned_row>& rows, const mark_plan& m) {
+    std::vector<std::int64_t> out;
+    for (const auto& p : m.publish) out.push_back(rows[p.row].id);
+    return out;
+}
+
+TEST(BatchPlannerTest, EmptyBatchMarksNothingAndPollsLater) {
+    const std::vector<planned_row> rows;
+    const auto plan = plan_produce(rows);
+    EXPECT_TRUE(plan.produce.empty());
+    const auto marks = plan_mark(rows, plan, {});
+    EXPECT_TRUE(marks.nothing_to_mark());
+    EXPECT_EQ(plan_next({.claimed = 0, .batch_size = 100}, marks), next_step::poll_later);
+}
+
+TEST(BatchPlannerTest, AllAcknowledgedArePublishedAndAFullBatchPollsAgain) {
+    const std::vector<planned_row> rows{row(1, "a"), row(2, "b"), row(3, "a")};
+    const auto plan = plan_produce(rows);
+    EXPECT_EQ(ids(rows, plan.produce), (std::vector<std::int64_t>{1, 2, 3}));
+    const auto marks = plan_mark(rows, plan, {acked(10), acked(11), acked(12)});
+    EXPECT_EQ(published_ids(rows, marks), (std::vector<std::int64_t>{1, 2, 3}));
+    EXPECT_EQ(marks.publish[2].offset, 12);
+    EXPECT_EQ(plan_next({.claimed = 3, .batch_size = 3}, marks), next_step::poll_again_now);
+    EXPECT_EQ(plan_next({.claimed = 3, .batch_size = 10}, marks), next_step::poll_later);
+}
+
+// A delivery that fails mid-batch holds its key: a later row of the same key is not published
+// even though Kafka acknowledged it; other keys are unaffected.
+TEST(BatchPlannerTest, FailedDeliveryMidBatchHoldsItsKey) {
+    const std::vector<planned_row> rows{row(1, "a"), row(2, "b"), row(3, "a"), row(4, "b"),
+                                        row(5, "a")};
+    const auto plan = plan_produce(rows);
+    ASSERT_EQ(plan.produce.size(), 5u);
+    const auto marks = plan_mark(
+        rows, plan, {acked(1), failed(delivery_result::transient), acked(2), acked(3), acked(4)});
+    EXPECT_EQ(published_ids(rows, marks), (std::vector<std::int64_t>{1, 3, 5}));
+    EXPECT_EQ(marks.transient, 1u);
+    EXPECT_EQ(marks.held_acked, 1u) << "row 4 (key b) was acknowledged after b failed";
+    EXPECT_EQ(marks.left, 2u);
+    EXPECT_TRUE(marks.park.empty());
+    EXPECT_EQ(plan_next({.claimed = 5, .batch_size = 5}, marks), next_step::back_off);
+}
+
+TEST(BatchPlannerTest, NotSentHoldsItsKeyLikeAFailure) {
+    const std::vector<planned_row> rows{row(1, "a"), row(2, "a")};
+    const auto marks = plan_mark(rows, plan_produce(rows), {failed(delivery_result::not_sent)});
+    EXPECT_TRUE(marks.publish.empty()) << "a missing report must not publish row 2";
+    EXPECT_EQ(marks.left, 2u);
+}
+
+// Parking: the first permanent failure of a key is parked with its code and reason; later rows
+// of that key stay in the outbox (the claim then skips the key until the row is retried).
+TEST(BatchPlannerTest, PermanentFailureIsParkedAndLaterRowsOfItsKeyStay) {
+    const std::vector<planned_row> rows{row(1, "p"), row(2, "p"), row(3, "q")};
+    const auto plan = plan_produce(rows);
+    const auto marks =
+        plan_mark(rows, plan,
+                  {failed(delivery_result::permanent, "MSG_SIZE_TOO_LARGE"),
+                   failed(delivery_result::permanent, "MSG_SIZE_TOO_LARGE"), acked(7)});
+    ASSERT_EQ(marks.park.size(), 1u);
+    EXPECT_EQ(rows[marks.park[0].row].id, 1);
+    EXPECT_EQ(marks.park[0].error_code, "MSG_SIZE_TOO_LARGE");
+    EXPECT_EQ(marks.park[0].reason, "refused");
+    EXPECT_EQ(published_ids(rows, marks), (std::vector<std::int64_t>{3}));
+    EXPECT_EQ(marks.left, 1u);
+}
+
+TEST(BatchPlannerTest, UndecodableHeadersAreParkedBeforeProducingAndHoldTheKey) {
+    const std::vector<planned_row> rows{row(1, "h", false, "headers: number overflow"), row(2, "h"),
+                                        row(3, "k")};
+    const auto plan = plan_produce(rows);
+    EXPECT_EQ(ids(rows, plan.produce), (std::vector<std::int64_t>{3}));
+    ASSERT_EQ(plan.park.size(), 1u);
+    EXPECT_EQ(plan.park[0].error_code, "HEADERS_INVALID");
+    EXPECT_EQ(plan.held, 1u);
+    const auto marks = plan_mark(rows, plan, {acked(1)});
+    ASSERT_EQ(marks.park.size(), 1u);
+    EXPECT_EQ(rows[marks.park[0].row].id, 1);
+    EXPECT_EQ(published_ids(rows, marks), (std::vector<std::int64_t>{3}));
+}
+
+TEST(BatchPlannerTest, ExpiredRowsAreNeverProducedAndAreMovedToExpired) {
+    const std::vector<planned_row> rows{row(1, "e", true), row(2, "e"), row(3, "f", true)};
+    const auto plan = plan_produce(rows);
+    EXPECT_EQ(ids(rows, plan.produce), (std::vector<std::int64_t>{2}));
+    const auto marks = plan_mark(rows, plan, {acked(5)});
+    EXPECT_EQ(ids(rows, marks.expire), (std::vector<std::int64_t>{1, 3}));
+    EXPECT_EQ(published_ids(rows, marks), (std::vector<std::int64_t>{2}));
+    EXPECT_FALSE(marks.nothing_to_mark());
+}
+
+// A fenced mark: whatever was acknowledged, the worker drops the group (nothing is marked; the
+// new owner republishes), before any other consideration.
+TEST(BatchPlannerTest, FencedMarkDropsTheGroup) {
+    const std::vector<planned_row> rows{row(1, "a")};
+    const auto marks = plan_mark(rows, plan_produce(rows), {acked(1)});
+    EXPECT_EQ(plan_next({.claimed = 1, .batch_size = 1, .fenced = true}, marks),
+              next_step::drop_group);
+    EXPECT_EQ(
+        plan_next({.claimed = 1, .batch_size = 1, .fenced = true, .producer_lost = true}, marks),
+        next_step::drop_group);
+}
+
+TEST(BatchPlannerTest, LostProducerBacksOff) {
+    const std::vector<planned_row> rows{row(1, "a")};
+    const auto marks = plan_mark(rows, plan_produce(rows), {acked(1)});
+    EXPECT_EQ(plan_next({.claimed = 1, .batch_size = 1, .producer_lost = true}, marks),
+              next_step::back_off);
+}
+
+}  // namespace
