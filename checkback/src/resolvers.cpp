@@ -195,7 +195,11 @@ public:
         try {
             const auto j = nlohmann::json::parse(reply);
             const auto d = parse_decision(j.at("decision").get<std::string>());
-            if (!d) return {check_decision::unknown, "reply has an unrecognised decision"};
+            if (!d) {
+                return {check_decision::unknown,
+                        "reply has an unrecognised decision (expected \"commit\", \"rollback\" "
+                        "or \"unknown\")"};
+            }
             return {*d, "HTTP 200"};
         } catch (const std::exception&) {
             return {check_decision::unknown, "reply is not JSON with a \"decision\" string"};
@@ -208,6 +212,8 @@ private:
 
 // ---------------------------------------------------------------------------------------------
 class sql_resolver final : public resolver {
+    static constexpr pqxx::oid bool_oid = 16;  // pg_type.oid of boolean
+
 public:
     explicit sql_resolver(sql_options o) : _o(std::move(o)) {
         if (_o.query.empty()) {
@@ -230,9 +236,27 @@ public:
             pqxx::read_transaction tx{*_conn};
             const auto r = internal::exec(tx, _o.query, req.tx_ref);
             if (r.empty()) return {check_decision::unknown, "query returned no row"};
+            if (r.size() > 1) {
+                return {check_decision::unknown,
+                        "query returned " + std::to_string(r.size()) + " rows; expected one"};
+            }
             if (r[0][0].is_null()) return {check_decision::unknown, "query returned NULL"};
+            if (r[0][0].type() == bool_oid) {
+                // A boolean can prove a commit (the row is visible, so its transaction
+                // committed) but never a rollback: false also means "not committed yet", and
+                // rolling back a transaction that then commits loses its message (issue 10,
+                // hole 8). Return the text 'rollback' when the query can prove it.
+                if (r[0][0].as<bool>()) return {check_decision::commit, "sql: true"};
+                return {check_decision::unknown,
+                        "query returned false: not proof of a rollback (the transaction may still "
+                        "be running); return 'rollback' to roll back"};
+            }
             const auto d = parse_decision(r[0][0].c_str());
-            if (!d) return {check_decision::unknown, "query returned an unrecognised value"};
+            if (!d) {
+                return {check_decision::unknown,
+                        "query returned an unrecognised value (expected 'commit', 'rollback', "
+                        "'unknown', NULL or a boolean)"};
+            }
             return {*d, "sql"};
         } catch (const std::exception& e) {
             _conn.reset();
@@ -250,10 +274,10 @@ private:
 std::optional<check_decision> parse_decision(std::string_view text) noexcept {
     try {
         const auto t = lower(text);
-        if (t == "commit" || t == "committed" || t == "t" || t == "true")
-            return check_decision::commit;
-        if (t == "rollback" || t == "rolled_back" || t == "f" || t == "false")
-            return check_decision::rollback;
+        // No booleans: "false" is not proof of a rollback (issue 10, hole 8), and accepting
+        // "true" but not "false" would invite a check that can only answer one way.
+        if (t == "commit" || t == "committed") return check_decision::commit;
+        if (t == "rollback" || t == "rolled_back") return check_decision::rollback;
         if (t == "unknown") return check_decision::unknown;
     } catch (...) {
     }

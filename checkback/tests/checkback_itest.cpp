@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -281,7 +282,10 @@ TEST_F(CheckbackTest, SqlResolverAgainstASecondDatabase) {
                missing = prepare("p-missing", o);
     checkback::sql_options so;
     so.dsn = dsn;
-    so.query = "SELECT status = 'paid' FROM payments WHERE tx_ref = $1";
+    // A final status proves the outcome either way; anything else would be 'unknown'.
+    so.query =
+        "SELECT CASE status WHEN 'paid' THEN 'commit' WHEN 'declined' THEN 'rollback' "
+        "ELSE 'unknown' END FROM payments WHERE tx_ref = $1";
     auto opts = scheduler_opts();
     opts.groups["ledger"] = checkback::make_sql_resolver(so);
     {
@@ -295,6 +299,128 @@ TEST_F(CheckbackTest, SqlResolverAgainstASecondDatabase) {
     EXPECT_NE(read(missing).last_check_result.find("no row"), std::string::npos);
     pqxx::nontransaction admin{conn()};
     admin.exec("DROP DATABASE " + db + " WITH (FORCE)");
+}
+
+// Issue 10, hole 8. A check answered from "is the business row visible?" says false while the
+// local transaction is still open. That is not proof of a rollback: the message must stay
+// pending (unknown, asked again later), and the producer's commit after the local commit must be
+// accepted. Before the fix the sql resolver mapped false to rollback: the message was rolled
+// back while its transaction was open and the producer's commit was refused (FH001).
+TEST_F(CheckbackTest, SqlResolverNeverRollsBackATransactionStillInFlight) {
+    const std::string orders = "\"" + schema() + "\".orders";
+    {
+        pqxx::work tx{conn()};
+        tx.exec("CREATE TABLE " + orders + " (tx_ref text PRIMARY KEY)");
+        tx.commit();
+    }
+    outbox::half_options o;
+    o.producer_group = "orders";
+    o.max_checks = 3;
+    const auto id = prepare("order-1", o);
+    // The producer's local transaction has written its row and has not committed yet.
+    pqxx::connection local{test::pg_dsn()};
+    pqxx::work local_tx{local};
+    local_tx.exec("INSERT INTO " + orders + " VALUES ('order-1')");
+
+    checkback::sql_options so;
+    so.dsn = test::pg_dsn();
+    so.query = "SELECT EXISTS (SELECT 1 FROM " + orders + " WHERE tx_ref = $1)";
+    auto opts = scheduler_opts();
+    opts.groups["orders"] = checkback::make_sql_resolver(so);
+    checkback::scheduler s(opts);
+    EXPECT_EQ(s.run_once(), 1);
+    const auto during = read(id);
+    EXPECT_EQ(during.state, "pending")
+        << "check-back decided while the local transaction was open: " << during.last_check_result;
+    EXPECT_EQ(during.last_check_result.rfind("unknown", 0), 0u) << during.last_check_result;
+    EXPECT_EQ(s.stats().checks_rollback.load(), 0u);
+
+    local_tx.commit();
+    outbox::half_state after{};
+    EXPECT_NO_THROW(after = outbox::commit(writer(), conn(), id))
+        << "the producer's commit was refused: the message is lost";
+    EXPECT_EQ(after, outbox::half_state::committed);
+    EXPECT_EQ(read(id).in_outbox, 1);
+}
+
+// The safe check the docs recommend: tx_ref is the local transaction's id
+// (pg_current_xact_id()), and the query answers from pg_xact_status(): commit once committed,
+// rollback only once aborted (proven), unknown while in progress.
+TEST_F(CheckbackTest, SqlResolverWithXactStatusDecidesOnlyWhatIsProven) {
+    pqxx::connection c_commit{test::pg_dsn()}, c_abort{test::pg_dsn()}, c_open{test::pg_dsn()};
+    pqxx::work t_commit{c_commit}, t_abort{c_abort}, t_open{c_open};
+    auto xid = [](pqxx::work& t) {
+        return t.exec("SELECT pg_current_xact_id()::text")[0][0].as<std::string>();
+    };
+    outbox::half_options o;
+    o.producer_group = "xact";
+    o.max_checks = 5;
+    const auto committed = prepare(xid(t_commit), o);
+    const auto aborted = prepare(xid(t_abort), o);
+    const auto open = prepare(xid(t_open), o);
+    t_commit.commit();
+    t_abort.abort();
+
+    checkback::sql_options so;
+    so.dsn = test::pg_dsn();
+    so.query =
+        "SELECT CASE pg_xact_status($1::xid8) WHEN 'committed' THEN 'commit' "
+        "WHEN 'aborted' THEN 'rollback' ELSE 'unknown' END";
+    auto opts = scheduler_opts();
+    opts.groups["xact"] = checkback::make_sql_resolver(so);
+    checkback::scheduler s(opts);
+    EXPECT_EQ(s.run_once(), 3);
+    EXPECT_EQ(read(committed).state, "committed");
+    EXPECT_EQ(read(aborted).state, "rolled_back");
+    EXPECT_EQ(read(open).state, "pending");
+    EXPECT_EQ(read(open).last_check_result.rfind("unknown", 0), 0u) << read(open).last_check_result;
+
+    t_open.commit();
+    ASSERT_TRUE(eventually([&] {
+        (void)s.run_once();
+        return read(open).state == "committed";
+    }));
+    EXPECT_EQ(read(open).in_outbox, 1);
+    EXPECT_EQ(read(open).check_count, 2);
+}
+
+// HTTP: only an explicit "rollback" rolls back. Booleans, "false", an empty body, 202 and 503
+// are all unknown (asked again), so a service that answers "not found yet" cannot lose a message.
+TEST_F(CheckbackTest, HttpResolverRollsBackOnlyOnAnExplicitRollback) {
+    httplib::Server server;
+    server.Post("/check", [](const httplib::Request& req, httplib::Response& res) {
+        const auto tx = nlohmann::json::parse(req.body).at("tx_ref").get<std::string>();
+        if (tx == "s-false") res.set_content(R"({"decision":"false"})", "application/json");
+        if (tx == "b-false") res.set_content(R"({"decision":false})", "application/json");
+        if (tx == "s-f") res.set_content(R"({"decision":"f"})", "application/json");
+        if (tx == "no-field") res.set_content(R"({"found":false})", "application/json");
+        if (tx == "accepted") res.status = 202;
+        if (tx == "busy") res.status = 503;
+        if (tx == "unknown") res.set_content(R"({"decision":"unknown"})", "application/json");
+        if (tx == "rollback") res.set_content(R"({"decision":"rollback"})", "application/json");
+    });
+    const int port = server.bind_to_any_port("127.0.0.1");
+    std::thread t([&] { server.listen_after_bind(); });
+    outbox::half_options o;
+    o.producer_group = "payments";
+    std::map<std::string, outbox::message_id> ids;
+    for (const char* tx :
+         {"s-false", "b-false", "s-f", "no-field", "accepted", "busy", "unknown", "rollback"}) {
+        ids.emplace(tx, prepare(tx, o));
+    }
+    checkback::http_options h;
+    h.url = "http://127.0.0.1:" + std::to_string(port) + "/check";
+    auto opts = scheduler_opts();
+    opts.groups["payments"] = checkback::make_http_resolver(h);
+    checkback::scheduler s(opts);
+    EXPECT_EQ(s.run_once(), 8);
+    server.stop();
+    t.join();
+    for (const auto& [tx, id] : ids) {
+        const auto r = read(id);
+        EXPECT_EQ(r.state, tx == "rollback" ? "rolled_back" : "pending")
+            << tx << ": " << r.last_check_result;
+    }
 }
 
 TEST_F(CheckbackTest, GroupWithoutResolverIsUnknownNotDropped) {

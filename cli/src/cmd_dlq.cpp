@@ -125,7 +125,7 @@ void register_dlq(CLI::App& app, globals& g) {
         const auto rows = retry::dead_letters(schema).list(tx, f);
         if (rows.empty()) {
             std::cerr << "ferryctl: no dead letter with id " << a.id << "\n";
-            g.exit_code = 1;
+            g.exit_code = 4;
             return;
         }
         std::cout << to_json(rows.front(), true).dump(2) << "\n";
@@ -147,7 +147,7 @@ void register_dlq(CLI::App& app, globals& g) {
         const auto n = retry::dead_letters(schema).replay(tx, filter_of(a));
         tx.commit();
         std::cout << "replayed " << n << " dead letter(s)\n";
-        if (n == 0 && a.id >= 0) g.exit_code = 1;
+        if (n == 0 && a.id >= 0) g.exit_code = 4;
     });
 
     auto* purge = dlq->add_subcommand("purge", "Delete dead letters (releases keys they hold)");
@@ -165,7 +165,7 @@ void register_dlq(CLI::App& app, globals& g) {
         const auto n = retry::dead_letters(schema).purge(tx, filter_of(a));
         tx.commit();
         std::cout << "purged " << n << " dead letter(s)\n";
-        if (n == 0 && a.id >= 0) g.exit_code = 1;
+        if (n == 0 && a.id >= 0) g.exit_code = 4;
     });
 }
 

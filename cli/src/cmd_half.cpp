@@ -7,6 +7,8 @@
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/outbox/message_id.hpp"
+#include "ferry/reconcile/held.hpp"
+#include "held_json.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -103,6 +105,41 @@ void decide(const globals& g, const half_args& a, const char* decision) {
     }
 }
 
+void show(globals& g, const half_args& a) {
+    const auto cfg = g.load_config();
+    reconcile::held_store store(cfg.postgres.dsn, cfg.postgres.schema,
+                                cfg.postgres.connect_timeout);
+    const auto h = store.half_message(require_id(a.id));
+    if (!h) {
+        std::cerr << "ferryctl: no half message " << a.id << " (see `ferryctl half list`)\n";
+        g.exit_code = 4;
+        return;
+    }
+    auto opt = [](const std::string& v) {
+        return v.empty() ? nlohmann::json() : nlohmann::json(v);
+    };
+    nlohmann::json j{{"message_id", h->message_id},
+                     {"state", h->state},
+                     {"topic", h->topic},
+                     {"key", h->key},
+                     {"tx_ref", h->tx_ref},
+                     {"producer_group", h->producer_group},
+                     {"producer_instance", opt(h->producer_instance)},
+                     {"prepared_at", h->prepared_at},
+                     {"decided_at", opt(h->decided_at)},
+                     {"decided_by", opt(h->decided_by)},
+                     {"check_count", h->check_count},
+                     {"max_checks", h->max_checks},
+                     {"check_first_after_seconds", h->check_first_after_s},
+                     {"check_interval_seconds", h->check_interval_s},
+                     {"next_check_at", opt(h->next_check_at)},
+                     {"last_check_at", opt(h->last_check_at)},
+                     {"last_check_result", opt(h->last_check_result)},
+                     {"waiting_in_outbox", h->in_outbox}};
+    put_payload(j, h->payload, h->headers_json);
+    std::cout << j.dump(2) << "\n";
+}
+
 }  // namespace
 
 void register_half(CLI::App& app, globals& g) {
@@ -117,6 +154,10 @@ void register_half(CLI::App& app, globals& g) {
     ls->add_option("--limit", a.limit, "At most this many rows")->check(CLI::Range(1, 100000));
     ls->add_flag("--json", a.json, "Print JSON");
     ls->callback([&g] { list(g, a); });
+    auto* sh = half->add_subcommand(
+        "show", "Show one half message: state, check-back history, payload and headers");
+    sh->add_option("ID", a.id, "Message id")->required();
+    sh->callback([&g] { show(g, a); });
     auto* commit = half->add_subcommand(
         "commit", "Commit a pending or parked half message (operator decision)");
     commit->add_option("ID", a.id, "Message id")->required();

@@ -8,6 +8,8 @@
 #include "commands.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/reconcile/held.hpp"
+#include "held_json.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -18,50 +20,45 @@ struct parked_args {
     int limit = 100;
     bool json = false;
     long long id = 0;
+    std::string show_id;
 };
+
+void show(globals& g, const parked_args& a) {
+    const auto cfg = g.load_config();
+    reconcile::held_store store(cfg.postgres.dsn, cfg.postgres.schema,
+                                cfg.postgres.connect_timeout);
+    const auto m = store.parked_message(a.show_id);
+    if (!m) {
+        std::cerr << "ferryctl: no parked message " << a.show_id
+                  << " (see `ferryctl parked list`)\n";
+        g.exit_code = 4;
+        return;
+    }
+    std::cout << to_json(*m, true, "parked_at").dump(2) << "\n";
+}
 
 void list(const globals& g, const parked_args& a) {
     const auto cfg = g.load_config();
-    auto conn = connect(cfg, "parked");
-    const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::read_transaction tx{*conn};
-    const auto rows =
-        internal::exec(tx,
-                       "SELECT id, message_id::text, topic, key, error_code, reason, attempts, "
-                       "octet_length(payload), "
-                       "to_char(parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                       "(SELECT count(*) FROM " +
-                           q +
-                           ".outbox o WHERE o.topic = p.topic AND o.key = p.key) "
-                           "FROM " +
-                           q +
-                           ".parked p WHERE ($1 = '' OR topic = $1) AND ($2 = '' OR key = $2) "
-                           "ORDER BY id LIMIT $3",
-                       a.topic, a.key, a.limit);
+    reconcile::held_store store(cfg.postgres.dsn, cfg.postgres.schema,
+                                cfg.postgres.connect_timeout);
+    reconcile::held_filter f;
+    if (!a.topic.empty()) f.topic = a.topic;
+    if (!a.key.empty()) f.key = a.key;
+    f.limit = a.limit;
+    const auto rows = store.parked(f);
     if (a.json) {
         auto arr = nlohmann::json::array();
-        for (const auto& r : rows) {
-            arr.push_back({{"id", r[0].as<long long>()},
-                           {"message_id", r[1].c_str()},
-                           {"topic", r[2].c_str()},
-                           {"key", r[3].c_str()},
-                           {"error_code", r[4].c_str()},
-                           {"reason", r[5].c_str()},
-                           {"attempts", r[6].as<int>()},
-                           {"payload_bytes", r[7].as<long long>()},
-                           {"parked_at", r[8].c_str()},
-                           {"held_back", r[9].as<long long>()}});
-        }
+        for (const auto& m : rows) arr.push_back(to_json(m, false, "parked_at"));
         std::cout << arr.dump(2) << "\n";
         return;
     }
     std::cout << std::left << std::setw(10) << "ID" << std::setw(38) << "MESSAGE ID"
               << std::setw(20) << "TOPIC" << std::setw(20) << "KEY" << std::setw(10) << "HELD BACK"
               << "REASON\n";
-    for (const auto& r : rows) {
-        std::cout << std::left << std::setw(10) << r[0].c_str() << std::setw(38) << r[1].c_str()
-                  << std::setw(20) << r[2].c_str() << std::setw(20) << r[3].c_str() << std::setw(10)
-                  << r[9].c_str() << r[4].c_str() << ": " << r[5].c_str() << "\n";
+    for (const auto& m : rows) {
+        std::cout << std::left << std::setw(10) << m.id << std::setw(38) << m.message_id
+                  << std::setw(20) << m.topic << std::setw(20) << m.key << std::setw(10)
+                  << m.held_back << m.error_code << ": " << m.reason << "\n";
     }
     std::cout << rows.size() << " parked message(s)\n";
 }
@@ -86,8 +83,8 @@ void act(const globals& g, const parked_args& a, const char* function, const cha
 }  // namespace
 
 void register_parked(CLI::App& app, globals& g) {
-    auto* parked =
-        app.add_subcommand("parked", "Messages Kafka refused permanently: list, retry, discard");
+    auto* parked = app.add_subcommand(
+        "parked", "Messages Kafka refused permanently: list, show, retry, discard");
     parked->require_subcommand(1);
     static parked_args a;
     auto* ls = parked->add_subcommand(
@@ -97,6 +94,10 @@ void register_parked(CLI::App& app, globals& g) {
     ls->add_option("--limit", a.limit, "At most this many rows")->check(CLI::Range(1, 100000));
     ls->add_flag("--json", a.json, "Print JSON");
     ls->callback([&g] { list(g, a); });
+    auto* sh =
+        parked->add_subcommand("show", "Show one parked message with reason, payload and headers");
+    sh->add_option("ID", a.show_id, "Parked id (the ID column) or message id")->required();
+    sh->callback([&g] { show(g, a); });
     auto* retry = parked->add_subcommand(
         "retry", "Put a parked message back into the outbox (original id and order)");
     retry->add_option("ID", a.id, "Parked message id (the ID column)")->required();

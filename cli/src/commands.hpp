@@ -33,8 +33,9 @@ void register_config(CLI::App& app, globals& g);   // config check FILE | config
 void register_migrate(CLI::App& app, globals& g);  // migrate
 void register_status(CLI::App& app, globals& g);   // status [--json]
 void register_dlq(CLI::App& app, globals& g);      // dlq list|show|replay|purge
-void register_parked(CLI::App& app, globals& g);   // parked list|retry|discard
-void register_half(CLI::App& app, globals& g);     // half list|commit|rollback
+void register_parked(CLI::App& app, globals& g);   // parked list|show|retry|discard
+void register_half(CLI::App& app, globals& g);     // half list|show|commit|rollback
+void register_expired(CLI::App& app, globals& g);  // expired list|show|redrive
 
 void register_reconcile(CLI::App& app, globals& g);  // reconcile run
 void register_report(CLI::App& app, globals& g);     // report list|show

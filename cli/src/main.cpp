@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     ferry::cli::register_dlq(app, g);
     ferry::cli::register_half(app, g);
     ferry::cli::register_parked(app, g);
+    ferry::cli::register_expired(app, g);
     ferry::cli::register_reconcile(app, g);
     ferry::cli::register_report(app, g);
     try {
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const ferry::error& e) {
         std::cerr << "ferryctl: " << e.what() << " [" << e.code() << "]\n";
+        // Exit codes (cli/README.md): 4 = no such message, 2 = fix the input or configuration,
+        // 1 = try again (database unreachable, transient).
+        if (e.code() == "cli.not_parked" || e.code() == "outbox.half_unknown") return 4;
         return e.kind() == ferry::error_kind::permanent ? 2 : 1;
     } catch (const std::exception& e) {
         std::cerr << "ferryctl: " << e.what() << "\n";

@@ -222,6 +222,140 @@ TEST_F(FerryctlTest, ParkedListRetryDiscardAndStatusCounts) {
     status = nlohmann::json::parse(ctl("status --json").output);
     EXPECT_EQ(status.at("parked"), 0);
     r = ctl("parked discard " + std::to_string(b));
-    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.exit_code, 4) << r.output;  // no such message
     EXPECT_NE(r.output.find("no parked message has id"), std::string::npos) << r.output;
+}
+
+// expired list|show|redrive through ferry::reconcile::held_store: list and show in JSON, a
+// redrive puts the message back into the outbox under its original message id without a TTL,
+// and the errors name the cause with documented exit codes (2 bad input, 4 not found).
+TEST_F(FerryctlTest, ExpiredListShowAndRedriveWithOriginalMessageId) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto s = "\"" + _schema.name() + "\"";
+    std::string id, other;
+    {
+        pqxx::work tx{conn};
+        // Expire two messages the way the relay does: move the outbox row into `expired`.
+        for (const char* key : {"k-1", "k-2"}) {
+            tx.exec("SELECT " + s + ".enqueue('orders', '" + key +
+                    "', convert_to('{\"n\":1}', 'UTF8'), '{\"trace\":\"t-1\"}'::jsonb, NULL, "
+                    "interval '1 millisecond')");
+        }
+        const auto moved =
+            tx.exec("WITH gone AS (DELETE FROM " + s + ".outbox RETURNING *) INSERT INTO " + s +
+                    ".expired (id, message_id, topic, key, payload, headers, created_at, "
+                    "available_at, expires_at) SELECT id, message_id, topic, key, payload, "
+                    "headers, created_at, available_at, expires_at FROM gone "
+                    "RETURNING message_id::text, key");
+        ASSERT_EQ(moved.size(), 2u);
+        for (const auto& row : moved) {
+            (row[1].as<std::string>() == "k-1" ? id : other) = row[0].as<std::string>();
+        }
+        tx.commit();
+    }
+
+    auto r = ctl("expired list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0].at("topic"), "orders");
+    EXPECT_FALSE(j[0].at("expires_at").is_null());
+    r = ctl("expired list --key k-2 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0].at("message_id"), other);
+    r = ctl("expired list");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("2 expired message(s)"), std::string::npos) << r.output;
+
+    r = ctl("expired show " + id);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("message_id"), id);
+    EXPECT_EQ(j.at("key"), "k-1");
+    EXPECT_EQ(j.at("payload"), "{\"n\":1}");
+    EXPECT_EQ(j.at("payload_encoding"), "utf8");
+    EXPECT_EQ(j.at("headers").at("trace"), "t-1");
+
+    r = ctl("expired redrive " + id);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    {
+        pqxx::nontransaction tx{conn};
+        const auto row = tx.exec(
+            "SELECT key, expires_at IS NULL, convert_from(payload, 'UTF8'), "
+            "headers->>'trace' FROM " +
+            s + ".outbox WHERE message_id = '" + id + "'");
+        ASSERT_EQ(row.size(), 1u) << "not back in the outbox under its message id";
+        EXPECT_EQ(row[0][0].as<std::string>(), "k-1");
+        EXPECT_TRUE(row[0][1].as<bool>()) << "the TTL must be cleared or it expires again";
+        EXPECT_EQ(row[0][2].as<std::string>(), "{\"n\":1}");
+        EXPECT_EQ(row[0][3].as<std::string>(), "t-1");
+        EXPECT_EQ(
+            tx.exec("SELECT count(*) FROM " + s + ".expired WHERE message_id = '" + id + "'")[0][0]
+                .as<int>(),
+            0);
+    }
+    // Again: no longer expired -> exit 4 with the cause; the other one is untouched.
+    r = ctl("expired redrive " + id);
+    EXPECT_EQ(r.exit_code, 4) << r.output;
+    EXPECT_NE(r.output.find("no expired message " + id), std::string::npos) << r.output;
+    r = ctl("expired show 00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(r.exit_code, 4) << r.output;
+    r = ctl("expired redrive not-a-uuid");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("is not a message id"), std::string::npos) << r.output;
+    j = nlohmann::json::parse(ctl("expired list --json").output);
+    ASSERT_EQ(j.size(), 1u);
+    EXPECT_EQ(j[0].at("message_id"), other);
+}
+
+TEST_F(FerryctlTest, ParkedShowAndHalfShow) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto parked = park_one(conn, _schema.name(), "big-1");
+    auto r = ctl("parked show " + std::to_string(parked));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("id"), parked);
+    EXPECT_EQ(j.at("error_code"), "MSG_SIZE_TOO_LARGE");
+    EXPECT_EQ(j.at("held_back"), 1);
+    EXPECT_EQ(j.at("payload"), "x");
+    const std::string mid = j.at("message_id");
+    r = ctl("parked show " + mid);  // by message id too
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(nlohmann::json::parse(r.output).at("id"), parked);
+    r = ctl("parked show 424242");
+    EXPECT_EQ(r.exit_code, 4) << r.output;
+    EXPECT_NE(r.output.find("no parked message 424242"), std::string::npos) << r.output;
+    r = ctl("parked show nonsense");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+
+    std::string id;
+    {
+        pqxx::work tx{conn};
+        const auto s = "\"" + _schema.name() + "\"";
+        id = tx.exec("SELECT " + s +
+                     ".prepare('payments', 'pay-1', '\\xff00'::bytea, '{}', 'tx-9', "
+                     "'payments')::text")[0][0]
+                 .as<std::string>();
+        tx.exec("UPDATE " + s +
+                ".half_message SET check_count = 2, last_check_result = 'unknown: timeout' "
+                "WHERE message_id = '" +
+                id + "'");
+        tx.commit();
+    }
+    r = ctl("half show " + id);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("state"), "pending");
+    EXPECT_EQ(j.at("tx_ref"), "tx-9");
+    EXPECT_EQ(j.at("check_count"), 2);
+    EXPECT_EQ(j.at("last_check_result"), "unknown: timeout");
+    EXPECT_EQ(j.at("payload_encoding"), "base64");  // 0xff 0x00 is not UTF-8
+    EXPECT_EQ(j.at("payload"), "/wA=");
+    EXPECT_EQ(j.at("waiting_in_outbox"), false);
+    r = ctl("half show 00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(r.exit_code, 4) << r.output;
 }

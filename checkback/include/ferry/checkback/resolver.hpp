@@ -9,8 +9,15 @@
 //   sql       run a configured query on a configured database with tx_ref as $1.
 //
 // `unknown`, a timeout and an unreachable producer are all the same outcome: one check spent,
-// retried at the next interval. A resolver never throws for those; it returns unknown with a
-// detail string saying why.
+// retried at the next interval (parked after the last one). A resolver never throws for those;
+// it returns unknown with a detail string saying why.
+//
+// The rule every resolver and every check a service writes must follow: answer `rollback` only
+// when the local transaction is proven rolled back (aborted, or it can no longer commit). "Not
+// found" while the transaction may still be running is `unknown`: rolling back a message whose
+// transaction then commits refuses the producer's commit (FH001) and loses the message (issue 10,
+// hole 8). The sql resolver therefore reads boolean false as unknown, and the http resolver
+// rolls back only on the word "rollback". checkback/README.md shows safe checks.
 //
 // Thread-safety: a resolver instance is used by one scheduler thread at a time.
 
@@ -70,8 +77,10 @@ struct http_options {
 };
 
 struct sql_options {
-    std::string dsn;    // the producer's database
-    std::string query;  // $1 = tx_ref; returns 'commit'|'rollback'|'unknown' text, or a boolean
+    std::string dsn;  // the producer's database
+    /// $1 = tx_ref. One row, one column: text 'commit' | 'rollback' | 'unknown', or NULL
+    /// (unknown), or a boolean (true = commit, false = unknown: never a rollback).
+    std::string query;
     std::chrono::milliseconds timeout{5000};  // statement_timeout
 };
 
@@ -79,8 +88,8 @@ struct sql_options {
 [[nodiscard]] std::unique_ptr<resolver> make_http_resolver(http_options options);
 [[nodiscard]] std::unique_ptr<resolver> make_sql_resolver(sql_options options);
 
-/// Parses "commit" / "rollback" / "unknown" (case-insensitive; also true/false, committed,
-/// rolled_back). nullopt for anything else.
+/// Parses "commit" / "rollback" / "unknown" (case-insensitive; also committed, rolled_back).
+/// nullopt for anything else, booleans included (see the rule above).
 [[nodiscard]] std::optional<check_decision> parse_decision(std::string_view text) noexcept;
 
 }  // namespace ferry::checkback
