@@ -132,7 +132,8 @@ std::string redact_dsn(std::string_view dsn) {
         while (i < dsn.size() && space(dsn[i])) out += dsn[i++];
         const auto value_start = i;
         std::string value;  // as libpq reads it
-        if (i < dsn.size() && dsn[i] == '\'') {
+        const bool quoted = i < dsn.size() && dsn[i] == '\'';
+        if (quoted) {
             ++i;
             while (i < dsn.size() && dsn[i] != '\'') {
                 if (dsn[i] == '\\' && i + 1 < dsn.size()) ++i;
@@ -151,7 +152,11 @@ std::string redact_dsn(std::string_view dsn) {
             key == "dbname" && (value.find('=') != std::string::npos || is_postgres_uri(value)) &&
             redact_dsn(value) != value;
         if (is_secret_key(key) || embedded_secret) {
+            // A quoted value stays quoted, so text glued to its closing quote stays apart from
+            // the mask (and redacting again changes nothing).
+            if (quoted) out += '\'';
             out += k_mask;
+            if (quoted) out += '\'';
         } else {
             out += dsn.substr(value_start, i - value_start);
         }

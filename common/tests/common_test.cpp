@@ -106,6 +106,14 @@ TEST(RedactTest, PercentEncodedSecretQueryKeyIsMasked) {
 
 TEST(RedactTest, DbnameHoldingAConnectionStringWithASecretIsMasked) {
     // PQconnectdb expands a dbname that is itself a connection string.
-    EXPECT_EQ(ferry::redact_dsn("host=db dbname='user=app password=s3cr3t'"), "host=db dbname=***");
+    EXPECT_EQ(ferry::redact_dsn("host=db dbname='user=app password=s3cr3t'"),
+              "host=db dbname='***'");
     EXPECT_EQ(ferry::redact_dsn("host=db dbname=orders"), "host=db dbname=orders");
+}
+
+TEST(RedactTest, QuotedSecretStaysQuotedSoRedactingIsIdempotent) {
+    // Text glued to a closing quote used to merge with the mask, and a second pass changed it.
+    const auto once = ferry::redact_dsn("password='s3 cr3t'x=1 host=db");
+    EXPECT_EQ(once, "password='***'x=1 host=db");
+    EXPECT_EQ(ferry::redact_dsn(once), once);
 }
