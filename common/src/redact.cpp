@@ -16,7 +16,30 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// Masks "password=value" in the query string of a URL.
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// "%70assword" -> "password": libpq decodes URI query keywords before it looks them up, so the
+// secret-key check must see the decoded name.
+std::string percent_decoded(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+            hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+// Masks the value of every secret-looking "key=value" in the query string of a URL.
 std::string redact_query_passwords(std::string url) {
     const auto q = url.find('?');
     if (q == std::string::npos) return url;
@@ -26,7 +49,7 @@ std::string redact_query_passwords(std::string url) {
         if (end == std::string::npos) end = url.size();
         const auto eq = url.find('=', pos);
         if (eq != std::string::npos && eq < end) {
-            if (is_secret_key(std::string_view(url).substr(pos, eq - pos))) {
+            if (is_secret_key(percent_decoded(std::string_view(url).substr(pos, eq - pos)))) {
                 url.replace(eq + 1, end - eq - 1, k_mask);
                 end = eq + 1 + k_mask.size();
             }
@@ -34,6 +57,10 @@ std::string redact_query_passwords(std::string url) {
         pos = end + 1;
     }
     return url;
+}
+
+bool is_postgres_uri(std::string_view s) {
+    return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
 }
 
 }  // namespace
@@ -59,48 +86,77 @@ std::string redact_url(std::string_view url_in) {
     const auto scheme = url.find("://");
     if (scheme == std::string::npos) return url;
     const auto auth_start = scheme + 3;
-    // The user-info ends at the last '@' before the query: a password may itself contain '/'
-    // or '@' when the user forgot to percent-encode it, and must still disappear.
-    auto auth_end = url.find_first_of("?#", auth_start);
-    if (auth_end == std::string::npos) auth_end = url.size();
-    const auto at = url.rfind('@', auth_end);
-    if (at != std::string::npos && at >= auth_start) {
+    const bool postgres = is_postgres_uri(url);
+    auto at = std::string::npos;
+    if (postgres) {
+        // libpq's rule: there is a user-info when an '@' comes before any '/'.
+        const auto stop = url.find_first_of("@/", auth_start);
+        if (stop != std::string::npos && url[stop] == '@') at = stop;
+    } else {
+        // Ferry's Redis client reads the user-info up to the last '@' of the URL: a password
+        // that was not percent-encoded may hold '/', '?', '#' or '@' and must still disappear.
+        // An '@' later in a query over-masks, which is the safe side.
+        at = url.rfind('@');
+        if (at != std::string::npos && at < auth_start) at = std::string::npos;
+    }
+    if (at != std::string::npos) {
         const auto colon = url.find(':', auth_start);
         if (colon != std::string::npos && colon < at) {
             url.replace(colon + 1, at - colon - 1, k_mask);
+        } else if (!postgres && at > auth_start) {
+            // A user-info without ':' is the password for Redis (redis://secret@host) and
+            // often a token for HTTP (https://token@host); only libpq reads it as a user name.
+            url.replace(auth_start, at - auth_start, k_mask);
         }
     }
     return redact_query_passwords(std::move(url));
 }
 
 std::string redact_dsn(std::string_view dsn) {
-    if (dsn.find("://") != std::string_view::npos) return redact_url(dsn);
-    // key=value form; values may be single-quoted with backslash escapes.
+    if (is_postgres_uri(dsn)) return redact_url(dsn);
+    // key=value form, tokenized exactly as libpq does (conninfo_parse): whitespace around '=',
+    // single-quoted values, and a backslash escaping the next character, inside quotes or not.
+    const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
     std::string out;
     out.reserve(dsn.size());
     std::size_t i = 0;
     while (i < dsn.size()) {
-        while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) out += dsn[i++];
+        while (i < dsn.size() && space(dsn[i])) out += dsn[i++];
         const auto key_start = i;
-        while (i < dsn.size() && dsn[i] != '=' && !std::isspace(static_cast<unsigned char>(dsn[i])))
-            ++i;
+        while (i < dsn.size() && dsn[i] != '=' && !space(dsn[i])) ++i;
         const auto key = dsn.substr(key_start, i - key_start);
         out += key;
-        while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) out += dsn[i++];
+        while (i < dsn.size() && space(dsn[i])) out += dsn[i++];
         if (i >= dsn.size() || dsn[i] != '=') continue;
         out += dsn[i++];
-        while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) out += dsn[i++];
+        while (i < dsn.size() && space(dsn[i])) out += dsn[i++];
         const auto value_start = i;
-        if (i < dsn.size() && dsn[i] == '\'') {
+        std::string value;  // as libpq reads it
+        const bool quoted = i < dsn.size() && dsn[i] == '\'';
+        if (quoted) {
             ++i;
-            while (i < dsn.size() && dsn[i] != '\'')
-                i += (dsn[i] == '\\' && i + 1 < dsn.size()) ? 2 : 1;
+            while (i < dsn.size() && dsn[i] != '\'') {
+                if (dsn[i] == '\\' && i + 1 < dsn.size()) ++i;
+                value += dsn[i++];
+            }
             if (i < dsn.size()) ++i;
         } else {
-            while (i < dsn.size() && !std::isspace(static_cast<unsigned char>(dsn[i]))) ++i;
+            while (i < dsn.size() && !space(dsn[i])) {
+                if (dsn[i] == '\\' && i + 1 < dsn.size()) ++i;
+                value += dsn[i++];
+            }
         }
-        if (is_secret_key(key)) {
+        // libpq expands a dbname that is itself a connection string (PQconnectdb), so one
+        // holding a secret is masked whole.
+        const bool embedded_secret =
+            key == "dbname" && (value.find('=') != std::string::npos || is_postgres_uri(value)) &&
+            redact_dsn(value) != value;
+        if (is_secret_key(key) || embedded_secret) {
+            // A quoted value stays quoted, so text glued to its closing quote stays apart from
+            // the mask (and redacting again changes nothing).
+            if (quoted) out += '\'';
             out += k_mask;
+            if (quoted) out += '\'';
         } else {
             out += dsn.substr(value_start, i - value_start);
         }

@@ -67,3 +67,53 @@ TEST(RedactTest, RecognisesSecretPropertyNames) {
     EXPECT_FALSE(ferry::is_secret_key("linger.ms"));
     EXPECT_FALSE(ferry::is_secret_key("ssl.key.location"));
 }
+
+// Regressions found by tests/fuzz/fuzz_redact (libpq's own parser is its oracle); the inputs are
+// in tests/fuzz/regressions/redact/.
+TEST(RedactTest, LoneUserinfoIsMaskedExceptAsAPostgresUserName) {
+    // Ferry's Redis client sends a user-info without ':' as the password; HTTP tokens travel so.
+    EXPECT_EQ(ferry::redact_url("redis://s3cr3t@cache:6379/0"), "redis://***@cache:6379/0");
+    EXPECT_EQ(ferry::redact_url("https://ghp_t0k3n@api.internal/check"),
+              "https://***@api.internal/check");
+    // For libpq it is the user name: kept.
+    EXPECT_EQ(ferry::redact_dsn("postgresql://app@db/orders"), "postgresql://app@db/orders");
+}
+
+TEST(RedactTest, PasswordWithQueryOrFragmentCharactersIsMasked) {
+    // libpq and the Redis client both read "pa?ss" / "pa#ss" as the password.
+    EXPECT_EQ(ferry::redact_dsn("postgresql://app:pa?ss@db/orders"),
+              "postgresql://app:***@db/orders");
+    EXPECT_EQ(ferry::redact_url("redis://:pa#ss@cache:6379/0"), "redis://:***@cache:6379/0");
+}
+
+TEST(RedactTest, KeyValueDsnWithSchemeLikeValueIsNotReadAsAUri) {
+    // Any "://" used to send the whole key=value string down the URI path, unredacted.
+    EXPECT_EQ(ferry::redact_dsn("host=db password=s3://cr3t user=app"),
+              "host=db password=*** user=app");
+}
+
+TEST(RedactTest, BackslashEscapedSpaceInUnquotedValueStaysInTheValue) {
+    // libpq reads "a\ b" as one value "a b"; the redactor used to mask "a\" and leak " b".
+    EXPECT_EQ(ferry::redact_dsn(R"(host=db password=s3\ cr3t user=app)"),
+              "host=db password=*** user=app");
+}
+
+TEST(RedactTest, PercentEncodedSecretQueryKeyIsMasked) {
+    // libpq decodes query keywords: %70assword is password.
+    EXPECT_EQ(ferry::redact_dsn("postgresql://db/orders?%70assword=s3cr3t"),
+              "postgresql://db/orders?%70assword=***");
+}
+
+TEST(RedactTest, DbnameHoldingAConnectionStringWithASecretIsMasked) {
+    // PQconnectdb expands a dbname that is itself a connection string.
+    EXPECT_EQ(ferry::redact_dsn("host=db dbname='user=app password=s3cr3t'"),
+              "host=db dbname='***'");
+    EXPECT_EQ(ferry::redact_dsn("host=db dbname=orders"), "host=db dbname=orders");
+}
+
+TEST(RedactTest, QuotedSecretStaysQuotedSoRedactingIsIdempotent) {
+    // Text glued to a closing quote used to merge with the mask, and a second pass changed it.
+    const auto once = ferry::redact_dsn("password='s3 cr3t'x=1 host=db");
+    EXPECT_EQ(once, "password='***'x=1 host=db");
+    EXPECT_EQ(ferry::redact_dsn(once), once);
+}
