@@ -12,7 +12,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ cmake ninja-build pkg-config ca-certificates \
       libpqxx-dev libpq-dev libhiredis-dev librdkafka-dev libyaml-cpp-dev libspdlog-dev libfmt-dev \
-      libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev \
+      libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -33,7 +33,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libpqxx-6.4 libpq5 libhiredis0.14 librdkafka1 libyaml-cpp0.7 libspdlog1.10 libfmt9 \
-      libcpp-httplib0.11 \
+      libcpp-httplib0.11 libprometheus-cpp-core1.0 \
       libcurl4 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin ferry

@@ -55,3 +55,11 @@ if(NOT TARGET ferry_deps::httplib)
   add_library(ferry_deps::httplib INTERFACE IMPORTED)
   target_link_libraries(ferry_deps::httplib INTERFACE PkgConfig::FERRY_DEP_HTTPLIB)
 endif()
+
+# prometheus-cpp (Debian prometheus-cpp-dev): the metrics registry in ferry::common. Only the
+# core library is linked (serialization to text); HTTP is served by cpp-httplib.
+if(NOT TARGET ferry_deps::prometheus)
+  find_package(prometheus-cpp CONFIG REQUIRED)
+  add_library(ferry_deps::prometheus INTERFACE IMPORTED)
+  target_link_libraries(ferry_deps::prometheus INTERFACE prometheus-cpp::core)
+endif()

@@ -14,6 +14,8 @@
 namespace ferry::checkback {
 namespace {
 
+using namespace std::chrono_literals;
+
 std::string lower(std::string_view s) {
     std::string out(s);
     std::transform(out.begin(), out.end(), out.begin(),
@@ -37,7 +39,12 @@ public:
 
     check_result check(const check_request& req) override {
         try {
-            if (!_conn || !_conn->is_open()) _conn = std::make_unique<pqxx::connection>(_o.dsn);
+            if (!_conn || !_conn->is_open()) {
+                internal::session_settings ss;
+                ss.statement_timeout = std::max<std::chrono::milliseconds>(_o.timeout, 1000ms);
+                ss.application_name = "ferry-checkback";
+                _conn = internal::connect_unique(_o.dsn, ss, "checkback");
+            }
             std::vector<std::string> live;
             long long request_id = 0;
             std::optional<std::string> target;
@@ -214,9 +221,11 @@ public:
     check_result check(const check_request& req) override {
         try {
             if (!_conn || !_conn->is_open()) {
-                _conn = std::make_unique<pqxx::connection>(_o.dsn);
-                pqxx::nontransaction tx{*_conn};
-                tx.exec("SET statement_timeout = " + std::to_string(_o.timeout.count()));
+                internal::session_settings ss;
+                ss.statement_timeout = _o.timeout;
+                ss.application_name = "ferry-checkback";
+                ss.read_only = true;
+                _conn = internal::connect_unique(_o.dsn, ss, "checkback");
             }
             pqxx::read_transaction tx{*_conn};
             const auto r = internal::exec(tx, _o.query, req.tx_ref);

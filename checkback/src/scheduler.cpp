@@ -10,9 +10,16 @@
 
 namespace ferry::checkback {
 
+namespace {
+const char* const checks_help = "Check-backs by outcome.";
+}  // namespace
+
 struct scheduler::impl {
     scheduler_options options;
     std::string schema;
+    ferry::metrics::registry& metrics;
+    ferry::metrics::counter checks_commit, checks_rollback, checks_unknown, parked_total, errors;
+    ferry::metrics::gauge pending, parked, oldest_pending_age;
     std::unique_ptr<pqxx::connection> conn;
     std::thread thread;
     std::mutex mu;
@@ -21,10 +28,32 @@ struct scheduler::impl {
     std::chrono::steady_clock::time_point next_cleanup{};
 
     explicit impl(scheduler_options o)
-        : options(std::move(o)), schema(quote_identifier(options.schema, "checkback.schema")) {}
+        : options(std::move(o)),
+          schema(quote_identifier(options.schema, "checkback.schema")),
+          metrics(ferry::metrics::or_process(options.metrics)),
+          checks_commit(metrics.add_counter("ferry_checkback_checks_total", checks_help,
+                                            {{"outcome", "commit"}})),
+          checks_rollback(metrics.add_counter("ferry_checkback_checks_total", checks_help,
+                                              {{"outcome", "rollback"}})),
+          checks_unknown(metrics.add_counter("ferry_checkback_checks_total", checks_help,
+                                             {{"outcome", "unknown"}})),
+          parked_total(metrics.add_counter("ferry_checkback_parked_total",
+                                           "Half messages parked after their last check.")),
+          errors(metrics.add_counter("ferry_checkback_errors_total",
+                                     "Database errors of the check-back scheduler.")),
+          pending(metrics.add_gauge("ferry_half_pending", "Half messages waiting for a decision.")),
+          parked(metrics.add_gauge("ferry_half_parked",
+                                   "Half messages parked after their checks ran out.")),
+          oldest_pending_age(metrics.add_gauge("ferry_half_oldest_pending_age_seconds",
+                                               "Age of the oldest undecided half message.")) {}
 
     pqxx::connection& db() {
-        if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(options.dsn);
+        if (!conn || !conn->is_open()) {
+            internal::session_settings s;
+            s.statement_timeout = std::chrono::seconds(30);  // a stuck statement never hangs stop()
+            s.application_name = "ferry-checkback";
+            conn = internal::connect_unique(options.dsn, s, "checkback");
+        }
         return *conn;
     }
 };
@@ -80,6 +109,7 @@ int scheduler::run_once() {
     } catch (...) {
         s.conn.reset();
         ++_stats.errors;
+        s.errors.inc();
         internal::rethrow_translated("check-back claim", "checkback");
     }
 
@@ -110,6 +140,7 @@ int scheduler::run_once() {
                                  outcome + (result.detail.empty() ? "" : ": " + result.detail));
             if (result.decision == check_decision::unknown) {
                 ++_stats.checks_unknown;
+                s.checks_unknown.inc();
                 if (r.check_number >= r.max_checks) {
                     const auto parked = internal::exec(
                         tx,
@@ -117,18 +148,23 @@ int scheduler::run_once() {
                             ".half_message SET state = 'parked', next_check_at = NULL "
                             "WHERE message_id = $1::uuid AND state = 'pending'",
                         r.message_id);
-                    if (parked.affected_rows() == 1) ++_stats.parked;
+                    if (parked.affected_rows() == 1) {
+                        ++_stats.parked;
+                        s.parked_total.inc();
+                    }
                 }
             } else {
                 (void)internal::exec(tx, "SELECT " + q + ".decide_half($1::uuid, $2, 'checkback')",
                                      r.message_id, outcome);
-                ++(result.decision == check_decision::commit ? _stats.checks_commit
-                                                             : _stats.checks_rollback);
+                const bool commit = result.decision == check_decision::commit;
+                ++(commit ? _stats.checks_commit : _stats.checks_rollback);
+                (commit ? s.checks_commit : s.checks_rollback).inc();
             }
             tx.commit();
         } catch (...) {
             s.conn.reset();
             ++_stats.errors;
+            s.errors.inc();
             internal::rethrow_translated("check-back record", "checkback");
         }
     }
@@ -145,6 +181,7 @@ int scheduler::run_once() {
         } catch (...) {
             s.conn.reset();
             ++_stats.errors;
+            s.errors.inc();
         }
         s.next_cleanup = std::chrono::steady_clock::now() + std::chrono::minutes(1);
     }
@@ -188,6 +225,9 @@ void scheduler::start() {
                     _stats.pending_now = g.pending;
                     _stats.parked_now = g.parked;
                     _stats.oldest_pending_age_s = g.oldest_pending_age_s;
+                    _impl->pending.set(static_cast<double>(g.pending));
+                    _impl->parked.set(static_cast<double>(g.parked));
+                    _impl->oldest_pending_age.set(g.oldest_pending_age_s);
                     next_gauges = std::chrono::steady_clock::now() + _impl->options.gauge_interval;
                 }
                 checked = run_once();

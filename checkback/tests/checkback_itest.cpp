@@ -47,6 +47,35 @@ TEST_F(CheckbackTest, CallbackResolverResolvesAMessageWhoseProducerCrashed) {
     EXPECT_EQ(s.stats().checks_rollback.load(), 1u);
 }
 
+// The scheduler's metrics land in the registry it is given, by outcome, without any copying.
+TEST_F(CheckbackTest, SchedulerCountsIntoTheRegistryItIsGiven) {
+    ferry::metrics::registry reg;
+    outbox::half_options o;
+    o.producer_group = "payments";
+    o.max_checks = 1;
+    (void)prepare("paid-1", o);
+    (void)prepare("other-1", o);
+    outbox::checkback_responder peer(
+        responder_opts("peer"), [](const outbox::half_message_info& h) {
+            return h.tx_ref.rfind("paid", 0) == 0 ? outbox::check_decision::commit
+                                                  : outbox::check_decision::unknown;
+        });
+    peer.start();
+    auto opts = scheduler_opts();
+    opts.metrics = &reg;
+    opts.groups["payments"] = checkback::make_callback_resolver(callback_opts());
+    checkback::scheduler s(opts);
+    EXPECT_EQ(s.run_once(), 2);
+    const auto text = reg.serialize();
+    EXPECT_NE(text.find("ferry_checkback_checks_total{outcome=\"commit\"} 1"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("ferry_checkback_checks_total{outcome=\"unknown\"} 1"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("ferry_checkback_checks_total{outcome=\"rollback\"} 0"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("ferry_checkback_parked_total 1"), std::string::npos) << text;
+}
+
 TEST_F(CheckbackTest, CallbackGoesFirstToThePreparingInstance) {
     std::mutex mu;
     std::vector<std::string> answered_by;

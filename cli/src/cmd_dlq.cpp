@@ -76,15 +76,7 @@ nlohmann::json to_json(const retry::dead_letter_row& d, bool with_payload) {
 std::unique_ptr<pqxx::connection> open(const globals& g, std::string& schema) {
     const auto cfg = g.load_config();
     schema = cfg.postgres.schema;
-    const auto timeout = static_cast<long>(cfg.postgres.connect_timeout.count() / 1000);
-    try {
-        return std::make_unique<pqxx::connection>(
-            internal::with_connect_timeout(cfg.postgres.dsn, timeout));
-    } catch (const std::exception& e) {
-        throw ferry::error(error_kind::retryable, "dlq.connect",
-                           std::string("cannot connect to PostgreSQL: ") + e.what(),
-                           "postgres.dsn");
-    }
+    return connect(cfg, "dlq");
 }
 
 }  // namespace

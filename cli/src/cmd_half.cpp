@@ -19,9 +19,8 @@ struct half_args {
     std::string id;
 };
 
-pqxx::connection open(const ferry::config::ferry_config& cfg) {
-    return internal::connect(
-        cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000), "half");
+std::unique_ptr<pqxx::connection> open(const ferry::config::ferry_config& cfg) {
+    return connect(cfg, "half");
 }
 
 std::string require_id(const std::string& text) {
@@ -36,7 +35,7 @@ void list(const globals& g, const half_args& a) {
     const auto cfg = g.load_config();
     auto conn = open(cfg);
     const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::read_transaction tx{conn};
+    pqxx::read_transaction tx{*conn};
     const auto rows = internal::exec(
         tx,
         "SELECT message_id::text, state, producer_group, coalesce(producer_instance, ''), tx_ref, "
@@ -86,7 +85,7 @@ void decide(const globals& g, const half_args& a, const char* decision) {
     const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
     const auto id = require_id(a.id);
     try {
-        pqxx::work tx{conn};
+        pqxx::work tx{*conn};
         const auto state =
             internal::exec(tx, "SELECT " + q + ".decide_half($1::uuid, $2, 'operator')", id,
                            std::string(decision))[0][0]

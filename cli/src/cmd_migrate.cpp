@@ -11,10 +11,9 @@ void register_migrate(CLI::App& app, globals& g) {
         app.add_subcommand("migrate", "Apply pending schema migrations (safe to run concurrently)");
     cmd->callback([&g]() {
         const auto cfg = g.load_config();
-        auto conn = internal::connect(
-            cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
-            "migrate");
-        const auto r = outbox::migrate(conn, cfg.postgres.schema);
+        // No statement_timeout: an index build on a large table may take a while.
+        auto conn = connect(cfg, "migrate", std::chrono::milliseconds(0));
+        const auto r = outbox::migrate(*conn, cfg.postgres.schema);
         if (r.applied.empty()) {
             std::cout << "schema " << cfg.postgres.schema << " is up to date (version "
                       << r.current_version << ")\n";

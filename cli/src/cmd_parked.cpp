@@ -22,10 +22,9 @@ struct parked_args {
 
 void list(const globals& g, const parked_args& a) {
     const auto cfg = g.load_config();
-    auto conn = internal::connect(
-        cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000), "parked");
+    auto conn = connect(cfg, "parked");
     const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::read_transaction tx{conn};
+    pqxx::read_transaction tx{*conn};
     const auto rows =
         internal::exec(tx,
                        "SELECT id, message_id::text, topic, key, error_code, reason, attempts, "
@@ -69,10 +68,9 @@ void list(const globals& g, const parked_args& a) {
 
 void act(const globals& g, const parked_args& a, const char* function, const char* done) {
     const auto cfg = g.load_config();
-    auto conn = internal::connect(
-        cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000), "parked");
+    auto conn = connect(cfg, "parked");
     const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::work tx{conn};
+    pqxx::work tx{*conn};
     const bool ok =
         internal::exec(tx, "SELECT " + q + "." + function + "($1)", a.id)[0][0].as<bool>();
     tx.commit();

@@ -13,10 +13,8 @@ void register_status(CLI::App& app, globals& g) {
     cmd->add_flag("--json", as_json, "Print one JSON object");
     cmd->callback([&g]() {
         const auto cfg = g.load_config();
-        auto conn = internal::connect(
-            cfg.postgres.dsn, static_cast<long>(cfg.postgres.connect_timeout.count() / 1000),
-            "status");
-        const auto s = outbox::read_status(conn, cfg.postgres.schema);
+        auto conn = connect(cfg, "status");
+        const auto s = outbox::read_status(*conn, cfg.postgres.schema);
         if (as_json) {
             nlohmann::json j{
                 {"schema", cfg.postgres.schema}, {"schema_version", s.schema_version},

@@ -3,7 +3,11 @@
 // `exit_code` so main() can return it. Options shared by every subcommand live in `globals`.
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <memory>
+#include <pqxx/pqxx>
 #include <string>
+#include <string_view>
 
 #include "ferry/config/config.hpp"
 
@@ -17,6 +21,13 @@ struct globals {
     /// diagnostic to stderr and throws CLI::RuntimeError(2).
     [[nodiscard]] ferry::config::ferry_config load_config() const;
 };
+
+/// A session on the configured database (postgres.dsn, connect_timeout), named "ferryctl" in
+/// pg_stat_activity, with a statement_timeout (0: the server's default). Throws ferry::error
+/// ("<prefix>.connect", retryable) without the connection string.
+[[nodiscard]] std::unique_ptr<pqxx::connection> connect(
+    const ferry::config::ferry_config& cfg, std::string_view prefix,
+    std::chrono::milliseconds statement_timeout = std::chrono::minutes(5));
 
 void register_config(CLI::App& app, globals& g);   // config check FILE | config show
 void register_migrate(CLI::App& app, globals& g);  // migrate

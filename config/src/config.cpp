@@ -14,6 +14,7 @@
 
 #include "ferry/config/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -1141,6 +1142,73 @@ void finish(load_result& result, const env_lookup& env) {
     result.config.outbox.max_checks = static_cast<int>(result.config.checkback.max_checks);
 }
 
+// The nesting limit, checked on yaml-cpp's event stream before any node is built: the probe
+// counts open maps and lists and stops the parse at the first one past the limit.
+class depth_probe final : public YAML::EventHandler {
+public:
+    struct too_deep : std::exception {
+        explicit too_deep(const YAML::Mark& m) : mark(m) {}
+        [[nodiscard]] const char* what() const noexcept override { return "too deep"; }
+        YAML::Mark mark;
+    };
+
+    explicit depth_probe(std::size_t max_depth) : _max(max_depth) {}
+
+    void OnDocumentStart(const YAML::Mark&) override { _depth = 0; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        enter(mark);
+    }
+    void OnSequenceEnd() override { --_depth; }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        enter(mark);
+    }
+    void OnMapEnd() override { --_depth; }
+
+private:
+    void enter(const YAML::Mark& mark) {
+        if (++_depth > _max) throw too_deep(mark);
+    }
+
+    std::size_t _max;
+    std::size_t _depth = 0;
+};
+
+std::string size_limit_message(const load_limits& limits) {
+    return "over the size limit of " + std::to_string(limits.max_bytes) +
+           " bytes for a configuration (load_limits.max_bytes)";
+}
+
+// The text's problem with the limits, as a diagnostic, or nullopt when it is within them. A
+// syntax error is left to the real parse, which reports it the same way either way.
+std::optional<diagnostic> check_limits(const std::string& text, const std::string& source,
+                                       const load_limits& limits) {
+    if (text.size() > limits.max_bytes) {
+        return diagnostic{source, 0, 0, "",
+                          std::to_string(text.size()) + " bytes is " + size_limit_message(limits)};
+    }
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    depth_probe probe(limits.max_depth);
+    try {
+        while (parser.HandleNextDocument(probe)) {
+        }
+    } catch (const depth_probe::too_deep& e) {
+        return diagnostic{source, one_based(e.mark.line), one_based(e.mark.column), "",
+                          "nesting is deeper than the depth limit of " +
+                              std::to_string(limits.max_depth) +
+                              " levels of maps and lists (load_limits.max_depth)"};
+    } catch (const YAML::Exception&) {
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::string diagnostic::to_string() const {
@@ -1167,11 +1235,19 @@ load_result load_defaults(const env_lookup& env) {
     return result;
 }
 
-load_result load_string(std::string_view yaml, const std::string& source, const env_lookup& env) {
+load_result load_string(std::string_view yaml, const std::string& source, const env_lookup& env,
+                        const load_limits& limits) {
     load_result result;
     reader r(source, env, result.errors);
+    const std::string text(yaml);
+    if (auto problem = check_limits(text, source, limits)) {
+        // Nothing of hostile text is read: defaults and overrides only, plus the one error.
+        result.errors.push_back(std::move(*problem));
+        finish(result, env);
+        return result;
+    }
     try {
-        const auto docs = YAML::LoadAll(std::string(yaml));
+        const auto docs = YAML::LoadAll(text);
         if (!docs.empty()) r.read_root(docs.front(), result.config);
         if (docs.size() > 1) {
             r.error(docs[1].Mark(), "", "only one YAML document is allowed (remove \"---\")");
@@ -1186,7 +1262,7 @@ load_result load_string(std::string_view yaml, const std::string& source, const 
     return result;
 }
 
-load_result load_file(const std::string& path, const env_lookup& env) {
+load_result load_file(const std::string& path, const env_lookup& env, const load_limits& limits) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         load_result result;
@@ -1194,14 +1270,26 @@ load_result load_file(const std::string& path, const env_lookup& env) {
             diagnostic{path, 0, 0, "", std::string("cannot open file: ") + std::strerror(errno)});
         return result;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
+    // At most one byte past the limit is read, so /dev/zero or a mistaken multi-gigabyte path is
+    // refused at once instead of filling memory.
+    std::string text;
+    char chunk[64 * 1024];
+    while (text.size() <= limits.max_bytes && in.read(chunk, sizeof chunk).gcount() > 0) {
+        const auto room = limits.max_bytes + 1 - text.size();
+        text.append(chunk, std::min(static_cast<std::size_t>(in.gcount()), room));
+    }
     if (in.bad()) {
         load_result result;
         result.errors.push_back(diagnostic{path, 0, 0, "", "cannot read file"});
         return result;
     }
-    return load_string(text.str(), path, env);
+    if (text.size() > limits.max_bytes) {
+        load_result result;
+        result.errors.push_back(
+            diagnostic{path, 0, 0, "", "file is " + size_limit_message(limits)});
+        return result;
+    }
+    return load_string(text, path, env, limits);
 }
 
 std::string render_redacted(const ferry_config& cfg) {

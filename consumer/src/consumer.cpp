@@ -18,6 +18,7 @@
 #include "ferry/dedup/inbox.hpp"
 #include "ferry/dedup/redis_store.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/retry/fence.hpp"
 #include "ferry/retry/tables.hpp"
 #include "offset_tracker.hpp"
 
@@ -134,6 +135,20 @@ message from_stored(const retry::stored_message& s) {
 #endif
 }
 
+// True when the named fault is armed (FERRY_FAULT, test builds only); for faults that are
+// injected as an error rather than a kill.
+[[maybe_unused]] bool fault_armed(const char* name) {
+#ifdef FERRY_FAULT_POINTS
+    const char* f = std::getenv("FERRY_FAULT");
+    return f != nullptr && std::string_view(f) == name;
+#else
+    (void)name;
+    return false;
+#endif
+}
+
+constexpr std::size_t mib = 1u << 20;
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -148,6 +163,8 @@ struct consumer::impl {
     struct work_item {
         message msg;
         std::string malformed;  // reason, when the envelope is bad
+        std::string malformed_code = "consumer.malformed";
+        std::size_t bytes = 0;  // payload + key + headers, counted against max_queued_bytes
         std::uint64_t generation = 0;
         std::optional<dedup::claim> claim;  // Redis claim from the batch pipeline
         bool claim_failed = false;          // Redis was unreachable at poll time
@@ -176,6 +193,7 @@ struct consumer::impl {
     std::unique_ptr<dedup::inbox> box;
     std::unique_ptr<retry::retry_table> retries;
     std::unique_ptr<retry::dead_letters> dead;
+    std::unique_ptr<retry::partition_fence> fence;
 
     rd_kafka_t* rk = nullptr;
     rd_kafka_t* dlq_producer = nullptr;
@@ -204,10 +222,12 @@ struct consumer::impl {
     // Metrics.
     std::atomic<std::uint64_t> m_consumed{0}, m_processed{0}, m_duplicates{0}, m_retries{0},
         m_retry_scheduled{0}, m_parked{0}, m_dead{0}, m_malformed{0}, m_redis_errors{0},
-        m_commits{0}, m_rebalances{0};
+        m_commits{0}, m_rebalances{0}, m_fenced{0}, m_header_limit{0};
     std::atomic<std::int64_t> m_lag{0};
     std::atomic<std::size_t> m_assigned{0};
     std::atomic<std::size_t> queued_total{0};
+    std::atomic<std::size_t> queued_bytes{0};
+    std::atomic<std::size_t> queued_bytes_peak{0};
 
     explicit impl(consumer_options opts) : o(std::move(opts)) {
         if (o.instance_id.empty()) o.instance_id = default_instance_id();
@@ -241,6 +261,10 @@ struct consumer::impl {
             bad_option("dsn", "the consumer database is required (retry, dead letters)");
         if (o.lanes == 0) bad_option("lanes", "must be at least 1");
         if (o.max_batch == 0) bad_option("max_batch", "must be at least 1");
+        if (o.max_queued == 0) bad_option("max_queued", "must be at least 1");
+        if (o.max_queued_bytes < mib) bad_option("max_queued_bytes", "must be at least 1 MiB");
+        if (o.max_headers == 0) bad_option("max_headers", "must be at least 1");
+        if (o.max_header_bytes == 0) bad_option("max_header_bytes", "must be at least 1");
         if (topics.empty()) bad_option("topics", "subscribe() at least one topic before start()");
         retry::validate(o.retry);
         use_redis = o.dedup == dedup_mode::redis || o.dedup == dedup_mode::redis_and_inbox;
@@ -277,6 +301,10 @@ struct consumer::impl {
             set("heartbeat.interval.ms",
                 std::to_string(std::max<long long>(100, o.session_timeout.count() / 5)));
             set("enable.partition.eof", "false");
+            // librdkafka's prefetch counts against the memory bound too (max_queued_bytes).
+            const auto prefetch = std::max<std::size_t>(mib, o.max_queued_bytes / 4);
+            set("queued.max.messages.kbytes", std::to_string(prefetch / 1024));
+            set("fetch.max.bytes", std::to_string(std::min<std::size_t>(prefetch, 52428800)));
         }
         for (const auto& [k, v] : o.kafka_properties) set(k, v);
         if (consumer_conf) {
@@ -293,12 +321,15 @@ struct consumer::impl {
             try {
                 pqxx::nontransaction tx{*conn};
                 (void)internal::exec(tx, "SELECT 1 FROM " + quote_schema() + ".retry LIMIT 0");
+                (void)internal::exec(
+                    tx, "SELECT 1 FROM " + quote_schema() + ".consumer_partition_owner LIMIT 0");
             } catch (...) {
                 internal::rethrow_translated("consumer start", "consumer");
             }
         }
         retries = std::make_unique<retry::retry_table>(o.schema, o.group);
         dead = std::make_unique<retry::dead_letters>(o.schema);
+        fence = std::make_unique<retry::partition_fence>(o.schema, o.group);
         if (use_inbox) box = std::make_unique<dedup::inbox>(o.schema);
         if (use_redis) {
             dedup::redis_options ro;
@@ -408,6 +439,40 @@ struct consumer::impl {
         }
     }
 
+    // Takes ownership (retry::partition_fence) of the current assignment of `list` (all
+    // partitions without an epoch when empty). On a database error the partitions stay
+    // unfenced: their record writes wait, and the poll loop tries again.
+    bool acquire_fences(const std::vector<detail::tp>& list) {
+        std::vector<retry::owned_partition> parts;
+        std::vector<std::uint64_t> gens;
+        if (list.empty()) {
+            for (const auto& [p, g] : tracker.unfenced()) {
+                parts.push_back({p.topic, p.partition, 0});
+                gens.push_back(g);
+            }
+        } else {
+            for (const auto& p : list) {
+                parts.push_back({p.topic, p.partition, 0});
+                gens.push_back(tracker.generation(p));
+            }
+        }
+        if (parts.empty()) return true;
+        try {
+            auto conn = connect_pg();
+            pqxx::work tx{*conn};
+            fence->acquire(tx, o.instance_id, parts);
+            tx.commit();
+        } catch (const std::exception& e) {
+            spdlog::warn("event=partition_fence_failed group={} count={} error=\"{}\"", o.group,
+                         parts.size(), e.what());
+            return false;
+        }
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            tracker.set_fence({parts[i].topic, parts[i].partition}, gens[i], parts[i].epoch);
+        }
+        return true;
+    }
+
     void on_rebalance(rd_kafka_t* rk_, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t* parts) {
         ++m_rebalances;
@@ -419,13 +484,18 @@ struct consumer::impl {
             list.push_back({parts->elems[i].topic, parts->elems[i].partition});
         }
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-            load_blocked_keys();
             tracker.assign(list);
+            // Ownership first, then the blocked keys: every retry record of a previous owner
+            // either committed before our acquire (and the load sees it) or is refused.
+            acquire_fences(list);
+            load_blocked_keys();
             if (cooperative) {
                 if (auto* e = rd_kafka_incremental_assign(rk_, parts)) rd_kafka_error_destroy(e);
             } else {
                 rd_kafka_assign(rk_, parts);
             }
+            // Over the memory budget: partitions assigned now start paused as well.
+            if (paused) rd_kafka_pause_partitions(rk_, parts);
             m_assigned = tracker.size();
             spdlog::info("event=partitions_assigned group={} instance={} count={}", o.group,
                          o.instance_id, list.size());
@@ -509,31 +579,50 @@ struct consumer::impl {
         if (km->payload != nullptr) {
             w.msg.payload.assign(static_cast<const char*>(km->payload), km->len);
         }
+        w.bytes = w.msg.payload.size() + (w.msg.key ? w.msg.key->size() : 0);
         rd_kafka_headers_t* hdrs = nullptr;
+        std::string limit;  // the first header limit this record breaks
         if (rd_kafka_message_headers(km, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
             const char* name = nullptr;
             const void* val = nullptr;
             size_t size = 0;
+            const auto count = rd_kafka_header_cnt(hdrs);
+            if (count > o.max_headers) {
+                limit = "header limit: the record has " + std::to_string(count) +
+                        " headers, more than max_headers=" + std::to_string(o.max_headers);
+            }
             for (size_t i = 0;
                  rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
                  ++i) {
                 header h;
                 h.name = name;
                 if (val != nullptr) h.value = std::string(static_cast<const char*>(val), size);
+                const auto hb = h.name.size() + (val != nullptr ? size : 0);
+                if (limit.empty() && hb > o.max_header_bytes) {
+                    limit = "header limit: header #" + std::to_string(i + 1) + " is " +
+                            std::to_string(hb) + " bytes (name + value), more than " +
+                            "max_header_bytes=" + std::to_string(o.max_header_bytes);
+                }
+                w.bytes += hb;
                 w.msg.headers.push_back(std::move(h));
-            }
-        }
-        const auto id = w.msg.header_value(id_header);
-        if (!id) {
-            w.malformed = "malformed envelope: no ferry-message-id header";
-        } else {
-            w.msg.message_id = canonical_uuid(*id);
-            if (w.msg.message_id.empty()) {
-                w.malformed = "malformed envelope: ferry-message-id is not a UUID";
             }
         }
         auto it = topics.find(w.msg.topic);
         w.entry = it == topics.end() ? nullptr : &it->second;
+        const auto id = w.msg.header_value(id_header);
+        if (id) w.msg.message_id = canonical_uuid(*id);
+        if (!limit.empty()) {
+            // Hostile input: dead letter with the limit named, never dropped or trimmed.
+            w.malformed = limit;
+            w.malformed_code = "consumer.header_limit";
+            ++m_header_limit;
+            return w;
+        }
+        if (!id) {
+            w.malformed = "malformed envelope: no ferry-message-id header";
+        } else if (w.msg.message_id.empty()) {
+            w.malformed = "malformed envelope: ferry-message-id is not a UUID";
+        }
         return w;
     }
 
@@ -573,12 +662,17 @@ struct consumer::impl {
         for (auto& w : batch) {
             const auto l = lane_of(w);
             auto& ln = *lanes[l];
+            const auto bytes = w.bytes;
             {
                 std::lock_guard lock(ln.mutex);
                 ln.queue.push_back(std::move(w));
                 ln.depth = ln.queue.size();
             }
             ++queued_total;
+            const auto now_bytes = queued_bytes += bytes;
+            auto peak = queued_bytes_peak.load();
+            while (now_bytes > peak && !queued_bytes_peak.compare_exchange_weak(peak, now_bytes)) {
+            }
             ln.cv.notify_one();
         }
         batch.clear();
@@ -587,11 +681,19 @@ struct consumer::impl {
     void poll_loop() {
         auto last_commit = clock_type::now();
         auto last_lag = clock_type::now();
+        auto last_fence = clock_type::now();
         std::vector<work_item> batch;
+        std::size_t batch_bytes = 0;
+        // Room for more records: counts and bytes queued, plus this poll's batch.
+        auto room = [&] {
+            return batch.size() < o.max_batch && queued_total + batch.size() < o.max_queued &&
+                   queued_bytes + batch_bytes < o.max_queued_bytes;
+        };
         while (!stopping) {
-            if (queued_total >= o.max_queued) {
+            if (queued_total >= o.max_queued || queued_bytes >= o.max_queued_bytes) {
                 set_paused(true);
-            } else if (paused && queued_total < o.max_queued / 2) {
+            } else if (paused && queued_total < o.max_queued / 2 &&
+                       queued_bytes < o.max_queued_bytes / 2) {
                 set_paused(false);
             }
             rd_kafka_message_t* km =
@@ -608,15 +710,23 @@ struct consumer::impl {
                     if (gen != 0) {
                         auto w = make_item(km);
                         w.generation = gen;
+                        batch_bytes += w.bytes;
                         batch.push_back(std::move(w));
                         ++m_consumed;
                     }
                 }
                 rd_kafka_message_destroy(km);
-                km = batch.size() < o.max_batch ? rd_kafka_consumer_poll(rk, 0) : nullptr;
+                km = room() ? rd_kafka_consumer_poll(rk, 0) : nullptr;
             }
             if (!batch.empty()) dispatch(batch);
+            batch_bytes = 0;
             const auto now = clock_type::now();
+            if (now - last_fence >= 1s) {
+                // Partitions whose ownership could not be taken at assignment: try again, then
+                // reload the blocked keys (only records committed before it are trusted).
+                if (!tracker.unfenced().empty() && acquire_fences({})) load_blocked_keys();
+                last_fence = now;
+            }
             if (now - last_commit >= o.commit_interval) {
                 commit({}, false);
                 last_commit = now;
@@ -669,6 +779,49 @@ struct consumer::impl {
         }
     }
 
+    enum class record_write { written, fenced, abandoned };
+
+    // A live-path record write (retry, parking, dead letter) for a message of a partition this
+    // instance owns: one transaction that first checks the partition fence (retry::
+    // partition_fence::holds, FOR SHARE) and then runs `fn`. `fenced` when the partition moved
+    // to another owner or generation: nothing is written and the next owner redelivers the
+    // message (DESIGN.md invariant 3: nothing may overtake a record the new owner cannot see).
+    template <typename Fn>
+    record_write fenced_write(lane& ln, const work_item& w, const char* what, Fn&& fn) {
+        bool refused = false;
+        const bool ok = durably(ln.conn, &w, what, [&](pqxx::connection& c) {
+            refused = false;
+            const detail::tp t{w.msg.topic, w.msg.partition};
+            const auto epoch = tracker.fence(t, w.generation);
+            if (epoch == 0) {
+                if (!still_mine(w)) {
+                    refused = true;
+                    return;
+                }
+                throw ferry::error(error_kind::retryable, "consumer.fence",
+                                   "ownership of " + w.msg.topic + "/" +
+                                       std::to_string(w.msg.partition) + " is not established yet");
+            }
+            pqxx::work tx{c};
+            if (!fence->holds(tx, w.msg.topic, w.msg.partition, o.instance_id, epoch)) {
+                refused = true;
+                return;
+            }
+            fn(tx);
+            tx.commit();
+        });
+        if (!ok) return record_write::abandoned;
+        if (refused) {
+            ++m_fenced;
+            spdlog::warn(
+                "event=record_write_fenced op={} group={} topic={} partition={} offset={} "
+                "message_id={} reason=\"partition no longer owned by this instance\"",
+                what, o.group, w.msg.topic, w.msg.partition, w.msg.offset, w.msg.message_id);
+            return record_write::fenced;
+        }
+        return record_write::written;
+    }
+
     // One handler call with its transaction (and inbox row / retry-row delete).
     attempt_outcome attempt(std::unique_ptr<pqxx::connection>& conn, const topic_entry& e,
                             const message& m, std::optional<long long> retry_row_id) {
@@ -702,6 +855,12 @@ struct consumer::impl {
                 }
                 e.tx(m, tx);
                 tx.commit();
+                if (m.attempt == 1 && fault_armed("lost_commit_ack")) {
+                    // The commit went through; the runtime is told the connection broke while
+                    // committing, as when the COMMIT acknowledgement is lost.
+                    throw pqxx::in_doubt_error(
+                        "fault point lost_commit_ack: COMMIT sent, acknowledgement lost");
+                }
             } else {
                 e.plain(m);
                 if (retry_row_id) {
@@ -793,6 +952,8 @@ struct consumer::impl {
 
     void flush_completes(lane& ln) {
         if (!ln.pending_claims.empty()) {
+            // Redis-only crash window: these effects are applied, their "done" marks are not.
+            fault_point("redis_after_effect_before_done");
             try {
                 (void)redis->complete_batch(ln.pending_claims);
             } catch (const ferry::error& e) {
@@ -849,12 +1010,10 @@ struct consumer::impl {
             const auto reason =
                 !w.malformed.empty() ? w.malformed : "no handler for topic " + w.msg.topic;
             const auto stored = to_stored(w.msg, ordered);
-            const bool ok = durably(ln.conn, &w, "dead_letter", [&](pqxx::connection& c) {
-                pqxx::work tx{c};
-                dead->add(tx, o.group, stored, reason, "consumer.malformed", 0, false, false);
-                tx.commit();
+            const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
+                dead->add(tx, o.group, stored, reason, w.malformed_code, 0, false, false);
             });
-            if (!ok) return finish(w, false);
+            if (wr != record_write::written) return finish(w, false);
             ++m_dead;
             ++m_malformed;
             spdlog::warn("event=dead_letter group={} topic={} partition={} offset={} reason=\"{}\"",
@@ -866,12 +1025,13 @@ struct consumer::impl {
         if (maybe_blocked(w.msg, ordered)) {
             bool parked = false;
             const auto stored = to_stored(w.msg, ordered);
-            const bool ok = durably(ln.conn, &w, "park", [&](pqxx::connection& c) {
-                pqxx::work tx{c};
+            const auto wr = fenced_write(ln, w, "park", [&](pqxx::work& tx) {
                 parked = retries->park_if_blocked(tx, stored);
-                tx.commit();
             });
-            if (!ok) return finish(w, false);
+            if (wr != record_write::written) {
+                release_claim(w.claim);
+                return finish(w, false);
+            }
             if (parked) {
                 ++m_parked;
                 release_claim(w.claim);
@@ -941,13 +1101,11 @@ struct consumer::impl {
             const auto stored = to_stored(w.msg, ordered);
             if (d.step == retry::next_step::retry_later) {
                 ++m_retries;
-                const bool ok = durably(ln.conn, &w, "retry_schedule", [&](pqxx::connection& c) {
-                    pqxx::work tx{c};
+                const auto wr = fenced_write(ln, w, "retry_schedule", [&](pqxx::work& tx) {
                     (void)retries->schedule(tx, stored, n, d.delay, r.error);
-                    tx.commit();
                 });
                 release_claim(claim);
-                if (!ok) return finish(w, false);
+                if (wr != record_write::written) return finish(w, false);
                 mark_blocked(w.msg, ordered);
                 ++m_retry_scheduled;
                 retry_cv.notify_all();
@@ -956,13 +1114,11 @@ struct consumer::impl {
             const auto reason = permanent ? "handler: permanent: " + r.error
                                           : "retries exhausted after " + std::to_string(n) +
                                                 " attempts: " + r.error;
-            const bool ok = durably(ln.conn, &w, "dead_letter", [&](pqxx::connection& c) {
-                pqxx::work tx{c};
+            const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
                 dead->add(tx, o.group, stored, reason, r.code, n, true, ordered);
-                tx.commit();
             });
             release_claim(claim);
-            if (!ok) return finish(w, false);
+            if (wr != record_write::written) return finish(w, false);
             mark_blocked(w.msg, ordered);
             ++m_dead;
             spdlog::warn(
@@ -998,6 +1154,7 @@ struct consumer::impl {
                 }
                 const bool mine = tracker.begin({w.msg.topic, w.msg.partition}, w.generation);
                 --queued_total;
+                queued_bytes -= w.bytes;
                 if (!mine) continue;  // revoked: abandoned, its offset is never committed past
                 if (abandon_all) {
                     finish(w, false);
@@ -1146,6 +1303,10 @@ struct consumer::impl {
         s.rebalances = m_rebalances;
         s.lag = m_lag;
         s.assigned_partitions = m_assigned;
+        s.queued_bytes = queued_bytes;
+        s.queued_bytes_peak = queued_bytes_peak;
+        s.fenced_writes = m_fenced;
+        s.header_limit = m_header_limit;
         for (const auto& l : lanes) s.lane_queue_depth.push_back(l->depth);
         return s;
     }
@@ -1209,6 +1370,13 @@ std::string consumer::render_prometheus() const {
     counter("redis_errors_total", "Redis calls that failed.", s.redis_errors);
     counter("commits_total", "Offset commits sent.", s.commits);
     counter("rebalances_total", "Rebalance callbacks.", s.rebalances);
+    counter("fenced_writes_total",
+            "Retry/dead-letter writes refused because the partition moved to another owner.",
+            s.fenced_writes);
+    counter("header_limit_total", "Records dead-lettered for too many or too large headers.",
+            s.header_limit);
+    gauge("queued_bytes", "Bytes of polled records queued for the lanes.",
+          static_cast<long long>(s.queued_bytes));
     gauge("lag", "High watermark minus commit position, summed over assigned partitions.", s.lag);
     gauge("assigned_partitions", "Partitions assigned to this instance.",
           static_cast<long long>(s.assigned_partitions));

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ferry::consumer::detail {
@@ -73,6 +74,41 @@ public:
         s.inflight.insert(offset);
         if (offset + 1 > s.next) s.next = offset + 1;
         return s.generation;
+    }
+
+    /// Records the ownership epoch (retry::partition_fence) of this assignment.
+    void set_fence(const tp& p, std::uint64_t generation, std::int64_t epoch) {
+        std::lock_guard lock(_m);
+        auto it = _parts.find(p);
+        if (it != _parts.end() && it->second.generation == generation) it->second.fence = epoch;
+    }
+
+    /// The ownership epoch of this generation: 0 when the generation is no longer current or
+    /// ownership is not established yet (then no fenced write may go ahead).
+    [[nodiscard]] std::int64_t fence(const tp& p, std::uint64_t generation) const {
+        std::lock_guard lock(_m);
+        auto it = _parts.find(p);
+        if (it == _parts.end() || it->second.revoked || it->second.generation != generation) {
+            return 0;
+        }
+        return it->second.fence;
+    }
+
+    /// Current partitions whose ownership epoch is not established, with their generation.
+    [[nodiscard]] std::vector<std::pair<tp, std::uint64_t>> unfenced() const {
+        std::lock_guard lock(_m);
+        std::vector<std::pair<tp, std::uint64_t>> out;
+        for (const auto& [p, s] : _parts) {
+            if (!s.revoked && s.fence == 0) out.emplace_back(p, s.generation);
+        }
+        return out;
+    }
+
+    /// The generation of a current assignment of `p`, or 0.
+    [[nodiscard]] std::uint64_t generation(const tp& p) const {
+        std::lock_guard lock(_m);
+        auto it = _parts.find(p);
+        return it == _parts.end() || it->second.revoked ? 0 : it->second.generation;
     }
 
     [[nodiscard]] bool current(const tp& p, std::uint64_t generation) const {
@@ -156,6 +192,7 @@ public:
 private:
     struct state {
         std::uint64_t generation = 0;
+        std::int64_t fence = 0;  // ownership epoch; 0 = not established
         bool revoked = false;
         std::set<std::int64_t> inflight;
         std::int64_t next = -1;

@@ -36,12 +36,19 @@ protected:
                                                     std::map<std::string, std::string> env = {}) {
         ferry::test::child_options co;
         co.env = std::move(env);
+        // A short Redis lease, so a survivor takes over a killed victim's claims quickly.
         auto p = std::make_unique<ferry::test::child_process>(
             FERRY_CONSUMER_TEST_APP,
-            std::vector<std::string>{"--brokers", kafka()->bootstrap(), "--dsn",
-                                     ferry::test::pg_dsn(), "--schema", schema(), "--group", _group,
-                                     "--topic", _topic, "--mode", mode, "--redis",
-                                     ferry::test::redis_url(), "--prefix", _topic, "--name", name},
+            std::vector<std::string>{"--brokers",  kafka()->bootstrap(),
+                                     "--dsn",      ferry::test::pg_dsn(),
+                                     "--schema",   schema(),
+                                     "--group",    _group,
+                                     "--topic",    _topic,
+                                     "--mode",     mode,
+                                     "--redis",    ferry::test::redis_url(),
+                                     "--prefix",   _topic,
+                                     "--name",     name,
+                                     "--lease-ms", "2000"},
             co);
         return p;
     }
@@ -59,10 +66,11 @@ protected:
     }
 
     // Kills the app at the fault point, restarts it, and returns the checked history.
-    check_result kill_between_effect_and_offset(const std::string& mode) {
+    check_result kill_between_effect_and_offset(
+        const std::string& mode, const std::string& fault = "after_effect_before_offset") {
         const auto sent = send_workload(60, 10);
         {
-            auto victim = app(mode, "victim", {{"FERRY_FAULT", "after_effect_before_offset"}});
+            auto victim = app(mode, "victim", {{"FERRY_FAULT", fault}});
             const auto st = victim->wait(60s);
             EXPECT_TRUE(st.has_value()) << "the fault point never fired";
             if (st) {
@@ -96,6 +104,72 @@ TEST_F(ConsumerFaultTest, KillBetweenEffectAndOffsetCommitWithoutDedupDuplicates
     EXPECT_GE(r.duplicates, 1) << "the checker must see the re-applied effect: " << r.describe();
     EXPECT_EQ(r.lost, 0) << r.describe();
 }
+
+// Issue 10 hole 7, crash window 1: Redis-only defers "done" marks (one pipelined call per lane
+// run). kill -9 after effects and before their marks: once the victim's leases expire, the
+// survivor applies those effects again. docs/guarantees.md states the bound; this test reports
+// the count. With the inbox the same kill gives one effect per message.
+TEST_F(ConsumerFaultTest, RedisOnlyKillBetweenEffectAndDoneMarkReappliesThoseEffects) {
+    const auto r = kill_between_effect_and_offset("redis", "redis_after_effect_before_done");
+    std::fprintf(stderr, "redis-only kill before done marks: %s\n", r.describe().c_str());
+    EXPECT_GE(r.duplicates, 1) << "the re-applied effects must show: " << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+}
+
+TEST_F(ConsumerFaultTest, RedisAndInboxKillBetweenEffectAndDoneMarkGivesOneEffect) {
+    const auto r = kill_between_effect_and_offset("both", "redis_after_effect_before_done");
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.effects, r.sent) << r.describe();
+}
+
+// Issue 10 hole 7, crash window 2: the COMMIT of the effect's transaction goes through but its
+// acknowledgement is lost (fault point lost_commit_ack: first attempt of every message). The
+// runtime sees in_doubt and tries again: Redis-only applies every message twice, the inbox
+// absorbs the second attempt.
+class LostCommitAck : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
+
+TEST_P(LostCommitAck, EveryMessage) {
+    const auto mode = GetParam();
+    struct fault_env {
+        fault_env() { ::setenv("FERRY_FAULT", "lost_commit_ack", 1); }
+        ~fault_env() { ::unsetenv("FERRY_FAULT"); }
+    } armed;
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 20; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    ferry::consumer::consumer c(options(mode));
+    const auto s = schema();
+    c.subscribe(_topic,
+                ferry::consumer::tx_handler([s](const ferry::consumer::message& m, pqxx::work& tx) {
+                    write_witness(tx, s, m, "a");
+                }));
+    c.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return c.metrics().processed + c.metrics().duplicates_absorbed >= 20; }, 60s))
+        << c.render_prometheus();
+    std::this_thread::sleep_for(300ms);
+    c.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    std::fprintf(stderr, "lost COMMIT ack, %s: %s\n", ferry::consumer::to_string(mode).data(),
+                 r.describe().c_str());
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+    if (mode == dedup_mode::redis) {
+        EXPECT_EQ(r.duplicates, 20) << "Redis-only re-applies every in-doubt commit";
+    } else {
+        EXPECT_EQ(r.duplicates, 0) << r.describe();
+        EXPECT_EQ(c.metrics().duplicates_absorbed, 20u);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LostCommitAck,
+                         ::testing::Values(dedup_mode::redis, dedup_mode::redis_and_inbox),
+                         [](const ::testing::TestParamInfo<dedup_mode>& p) {
+                             return std::string(ferry::consumer::to_string(p.param));
+                         });
 
 class RedisFlush : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
 

@@ -59,12 +59,20 @@ struct sent_message {
 /// Produces records shaped like the relay's: key, payload, ferry-message-id, ferry-created-at.
 class test_producer {
 public:
-    explicit test_producer(const std::string& brokers) {
+    explicit test_producer(const std::string& brokers,
+                           const std::map<std::string, std::string>& extra = {}) {
         char err[512];
         auto* conf = rd_kafka_conf_new();
         rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
         rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
         rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err);
+        for (const auto& [k, v] : extra) {
+            if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) !=
+                RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                throw std::runtime_error(err);
+            }
+        }
         _rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (_rk == nullptr) throw std::runtime_error(err);
     }

@@ -4,7 +4,9 @@
 //
 //   consumer_test_app --brokers B --dsn D --schema S --group G --topic T --mode
 //   none|redis|inbox|both
-//                     [--redis URL] [--prefix P] [--name N]
+//                     [--redis URL] [--prefix P] [--name N] [--lease-ms L]
+// Other fault points: FERRY_FAULT=redis_after_effect_before_done (SIGKILL with effects applied
+// and their Redis "done" marks not yet written).
 // stdout: "READY", then "STATS processed=N duplicates=M" on exit.
 #include <atomic>
 #include <csignal>
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
     o.redis_key_prefix = a.count("--prefix") ? a["--prefix"] : "ferry:test";
     o.session_timeout = std::chrono::milliseconds(6000);
     o.commit_interval = std::chrono::milliseconds(100);
+    if (a.count("--lease-ms")) o.lease = std::chrono::milliseconds(std::stoll(a["--lease-ms"]));
     const auto mode = a["--mode"];
     o.dedup = mode == "none"    ? ferry::consumer::dedup_mode::none
               : mode == "redis" ? ferry::consumer::dedup_mode::redis

@@ -244,3 +244,127 @@ TEST_F(WriterTest, EightConcurrentProducersLoseNothing) {
     EXPECT_EQ(stored, committed);
     for (const auto& id : rolled_back) EXPECT_EQ(stored.count(id), 0u) << "phantom " << id;
 }
+
+// writer::enqueue_with (issue 15): the INSERT travels with the caller's next statement.
+class PipelinedWriterTest : public OutboxFixture {
+protected:
+    void SetUp() override {
+        OutboxFixture::SetUp();
+        pqxx::work tx{conn()};
+        tx.exec("CREATE TABLE \"" + schema() + "\".orders (id bigint PRIMARY KEY, note text)");
+        tx.commit();
+    }
+    std::string orders() const { return "\"" + schema() + "\".orders"; }
+    long long count_orders() {
+        pqxx::nontransaction tx{conn()};
+        return tx.exec("SELECT count(*) FROM " + orders())[0][0].as<long long>();
+    }
+};
+
+TEST_F(PipelinedWriterTest, StoresExactlyWhatThePreparedPathStores) {
+    // Literal values instead of parameters: every byte, quote and backslash must survive.
+    message m = make("it's a \\ key \"q\" \xc3\xa9", all_bytes());
+    m.topic = "orders.v1";
+    m.headers = {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+                 {"quote'\"back\\slash", "line\nbreak \xc3\xa9 \t '' \\x00"}};
+    m.deliver_after = std::chrono::seconds(3);
+    m.expires_after = std::chrono::minutes(2);
+    message_id pipelined, prepared;
+    {
+        pqxx::work tx{conn()};
+        const auto [id, r] = writer().enqueue_with(
+            tx, m,
+            "INSERT INTO " + orders() + " VALUES (1, " + tx.quote("it's") + ") RETURNING id");
+        ASSERT_EQ(r.size(), 1u);
+        EXPECT_EQ(r[0][0].as<int>(), 1);
+        pipelined = id;
+        prepared = writer().enqueue(tx, m);  // the transaction is usable again
+        tx.commit();
+    }
+    EXPECT_EQ(pipelined.version(), 7);
+    pqxx::nontransaction tx{conn()};
+    const auto rows = tx.exec(
+        "SELECT a.topic = b.topic AND a.key = b.key AND a.payload = b.payload AND "
+        "a.headers = b.headers AND a.available_at - a.created_at = b.available_at - b.created_at "
+        "AND a.expires_at - a.created_at = b.expires_at - b.created_at, a.key, a.payload, "
+        "a.headers->>'quote''\"back\\slash', extract(epoch FROM a.available_at - a.created_at) "
+        "FROM " +
+        table() + " a, " + table() + " b WHERE a.message_id = '" + pipelined.to_string() +
+        "' AND b.message_id = '" + prepared.to_string() + "'");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_TRUE(rows[0][0].as<bool>());
+    EXPECT_EQ(rows[0][1].as<std::string>(), m.key);
+    EXPECT_EQ(unescape_bytea(rows[0][2].as<std::string>()), all_bytes());
+    EXPECT_EQ(rows[0][3].as<std::string>(), "line\nbreak \xc3\xa9 \t '' \\x00");
+    EXPECT_DOUBLE_EQ(rows[0][4].as<double>(), 3.0);
+}
+
+TEST_F(PipelinedWriterTest, CommitsAndRollsBackWithTheBusinessStatement) {
+    {
+        pqxx::work tx{conn()};
+        (void)writer().enqueue_with(tx, make("order-1"), "INSERT INTO " + orders() + " VALUES (1)");
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn()};
+        (void)writer().enqueue_with(tx, make("order-2"), "INSERT INTO " + orders() + " VALUES (2)");
+        tx.abort();
+    }
+    EXPECT_EQ(count_orders(), 1);
+    EXPECT_EQ(count_rows(), 1);
+    EXPECT_EQ(count_rows("key = 'order-1'"), 1);
+}
+
+TEST_F(PipelinedWriterTest, ACallerErrorIsTranslatedAndNothingIsWritten) {
+    {
+        pqxx::work tx{conn()};
+        (void)writer().enqueue_with(tx, make("order-1"), "INSERT INTO " + orders() + " VALUES (1)");
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn()};
+        // Duplicate primary key: the caller's statement fails, and the INSERT before it in the
+        // same query is rolled back with the transaction.
+        try {
+            (void)writer().enqueue_with(tx, make("order-2"),
+                                        "INSERT INTO " + orders() + " VALUES (1)");
+            FAIL() << "expected the duplicate key error";
+        } catch (const ferry::error& e) {
+            EXPECT_EQ(e.code(), "outbox.database") << e.what();
+            EXPECT_NE(std::string(e.what()).find("23505"), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_EQ(count_orders(), 1);
+    EXPECT_EQ(count_rows(), 1);
+}
+
+TEST_F(PipelinedWriterTest, AnInsertErrorIsAFerryError) {
+    ferry::outbox::writer_options o;
+    o.schema = schema() + "_missing";
+    const ferry::outbox::writer missing{o};
+    pqxx::work tx{conn()};
+    try {
+        (void)missing.enqueue_with(tx, make("order-1"), "INSERT INTO " + orders() + " VALUES (1)");
+        FAIL() << "expected outbox.schema_missing";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.code(), "outbox.schema_missing") << e.what();
+    }
+    tx.abort();
+    EXPECT_EQ(count_orders(), 0);
+}
+
+TEST_F(PipelinedWriterTest, RejectedMessageQueuesNothingNotEvenTheCallersStatement) {
+    message bad = make("order-1");
+    bad.topic = "bad topic";
+    pqxx::work tx{conn()};
+    try {
+        (void)writer().enqueue_with(tx, bad, "INSERT INTO " + orders() + " VALUES (1)");
+        FAIL() << "expected outbox.invalid_topic";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.code(), "outbox.invalid_topic");
+        EXPECT_EQ(e.field(), "topic");
+    }
+    tx.commit();
+    EXPECT_EQ(count_orders(), 0);
+    EXPECT_EQ(count_rows(), 0);
+}

@@ -12,30 +12,26 @@
 #include <unordered_set>
 
 #include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
 #include "redis_lookup.hpp"
 
 namespace ferry::reconcile {
 namespace {
 
+using internal::array_literal;
 using internal::exec;
 
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
-
-/// "{a,b}" for uuid[] / text[] parameters; text elements are quoted and escaped.
-std::string text_array(const std::vector<std::string>& v) {
-    std::string s = "{";
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        if (i) s += ',';
-        s += '"';
-        for (char c : v[i]) {
-            if (c == '"' || c == '\\') s += '\\';
-            s += c;
-        }
-        s += '"';
-    }
-    return s + "}";
+/// Every reconciliation session: named in pg_stat_activity, and no statement runs for ever.
+internal::session_settings session(const reconcile_options& o) {
+    internal::session_settings s;
+    s.connect_timeout = o.connect_timeout;
+    s.statement_timeout = std::chrono::minutes(10);
+    s.application_name = "ferry-reconcile";
+    return s;
 }
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
 
 constexpr const char* rfc3339 =
     "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
@@ -45,13 +41,6 @@ std::string ts(const std::string& expr) {
     std::snprintf(buf, sizeof buf, rfc3339, expr.c_str());
     return buf;
 }
-
-/// A connection built in place (libpqxx 6 connections cannot be moved).
-struct db {
-    pqxx::connection c;
-    db(const std::string& dsn, long timeout_s)
-        : c(internal::connect(dsn, timeout_s, "reconcile")) {}
-};
 
 struct ledger_row {
     std::string id, topic, key, created_at, published_at;
@@ -121,12 +110,12 @@ public:
     }
 
     void consumer_side(const group_options& g) {
-        std::optional<db> cdb_holder;
+        std::unique_ptr<pqxx::connection> cdb_holder;
         pqxx::connection* cdb_ptr = nullptr;
         std::string cq;
         if (!g.dsn.empty()) {
-            cdb_holder.emplace(g.dsn, static_cast<long>(_o.connect_timeout.count() / 1000));
-            cdb_ptr = &cdb_holder->c;
+            cdb_holder = internal::connect_unique(g.dsn, session(_o), "reconcile");
+            cdb_ptr = cdb_holder.get();
             cq = quote_identifier(g.schema, "reconcile.groups.schema");
         }
         std::optional<redis_lookup> redis;
@@ -139,7 +128,7 @@ public:
                                    "configured, nothing tells what it processed",
                                "reconcile.groups");
         }
-        const std::string topics = text_array(g.topics);
+        const std::string topics = array_literal(g.topics);
         const bool all_topics = g.topics.empty();
 
         if (cdb_ptr) dead_letters(g, *cdb_ptr, cq, topics, all_topics);
@@ -201,7 +190,7 @@ private:
                 "EXISTS (SELECT 1 FROM " + cq +
                 ".retry r WHERE r.group_id = $1 AND r.message_id = m) OR EXISTS (SELECT 1 FROM " +
                 cq + ".dead_letter d WHERE d.group_id = $1 AND d.message_id = m)";
-            for (const auto& row : exec(tx, sql, g.group, text_array(ids))) {
+            for (const auto& row : exec(tx, sql, g.group, array_literal(ids))) {
                 out.insert(row[0].as<std::string>());
             }
         }
@@ -244,7 +233,7 @@ private:
                       ".published p WHERE p.message_id = m AND p.published_at >= "
                       "$2::timestamptz), EXISTS (SELECT 1 FROM " +
                       _q + ".outbox o WHERE o.message_id = m) FROM unnest($1::uuid[]) AS m",
-                  text_array(mids), _we)) {
+                  array_literal(mids), _we)) {
             if (row[1].as<bool>())
                 in_flight.insert(row[0].as<std::string>());
             else if (row[2].as<bool>())
@@ -286,7 +275,7 @@ private:
                           ".published WHERE message_id = ANY($1::uuid[]) "
                           "AND payload IS NOT NULL ORDER BY message_id, published_at DESC "
                           "ON CONFLICT (message_id) DO NOTHING RETURNING message_id::text",
-                      text_array(to_redrive))) {
+                      array_literal(to_redrive))) {
                 redriven_now.insert(row[0].as<std::string>());
             }
             _redriven += static_cast<std::int64_t>(redriven_now.size());
@@ -306,8 +295,9 @@ private:
                            "t.action FROM unnest($3::uuid[], $4::text[], $5::text[], "
                            "$6::timestamptz[], $7::timestamptz[], $8::text[]) AS t(id, topic, "
                            "key, created, pub, action) ON CONFLICT DO NOTHING",
-                       _run, g.group, text_array(i_id), text_array(i_topic), text_array(i_key),
-                       text_array(i_created), text_array(i_pub), text_array(i_action));
+                       _run, g.group, array_literal(i_id), array_literal(i_topic),
+                       array_literal(i_key), array_literal(i_created), array_literal(i_pub),
+                       array_literal(i_action));
         }
         tx.commit();
     }
@@ -350,7 +340,7 @@ private:
                      exec(tx,
                           "SELECT message_id::text FROM " + cq +
                               ".inbox WHERE group_id = $1 AND message_id = ANY($2::uuid[])",
-                          g.group, text_array(ids))) {
+                          g.group, array_literal(ids))) {
                     applied.insert(row[0].as<std::string>());
                 }
             } else if (redis) {
@@ -381,8 +371,9 @@ private:
                                "$4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], "
                                "$8::text[]) AS t(id, topic, key, created, pub, detail) "
                                "ON CONFLICT DO NOTHING",
-                           _run, g.group, text_array(i_id), text_array(i_topic), text_array(i_key),
-                           text_array(i_created), text_array(i_pub), text_array(i_detail));
+                           _run, g.group, array_literal(i_id), array_literal(i_topic),
+                           array_literal(i_key), array_literal(i_created), array_literal(i_pub),
+                           array_literal(i_detail));
                 tx.commit();
             }
             if (static_cast<std::int64_t>(rows.size()) < _o.chunk_size) return;
@@ -429,8 +420,8 @@ private:
                            "t.detail, 'none' FROM unnest($3::text[], $4::text[], $5::text[], "
                            "$6::timestamptz[], $7::text[]) AS t(id, topic, key, at, detail) "
                            "ON CONFLICT DO NOTHING",
-                       _run, g.group, text_array(i_id), text_array(i_topic), text_array(i_key),
-                       text_array(i_at), text_array(i_detail));
+                       _run, g.group, array_literal(i_id), array_literal(i_topic),
+                       array_literal(i_key), array_literal(i_at), array_literal(i_detail));
             tx.commit();
             if (static_cast<std::int64_t>(i_id.size()) < _o.chunk_size) return;
         }
@@ -473,8 +464,8 @@ run_result run(const reconcile_options& o) {
     const std::string q = quote_identifier(o.schema, "reconcile.schema");
     run_result result;
     try {
-        auto conn = internal::connect(o.dsn, static_cast<long>(o.connect_timeout.count() / 1000),
-                                      "reconcile");
+        const auto conn_holder = internal::connect_unique(o.dsn, session(o), "reconcile");
+        auto& conn = *conn_holder;
         // Session lock, keyed on the schema: held for the whole run, released when this
         // connection closes (also if the process dies), so a crashed run never blocks the next.
         {

@@ -155,9 +155,19 @@ report_format parse_format(const std::string& name) {
 
 struct report_store::impl {
     impl(const std::string& dsn, const std::string& schema, long timeout_s)
-        : conn(internal::connect(dsn, timeout_s, "reconcile")),
+        : conn_holder(internal::connect_unique(dsn, session(timeout_s), "reconcile")),
+          conn(*conn_holder),
           q(quote_identifier(schema, "schema")) {}
-    pqxx::connection conn;
+    static internal::session_settings session(long timeout_s) {
+        internal::session_settings s;
+        s.connect_timeout = std::chrono::seconds(timeout_s);
+        s.statement_timeout = std::chrono::seconds(30);  // an HTTP request never waits longer
+        s.application_name = "ferry-reports";
+        s.read_only = true;
+        return s;
+    }
+    std::unique_ptr<pqxx::connection> conn_holder;
+    pqxx::connection& conn;
     std::string q;
 };
 

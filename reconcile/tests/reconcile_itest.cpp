@@ -11,8 +11,10 @@
 #include <set>
 #include <thread>
 
+#include "ferry/common/metrics.hpp"
 #include "ferry/consumer/consumer.hpp"
 #include "ferry/outbox/migrate.hpp"
+#include "ferry/reconcile/periodic.hpp"
 #include "ferry/reconcile/reconcile.hpp"
 #include "ferry/reconcile/report.hpp"
 #include "ferry/relay/relay.hpp"
@@ -360,6 +362,41 @@ TEST_F(ReconcileTest, ConcurrentRunIsRefusedWhileTheLockIsHeld) {
     EXPECT_GE(ok.load(), 1);
     EXPECT_EQ(ok.load() + refused.load(), 2);
     EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".reconcile_run"), ok.load());
+}
+
+// The periodic runner registers its metrics in the registry it is given (no copying by the
+// relay): a busy skip and then a finished run show up in serialize(), the age becomes >= 0.
+TEST_F(ReconcileTest, PeriodicRunnerExportsItsMetricsToTheRegistry) {
+    ferry::metrics::registry reg;
+    (void)enqueue("never-published");  // stuck_unpublished after 1 s
+    pqxx::connection holder{ferry::test::pg_dsn()};
+    {
+        pqxx::nontransaction tx{holder};
+        tx.exec_params("SELECT pg_advisory_lock(hashtext('ferry.reconcile'), hashtext($1))", s());
+    }
+    rc::periodic p(reconcile_options(), 100ms, &reg);
+    EXPECT_NE(reg.serialize().find("ferry_reconcile_last_run_age_seconds -1"), std::string::npos);
+    p.start();
+    const auto busy = reg.add_counter("ferry_reconcile_busy_total",
+                                      "Reconciliation runs skipped because another instance held "
+                                      "the lock.");
+    ASSERT_TRUE(wait_until([&] { return busy.value() >= 1; }, 30s));
+    {
+        pqxx::nontransaction tx{holder};
+        tx.exec_params("SELECT pg_advisory_unlock(hashtext('ferry.reconcile'), hashtext($1))", s());
+    }
+    std::this_thread::sleep_for(1100ms);  // the outbox row becomes "stuck" (1 s threshold)
+    const auto runs =
+        reg.add_counter("ferry_reconcile_runs_total", "Reconciliation runs finished.");
+    ASSERT_TRUE(wait_until([&] { return runs.value() >= 1; }, 60s));
+    p.stop();
+    const auto text = reg.serialize();
+    EXPECT_NE(text.find("ferry_reconcile_items{kind=\"stuck_unpublished\"} 1"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("ferry_reconcile_items{kind=\"missing\"} 0"), std::string::npos) << text;
+    EXPECT_EQ(text.find("ferry_reconcile_last_run_age_seconds -1"), std::string::npos) << text;
+    EXPECT_NE(text.find("ferry_reconcile_failures_total 0"), std::string::npos) << text;
+    EXPECT_EQ(p.stats().runs, static_cast<std::uint64_t>(runs.value()));
 }
 
 }  // namespace

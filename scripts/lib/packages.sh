@@ -7,9 +7,10 @@ FERRY_DEBIAN_PACKAGES=(
     g++ cmake ninja-build pkg-config git ca-certificates clang-format
     # libraries Ferry links
     libpqxx-dev libpq-dev libhiredis-dev librdkafka-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-    libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev
-    # tests and benchmarks
-    libgtest-dev libgmock-dev libbenchmark-dev
+    libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev prometheus-cpp-dev
+    # tests and benchmarks; clang and its runtime libraries build the libFuzzer targets;
+    # prometheus: promtool checks the /metrics text
+    libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev prometheus
     # throw-away servers for tests/support/servers (postgresql-15 includes the contrib
     # modules on bookworm; postgresql-contrib is only a meta package pointing at it)
     postgresql-15 redis-server

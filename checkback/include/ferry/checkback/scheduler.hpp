@@ -10,6 +10,11 @@
 // overrides a decision the producer recorded first. After the last check a message that is still
 // undecided is parked: never discarded, listed by `ferryctl half list --state parked`.
 //
+// Metrics go to `scheduler_options::metrics` (the process registry by default, see
+// ferry/common/metrics.hpp): ferry_checkback_checks_total{outcome}, ferry_checkback_parked_total,
+// ferry_checkback_errors_total, and the gauges ferry_half_pending, ferry_half_parked and
+// ferry_half_oldest_pending_age_seconds, refreshed by the background thread.
+//
 // Lifecycle: construct, then either call run_once() (tests) or start()/stop() a background
 // thread with its own connection. stats() may be read from any thread.
 
@@ -22,6 +27,7 @@
 #include <thread>
 
 #include "ferry/checkback/resolver.hpp"
+#include "ferry/common/metrics.hpp"
 
 namespace ferry::checkback {
 
@@ -36,8 +42,13 @@ struct scheduler_options {
     std::chrono::milliseconds request_retention{std::chrono::hours(1)};
     /// How often the background thread refreshes the pending/parked gauges in stats().
     std::chrono::milliseconds gauge_interval{2000};
+    /// Where the metrics go; nullptr: ferry::metrics::process_registry(). Must outlive the
+    /// scheduler.
+    ferry::metrics::registry* metrics = nullptr;
 };
 
+/// This scheduler's own counts (the registry's counters add up every scheduler of the process).
+/// ferry-relay still copies them into its own registry until it serves the shared one.
 struct scheduler_stats {
     std::atomic<std::uint64_t> checks_commit{0};
     std::atomic<std::uint64_t> checks_rollback{0};

@@ -4,6 +4,9 @@
 //  - translate(): maps a libpqxx exception to ferry::error with the right kind.
 // Error messages carry the server's message and SQLSTATE, never the connection string.
 
+#include <algorithm>
+#include <chrono>
+#include <memory>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
@@ -100,16 +103,86 @@ inline std::string with_connect_timeout(const std::string& dsn, long seconds) {
     return dsn + (dsn.empty() ? "" : " ") + "connect_timeout=" + t;
 }
 
-/// Opens a connection; failures become ferry::error(retryable, "<prefix>.connect") without the
-/// connection string (it may hold a password).
+/// Per-session settings applied right after connecting, in one round trip. Zero durations
+/// leave the server's default. Every Ferry component connects through connect() below, so
+/// statement limits and the application_name that operators see in pg_stat_activity are set
+/// the same way everywhere.
+struct session_settings {
+    /// libpq connect_timeout, whole seconds (rounded up; at least 1 s when positive).
+    std::chrono::milliseconds connect_timeout{5000};
+    /// statement_timeout: no statement may hang a thread (and so a graceful stop) forever.
+    std::chrono::milliseconds statement_timeout{0};
+    /// idle_in_transaction_session_timeout.
+    std::chrono::milliseconds idle_in_transaction_timeout{0};
+    /// lock_timeout.
+    std::chrono::milliseconds lock_timeout{0};
+    /// Shown in pg_stat_activity ("ferry-relay", "ferry-checkback"); empty: libpq's default.
+    std::string application_name;
+    /// true: the session only reads (default_transaction_read_only).
+    bool read_only = false;
+};
+
+namespace detail {
+inline long connect_timeout_seconds(std::chrono::milliseconds t) {
+    if (t.count() <= 0) return 0;
+    return std::max<long>(1, static_cast<long>((t.count() + 999) / 1000));
+}
+
+inline void apply_session(pqxx::connection& conn, const session_settings& s) {
+    // set_config with parameters: nothing from configuration is spliced into SQL. A setting
+    // left at zero (empty) is not touched, so role and database defaults still apply.
+    const auto ms = [](std::chrono::milliseconds d) {
+        return d.count() > 0 ? std::to_string(d.count()) : std::string();
+    };
+    const std::string read_only = s.read_only ? "on" : "";
+    if (ms(s.statement_timeout).empty() && ms(s.idle_in_transaction_timeout).empty() &&
+        ms(s.lock_timeout).empty() && s.application_name.empty() && read_only.empty()) {
+        return;
+    }
+    pqxx::nontransaction tx{conn};
+    (void)exec(tx,
+               "SELECT CASE WHEN $1 <> '' THEN set_config('statement_timeout', $1, false) END, "
+               "CASE WHEN $2 <> '' THEN "
+               "set_config('idle_in_transaction_session_timeout', $2, false) END, "
+               "CASE WHEN $3 <> '' THEN set_config('lock_timeout', $3, false) END, "
+               "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
+               "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) "
+               "END",
+               ms(s.statement_timeout), ms(s.idle_in_transaction_timeout), ms(s.lock_timeout),
+               s.application_name, read_only);
+}
+
+[[noreturn]] inline void connect_failed(const std::exception& e, std::string_view prefix) {
+    std::string msg = e.what();
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    throw ferry::error(error_kind::retryable, std::string(prefix) + ".connect",
+                       "cannot connect to PostgreSQL: " + msg, "postgres.dsn");
+}
+}  // namespace detail
+
+/// Opens a connection and applies `settings`. Failures become
+/// ferry::error(retryable, "<prefix>.connect", field "postgres.dsn") without the connection
+/// string (it may hold a password). A std::unique_ptr because libpqxx 6 connections cannot be
+/// moved, and holders reconnect by replacing it.
+inline std::unique_ptr<pqxx::connection> connect_unique(const std::string& dsn,
+                                                        const session_settings& settings,
+                                                        std::string_view prefix) {
+    try {
+        auto conn = std::make_unique<pqxx::connection>(
+            with_connect_timeout(dsn, detail::connect_timeout_seconds(settings.connect_timeout)));
+        detail::apply_session(*conn, settings);
+        return conn;
+    } catch (const std::exception& e) {
+        detail::connect_failed(e, prefix);
+    }
+}
+
+/// The older form: connect_timeout in seconds, no other settings.
 inline pqxx::connection connect(const std::string& dsn, long timeout_s, std::string_view prefix) {
     try {
         return pqxx::connection{with_connect_timeout(dsn, timeout_s)};
     } catch (const std::exception& e) {
-        std::string msg = e.what();
-        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-        throw ferry::error(error_kind::retryable, std::string(prefix) + ".connect",
-                           "cannot connect to PostgreSQL: " + msg, "postgres.dsn");
+        detail::connect_failed(e, prefix);
     }
 }
 

@@ -184,13 +184,26 @@ using env_lookup = std::function<std::optional<std::string>(const std::string&)>
 /// Reads the process environment (getenv).
 [[nodiscard]] env_lookup process_env();
 
+/// Limits on the YAML text, checked before it is turned into nodes: a configuration is small,
+/// and text far bigger or deeper than any real one is a mistake or hostile input (a parser's
+/// recursion and memory grow with both). Each limit is named in its diagnostic.
+struct load_limits {
+    /// Largest accepted text, in bytes. load_file stops reading one byte past it.
+    std::size_t max_bytes = 1024 * 1024;
+    /// Deepest accepted nesting of maps and lists; the root map is level 1. Ferry's own
+    /// configuration needs 5 (checkback.groups.<name>.headers.<header>).
+    std::size_t max_depth = 32;
+};
+
 /// Defaults plus environment overrides; no file.
 [[nodiscard]] load_result load_defaults(const env_lookup& env = process_env());
 /// Parses and validates a YAML file. A missing or unreadable file is one diagnostic.
-[[nodiscard]] load_result load_file(const std::string& path, const env_lookup& env = process_env());
+[[nodiscard]] load_result load_file(const std::string& path, const env_lookup& env = process_env(),
+                                    const load_limits& limits = {});
 /// Parses and validates YAML text; `source` names it in diagnostics.
 [[nodiscard]] load_result load_string(std::string_view yaml, const std::string& source = "<string>",
-                                      const env_lookup& env = process_env());
+                                      const env_lookup& env = process_env(),
+                                      const load_limits& limits = {});
 
 /// The effective configuration as YAML, with every secret replaced by "***"
 /// (DSN and URL passwords, secret-looking kafka.properties).

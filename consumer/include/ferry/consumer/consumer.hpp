@@ -117,8 +117,21 @@ struct consumer_options {
     std::size_t lanes = 4;
     /// Messages polled (and claimed in Redis) together.
     std::size_t max_batch = 500;
-    /// Above this many queued messages the partitions are paused.
+    /// Above this many queued messages the partitions are paused (resumed below half).
     std::size_t max_queued = 10000;
+    /// Above this many queued bytes (payload + key + headers of records polled and not yet
+    /// started by a lane) every assigned partition is paused, also partitions assigned while
+    /// paused; polling stops taking records once the budget is used, so the queue overshoots it
+    /// by at most one record. librdkafka's own prefetch is capped too (queued.max.messages.kbytes
+    /// and fetch.max.bytes default to a quarter of this, at least 1 MiB, unless set in
+    /// kafka_properties). Resident memory of the runtime's queues is bounded by about
+    /// max_queued_bytes * 1.5 plus one record (docs/operations.md, consumer memory).
+    std::size_t max_queued_bytes = 64u << 20;
+    /// Hostile-input limits on received records: more headers than max_headers, or one header
+    /// (name + value) longer than max_header_bytes, sends the record to dead letters (not
+    /// replayable) with a reason naming the limit. Never silently dropped.
+    std::size_t max_headers = 64;
+    std::size_t max_header_bytes = 16384;
     std::chrono::milliseconds poll_timeout{100};
     std::chrono::milliseconds commit_interval{200};
     /// Rebalance: how long running work of revoked partitions may take to finish.
@@ -154,6 +167,10 @@ struct metrics_snapshot {
                            // commit position
     std::vector<std::size_t> lane_queue_depth;
     std::size_t assigned_partitions = 0;
+    std::size_t queued_bytes = 0;       // bytes of records polled and not yet started by a lane
+    std::size_t queued_bytes_peak = 0;  // highest queued_bytes since start
+    std::uint64_t fenced_writes = 0;    // retry/dead-letter writes refused: partition moved on
+    std::uint64_t header_limit = 0;     // records dead-lettered for too many / too large headers
 };
 
 class consumer {

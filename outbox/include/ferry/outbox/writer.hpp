@@ -16,6 +16,8 @@
 
 #include <pqxx/pqxx>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ferry/common/error.hpp"  // every call here throws ferry::error
@@ -34,6 +36,18 @@ public:
     /// Inserts one message in `tx`. Returns its UUIDv7. One round trip.
     [[nodiscard]] message_id enqueue(pqxx::transaction_base& tx, const message& m) const;
 
+    /// Inserts `m` and runs `next_sql`, the caller's next statement in `tx`, in one round trip:
+    /// both travel in one simple-protocol query, the INSERT first. `next_sql` is complete SQL
+    /// text (quote values with tx.quote()); it may hold several statements, and the returned
+    /// result is that of the last one. The message's values travel as literals quoted by the
+    /// connection, the payload as decode('<hex>', 'hex'). Validates `m` first: a rejected
+    /// message sends nothing, not even `next_sql`. A database error of either statement is
+    /// thrown as ferry::error, translated as in enqueue() (the server's message says which
+    /// statement failed, e.g. "outbox.database ... [SQLSTATE 23505]" for the caller's duplicate
+    /// key); either way the transaction is aborted and nothing of it will commit.
+    [[nodiscard]] std::pair<message_id, pqxx::result> enqueue_with(
+        pqxx::transaction_base& tx, const message& m, const std::string& next_sql) const;
+
     /// Inserts all messages in one statement (one round trip). Validates every message first:
     /// if any is rejected, nothing is written. Ids are returned in input order.
     [[nodiscard]] std::vector<message_id> enqueue_batch(pqxx::transaction_base& tx,
@@ -47,6 +61,7 @@ public:
 private:
     writer_options _options;
     std::string _insert_one_sql;
+    std::string _schema_quoted;
     std::string _insert_batch_sql;
     std::string _insert_one_name;  // prepared-statement names, per schema
     std::string _insert_batch_name;

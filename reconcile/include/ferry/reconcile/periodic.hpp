@@ -4,6 +4,11 @@
 // Several relay instances may each run one: the advisory lock in run() lets one of them work
 // on a schema at a time, the others count a "busy" skip.
 //
+// Metrics go to the registry passed in (the process registry by default, see
+// ferry/common/metrics.hpp): ferry_reconcile_runs_total, ferry_reconcile_failures_total,
+// ferry_reconcile_busy_total, ferry_reconcile_redriven_total, ferry_reconcile_items{kind} (the
+// last finished run) and ferry_reconcile_last_run_age_seconds (-1 before the first run).
+//
 // Lifecycle: construct, start(), stop() (or destroy): stop() wakes the thread and waits for the
 // run in progress to finish. stats() may be called from any thread (the metrics scrape).
 
@@ -15,6 +20,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ferry/common/metrics.hpp"
 #include "ferry/reconcile/reconcile.hpp"
 
 namespace ferry::reconcile {
@@ -31,7 +37,9 @@ struct periodic_stats {
 
 class periodic {
 public:
-    periodic(reconcile_options options, std::chrono::milliseconds interval);
+    /// `metrics`: nullptr means ferry::metrics::process_registry(); it must outlive this object.
+    periodic(reconcile_options options, std::chrono::milliseconds interval,
+             ferry::metrics::registry* metrics = nullptr);
     ~periodic();
     periodic(const periodic&) = delete;
     periodic& operator=(const periodic&) = delete;
@@ -51,6 +59,11 @@ private:
     periodic_stats _stats;
     std::chrono::steady_clock::time_point _last_finished{};
     std::thread _thread;
+    ferry::metrics::registry& _registry;
+    ferry::metrics::counter _runs_total, _failures_total, _busy_total, _redriven_total;
+    ferry::metrics::gauge _last_run_age;
+    std::map<std::string, ferry::metrics::gauge> _items;
+    ferry::metrics::collector_handle _collector;  // last: unregistered before the rest goes
 };
 
 }  // namespace ferry::reconcile

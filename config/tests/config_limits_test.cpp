@@ -1,0 +1,136 @@
+// Unit tests of the limits on hostile configuration text (ferry::config::load_limits): a size
+// limit and a nesting-depth limit, each a single diagnostic that names the limit, checked before
+// yaml-cpp builds a node.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "ferry/config/config.hpp"
+
+namespace {
+
+using ferry::config::load_file;
+using ferry::config::load_limits;
+using ferry::config::load_result;
+using ferry::config::load_string;
+using testing::HasSubstr;
+using testing::Not;
+
+ferry::config::env_lookup no_env() {
+    return [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+}
+
+std::string nested_lists(const std::string& prefix, std::size_t lists) {
+    return prefix + std::string(lists, '[') + std::string(lists, ']') + "\n";
+}
+
+TEST(ConfigLimitsTest, TextOverTheSizeLimitIsOneErrorNamingTheLimit) {
+    load_limits limits;
+    limits.max_bytes = 64;
+    std::string yaml = "relay:\n  batch_size: 7\n";
+    yaml += "# " + std::string(64 - yaml.size() - 3, 'x') + "\n";
+    ASSERT_EQ(yaml.size(), 64u);
+
+    const auto at_limit = load_string(yaml, "t.yaml", no_env(), limits);
+    ASSERT_TRUE(at_limit.ok()) << at_limit.errors.front().to_string();
+    EXPECT_EQ(at_limit.config.relay.batch_size, 7u);
+
+    const auto over = load_string(yaml + "\n", "t.yaml", no_env(), limits);
+    ASSERT_EQ(over.errors.size(), 1u);
+    EXPECT_THAT(over.errors[0].to_string(),
+                HasSubstr("65 bytes is over the size limit of 64 bytes for a configuration "
+                          "(load_limits.max_bytes)"));
+    // Nothing of the refused text is applied.
+    EXPECT_EQ(over.config.relay.batch_size, ferry::config::relay_config{}.batch_size);
+}
+
+TEST(ConfigLimitsTest, DefaultSizeLimitIsOneMebibyte) {
+    EXPECT_EQ(load_limits{}.max_bytes, 1048576u);
+}
+
+TEST(ConfigLimitsTest, FileOverTheSizeLimitIsRefusedWithoutReadingItAll) {
+    const std::string path = ::testing::TempDir() + "ferry_config_limits_big.yaml";
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << "relay:\n  batch_size: 7\n" << std::string(2 * 1024 * 1024, '#') << "\n";
+    }
+    const auto big = load_file(path, no_env());
+    std::remove(path.c_str());
+    ASSERT_EQ(big.errors.size(), 1u);
+    EXPECT_EQ(big.errors[0].source, path);
+    EXPECT_THAT(big.errors[0].message,
+                HasSubstr("file is over the size limit of 1048576 bytes for a configuration "
+                          "(load_limits.max_bytes)"));
+
+    // An endless file: before the limit, load_file read until memory ran out.
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto zero = load_file("/dev/zero", no_env());
+    ASSERT_EQ(zero.errors.size(), 1u);
+    EXPECT_THAT(zero.errors[0].message, HasSubstr("load_limits.max_bytes"));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+}
+
+TEST(ConfigLimitsTest, NestingPastTheDepthLimitIsOneErrorWithItsPlace) {
+    load_limits limits;
+    limits.max_depth = 4;
+    // Root map, kafka's map and 2 lists: depth 4, within the limit (the value is just the wrong
+    // type).
+    const auto ok_depth =
+        load_string(nested_lists("kafka:\n  brokers: ", 2), "t.yaml", no_env(), limits);
+    ASSERT_FALSE(ok_depth.ok());
+    for (const auto& e : ok_depth.errors) {
+        EXPECT_THAT(e.message, Not(HasSubstr("depth limit"))) << e.to_string();
+    }
+
+    const auto deep =
+        load_string(nested_lists("kafka:\n  brokers: ", 3), "t.yaml", no_env(), limits);
+    ASSERT_EQ(deep.errors.size(), 1u);
+    EXPECT_EQ(deep.errors[0].to_string(),
+              "t.yaml:2:14: nesting is deeper than the depth limit of 4 levels of maps and lists "
+              "(load_limits.max_depth)");
+}
+
+TEST(ConfigLimitsTest, HostileNestingIsRefusedByTheDefaultDepthLimit) {
+    // 100000 levels: yaml-cpp alone stops at 2000 with its own exception; the limit answers at
+    // level 33, naming itself.
+    const auto r = load_string(nested_lists("relay: ", 100000), "t.yaml", no_env());
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_THAT(r.errors[0].message,
+                HasSubstr("depth limit of 32 levels of maps and lists (load_limits.max_depth)"));
+    EXPECT_EQ(r.errors[0].line, 1);
+    EXPECT_EQ(r.errors[0].column, 8 + 31);
+
+    // Block style counts the same way as flow style.
+    std::string block = "relay:\n";
+    for (int level = 1; level < 40; ++level) {
+        block += std::string(static_cast<std::size_t>(level) * 2, ' ') + "k" +
+                 std::to_string(level) + ":\n";
+    }
+    const auto b = load_string(block, "t.yaml", no_env());
+    ASSERT_EQ(b.errors.size(), 1u);
+    EXPECT_THAT(b.errors[0].message, HasSubstr("load_limits.max_depth"));
+}
+
+TEST(ConfigLimitsTest, FerrysDeepestSectionFitsWellWithinTheDefaultDepth) {
+    load_limits limits;
+    limits.max_depth = 5;
+    const auto r = load_string(R"(
+checkback:
+  groups:
+    payments:
+      resolver: http
+      url: https://payments.internal/check
+      headers:
+        X-Team: payments
+)",
+                               "t.yaml", no_env(), limits);
+    ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+    EXPECT_EQ(r.config.checkback.groups.at("payments").headers.at("X-Team"), "payments");
+}
+
+}  // namespace

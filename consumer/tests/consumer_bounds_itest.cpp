@@ -1,0 +1,237 @@
+// Holes of issue 10 (consumer side) and hostile-input limits of issue 16, each with the scenario
+// that broke it:
+//  - memory: a stalled handler, 1 MiB records and a rebalance; the runtime's queue and the
+//    process's resident memory stay within the byte budget (max_queued_bytes);
+//  - fencing: a handler abandoned at revoke cannot write a retry row for a partition that moved
+//    to another owner (the new owner already loaded its blocked keys);
+//  - header limits: too many headers or one too large header is dead-lettered, the limit named.
+#include <malloc.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <set>
+
+#include "consumer_fixture.hpp"
+#include "ferry/retry/tables.hpp"
+
+using namespace ferry_consumer_test;
+using ferry::consumer::dedup_mode;
+
+namespace {
+
+// Resident set size of this process, from /proc/self/status (kB -> bytes).
+std::size_t rss_bytes() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    }
+    return 0;
+}
+
+struct gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+    int entered = 0;
+    void wait() {
+        std::unique_lock lock(m);
+        ++entered;
+        cv.notify_all();
+        cv.wait_for(lock, 120s, [&] { return open; });
+    }
+    bool wait_entered(int n, std::chrono::milliseconds t) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, t, [&] { return entered >= n; });
+    }
+    void release() {
+        std::lock_guard lock(m);
+        open = true;
+        cv.notify_all();
+    }
+};
+
+constexpr std::size_t mib = 1u << 20;
+
+TEST_F(ConsumerTest, MemoryStaysBoundedWithStalledHandlerRebalanceAndOneMiBRecords) {
+    // Freed large buffers go back to the kernel at once, so RSS follows live memory.
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    constexpr int records = 160;  // 160 MiB in the topic
+    {
+        test_producer big(kafka()->bootstrap(), {{"message.max.bytes", "4194304"}});
+        const std::string payload(mib, 'x');
+        for (int i = 0; i < records; ++i) {
+            big.send(_topic, "k" + std::to_string(i), payload, new_message_id());
+        }
+        big.flush();
+    }
+    const auto baseline = rss_bytes();
+    auto o = options(dedup_mode::none);
+    o.max_queued_bytes = 4 * mib;  // librdkafka's prefetch then defaults to 1 MiB
+    o.lanes = 2;
+    o.shutdown_timeout = 2000ms;
+    o.revoke_timeout = 500ms;
+    gate g;
+    auto make = [&] {
+        auto c = std::make_unique<ferry::consumer::consumer>(o);
+        c->subscribe(_topic, ferry::consumer::handler([&](const ferry::consumer::message&) {
+                         g.wait();  // stalled until the test is done measuring
+                     }));
+        c->start();
+        return c;
+    };
+    std::size_t peak_rss = 0;
+    auto sample = [&] { peak_rss = std::max(peak_rss, rss_bytes()); };
+    auto a = make();
+    ASSERT_TRUE(g.wait_entered(1, 30s));
+    // A fills its budget (or, without one, takes everything it can).
+    (void)wait_until(
+        [&] {
+            sample();
+            return a->metrics().queued_bytes >= 3 * mib && a->metrics().assigned_partitions > 0;
+        },
+        20s);
+    // A second member joins: A's partitions are revoked and new ones assigned while A is paused.
+    const auto rebalances_before = a->metrics().rebalances;
+    auto b = make();
+    ASSERT_TRUE(wait_until(
+        [&] {
+            sample();
+            return a->metrics().rebalances >= rebalances_before + 2 &&
+                   b->metrics().assigned_partitions > 0;
+        },
+        60s))
+        << a->render_prometheus() << b->render_prometheus();
+    // Watch both until nothing more is consumed for 3 s (at least 5 s, at most 60 s): without
+    // a bound the stalled consumers keep taking records until the topic is exhausted.
+    const auto start = std::chrono::steady_clock::now();
+    auto last_change = start;
+    auto last_consumed = a->metrics().consumed + b->metrics().consumed;
+    for (auto now = start; now - start < 60s; now = std::chrono::steady_clock::now()) {
+        sample();
+        const auto consumed = a->metrics().consumed + b->metrics().consumed;
+        if (consumed != last_consumed) {
+            last_consumed = consumed;
+            last_change = now;
+        }
+        if (now - start >= 5s && now - last_change >= 3s) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    const auto ma = a->metrics();
+    const auto mb = b->metrics();
+    g.release();
+    b->stop();
+    a->stop();
+    // Per consumer: the runtime's queue (4 MiB + one record) and librdkafka's prefetch and
+    // in-flight fetch (1 MiB each plus a record); 2 consumers, plus 16 MiB of slack for
+    // allocator, threads and connections. Without a byte budget the stalled consumers take the
+    // whole topic (160 MiB).
+    const std::size_t bound = 2 * (4 + 1 + 1 + 1 + 1) * mib + 16 * mib;
+    const auto growth = peak_rss > baseline ? peak_rss - baseline : 0;
+    std::fprintf(stderr,
+                 "memory: baseline_rss=%zu MiB peak_rss=%zu MiB growth=%zu MiB bound=%zu MiB "
+                 "a.queued_peak=%zu MiB b.queued_peak=%zu MiB a.consumed=%llu b.consumed=%llu\n",
+                 baseline / mib, peak_rss / mib, growth / mib, bound / mib,
+                 ma.queued_bytes_peak / mib, mb.queued_bytes_peak / mib,
+                 static_cast<unsigned long long>(ma.consumed),
+                 static_cast<unsigned long long>(mb.consumed));
+    EXPECT_LE(growth, bound) << "resident memory grew past the bound";
+    EXPECT_LE(ma.queued_bytes_peak, 4 * mib + 2 * mib);
+    EXPECT_LE(mb.queued_bytes_peak, 4 * mib + 2 * mib);
+    EXPECT_GT(ma.queued_bytes_peak, 0u);
+    // Records taken: per assignment at most the budget's worth, one overshoot and the two the
+    // stalled lanes hold; A had two assignments, B one.
+    EXPECT_LE(ma.consumed, 2u * (4 + 1 + 2));
+    EXPECT_LE(mb.consumed, 1u * (4 + 1 + 2));
+}
+
+TEST_F(ConsumerTest, HandlerAbandonedAtRevokeCannotWriteARetryRowAfterThePartitionMoved) {
+    // One key, two messages. A's handler for the first one stalls; A leaves the group; B takes
+    // the partition, loads its blocked keys (none), and applies both. Then A's handler fails:
+    // its retry row would let the first message run again after the second.
+    const std::vector<sent_message> sent{{new_message_id(), "k", 0}, {new_message_id(), "k", 1}};
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    auto o = options(dedup_mode::none);
+    o.retry.immediate_tries = 1;  // the first failure goes to the retry table
+    o.shutdown_timeout = 300ms;
+    o.revoke_timeout = 300ms;
+    gate g;
+    auto a = std::make_unique<ferry::consumer::consumer>(o);
+    subscribe_witness(*a, dedup_mode::none, "a", [&](const ferry::consumer::message& m) {
+        if (m.message_id != sent[0].id) return;
+        g.wait();
+        throw ferry::error(ferry::error_kind::retryable, "test.timeout", "dependency timed out");
+    });
+    a->start();
+    ASSERT_TRUE(g.wait_entered(1, 30s));
+    std::thread stopper([&] { a->stop(); });  // A leaves; its handler is still running
+    ferry::consumer::consumer b(o);
+    subscribe_witness(b, dedup_mode::none, "b");
+    b.start();
+    const auto by_b = [&] {
+        return count_rows(*_conn,
+                          "SELECT count(*) FROM \"" + schema() + "\".witness WHERE consumer = 'b'");
+    };
+    ASSERT_TRUE(wait_until([&] { return by_b() >= 2; }, 60s)) << b.render_prometheus();
+    g.release();     // A's abandoned handler now fails...
+    stopper.join();  // ...and A's lane has finished with it
+    const auto retry_rows = count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".retry");
+    EXPECT_EQ(retry_rows, 0) << "A wrote a retry row for a partition it no longer owns";
+    EXPECT_EQ(a->metrics().fenced_writes, 1u);
+    // Give B's retry worker the chance to run a stray row (it is due after 50 ms).
+    ASSERT_TRUE(wait_until(
+        [&] { return count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".retry") == 0; },
+        20s));
+    std::this_thread::sleep_for(300ms);
+    b.stop();
+    pqxx::read_transaction tx{*_conn};
+    const auto rows =
+        tx.exec("SELECT seq FROM \"" + schema() + "\".witness WHERE key = 'k' ORDER BY n");
+    std::string order;
+    for (const auto& r : rows) order += std::to_string(r[0].as<int>()) + " ";
+    EXPECT_EQ(order, "0 1 ") << "effects of key k in apply order";
+}
+
+TEST_F(ConsumerTest, RecordsBreakingHeaderLimitsAreDeadLetteredNamingTheLimit) {
+    const std::vector<sent_message> ok{{new_message_id(), "k", 0}};
+    std::vector<std::pair<std::string, std::string>> many;
+    for (int i = 0; i < 70; ++i) many.emplace_back("h" + std::to_string(i), "v");
+    _producer->send(_topic, std::string("k"), "too many headers", new_message_id(), many);
+    _producer->send(_topic, std::string("k"), "one huge header", new_message_id(),
+                    {{"trace", std::string(20000, 't')}});
+    _producer->send(_topic, ok[0]);
+    _producer->flush();
+    auto o = options(dedup_mode::inbox);
+    ASSERT_EQ(o.max_headers, 64u);  // the documented defaults
+    ASSERT_EQ(o.max_header_bytes, 16384u);
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::inbox, "a");
+    c.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return c.metrics().processed >= 1 && c.metrics().dead_letters >= 2; }, 30s))
+        << c.render_prometheus();
+    c.stop();
+    EXPECT_EQ(check_history(*_conn, schema(), ok).effects, 1);
+    EXPECT_EQ(c.metrics().header_limit, 2u);
+    pqxx::work tx{*_conn};
+    auto rows = ferry::retry::dead_letters(schema()).list(tx, {});
+    ASSERT_EQ(rows.size(), 2u);
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& x, const auto& y) { return x.message.offset < y.message.offset; });
+    for (const auto& r : rows) {
+        EXPECT_EQ(r.error_code, "consumer.header_limit");
+        EXPECT_FALSE(r.replayable);
+    }
+    EXPECT_NE(rows[0].reason.find("72 headers, more than max_headers=64"), std::string::npos)
+        << rows[0].reason;
+    EXPECT_EQ(rows[0].message.headers.size(), 72u);  // kept whole: 70 + id + created-at
+    EXPECT_EQ(rows[0].message.payload, "too many headers");
+    EXPECT_NE(rows[1].reason.find("more than max_header_bytes=16384"), std::string::npos)
+        << rows[1].reason;
+    EXPECT_EQ(rows[1].message.payload, "one huge header");
+}
+
+}  // namespace
