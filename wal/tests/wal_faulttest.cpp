@@ -161,6 +161,13 @@ TEST_F(WalFaultTest, InvalidatedSlotIsReportedAsLostAndNotRecreated) {
         EXPECT_EQ(e.code(), "wal.slot_lost") << e.what();
         EXPECT_FALSE(e.is_retryable());
     }
+    // Producers are refused instead of writing messages no relay would decode.
+    try {
+        emit(admin, "k", "after-loss");
+        ADD_FAILURE() << "enqueue_wal emitted with only a lost slot registered";
+    } catch (const pqxx::sql_error& e) {
+        EXPECT_EQ(e.sqlstate(), "55000") << e.what();
+    }
     // Still there, still lost: nothing recreated it behind the operator's back.
     EXPECT_EQ(inspect_slot(admin, slot())->wal_status, "lost");
 }

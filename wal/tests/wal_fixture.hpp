@@ -45,6 +45,7 @@ protected:
         _publication = ferry::test::unique_name("wal_pub");
         ASSERT_TRUE(ensure_publication(*_conn, _publication));
         (void)create_slot(*_conn, _slot);
+        register_slot(*_conn, schema(), _slot);
     }
 
     void TearDown() override {
