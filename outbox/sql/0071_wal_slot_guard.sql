@@ -26,9 +26,10 @@ BEGIN
         RAISE EXCEPTION 'ferry: WAL mode needs wal_level = logical (the server runs with %)',
             current_setting('wal_level') USING ERRCODE = '55000';
     END IF;
-    -- Once per transaction: the transaction-local setting reverts at commit or rollback (and
-    -- with a rolled-back savepoint), so each transaction checks again.
-    IF current_setting('ferry.wal_slot_checked', true) IS DISTINCT FROM 'yes' THEN
+    -- Once per transaction and schema: the transaction-local setting reverts at commit or
+    -- rollback (and with a rolled-back savepoint), so each transaction checks again.
+    IF current_setting('ferry.wal_slot_checked_' || btrim('@SCHEMA@', '"'), true)
+           IS DISTINCT FROM 'yes' THEN
         IF NOT EXISTS (SELECT 1 FROM @SCHEMA@.wal_slot AS w
                          JOIN pg_replication_slots AS s ON s.slot_name = w.slot_name
                         WHERE s.database = current_database() AND s.plugin = 'pgoutput'
@@ -36,7 +37,7 @@ BEGIN
             RAISE EXCEPTION 'ferry: WAL mode: no usable replication slot is registered for this schema (missing, lost, or none registered); a message emitted now would never be published. Create and register the relay''s slot first (docs/operations.md, WAL mode)'
                 USING ERRCODE = '55000';
         END IF;
-        PERFORM set_config('ferry.wal_slot_checked', 'yes', true);
+        PERFORM set_config('ferry.wal_slot_checked_' || btrim('@SCHEMA@', '"'), 'yes', true);
     END IF;
     RETURN pg_logical_emit_message(true, 'ferry',
         @SCHEMA@.wal_frame(message_id, topic, key, payload, headers, created_at, expires_at));

@@ -97,6 +97,21 @@ TEST_F(WalSqlTest, RefusesToEmitWithoutAUsableRegisteredSlot) {
     EXPECT_EQ(error_of("enqueue_wal", args), "");
 }
 
+TEST_F(WalSqlTest, TheSlotCheckIsPerSchemaWithinOneTransaction) {
+    // Another Ferry schema in the same database with no slot registered: its enqueue_wal must be
+    // refused even after this schema's check passed in the same transaction.
+    ferry::test::scoped_schema other{"walsql_other"};
+    (void)outbox::migrate(*_conn, other.name());
+    pqxx::work tx{*_conn};
+    tx.exec("SELECT " + q() + ".enqueue_wal('t', 'k', 'x'::bytea)");
+    try {
+        tx.exec("SELECT \"" + other.name() + "\".enqueue_wal('t', 'k', 'x'::bytea)");
+        ADD_FAILURE() << "a schema without a registered slot emitted";
+    } catch (const pqxx::sql_error& e) {
+        EXPECT_EQ(e.sqlstate(), "55000") << e.what();
+    }
+}
+
 TEST_F(WalSqlTest, WritesNoOutboxRowAndReturnsAVersion7Id) {
     pqxx::work tx{*_conn};
     const auto id = tx.exec("SELECT " + q() + ".enqueue_wal('orders', 'k', 'x'::bytea)::text")[0][0]
