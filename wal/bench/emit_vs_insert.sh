@@ -6,14 +6,17 @@
 #   wal/bench/emit_vs_insert.sh DSN [ROUNDS] [SECONDS] > results.jsonl
 #
 # DSN: a database where `ferryctl migrate` (or ferry::outbox::migrate) created schema "ferry"
-# with migration 0070, on a server with wal_level=logical. Modes, interleaved in every round:
+# with migrations 0070-0071, on a server with wal_level=logical, with a pgoutput slot registered
+# for the schema (ferry::wal::create_slot + register_slot, or pg_create_logical_replication_slot
+# and INSERT INTO ferry.wal_slot): enqueue_wal refuses to emit without one. Modes, interleaved
+# in every round:
 #   insert / enqueue / enqueue_wal / emit_raw            one message per transaction (2 clients):
 #                                                        dominated by the commit's WAL flush
 #   insert_bulk / enqueue_bulk / enqueue_wal_bulk / emit_raw_bulk
 #                                                        1000 messages per statement: the
 #                                                        per-message CPU and WAL of each path
 # insert = the C++ writer's INSERT; enqueue = the SQL API (validation + INSERT);
-# enqueue_wal = the SQL API of WAL mode (validation + frame + emit);
+# enqueue_wal = the SQL API of WAL mode (validation + slot check + frame + emit);
 # emit_raw = frame + pg_logical_emit_message, no validation (what a C++ writer that validated
 # client-side would send). Payload 200 B, 1000 keys. Prints one JSON object per mode and round.
 set -euo pipefail

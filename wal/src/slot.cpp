@@ -139,6 +139,34 @@ bool drop_slot(pqxx::connection& conn, const std::string& slot) {
     }
 }
 
+void register_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot) {
+    validate_slot_name(slot);
+    const auto q = quote_identifier(schema, "schema");
+    try {
+        pqxx::work tx{conn};
+        (void)internal::exec(
+            tx, "INSERT INTO " + q + ".wal_slot (slot_name) VALUES ($1) ON CONFLICT DO NOTHING",
+            slot);
+        tx.commit();
+    } catch (...) {
+        internal::rethrow_translated("register_slot", "wal");
+    }
+}
+
+bool unregister_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot) {
+    validate_slot_name(slot);
+    const auto q = quote_identifier(schema, "schema");
+    try {
+        pqxx::work tx{conn};
+        const auto r = internal::exec(
+            tx, "DELETE FROM " + q + ".wal_slot WHERE slot_name = $1 RETURNING 1", slot);
+        tx.commit();
+        return !r.empty();
+    } catch (...) {
+        internal::rethrow_translated("unregister_slot", "wal");
+    }
+}
+
 bool publication_exists(pqxx::connection& conn, const std::string& publication) {
     try {
         pqxx::nontransaction tx{conn};

@@ -36,20 +36,11 @@ void WalFaultTest::restart_mid_stream(bool relay_remembers_position) {
     std::size_t acked_messages = 0;
     lsn acked = 0;
     {
-        auto s = open_stream();
-        transaction_assembler a(schema());
-        seen got;
-        read_until(
-            *s, a, got, [](const seen& x) { return x.ends.size() >= 30; }, 120s,
-            [&](const transaction_end& e) {
-                if (got.ends.size() > 20) return false;
-                acked = e.end_lsn;
-                acked_messages += e.messages;
-                return true;
-            });
-        s->send_status();
-        wait_confirmed(acked);
-        for (const auto& m : got.messages) delivered.insert(payload(m));
+        auto first = receive_acknowledging_first(30, 20);
+        auto& s = first.stream;
+        acked = first.acked;
+        acked_messages = first.acked_messages;
+        for (const auto& m : first.got.messages) delivered.insert(payload(m));
         // The server dies under the open stream.
         ASSERT_EQ(ferry::test::run_pg_ctl({"stop", "-m", "immediate"}), 0);
         try {
@@ -169,6 +160,13 @@ TEST_F(WalFaultTest, InvalidatedSlotIsReportedAsLostAndNotRecreated) {
     } catch (const ferry::error& e) {
         EXPECT_EQ(e.code(), "wal.slot_lost") << e.what();
         EXPECT_FALSE(e.is_retryable());
+    }
+    // Producers are refused instead of writing messages no relay would decode.
+    try {
+        emit(admin, "k", "after-loss");
+        ADD_FAILURE() << "enqueue_wal emitted with only a lost slot registered";
+    } catch (const pqxx::sql_error& e) {
+        EXPECT_EQ(e.sqlstate(), "55000") << e.what();
     }
     // Still there, still lost: nothing recreated it behind the operator's back.
     EXPECT_EQ(inspect_slot(admin, slot())->wal_status, "lost");

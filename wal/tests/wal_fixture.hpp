@@ -45,6 +45,7 @@ protected:
         _publication = ferry::test::unique_name("wal_pub");
         ASSERT_TRUE(ensure_publication(*_conn, _publication));
         (void)create_slot(*_conn, _slot);
+        register_slot(*_conn, schema(), _slot);
     }
 
     void TearDown() override {
@@ -124,6 +125,45 @@ protected:
                 if (!ack || ack(e)) s.acknowledge(e.end_lsn);
             }
         }
+    }
+
+    /// Emits a marker message, then reads from the slot's confirmed position until it arrives.
+    seen read_to_marker() {
+        emit("k", "marker");
+        auto s = open_stream();
+        transaction_assembler a(schema());
+        seen got;
+        read_until(*s, a, got, [](const seen& x) {
+            for (const auto& m : x.messages)
+                if (m.message.payload == "marker-0") return true;
+            return false;
+        });
+        return got;
+    }
+
+    /// What a client saw that received `received` transactions and acknowledged the first
+    /// `acknowledged` of them (its stream stays open for the caller to kill or close).
+    struct partial_read {
+        std::unique_ptr<replication_stream> stream;
+        seen got;
+        lsn acked = 0;
+        std::size_t acked_messages = 0;
+    };
+    partial_read receive_acknowledging_first(std::size_t received, std::size_t acknowledged) {
+        partial_read r;
+        r.stream = open_stream();
+        transaction_assembler a(schema());
+        read_until(
+            *r.stream, a, r.got, [&](const seen& x) { return x.ends.size() >= received; }, 120s,
+            [&](const transaction_end& e) {
+                if (r.got.ends.size() > acknowledged) return false;  // ends holds this one
+                r.acked = e.end_lsn;
+                r.acked_messages += e.messages;
+                return true;
+            });
+        r.stream->send_status();
+        wait_confirmed(r.acked);
+        return r;
     }
 
     /// Waits until the slot's confirmed_flush_lsn reaches `target`.

@@ -8,7 +8,9 @@
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/test/env.hpp"
 #include "ferry/test/scoped_schema.hpp"
+#include "ferry/test/unique_name.hpp"
 #include "ferry/wal/frame.hpp"
+#include "ferry/wal/slot.hpp"
 
 namespace ferry::wal {
 namespace {
@@ -18,7 +20,10 @@ protected:
     void SetUp() override {
         _conn = std::make_unique<pqxx::connection>(ferry::test::pg_dsn());
         (void)outbox::migrate(*_conn, _schema.name());
+        (void)create_slot(*_conn, _slot);
+        register_slot(*_conn, _schema.name(), _slot);
     }
+    void TearDown() override { (void)drop_slot(*_conn, _slot); }
     std::string q() const { return "\"" + _schema.name() + "\""; }
 
     // The error of `SELECT <fn>(args)`, or "" on success.
@@ -36,6 +41,7 @@ protected:
     }
 
     ferry::test::scoped_schema _schema{"walsql"};
+    std::string _slot = ferry::test::unique_name("walsql_slot");
     std::unique_ptr<pqxx::connection> _conn;
 };
 
@@ -72,6 +78,38 @@ TEST_F(WalSqlTest, DelayedDeliveryIsRefusedWithAClearError) {
     // A zero delay means "now" and is accepted, as is an expiry.
     EXPECT_EQ(error_of("enqueue_wal", "'t', 'k', 'x'::bytea, '{}', interval '0', interval '1h'"),
               "");
+}
+
+TEST_F(WalSqlTest, RefusesToEmitWithoutAUsableRegisteredSlot) {
+    // A message emitted while no slot decodes it would never be published: refuse loudly.
+    const std::string args = "'t', 'k', 'x'::bytea";
+    EXPECT_EQ(error_of("enqueue_wal", args), "");
+    ASSERT_TRUE(unregister_slot(*_conn, _schema.name(), _slot));
+    auto e = error_of("enqueue_wal", args);
+    EXPECT_EQ(e.substr(0, 5), "55000") << e;
+    EXPECT_NE(e.find("no usable replication slot is registered"), std::string::npos) << e;
+    // Registered, but the slot itself is gone.
+    const auto ghost = ferry::test::unique_name("walsql_ghost");
+    register_slot(*_conn, _schema.name(), ghost);
+    EXPECT_EQ(error_of("enqueue_wal", args).substr(0, 5), "55000");
+    register_slot(*_conn, _schema.name(), _slot);
+    register_slot(*_conn, _schema.name(), _slot);  // idempotent
+    EXPECT_EQ(error_of("enqueue_wal", args), "");
+}
+
+TEST_F(WalSqlTest, TheSlotCheckIsPerSchemaWithinOneTransaction) {
+    // Another Ferry schema in the same database with no slot registered: its enqueue_wal must be
+    // refused even after this schema's check passed in the same transaction.
+    ferry::test::scoped_schema other{"walsql_other"};
+    (void)outbox::migrate(*_conn, other.name());
+    pqxx::work tx{*_conn};
+    tx.exec("SELECT " + q() + ".enqueue_wal('t', 'k', 'x'::bytea)");
+    try {
+        tx.exec("SELECT \"" + other.name() + "\".enqueue_wal('t', 'k', 'x'::bytea)");
+        ADD_FAILURE() << "a schema without a registered slot emitted";
+    } catch (const pqxx::sql_error& e) {
+        EXPECT_EQ(e.sqlstate(), "55000") << e.what();
+    }
 }
 
 TEST_F(WalSqlTest, WritesNoOutboxRowAndReturnsAVersion7Id) {

@@ -61,6 +61,14 @@ slot_info check_slot(pqxx::connection& conn, const std::string& slot);
 /// streams from it.
 bool drop_slot(pqxx::connection& conn, const std::string& slot);
 
+/// Registers `slot` as a slot the WAL-mode relays of `schema` stream from (migration 0071):
+/// <schema>.enqueue_wal / emit_wal refuse to emit unless a registered slot exists and is not
+/// lost, so no message is written that no relay would decode. Idempotent.
+void register_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot);
+
+/// Removes the registration (before dropping the slot deliberately). Returns false if absent.
+bool unregister_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot);
+
 /// Creates the publication if it is missing (an empty one: logical messages need no table).
 /// Returns true when it created it.
 bool ensure_publication(pqxx::connection& conn, const std::string& publication);
