@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "failure_router.hpp"
 #include "ferry/dedup/inbox.hpp"
 #include "ferry/dedup/redis_store.hpp"
 #include "ferry/internal/pq.hpp"
@@ -88,7 +89,8 @@ std::string default_instance_id() {
 }
 
 // Handler / effect outcome of one attempt.
-enum class attempt_result { applied, duplicate, failed, lost_claim };
+// in_progress: another consumer holds the message's inbox row (its transaction is open).
+enum class attempt_result { applied, duplicate, failed, in_progress, lost_claim };
 
 struct attempt_outcome {
     attempt_result result = attempt_result::applied;
@@ -203,6 +205,7 @@ struct consumer::impl {
     std::vector<std::unique_ptr<lane>> lanes;
     std::thread poll_thread;
     std::thread retry_thread;
+    std::thread prune_thread;
     std::atomic<bool> stopping{false};
     std::atomic<bool> abandon_all{false};
     std::atomic<bool> lanes_exit{false};
@@ -222,7 +225,9 @@ struct consumer::impl {
     // Metrics.
     std::atomic<std::uint64_t> m_consumed{0}, m_processed{0}, m_duplicates{0}, m_retries{0},
         m_retry_scheduled{0}, m_parked{0}, m_dead{0}, m_malformed{0}, m_redis_errors{0},
-        m_commits{0}, m_rebalances{0}, m_fenced{0}, m_header_limit{0};
+        m_commits{0}, m_rebalances{0}, m_fenced{0}, m_header_limit{0}, m_batches{0},
+        m_batched_messages{0}, m_batch_fallbacks{0}, m_abandoned{0}, m_inbox_pruned{0};
+    std::atomic<std::size_t> m_last_batch{0};
     std::atomic<std::int64_t> m_lag{0};
     std::atomic<std::size_t> m_assigned{0};
     std::atomic<std::size_t> queued_total{0};
@@ -264,6 +269,12 @@ struct consumer::impl {
         if (o.max_queued == 0) bad_option("max_queued", "must be at least 1");
         if (o.max_queued_bytes < mib) bad_option("max_queued_bytes", "must be at least 1 MiB");
         if (o.max_headers == 0) bad_option("max_headers", "must be at least 1");
+        if (o.inbox_prune_interval.count() > 0 && o.inbox_retention.count() <= 0) {
+            bad_option("inbox_retention", "must be positive");
+        }
+        if (o.inbox_prune_batch < 1) bad_option("inbox_prune_batch", "must be at least 1");
+        if (o.tx_batch_max == 0) bad_option("tx_batch_max", "must be at least 1 (1: no batching)");
+        if (o.tx_batch_max_time.count() <= 0) bad_option("tx_batch_max_time", "must be positive");
         if (o.max_header_bytes == 0) bad_option("max_header_bytes", "must be at least 1");
         if (topics.empty()) bad_option("topics", "subscribe() at least one topic before start()");
         retry::validate(o.retry);
@@ -381,6 +392,9 @@ struct consumer::impl {
             lp->thread = std::thread([this, lp] { lane_loop(*lp); });
         }
         retry_thread = std::thread([this] { retry_loop(); });
+        if (box && o.inbox_prune_interval.count() > 0) {
+            prune_thread = std::thread([this] { prune_loop(); });
+        }
         poll_thread = std::thread([this] { poll_loop(); });
         started = true;
         spdlog::info("event=consumer_started group={} instance={} dedup={} lanes={} topics={}",
@@ -410,6 +424,7 @@ struct consumer::impl {
         }
         retry_cv.notify_all();
         if (retry_thread.joinable()) retry_thread.join();
+        if (prune_thread.joinable()) prune_thread.join();
         spdlog::info("event=consumer_stopped group={} instance={} processed={} duplicates={}",
                      o.group, o.instance_id, m_processed.load(), m_duplicates.load());
     }
@@ -476,8 +491,9 @@ struct consumer::impl {
     void on_rebalance(rd_kafka_t* rk_, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t* parts) {
         ++m_rebalances;
-        const bool cooperative =
-            std::string_view(rd_kafka_rebalance_protocol(rk_)) == "COOPERATIVE";
+        // NULL while the consumer is closing (stop() during a rebalance): never strlen it.
+        const char* protocol = rd_kafka_rebalance_protocol(rk_);
+        const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
         std::vector<detail::tp> list;
         list.reserve(static_cast<std::size_t>(parts->cnt));
         for (int i = 0; i < parts->cnt; ++i) {
@@ -563,6 +579,32 @@ struct consumer::impl {
         if (pause) {
             rd_kafka_pause_partitions(rk, parts);
         } else {
+            // Pausing drops librdkafka's prefetched records. Resume from the next record this
+            // runtime has not taken (seek), rather than from wherever librdkafka's fetcher
+            // stood: the runtime's own bookkeeping decides, so no record can be skipped and
+            // the commit position can never move over one.
+            const auto next = tracker.next_offsets();
+            if (!next.empty()) {
+                auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+                for (const auto& p : next) {
+                    rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition)->offset =
+                        p.offset;
+                }
+                if (auto* e = rd_kafka_seek_partitions(rk, list, 10000)) {
+                    spdlog::warn("event=seek_failed group={} error=\"{}\"", o.group,
+                                 rd_kafka_error_string(e));
+                    rd_kafka_error_destroy(e);
+                }
+                for (int i = 0; i < list->cnt; ++i) {
+                    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        spdlog::warn(
+                            "event=seek_failed group={} topic={} partition={} error=\"{}\"",
+                            o.group, list->elems[i].topic, list->elems[i].partition,
+                            rd_kafka_err2str(list->elems[i].err));
+                    }
+                }
+                rd_kafka_topic_partition_list_destroy(list);
+            }
             rd_kafka_resume_partitions(rk, parts);
         }
         rd_kafka_topic_partition_list_destroy(parts);
@@ -843,8 +885,7 @@ struct consumer::impl {
                         return out;
                     }
                     if (r == dedup::inbox_result::in_progress) {
-                        out.result = attempt_result::failed;
-                        out.code = "consumer.in_progress";
+                        out.result = attempt_result::in_progress;
                         out.error = "another consumer holds this message in its inbox transaction";
                         return out;
                     }
@@ -874,33 +915,47 @@ struct consumer::impl {
             out.result = attempt_result::applied;
             return out;
         } catch (...) {
-            out.result = attempt_result::failed;
-            try {
-                try {
-                    throw;
-                } catch (const ferry::error&) {
-                    throw;
-                } catch (const pqxx::failure&) {
-                    internal::rethrow_translated("handler", "consumer");
-                } catch (const pqxx::usage_error&) {
-                    internal::rethrow_translated("handler", "consumer");
-                }
-            } catch (const ferry::error& fe) {
-                out.kind = fe.kind();
-                out.code = fe.code();
-                out.error = fe.what();
-            } catch (const std::exception& se) {
-                out.kind = error_kind::retryable;
-                out.code = "consumer.handler";
-                out.error = se.what();
-            } catch (...) {
-                out.kind = error_kind::retryable;
-                out.code = "consumer.handler";
-                out.error = "unknown exception";
-            }
+            out = failed_outcome();
             if (conn && !conn->is_open()) conn.reset();
             return out;
         }
+    }
+
+    // The outcome of the exception in flight (call inside a catch block): ferry::error keeps
+    // its kind and code, database errors are translated, anything else is retryable.
+    static attempt_outcome failed_outcome() {
+        attempt_outcome out;
+        out.result = attempt_result::failed;
+        try {
+            try {
+                throw;
+            } catch (const ferry::error&) {
+                throw;
+            } catch (const pqxx::failure&) {
+                internal::rethrow_translated("handler", "consumer");
+            } catch (const pqxx::usage_error&) {
+                internal::rethrow_translated("handler", "consumer");
+            }
+        } catch (const ferry::error& fe) {
+            out.kind = fe.kind();
+            out.code = fe.code();
+            out.error = fe.what();
+        } catch (const std::exception& se) {
+            out.kind = error_kind::retryable;
+            out.code = "consumer.handler";
+            out.error = se.what();
+        } catch (...) {
+            out.kind = error_kind::retryable;
+            out.code = "consumer.handler";
+            out.error = "unknown exception";
+        }
+        return out;
+    }
+
+    static detail::failure classify(const attempt_outcome& r) {
+        if (r.result == attempt_result::in_progress) return detail::failure::in_progress;
+        return r.kind == error_kind::permanent ? detail::failure::permanent
+                                               : detail::failure::retryable;
     }
 
     void publish_dead_letter(const message& m, const std::string& reason) {
@@ -1003,7 +1058,10 @@ struct consumer::impl {
         }
     }
 
-    void process_live(lane& ln, work_item& w) {
+    // `first`: the outcome of attempt 1 when it already ran (a handler that failed inside a
+    // batched transaction): it is routed like any failed attempt, without calling again.
+    void process_live(lane& ln, work_item& w,
+                      const std::optional<attempt_outcome>& first = std::nullopt) {
         const auto* e = w.entry;
         const bool ordered = e != nullptr && e->options.ordered_retry;
         if (!w.malformed.empty() || e == nullptr) {
@@ -1060,7 +1118,7 @@ struct consumer::impl {
         }
         for (int n = 1;; ++n) {
             w.msg.attempt = n;
-            const auto r = attempt(ln.conn, *e, w.msg, std::nullopt);
+            const auto r = n == 1 && first ? *first : attempt(ln.conn, *e, w.msg, std::nullopt);
             if (r.result == attempt_result::applied || r.result == attempt_result::duplicate) {
                 if (r.result == attempt_result::applied) {
                     ++m_processed;
@@ -1075,34 +1133,27 @@ struct consumer::impl {
                 }
                 return finish(w, true);
             }
-            if (r.code == "consumer.in_progress") {
-                // Another consumer holds the inbox row (its transaction is open): not a failure
-                // of this message. Wait for it to commit (then: duplicate) or roll back.
-                --n;
-                if (!still_mine(w) || lanes_exit) {
-                    release_claim(claim);
-                    return finish(w, false);
-                }
-                std::this_thread::sleep_for(100ms);
-                continue;
+            const auto f = (!still_mine(w) || lanes_exit) ? detail::failure::revoked : classify(r);
+            const auto rt = detail::route_failure(o.retry, detail::path::live, f, n, r.error,
+                                                  retry::jitter_source());
+            if (rt.action == detail::route::abandon) {
+                ++m_abandoned;
+                release_claim(claim);
+                return finish(w, false);
             }
-            const bool permanent = r.kind == error_kind::permanent;
-            const auto d = permanent ? retry::decision{retry::next_step::dead_letter, {}}
-                                     : retry::after_failure(o.retry, n, retry::jitter_source());
-            if (d.step == retry::next_step::retry_now) {
-                ++m_retries;
-                if (!still_mine(w) || lanes_exit) {
-                    release_claim(claim);
-                    return finish(w, false);
-                }
-                std::this_thread::sleep_for(d.delay);
+            if (rt.action == detail::route::wait || rt.action == detail::route::retry_now) {
+                // wait: another consumer's inbox transaction holds it (then: duplicate, or it
+                // rolls back); not an attempt of this message.
+                if (!rt.counts_attempt) --n;
+                if (rt.action == detail::route::retry_now) ++m_retries;
+                std::this_thread::sleep_for(rt.delay);
                 continue;
             }
             const auto stored = to_stored(w.msg, ordered);
-            if (d.step == retry::next_step::retry_later) {
+            if (rt.action == detail::route::retry_later) {
                 ++m_retries;
                 const auto wr = fenced_write(ln, w, "retry_schedule", [&](pqxx::work& tx) {
-                    (void)retries->schedule(tx, stored, n, d.delay, r.error);
+                    (void)retries->schedule(tx, stored, n, rt.delay, r.error);
                 });
                 release_claim(claim);
                 if (wr != record_write::written) return finish(w, false);
@@ -1111,9 +1162,7 @@ struct consumer::impl {
                 retry_cv.notify_all();
                 return finish(w, true);
             }
-            const auto reason = permanent ? "handler: permanent: " + r.error
-                                          : "retries exhausted after " + std::to_string(n) +
-                                                " attempts: " + r.error;
+            const auto& reason = rt.reason;
             const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
                 dead->add(tx, o.group, stored, reason, r.code, n, true, ordered);
             });
@@ -1133,6 +1182,7 @@ struct consumer::impl {
     // order, and completes the Redis claims of the whole run in one pipelined round trip.
     void lane_loop(lane& ln) {
         std::deque<work_item> local;
+        std::vector<work_item> batch;
         while (true) {
             {
                 std::unique_lock lock(ln.mutex);
@@ -1160,11 +1210,145 @@ struct consumer::impl {
                     finish(w, false);
                     continue;
                 }
+                if (batchable(w)) {
+                    batch.push_back(std::move(w));
+                    if (batch.size() >= o.tx_batch_max) run_batch(ln, batch);
+                    continue;
+                }
+                run_batch(ln, batch);  // the earlier messages first: per-key order
                 process_live(ln, w);
             }
+            run_batch(ln, batch);
             flush_completes(ln);
         }
         flush_completes(ln);
+    }
+
+    // ---------------------------------------------------------------------------- batches
+
+    // Can `w` join a batched effect transaction? Only the plain success path is batched:
+    // everything that needs a decision of its own (malformed, parked behind its key, Redis
+    // claim not fresh, plain handler) runs alone, after the batch before it has committed.
+    bool batchable(const work_item& w) {
+        if (o.tx_batch_max <= 1 || !w.malformed.empty() || w.entry == nullptr || !w.entry->tx) {
+            return false;
+        }
+        if (maybe_blocked(w.msg, w.entry->options.ordered_retry)) return false;
+        if (redis) {
+            if (w.claim_failed) return use_inbox;  // Redis down: the inbox alone decides
+            if (!w.claim || w.claim->status != dedup::claim_status::fresh) return false;
+        }
+        return true;
+    }
+
+    // Applies `batch` (items already begun, in lane order) in as few transactions as the
+    // bounds allow: each one inserts the inbox rows set-based, runs the handlers of the fresh
+    // messages in order and commits once. On any failure that transaction rolls back (no effect
+    // of it is durable) and its messages run one transaction each through process_live, which
+    // routes a failing one alone. Offsets complete only after the commit.
+    void run_batch(lane& ln, std::vector<work_item>& batch) {
+        std::size_t next = 0;
+        while (next < batch.size()) {
+            const std::size_t n = batch.size() - next;
+            if (n == 1) {
+                process_live(ln, batch[next]);
+                break;
+            }
+            std::vector<bool> fresh(n, true);
+            std::size_t ran = 0;
+            bool committed = false;
+            std::optional<std::size_t> failed_at;  // the handler that threw, if one did
+            std::optional<attempt_outcome> failure;
+            try {
+                auto& c = lane_conn(ln.conn);
+                pqxx::work tx{c};
+                if (box) {
+                    std::vector<std::string> ids;
+                    ids.reserve(n);
+                    for (std::size_t i = 0; i < n; ++i)
+                        ids.push_back(batch[next + i].msg.message_id);
+                    fresh = box->insert_batch(tx, o.group, ids, o.inbox_lock_wait);
+                }
+                const auto t0 = clock_type::now();
+                for (; ran < n; ++ran) {
+                    if (ran > 0 && clock_type::now() - t0 >= o.tx_batch_max_time) break;
+                    auto& w = batch[next + ran];
+                    w.msg.attempt = 1;
+                    if (fresh[ran]) {
+                        try {
+                            w.entry->tx(w.msg, tx);
+                        } catch (...) {
+                            failed_at = ran;
+                            failure = failed_outcome();
+                            throw;
+                        }
+                    }
+                    if (ran + 1 == n / 2) fault_point("mid_batch_before_commit");
+                }
+                if (ran < n && box) {
+                    // Cut short by the time bound: the rest was not applied in this transaction.
+                    std::vector<std::string> rest;
+                    for (std::size_t i = ran; i < n; ++i) {
+                        if (fresh[i]) rest.push_back(batch[next + i].msg.message_id);
+                    }
+                    box->remove_batch(tx, o.group, rest);
+                }
+                tx.commit();
+                if (fault_armed("lost_batch_commit_ack")) {
+                    throw pqxx::in_doubt_error(
+                        "fault point lost_batch_commit_ack: COMMIT sent, acknowledgement lost");
+                }
+                committed = true;
+            } catch (const std::exception& e) {
+                batch_failed(ln, n, e.what());
+            } catch (...) {
+                batch_failed(ln, n, "unknown exception");
+            }
+            if (!committed) {
+                // Nothing of this transaction is durable. The messages before the failing one
+                // run again alone; the failing one is routed from its failure (its attempt 1);
+                // the rest run alone after it.
+                for (std::size_t i = next; i < batch.size(); ++i) {
+                    if (failed_at && i == next + *failed_at) {
+                        process_live(ln, batch[i], failure);
+                    } else {
+                        process_live(ln, batch[i]);
+                    }
+                }
+                break;
+            }
+            fault_point("after_effect_before_offset");
+            fault_point("after_batch_commit_before_offset");
+            ++m_batches;
+            m_batched_messages += ran;
+            m_last_batch = ran;
+            for (std::size_t i = 0; i < ran; ++i) {
+                auto& w = batch[next + i];
+                if (fresh[i]) {
+                    ++m_processed;
+                } else {
+                    ++m_duplicates;
+                }
+                if (w.claim && !w.claim->token.empty()) {
+                    ln.pending_claims.push_back(*w.claim);
+                    ln.pending_items.push_back(std::move(w));
+                } else {
+                    finish(w, true);
+                }
+            }
+            if (ln.pending_claims.size() >= 256) flush_completes(ln);
+            next += ran;
+        }
+        batch.clear();
+    }
+
+    void batch_failed(lane& ln, std::size_t n, const char* why) {
+        if (ln.conn && !ln.conn->is_open()) ln.conn.reset();
+        ++m_batch_fallbacks;
+        spdlog::info(
+            "event=batch_fallback group={} size={} action=one_transaction_per_message "
+            "error=\"{}\"",
+            o.group, n, why);
     }
 
     // ---------------------------------------------------------------------------- retry worker
@@ -1230,24 +1414,19 @@ struct consumer::impl {
             return;
         }
         release_claim(claim);
-        if (r.result == attempt_result::lost_claim) return;
-        if (r.code == "consumer.in_progress") {
-            resched(row.attempts, 200ms, r.error);
-            return;
-        }
         const bool ordered = row.message.ordered;
-        const bool permanent = r.kind == error_kind::permanent;
-        auto d = permanent ? retry::decision{retry::next_step::dead_letter, {}}
-                           : retry::after_failure(o.retry, n, retry::jitter_source());
-        if (d.step != retry::next_step::dead_letter) {
-            ++m_retries;
-            if (d.step == retry::next_step::retry_now) d.delay = o.retry.immediate_delay;
-            resched(n, d.delay, r.error);
+        // lost_claim: another worker took the row (our claim expired): not ours to route.
+        const auto f =
+            r.result == attempt_result::lost_claim ? detail::failure::revoked : classify(r);
+        const auto rt = detail::route_failure(o.retry, detail::path::retry_table, f, n, r.error,
+                                              retry::jitter_source());
+        if (rt.action == detail::route::abandon) return;
+        if (rt.action != detail::route::dead_letter) {
+            if (rt.counts_attempt) ++m_retries;
+            resched(rt.counts_attempt ? n : row.attempts, rt.delay, r.error);
             return;
         }
-        const auto reason =
-            permanent ? "handler: permanent: " + r.error
-                      : "retries exhausted after " + std::to_string(n) + " attempts: " + r.error;
+        const auto& reason = rt.reason;
         bool moved = false;
         (void)durably(conn, nullptr, "dead_letter", [&](pqxx::connection& c) {
             pqxx::work tx{c};
@@ -1261,6 +1440,30 @@ struct consumer::impl {
                 "event=dead_letter group={} topic={} message_id={} attempts={} reason=\"{}\"",
                 o.group, m.topic, m.message_id, n, reason);
             publish_dead_letter(m, reason);
+        }
+    }
+
+    // Inbox retention: deletes rows older than inbox_retention in batches, repeating while a
+    // batch comes back full, then sleeps inbox_prune_interval. Safe with many instances (each
+    // batch is its own short transaction; concurrent deletes of one row are no-ops).
+    void prune_loop() {
+        std::unique_ptr<pqxx::connection> conn;
+        while (!lanes_exit) {
+            long long n = 0;
+            try {
+                auto& c = lane_conn(conn);
+                do {
+                    pqxx::work tx{c};
+                    n = box->prune(tx, o.inbox_retention, o.inbox_prune_batch);
+                    tx.commit();
+                    m_inbox_pruned += static_cast<std::uint64_t>(n);
+                } while (n >= o.inbox_prune_batch && !lanes_exit);
+            } catch (const std::exception& e) {
+                if (conn && !conn->is_open()) conn.reset();
+                spdlog::warn("event=inbox_prune_failed group={} error=\"{}\"", o.group, e.what());
+            }
+            std::unique_lock lock(retry_mutex);
+            retry_cv.wait_for(lock, o.inbox_prune_interval, [&] { return lanes_exit.load(); });
         }
     }
 
@@ -1307,6 +1510,12 @@ struct consumer::impl {
         s.queued_bytes_peak = queued_bytes_peak;
         s.fenced_writes = m_fenced;
         s.header_limit = m_header_limit;
+        s.abandoned = m_abandoned;
+        s.inbox_pruned = m_inbox_pruned;
+        s.batches = m_batches;
+        s.batched_messages = m_batched_messages;
+        s.batch_fallbacks = m_batch_fallbacks;
+        s.last_batch_size = m_last_batch;
         for (const auto& l : lanes) s.lane_queue_depth.push_back(l->depth);
         return s;
     }
@@ -1375,6 +1584,18 @@ std::string consumer::render_prometheus() const {
             s.fenced_writes);
     counter("header_limit_total", "Records dead-lettered for too many or too large headers.",
             s.header_limit);
+    counter("abandoned_total",
+            "Failed attempts left unrouted because the partition moved or the consumer stopped.",
+            s.abandoned);
+    counter("inbox_pruned_total", "Inbox rows deleted by the retention job.", s.inbox_pruned);
+    counter("batches_total", "Batched effect transactions committed.", s.batches);
+    counter("batched_messages_total", "Messages applied or absorbed in batched transactions.",
+            s.batched_messages);
+    counter("batch_fallbacks_total",
+            "Batches rolled back and run one transaction per message (a failure inside).",
+            s.batch_fallbacks);
+    gauge("batch_size", "Messages in the last batched transaction.",
+          static_cast<long long>(s.last_batch_size));
     gauge("queued_bytes", "Bytes of polled records queued for the lanes.",
           static_cast<long long>(s.queued_bytes));
     gauge("lag", "High watermark minus commit position, summed over assigned partitions.", s.lag);

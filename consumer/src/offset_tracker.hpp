@@ -179,6 +179,17 @@ public:
         return out;
     }
 
+    /// Per current partition with something dispatched: the next offset to take (one past the
+    /// highest dispatched). Where fetching must go on after a pause.
+    [[nodiscard]] std::vector<position> next_offsets() const {
+        std::lock_guard lock(_m);
+        std::vector<position> out;
+        for (const auto& [p, s] : _parts) {
+            if (!s.revoked && s.next >= 0) out.push_back({p.topic, p.partition, s.next});
+        }
+        return out;
+    }
+
     void committed(const std::vector<position>& positions) {
         std::lock_guard lock(_m);
         for (const auto& pos : positions) {

@@ -105,6 +105,44 @@ TEST_F(ConsumerFaultTest, KillBetweenEffectAndOffsetCommitWithoutDedupDuplicates
     EXPECT_EQ(r.lost, 0) << r.describe();
 }
 
+// Batched effects (issue 12): the inbox mode applies a lane's run in one transaction.
+// kill -9 after a batch commits and before any offset of it is committed: the survivor gets the
+// whole batch again and the inbox absorbs it.
+TEST_F(ConsumerFaultTest, BatchKillAfterCommitBeforeOffsetGivesOneEffectEach) {
+    const auto r = kill_between_effect_and_offset("inbox", "after_batch_commit_before_offset");
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+    EXPECT_EQ(r.effects, r.sent) << r.describe();
+}
+
+// kill -9 in the middle of a batch, handlers run, nothing committed: none of its effects is
+// durable, the survivor applies each message once.
+TEST_F(ConsumerFaultTest, BatchKillMidBatchBeforeCommitGivesOneEffectEach) {
+    const auto sent = send_workload(60, 10);
+    {
+        auto victim = app("inbox", "victim", {{"FERRY_FAULT", "mid_batch_before_commit"}});
+        const auto st = victim->wait(60s);
+        ASSERT_TRUE(st.has_value()) << "the fault point never fired";
+        EXPECT_EQ(st->signal, SIGKILL) << st->describe();
+    }
+    const auto before = effects();  // other lanes may have committed their batches
+    EXPECT_LT(before, 60);
+    auto survivor = app("inbox", "survivor");
+    EXPECT_TRUE(survivor->wait_for_prefix("READY", 30s).has_value());
+    EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s)) << distinct_effects();
+    std::this_thread::sleep_for(1s);
+    const auto st = survivor->shutdown(20s);
+    EXPECT_TRUE(st.success()) << st.describe();
+    const auto r = check_history(*_conn, schema(), sent);
+    std::fprintf(stderr, "mid-batch kill: committed before kill=%ld; %s\n", before,
+                 r.describe().c_str());
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+    EXPECT_EQ(r.effects, r.sent) << r.describe();
+}
+
 // Issue 10 hole 7, crash window 1: Redis-only defers "done" marks (one pipelined call per lane
 // run). kill -9 after effects and before their marks: once the victim's leases expire, the
 // survivor applies those effects again. docs/guarantees.md states the bound; this test reports
@@ -125,22 +163,33 @@ TEST_F(ConsumerFaultTest, RedisAndInboxKillBetweenEffectAndDoneMarkGivesOneEffec
 }
 
 // Issue 10 hole 7, crash window 2: the COMMIT of the effect's transaction goes through but its
-// acknowledgement is lost (fault point lost_commit_ack: first attempt of every message). The
-// runtime sees in_doubt and tries again: Redis-only applies every message twice, the inbox
-// absorbs the second attempt.
-class LostCommitAck : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
+// acknowledgement is lost. The runtime sees in_doubt and tries again: Redis-only applies the
+// message(s) again, the inbox absorbs them.
+//  - EveryMessage: one transaction per message (tx_batch_max 1), fault point lost_commit_ack
+//    on the first attempt of every message;
+//  - EveryBatch: batched transactions (the default), fault point lost_batch_commit_ack on every
+//    batch commit; the batch's messages then run one transaction each.
+class LostCommitAck : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {
+protected:
+    void run(const char* fault, std::size_t batch_max);
+};
 
-TEST_P(LostCommitAck, EveryMessage) {
+TEST_P(LostCommitAck, EveryMessage) { run("lost_commit_ack", 1); }
+TEST_P(LostCommitAck, EveryBatch) { run("lost_batch_commit_ack", 100); }
+
+void LostCommitAck::run(const char* fault, std::size_t batch_max) {
     const auto mode = GetParam();
     struct fault_env {
-        fault_env() { ::setenv("FERRY_FAULT", "lost_commit_ack", 1); }
+        explicit fault_env(const char* f) { ::setenv("FERRY_FAULT", f, 1); }
         ~fault_env() { ::unsetenv("FERRY_FAULT"); }
-    } armed;
+    } armed(fault);
     std::vector<sent_message> sent;
     for (int i = 0; i < 20; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
     for (const auto& m : sent) _producer->send(_topic, m);
     _producer->flush();
-    ferry::consumer::consumer c(options(mode));
+    auto o = options(mode);
+    o.tx_batch_max = batch_max;
+    ferry::consumer::consumer c(o);
     const auto s = schema();
     c.subscribe(_topic,
                 ferry::consumer::tx_handler([s](const ferry::consumer::message& m, pqxx::work& tx) {
@@ -153,15 +202,23 @@ TEST_P(LostCommitAck, EveryMessage) {
     std::this_thread::sleep_for(300ms);
     c.stop();
     const auto r = check_history(*_conn, schema(), sent);
-    std::fprintf(stderr, "lost COMMIT ack, %s: %s\n", ferry::consumer::to_string(mode).data(),
-                 r.describe().c_str());
+    std::fprintf(stderr, "%s, %s: batches=%llu %s\n", fault,
+                 ferry::consumer::to_string(mode).data(),
+                 static_cast<unsigned long long>(c.metrics().batches), r.describe().c_str());
     EXPECT_EQ(r.lost, 0) << r.describe();
     EXPECT_EQ(r.order_violations, 0) << r.describe();
-    if (mode == dedup_mode::redis) {
+    if (mode == dedup_mode::redis && batch_max == 1) {
+        // Every message's own transaction was in doubt once.
         EXPECT_EQ(r.duplicates, 20) << "Redis-only re-applies every in-doubt commit";
+    } else if (mode == dedup_mode::redis) {
+        // Every message that was in a batch (a lane run of two or more) applies twice.
+        EXPECT_GE(r.duplicates, 2) << r.describe();
+        EXPECT_GE(c.metrics().batch_fallbacks, 1u);
     } else {
         EXPECT_EQ(r.duplicates, 0) << r.describe();
-        EXPECT_EQ(c.metrics().duplicates_absorbed, 20u);
+        if (batch_max == 1) {
+            EXPECT_EQ(c.metrics().duplicates_absorbed, 20u);
+        }
     }
 }
 

@@ -150,6 +150,88 @@ TEST_F(ConsumerTest, AlwaysFailingMessageIsDeadLetteredOthersFlowReplayAppliesOn
     EXPECT_EQ(count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".retry"), 0);
 }
 
+TEST_F(ConsumerTest, OnePoisonInABatchOfHundredIsDeadLetteredTheOther99ApplyOnce) {
+    // One lane and one batch bound of 100: the 100 messages queue together and run in batched
+    // transactions. The poison rolls its batch back; the others of that batch then run one
+    // transaction each, and the poison is routed from its failure alone: the 99 apply once, the
+    // poison is a dead letter with its reason, its handler called once.
+    std::vector<sent_message> sent;
+    std::string poison_id;
+    for (int i = 0; i < 100; ++i) {
+        // The poison has a key of its own: on an ordered topic its dead letter holds its key.
+        sent.push_back(
+            {new_message_id(), i == 50 ? "poison" : "k" + std::to_string(i % 10), i / 10});
+        if (i == 50) poison_id = sent.back().id;
+    }
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    auto o = options(dedup_mode::inbox);
+    o.lanes = 1;
+    o.tx_batch_max = 100;
+    o.tx_batch_max_time = 10s;
+    std::atomic<int> poison_calls{0};
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::inbox, "a", [&](const ferry::consumer::message& m) {
+        if (m.message_id == poison_id) {
+            ++poison_calls;
+            throw ferry::error(ferry::error_kind::permanent, "test.poison", "unparseable order");
+        }
+    });
+    c.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return c.metrics().processed >= 99 && c.metrics().dead_letters >= 1; }, 60s))
+        << c.render_prometheus();
+    c.stop();
+    const auto s = c.metrics();
+    std::vector<sent_message> good;
+    for (const auto& m : sent) {
+        if (m.id != poison_id) good.push_back(m);
+    }
+    const auto r = check_history(*_conn, schema(), good);
+    EXPECT_EQ(r.effects, 99) << r.describe();
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+    EXPECT_GE(s.batch_fallbacks, 1u) << "the poison's batch rolled back";
+    EXPECT_EQ(poison_calls.load(), 1);  // in its batch; routed from that failure
+    pqxx::work tx{*_conn};
+    const auto rows = ferry::retry::dead_letters(schema()).list(tx, {});
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].message.message_id, poison_id);
+    EXPECT_EQ(rows[0].error_code, "test.poison");
+    EXPECT_EQ(rows[0].reason, "handler: permanent: unparseable order");
+}
+
+TEST_F(ConsumerTest, InboxRetentionPrunesOldRowsInBatchesAndKeepsRecentOnes) {
+    // 250 rows older than the retention window and 5 recent ones.
+    {
+        pqxx::work tx{*_conn};
+        tx.exec_params("INSERT INTO \"" + schema() +
+                           "\".inbox (group_id, message_id, processed_at) SELECT $1, "
+                           "gen_random_uuid(), now() - interval '8 days' FROM "
+                           "generate_series(1, 250)",
+                       _group);
+        tx.exec_params("INSERT INTO \"" + schema() +
+                           "\".inbox (group_id, message_id) SELECT $1, gen_random_uuid() FROM "
+                           "generate_series(1, 5)",
+                       _group);
+        tx.commit();
+    }
+    auto o = options(dedup_mode::inbox);
+    o.inbox_retention = std::chrono::hours(24 * 7);
+    o.inbox_prune_interval = 100ms;
+    o.inbox_prune_batch = 100;  // three statements for 250 rows
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::inbox, "a");
+    c.start();
+    ASSERT_TRUE(wait_until([&] { return c.metrics().inbox_pruned >= 250; }, 30s))
+        << c.render_prometheus();
+    c.stop();
+    EXPECT_EQ(c.metrics().inbox_pruned, 250u);
+    EXPECT_EQ(count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".inbox"), 5);
+    EXPECT_NE(c.render_prometheus().find("ferry_consumer_inbox_pruned_total"), std::string::npos);
+}
+
 TEST_F(ConsumerTest, MalformedEnvelopeGoesToDeadLetterWithReason) {
     std::vector<sent_message> sent{{new_message_id(), "k", 1}};
     _producer->send(_topic, std::string("k"), "no id", std::nullopt);

@@ -4,6 +4,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "ferry/common/sql_ident.hpp"
@@ -36,6 +38,78 @@ inbox_result inbox::insert(pqxx::work& tx, std::string_view group, std::string_v
         }
     } catch (...) {
         internal::rethrow_translated("inbox insert", "dedup");
+    }
+}
+
+namespace {
+
+// A PostgreSQL array literal of canonical UUIDs (only hex digits and dashes: no quoting needed;
+// anything else is refused so it can never reach the SQL text unchecked).
+std::string uuid_array(const std::vector<std::string>& ids) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        for (char c : ids[i]) {
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                  c == '-')) {
+                throw ferry::error(error_kind::permanent, "dedup.message_id",
+                                   "inbox: message id is not a UUID", "message_id");
+            }
+        }
+        if (i > 0) out += ',';
+        out += ids[i];
+    }
+    return out + "}";
+}
+
+}  // namespace
+
+std::vector<bool> inbox::insert_batch(pqxx::work& tx, std::string_view group,
+                                      const std::vector<std::string>& message_ids,
+                                      std::chrono::milliseconds lock_wait) const {
+    std::vector<bool> out(message_ids.size(), false);
+    if (message_ids.empty()) return out;
+    try {
+        if (lock_wait.count() > 0) {
+            tx.exec("SET LOCAL lock_timeout = " + std::to_string(lock_wait.count()));
+        }
+        const auto r = internal::exec_cached(
+            tx, "ferry_inbox_insert_batch_" + _schema,
+            "INSERT INTO " + _table +
+                " (group_id, message_id) SELECT $1, u FROM unnest($2::uuid[]) AS u "
+                "ON CONFLICT DO NOTHING RETURNING message_id::text",
+            std::string(group), uuid_array(message_ids));
+        if (lock_wait.count() > 0) tx.exec("SET LOCAL lock_timeout = 0");
+        std::set<std::string> inserted;
+        for (const auto& row : r) inserted.insert(row[0].as<std::string>());
+        for (std::size_t i = 0; i < message_ids.size(); ++i) {
+            // The first position of an id takes the insert; repeats are duplicates.
+            out[i] = inserted.erase(message_ids[i]) == 1;
+        }
+        return out;
+    } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() == "55P03") {
+            throw ferry::error(error_kind::retryable, "dedup.inbox_in_progress",
+                               "inbox batch insert: another transaction holds a row of this batch");
+        }
+        try {
+            throw;
+        } catch (...) {
+            internal::rethrow_translated("inbox batch insert", "dedup");
+        }
+    } catch (...) {
+        internal::rethrow_translated("inbox batch insert", "dedup");
+    }
+}
+
+void inbox::remove_batch(pqxx::work& tx, std::string_view group,
+                         const std::vector<std::string>& message_ids) const {
+    if (message_ids.empty()) return;
+    try {
+        (void)internal::exec(
+            tx, "DELETE FROM " + _table + " WHERE group_id = $1 AND message_id = ANY($2::uuid[])",
+            std::string(group), uuid_array(message_ids));
+    } catch (...) {
+        internal::rethrow_translated("inbox batch remove", "dedup");
     }
 }
 

@@ -132,6 +132,15 @@ struct consumer_options {
     /// replayable) with a reason naming the limit. Never silently dropped.
     std::size_t max_headers = 64;
     std::size_t max_header_bytes = 16384;
+    /// Batched effects (topics with a tx_handler, every dedup mode): a lane applies up to
+    /// tx_batch_max consecutive messages of its queue in one PostgreSQL transaction (handler per
+    /// message, the inbox rows inserted set-based in the same transaction, one commit). The
+    /// batch commits early once its handlers have run for tx_batch_max_time. Any failure rolls
+    /// the batch back and its messages run one transaction each (so a poison message is
+    /// isolated and routed alone). A message that cannot join (key held by a retry, Redis claim
+    /// not fresh, plain handler) ends the batch first, so per-key order holds. 1 turns it off.
+    std::size_t tx_batch_max = 100;
+    std::chrono::milliseconds tx_batch_max_time{100};
     std::chrono::milliseconds poll_timeout{100};
     std::chrono::milliseconds commit_interval{200};
     /// Rebalance: how long running work of revoked partitions may take to finish.
@@ -144,6 +153,15 @@ struct consumer_options {
     std::chrono::milliseconds retry_poll{200};
     int retry_batch = 50;
     std::chrono::milliseconds retry_claim_ttl{60000};
+
+    /// Inbox retention (inbox modes): rows older than inbox_retention are deleted every
+    /// inbox_prune_interval, inbox_prune_batch rows per statement, repeated while batches come
+    /// back full (so pruning keeps up with the consume rate). Retention must exceed the longest
+    /// possible redelivery: Kafka retention plus any replay window; a duplicate older than it is
+    /// applied again. Zero interval turns the job off (prune by other means then).
+    std::chrono::milliseconds inbox_retention{std::chrono::hours(24 * 7)};
+    std::chrono::milliseconds inbox_prune_interval{std::chrono::minutes(1)};
+    long long inbox_prune_batch = 10000;
 
     /// When set, every dead letter is also produced to this Kafka topic (best effort; the table
     /// stays the record), with header ferry-dlq-reason.
@@ -167,10 +185,16 @@ struct metrics_snapshot {
                            // commit position
     std::vector<std::size_t> lane_queue_depth;
     std::size_t assigned_partitions = 0;
-    std::size_t queued_bytes = 0;       // bytes of records polled and not yet started by a lane
-    std::size_t queued_bytes_peak = 0;  // highest queued_bytes since start
-    std::uint64_t fenced_writes = 0;    // retry/dead-letter writes refused: partition moved on
-    std::uint64_t header_limit = 0;     // records dead-lettered for too many / too large headers
+    std::size_t queued_bytes = 0;        // bytes of records polled and not yet started by a lane
+    std::size_t queued_bytes_peak = 0;   // highest queued_bytes since start
+    std::uint64_t fenced_writes = 0;     // retry/dead-letter writes refused: partition moved on
+    std::uint64_t header_limit = 0;      // records dead-lettered for too many / too large headers
+    std::uint64_t abandoned = 0;         // failed attempts not routed: partition moved / stopping
+    std::uint64_t batches = 0;           // batched effect transactions committed
+    std::uint64_t batched_messages = 0;  // messages in them (applied or absorbed)
+    std::uint64_t batch_fallbacks = 0;   // batches rolled back and run one message at a time
+    std::size_t last_batch_size = 0;
+    std::uint64_t inbox_pruned = 0;  // inbox rows deleted by the retention job
 };
 
 class consumer {

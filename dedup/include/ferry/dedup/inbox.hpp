@@ -20,6 +20,7 @@
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/dedup/store.hpp"
 
@@ -39,6 +40,19 @@ public:
     [[nodiscard]] inbox_result insert(
         pqxx::work& tx, std::string_view group, std::string_view message_id,
         std::chrono::milliseconds lock_wait = std::chrono::milliseconds(0)) const;
+    /// Set-based insert for a batch of messages applied in one transaction (one statement).
+    /// Returns, per position of `message_ids` (canonical UUID text), true when this call inserted
+    /// the row: apply that message's effect in `tx`. False: already applied (or an earlier
+    /// position of the same id in this batch). A row held by another open transaction longer
+    /// than `lock_wait` throws ferry::error(retryable, "dedup.inbox_in_progress"); the
+    /// transaction is then aborted (the caller falls back to per-message transactions).
+    [[nodiscard]] std::vector<bool> insert_batch(
+        pqxx::work& tx, std::string_view group, const std::vector<std::string>& message_ids,
+        std::chrono::milliseconds lock_wait = std::chrono::milliseconds(0)) const;
+    /// Deletes the rows of `message_ids` inserted by this transaction for messages whose effect
+    /// will not be part of it (a batch cut short by its time bound).
+    void remove_batch(pqxx::work& tx, std::string_view group,
+                      const std::vector<std::string>& message_ids) const;
     /// True when (group, message_id) is recorded as applied (committed).
     [[nodiscard]] bool contains(pqxx::transaction_base& tx, std::string_view group,
                                 std::string_view message_id) const;
