@@ -215,6 +215,9 @@ public:
     std::optional<ferry::metrics::counter> _held_after_failure;
     std::vector<ferry::metrics::gauge> _epoch_gauge;
     std::atomic<std::uint64_t> _batches{0};
+    // This instance's totals for counts(): the registry may be shared by several relays (the
+    // process registry), so its series are not per instance.
+    std::atomic<std::uint64_t> _n_published{0}, _n_parked{0}, _n_expired{0}, _n_fenced{0};
 
     mutable std::mutex _mutex;
     std::condition_variable _cv;
@@ -1106,6 +1109,7 @@ private:
             if (lease.empty() || lease[0][0].is_null() || !lease[0][0].as<bool>()) {
                 tx.abort();
                 _fenced->inc();
+                ++_n_fenced;
                 spdlog::warn(
                     "event=fenced group={} epoch={} instance={} unmarked={} (another "
                     "instance owns the group; its rows will be republished by it)",
@@ -1174,6 +1178,9 @@ private:
             _published->inc(static_cast<double>(pub_ids.size()));
             _expired_total->inc(static_cast<double>(expired_ids.size()));
             _parked_total->inc(static_cast<double>(park_ids.size()));
+            _n_published += pub_ids.size();
+            _n_expired += expired_ids.size();
+            _n_parked += park_ids.size();
             _errors_permanent->inc(static_cast<double>(park_ids.size()));
             for (std::size_t i = 0; i < park_ids.size(); ++i) {
                 spdlog::warn(
@@ -1219,10 +1226,10 @@ const std::string& relay::instance_id() const { return _impl->_o.instance_id; }
 ferry::metrics::registry& relay::metrics() { return _impl->_metrics; }
 relay_counts relay::counts() const {
     relay_counts c;
-    c.published = static_cast<std::uint64_t>(_impl->_published->value());
-    c.parked = static_cast<std::uint64_t>(_impl->_parked_total->value());
-    c.expired = static_cast<std::uint64_t>(_impl->_expired_total->value());
-    c.fenced = static_cast<std::uint64_t>(_impl->_fenced->value());
+    c.published = _impl->_n_published.load();
+    c.parked = _impl->_n_parked.load();
+    c.expired = _impl->_n_expired.load();
+    c.fenced = _impl->_n_fenced.load();
     c.batches = _impl->_batches.load();
     return c;
 }

@@ -17,7 +17,8 @@
 
 namespace ferry::relay {
 
-/// Totals since start, for tests and logs (the same numbers are in the metrics).
+/// This instance's totals since start, for tests and logs (the metrics registry may be shared
+/// by several relays of one process, so its series can hold more).
 struct relay_counts {
     std::uint64_t published = 0;  // rows acknowledged by Kafka and marked
     std::uint64_t parked = 0;
