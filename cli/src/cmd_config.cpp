@@ -13,7 +13,6 @@
 
 #include "commands.hpp"
 #include "ferry/config/config.hpp"
-#include "ferry/internal/pq.hpp"
 
 namespace ferry::cli {
 namespace {
@@ -25,16 +24,6 @@ void print_diagnostics(const std::vector<ferry::config::diagnostic>& errors) {
 }
 
 }  // namespace
-
-std::unique_ptr<pqxx::connection> connect(const ferry::config::ferry_config& cfg,
-                                          std::string_view prefix,
-                                          std::chrono::milliseconds statement_timeout) {
-    internal::session_settings s;
-    s.connect_timeout = cfg.postgres.connect_timeout;
-    s.statement_timeout = statement_timeout;
-    s.application_name = "ferryctl";
-    return internal::connect_unique(cfg.postgres.dsn, s, prefix);
-}
 
 ferry::config::ferry_config globals::load_config() const {
     auto result = config_path.empty() ? ferry::config::load_defaults()
