@@ -82,9 +82,11 @@ bool is_secret_key(std::string_view key) noexcept {
 }
 
 std::string redact_url(std::string_view url_in) {
-    std::string url(url_in);
-    const auto scheme = url.find("://");
-    if (scheme == std::string::npos) return url;
+    const auto scheme = url_in.find("://");
+    if (scheme == std::string::npos) return std::string(url_in);
+    // The query first: masking a query value may remove an '@' that would otherwise decide
+    // where the user-info ends, and doing it last made a second redaction differ from the first.
+    std::string url = redact_query_passwords(std::string(url_in));
     const auto auth_start = scheme + 3;
     const bool postgres = is_postgres_uri(url);
     auto at = std::string::npos;
@@ -109,7 +111,7 @@ std::string redact_url(std::string_view url_in) {
             url.replace(auth_start, at - auth_start, k_mask);
         }
     }
-    return redact_query_passwords(std::move(url));
+    return url;
 }
 
 std::string redact_dsn(std::string_view dsn) {

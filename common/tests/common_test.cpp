@@ -117,3 +117,11 @@ TEST(RedactTest, QuotedSecretStaysQuotedSoRedactingIsIdempotent) {
     EXPECT_EQ(once, "password='***'x=1 host=db");
     EXPECT_EQ(ferry::redact_dsn(once), once);
 }
+
+TEST(RedactTest, QueryMaskingFirstKeepsUrlRedactionIdempotent) {
+    // The user-info used to be found before the query was masked; masking "a@b" away then moved
+    // the last '@', and a second redaction masked a different part.
+    const auto once = ferry::redact_url("pgres://app@db/orders?password=s3cr3t://app@db");
+    EXPECT_EQ(once, "pgres://***@db/orders?password=***");
+    EXPECT_EQ(ferry::redact_url(once), once);
+}

@@ -7,7 +7,7 @@
 // bytes appended unencoded.
 // Invariants, beyond "no crash":
 //   1. Every request gets an HTTP/1.1 status line back; the listener never drops a connection
-//      or hangs (5 s receive timeout).
+//      or hangs (30 s receive timeout).
 //   2. A correctly percent-encoded query reaches the route byte for byte (the last value of a
 //      repeated key wins), whatever the bytes are (NUL, CR/LF, invalid UTF-8).
 //   3. An error from a route becomes a JSON body a strict parser accepts, with "error" and
@@ -85,7 +85,7 @@ std::string percent_encode(const std::string& s) {
 std::string exchange(const std::string& request) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     check(fd >= 0, "socket()");
-    timeval tv{5, 0};
+    timeval tv{30, 0};  // generous: the machine may be loaded; a hang is still caught
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -101,6 +101,7 @@ std::string exchange(const std::string& request) {
         if (n <= 0) break;  // the server may answer and close before reading everything
         sent += static_cast<std::size_t>(n);
     }
+    ::shutdown(fd, SHUT_WR);  // the request is complete: the listener never waits for more
     std::string response;
     char buf[4096];
     for (;;) {
@@ -129,7 +130,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         q += percent_encode(key) + "=" + percent_encode(value);
         expected[key] = value;
     }
-    const auto raw = in.ConsumeRemainingBytesAsString();
+    // Raw bytes stay inside the request target: no CR or LF, which would end the request line
+    // early and leave the listener (rightly) waiting for the rest of a request.
+    std::string raw;
+    for (char c : in.ConsumeRemainingBytesAsString()) {
+        if (c != '\r' && c != '\n') raw += c;
+    }
     if (!q.empty() || !raw.empty()) target += "?" + q;
     if (!raw.empty()) target += (q.empty() ? "" : "&") + raw;
 

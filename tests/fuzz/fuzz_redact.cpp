@@ -93,7 +93,11 @@ void check_url(FuzzedDataProvider& in) {
 
     const auto once = ferry::redact_url(url);
     check(ferry::redact_url(once) == once, "redact_url is idempotent", url + "\n-> " + once);
-    if (secret.size() < 3 || secret == "***" || occurrences(url, secret) != 1) return;
+    // A secret holding '*' can match the mask plus its neighbours in a correct output.
+    if (secret.size() < 3 || secret.find('*') != std::string::npos ||
+        occurrences(url, secret) != 1) {
+        return;
+    }
     if (once.find(secret) != std::string::npos) {
         fail("redact_url removes the secret", url + "\n-> " + once + "\nsecret: " + secret);
     }
