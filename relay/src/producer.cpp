@@ -96,6 +96,11 @@ producer::producer(const relay_options& o) {
     // delivery_timeout bounds a batch instead, then purges and drops the producer.
     set_or_throw(conf, "enable.idempotence", "true");
     set_or_throw(conf, "enable.gapless.guarantee", "true");
+    // One request in flight per broker: a request sent after a refused one could otherwise be
+    // appended before librdkafka raises the gapless fatal error (brokers that do not check
+    // sequence numbers, such as librdkafka's mock cluster, accept it). A relay batch fits in one
+    // request per partition, so this costs little.
+    set_or_throw(conf, "max.in.flight.requests.per.connection", "1");
     set_or_throw(conf, "message.timeout.ms", "0");
     set_or_throw(conf, "acks", "all");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);

@@ -2,10 +2,10 @@
 // Private: the relay's Kafka producer (librdkafka), kept out of public headers.
 //
 // One idempotent producer (enable.idempotence=true, acks=all, murmur2_random partitioner) with
-// enable.gapless.guarantee=true and no librdkafka message timeout (message.timeout.ms=0): a
-// failure that could leave a gap in a partition is fatal, and the relay's own deadline (then a
-// purge and a new producer) bounds a batch, so no later message of a key lands after an earlier
-// one failed (issue 10, hole 2).
+// enable.gapless.guarantee=true, one request in flight, and no librdkafka message timeout
+// (message.timeout.ms=0): a failure that could leave a gap in a partition is fatal, and the
+// relay's own deadline (then a purge and a new producer) bounds a batch, so no later message of
+// a key lands after an earlier one failed (issue 10, hole 2).
 // send() produces a batch in order and waits for every delivery report, so the caller learns,
 // per message, "acknowledged at partition/offset", "refused permanently" or "not acknowledged"
 // (transient). Lifecycle: created by the publish worker, destroyed and recreated after a fatal
