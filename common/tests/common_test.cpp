@@ -125,3 +125,10 @@ TEST(RedactTest, QueryMaskingFirstKeepsUrlRedactionIdempotent) {
     EXPECT_EQ(once, "pgres://***@db/orders?password=***");
     EXPECT_EQ(ferry::redact_url(once), once);
 }
+
+TEST(RedactTest, PasswordHoldingAQueryLikeSecretKeyIsMaskedWhole) {
+    // Masking the query first (the previous fix) removed the '@' and left the password.
+    const auto once = ferry::redact_url("https://user:pa?sslpassword=@api.internal/x");
+    EXPECT_EQ(once.find("pa?"), std::string::npos) << once;
+    EXPECT_EQ(ferry::redact_url(once), once);
+}
