@@ -98,7 +98,10 @@ bool is_secret_key(std::string_view key) noexcept {
     return false;
 }
 
-std::string redact_url(std::string_view url) {
+namespace {
+
+// One pass over a URL; redact_url repeats it until nothing changes.
+std::string redact_url_once(std::string_view url) {
     const auto scheme = url.find("://");
     if (scheme == std::string_view::npos) return std::string(url);
     const auto auth_start = scheme + 3;
@@ -131,6 +134,21 @@ std::string redact_url(std::string_view url) {
         }
     }
     return masked(url, std::move(spans));
+}
+
+}  // namespace
+
+std::string redact_url(std::string_view url) {
+    // A mask can remove an '@' or ':' that decided where another reading ended, so one pass over
+    // a URL with several of them may leave text the next pass would mask. Repeating until
+    // nothing changes makes redaction idempotent; masks only ever hide more, so it settles fast.
+    std::string current = redact_url_once(url);
+    for (int pass = 0; pass < 16; ++pass) {
+        auto next = redact_url_once(current);
+        if (next == current) break;
+        current = std::move(next);
+    }
+    return current;
 }
 
 std::string redact_dsn(std::string_view dsn) {
