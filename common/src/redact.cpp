@@ -109,7 +109,6 @@ std::string redact_url_once(std::string_view url) {
     // Every reading of the URL is masked at once, on the original text, so that what one mask
     // removes (an '@', a '?') cannot change what another finds, and redacting again is a no-op.
     std::vector<span> spans;
-    query_secret_spans(url, auth_start, spans);
     std::vector<std::size_t> ats;
     if (postgres) {
         // libpq's rule: there is a user-info when an '@' comes before any '/'.
@@ -123,6 +122,9 @@ std::string redact_url_once(std::string_view url) {
             if (at != std::string_view::npos && at >= auth_start) ats.push_back(at);
         }
     }
+    // libpq looks for the query after the user-info; for other URLs a '?' in an unencoded
+    // password may be read as one, which only masks more.
+    query_secret_spans(url, postgres && !ats.empty() ? ats.front() + 1 : auth_start, spans);
     for (const auto at : ats) {
         const auto colon = url.find(':', auth_start);
         if (colon != std::string_view::npos && colon < at) {

@@ -140,3 +140,9 @@ TEST(RedactTest, UrlWithSeveralAtSignsIsRedactedToAFixpoint) {
     EXPECT_EQ(ferry::redact_url(once), once);
     EXPECT_EQ(once.find("a3tt"), std::string::npos) << once;
 }
+
+TEST(RedactTest, PostgresQueryIsLookedForAfterTheUserInfoAsLibpqDoes) {
+    // A '?' inside a postgres user name used to start a "query" that swallowed the host.
+    EXPECT_EQ(ferry::redact_dsn("postgresql://a?token=b:s3cr3t@db/orders?password=x"),
+              "postgresql://a?token=b:***@db/orders?password=***");
+}
