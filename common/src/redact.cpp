@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <utility>
+#include <vector>
 
 namespace ferry {
 namespace {
@@ -39,24 +41,39 @@ std::string percent_decoded(std::string_view s) {
     return out;
 }
 
-// Masks the value of every secret-looking "key=value" in the query string of a URL.
-std::string redact_query_passwords(std::string url) {
-    const auto q = url.find('?');
-    if (q == std::string::npos) return url;
+using span = std::pair<std::size_t, std::size_t>;  // [begin, end) of text to mask
+
+// The value of every secret-looking "key=value" in the query string of a URL.
+void query_secret_spans(std::string_view url, std::size_t from, std::vector<span>& out) {
+    const auto q = url.find('?', from);
+    if (q == std::string_view::npos) return;
     std::size_t pos = q + 1;
     while (pos < url.size()) {
         auto end = url.find('&', pos);
-        if (end == std::string::npos) end = url.size();
+        if (end == std::string_view::npos) end = url.size();
         const auto eq = url.find('=', pos);
-        if (eq != std::string::npos && eq < end) {
-            if (is_secret_key(percent_decoded(std::string_view(url).substr(pos, eq - pos)))) {
-                url.replace(eq + 1, end - eq - 1, k_mask);
-                end = eq + 1 + k_mask.size();
-            }
+        if (eq != std::string_view::npos && eq < end &&
+            is_secret_key(percent_decoded(url.substr(pos, eq - pos)))) {
+            out.emplace_back(eq + 1, end);
         }
         pos = end + 1;
     }
-    return url;
+}
+
+// Replaces every span (merged where they overlap or touch) with the mask.
+std::string masked(std::string_view text, std::vector<span> spans) {
+    std::sort(spans.begin(), spans.end());
+    std::string out;
+    std::size_t pos = 0;
+    for (std::size_t i = 0; i < spans.size();) {
+        auto [begin, end] = spans[i++];
+        while (i < spans.size() && spans[i].first <= end) end = std::max(end, spans[i++].second);
+        out += text.substr(pos, begin - pos);
+        out += k_mask;
+        pos = end;
+    }
+    out += text.substr(pos);
+    return out;
 }
 
 bool is_postgres_uri(std::string_view s) {
@@ -81,37 +98,59 @@ bool is_secret_key(std::string_view key) noexcept {
     return false;
 }
 
-std::string redact_url(std::string_view url_in) {
-    const auto scheme = url_in.find("://");
-    if (scheme == std::string::npos) return std::string(url_in);
-    // The query first: masking a query value may remove an '@' that would otherwise decide
-    // where the user-info ends, and doing it last made a second redaction differ from the first.
-    std::string url = redact_query_passwords(std::string(url_in));
+namespace {
+
+// One pass over a URL; redact_url repeats it until nothing changes.
+std::string redact_url_once(std::string_view url) {
+    const auto scheme = url.find("://");
+    if (scheme == std::string_view::npos) return std::string(url);
     const auto auth_start = scheme + 3;
     const bool postgres = is_postgres_uri(url);
-    auto at = std::string::npos;
+    // Every reading of the URL is masked at once, on the original text, so that what one mask
+    // removes (an '@', a '?') cannot change what another finds, and redacting again is a no-op.
+    std::vector<span> spans;
+    std::vector<std::size_t> ats;
     if (postgres) {
         // libpq's rule: there is a user-info when an '@' comes before any '/'.
         const auto stop = url.find_first_of("@/", auth_start);
-        if (stop != std::string::npos && url[stop] == '@') at = stop;
+        if (stop != std::string_view::npos && url[stop] == '@') ats.push_back(stop);
     } else {
-        // Ferry's Redis client reads the user-info up to the last '@' of the URL: a password
-        // that was not percent-encoded may hold '/', '?', '#' or '@' and must still disappear.
-        // An '@' later in a query over-masks, which is the safe side.
-        at = url.rfind('@');
-        if (at != std::string::npos && at < auth_start) at = std::string::npos;
+        // Ferry's Redis client reads the user-info up to the last '@' of the URL (a password
+        // that was not percent-encoded may hold '/', '?', '#' or '@'); a URL parser stops at
+        // the first. Both readings are masked; an '@' in a query over-masks, the safe side.
+        for (const auto at : {url.find('@', auth_start), url.rfind('@')}) {
+            if (at != std::string_view::npos && at >= auth_start) ats.push_back(at);
+        }
     }
-    if (at != std::string::npos) {
+    // libpq looks for the query after the user-info; for other URLs a '?' in an unencoded
+    // password may be read as one, which only masks more.
+    query_secret_spans(url, postgres && !ats.empty() ? ats.front() + 1 : auth_start, spans);
+    for (const auto at : ats) {
         const auto colon = url.find(':', auth_start);
-        if (colon != std::string::npos && colon < at) {
-            url.replace(colon + 1, at - colon - 1, k_mask);
+        if (colon != std::string_view::npos && colon < at) {
+            if (at > colon + 1) spans.emplace_back(colon + 1, at);
         } else if (!postgres && at > auth_start) {
             // A user-info without ':' is the password for Redis (redis://secret@host) and
             // often a token for HTTP (https://token@host); only libpq reads it as a user name.
-            url.replace(auth_start, at - auth_start, k_mask);
+            spans.emplace_back(auth_start, at);
         }
     }
-    return url;
+    return masked(url, std::move(spans));
+}
+
+}  // namespace
+
+std::string redact_url(std::string_view url) {
+    // A mask can remove an '@' or ':' that decided where another reading ended, so one pass over
+    // a URL with several of them may leave text the next pass would mask. Repeating until
+    // nothing changes makes redaction idempotent; masks only ever hide more, so it settles fast.
+    std::string current = redact_url_once(url);
+    for (int pass = 0; pass < 16; ++pass) {
+        auto next = redact_url_once(current);
+        if (next == current) break;
+        current = std::move(next);
+    }
+    return current;
 }
 
 std::string redact_dsn(std::string_view dsn) {

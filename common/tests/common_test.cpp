@@ -125,3 +125,24 @@ TEST(RedactTest, QueryMaskingFirstKeepsUrlRedactionIdempotent) {
     EXPECT_EQ(once, "pgres://***@db/orders?password=***");
     EXPECT_EQ(ferry::redact_url(once), once);
 }
+
+TEST(RedactTest, PasswordHoldingAQueryLikeSecretKeyIsMaskedWhole) {
+    // Masking the query first (the previous fix) removed the '@' and left the password.
+    const auto once = ferry::redact_url("https://user:pa?sslpassword=@api.internal/x");
+    EXPECT_EQ(once.find("pa?"), std::string::npos) << once;
+    EXPECT_EQ(ferry::redact_url(once), once);
+}
+
+TEST(RedactTest, UrlWithSeveralAtSignsIsRedactedToAFixpoint) {
+    // One pass left "***@dX" for the next pass to mask (fuzz_redact input).
+    const std::string url = "s://a3tt@dX@host?x=1&secret.ca:word=x@";
+    const auto once = ferry::redact_url(url);
+    EXPECT_EQ(ferry::redact_url(once), once);
+    EXPECT_EQ(once.find("a3tt"), std::string::npos) << once;
+}
+
+TEST(RedactTest, PostgresQueryIsLookedForAfterTheUserInfoAsLibpqDoes) {
+    // A '?' inside a postgres user name used to start a "query" that swallowed the host.
+    EXPECT_EQ(ferry::redact_dsn("postgresql://a?token=b:s3cr3t@db/orders?password=x"),
+              "postgresql://a?token=b:***@db/orders?password=***");
+}

@@ -101,7 +101,6 @@ std::string exchange(const std::string& request) {
         if (n <= 0) break;  // the server may answer and close before reading everything
         sent += static_cast<std::size_t>(n);
     }
-    ::shutdown(fd, SHUT_WR);  // the request is complete: the listener never waits for more
     std::string response;
     char buf[4096];
     for (;;) {
