@@ -1185,6 +1185,57 @@ std::string size_limit_message(const load_limits& limits) {
            " bytes for a configuration (load_limits.max_bytes)";
 }
 
+// yaml-cpp 0.7 (Debian bookworm) never returns from parsing a document whose first token is a
+// flow entry (`,` with only comments, blank lines, `---`/`...` markers, directives or node
+// properties before it): found by fuzz_config with ",kafka:". A plain scalar cannot start with
+// `,` in YAML, so such a document is invalid anyway; this finds it before yaml-cpp sees it and
+// returns its 1-based line and column.
+std::optional<std::pair<std::size_t, std::size_t>> document_starting_with_flow_entry(
+    const std::string& text) {
+    bool at_document_start = true;
+    std::size_t line_no = 0;
+    std::size_t begin = 0;
+    while (begin <= text.size()) {
+        auto end = text.find('\n', begin);
+        if (end == std::string::npos) end = text.size();
+        const std::string_view line(text.data() + begin, end - begin);
+        ++line_no;
+        std::size_t pos = 0;
+        const auto marker = [&](std::string_view m) {
+            return line.substr(0, 3) == m &&
+                   (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+        };
+        if (marker("---")) {
+            at_document_start = true;
+            pos = 3;
+        } else if (marker("...")) {
+            at_document_start = true;
+            pos = line.size();
+        } else if (at_document_start && !line.empty() && line[0] == '%') {
+            pos = line.size();  // a directive
+        }
+        if (at_document_start) {
+            for (;;) {
+                while (pos < line.size() &&
+                       (line[pos] == ' ' || line[pos] == '\t' || line[pos] == '\r')) {
+                    ++pos;
+                }
+                if (pos >= line.size() || line[pos] == '#') break;  // node still to come
+                if (line[pos] == '&' || line[pos] == '!') {         // anchor or tag: skip it
+                    while (pos < line.size() && line[pos] != ' ' && line[pos] != '\t') ++pos;
+                    continue;
+                }
+                if (line[pos] == ',') return std::make_pair(line_no, pos + 1);
+                at_document_start = false;
+                break;
+            }
+        }
+        if (end == text.size()) break;
+        begin = end + 1;
+    }
+    return std::nullopt;
+}
+
 // The text's problem with the limits, as a diagnostic, or nullopt when it is within them. A
 // syntax error is left to the real parse, which reports it the same way either way.
 std::optional<diagnostic> check_limits(const std::string& text, const std::string& source,
@@ -1192,6 +1243,11 @@ std::optional<diagnostic> check_limits(const std::string& text, const std::strin
     if (text.size() > limits.max_bytes) {
         return diagnostic{source, 0, 0, "",
                           std::to_string(text.size()) + " bytes is " + size_limit_message(limits)};
+    }
+    if (const auto at = document_starting_with_flow_entry(text)) {
+        return diagnostic{source, static_cast<int>(at->first), static_cast<int>(at->second), "",
+                          "a document cannot start with ',' (a flow entry outside any [...] or "
+                          "{...}); the YAML parser would never return on it"};
     }
     std::istringstream in(text);
     YAML::Parser parser(in);

@@ -7,8 +7,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <future>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ferry/config/config.hpp"
 
@@ -131,6 +135,34 @@ checkback:
                                "t.yaml", no_env(), limits);
     ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
     EXPECT_EQ(r.config.checkback.groups.at("payments").headers.at("X-Team"), "payments");
+}
+
+// Found by fuzz_config: yaml-cpp 0.7 never returns on a document whose first token is ','. The
+// load must end with one error at that line and column instead of hanging the relay at start-up.
+TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConfig) {
+    const std::vector<std::pair<std::string, std::pair<int, int>>> cases = {
+        {",kafka:\n", {1, 1}},
+        {"# comment\n\n  ,\n", {3, 3}},
+        {"relay:\n  batch_size: 7\n---\n&a !t ,x\n", {4, 7}},
+        {"--- ,\n", {1, 5}},
+    };
+    for (const auto& [yaml, at] : cases) {
+        auto result = std::async(std::launch::async,
+                                 [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
+        if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+            ADD_FAILURE() << "load_string did not return within 20 s on: " << yaml;
+            std::fflush(nullptr);
+            std::_Exit(1);  // the parser thread cannot be stopped
+        }
+        const auto loaded = result.get();
+        ASSERT_FALSE(loaded.ok()) << yaml;
+        ASSERT_EQ(loaded.errors.size(), 1u) << yaml;
+        EXPECT_EQ(loaded.errors.front().line, at.first) << yaml;
+        EXPECT_EQ(loaded.errors.front().column, at.second) << yaml;
+        EXPECT_THAT(loaded.errors.front().message, HasSubstr("cannot start with ','"));
+    }
+    // A comma later in a document is an ordinary value for yaml-cpp: no false refusal.
+    EXPECT_TRUE(load_string("log:\n  level: info\n# a, b\n", "t.yaml", no_env()).ok());
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "ferry/common/error.hpp"
+#include "ferry/common/metrics.hpp"
 #include "fuzz_check.hpp"
 #include "http_server.hpp"
 
@@ -58,9 +59,10 @@ ferry::relay::http_server& server() {
         ferry::relay::report_routes routes;
         routes.list = [](const query& q) { return record(q); };
         routes.show = [](std::int64_t, const query& q) { return record(q); };
+        // The server keeps a reference to the registry: it lives as long as the server.
+        static ferry::metrics::registry metrics;
         return new ferry::relay::http_server(
-            "127.0.0.1:0", std::make_shared<ferry::relay::registry>(), [] { return true; },
-            std::move(routes));
+            "127.0.0.1:0", metrics, [] { return true; }, std::move(routes));
     }();
     return *s;
 }
