@@ -491,6 +491,18 @@ using redactor = std::string (*)(std::string_view);
 
 std::string no_redaction(std::string_view s) { return std::string(s); }
 
+// A loaded value holds a literal "${" where the file had "$${"; rendering writes it back
+// escaped, so render_redacted() output loads to the same values (found by fuzz_config).
+std::string escape_substitution(const std::string& value) {
+    std::string out;
+    out.reserve(value.size());
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        if (value[i] == '$' && i + 1 < value.size() && value[i + 1] == '{') out += '$';
+        out += value[i];
+    }
+    return out;
+}
+
 template <class Get>
 key_spec string_key(std::string_view name, Get get, check_fn check = {},
                     redactor redact = no_redaction) {
@@ -504,7 +516,9 @@ key_spec string_key(std::string_view name, Get get, check_fn check = {},
             return std::nullopt;
         },
         {},
-        [get, redact](YAML::Emitter& out, const ferry_config& c) { out << redact(get(c)); }};
+        [get, redact](YAML::Emitter& out, const ferry_config& c) {
+            out << escape_substitution(redact(get(c)));
+        }};
 }
 
 template <class Get>
@@ -599,7 +613,8 @@ void emit_string_map(YAML::Emitter& out, const std::map<std::string, std::string
     if (m.empty()) out << YAML::Flow;
     out << YAML::BeginMap;
     for (const auto& [k, v] : m) {
-        out << YAML::Key << k << YAML::Value << (mask_secrets && is_secret_key(k) ? "***" : v);
+        out << YAML::Key << escape_substitution(k) << YAML::Value
+            << (mask_secrets && is_secret_key(k) ? std::string("***") : escape_substitution(v));
     }
     out << YAML::EndMap;
 }

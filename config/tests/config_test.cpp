@@ -812,3 +812,21 @@ reconcile:
     EXPECT_TRUE(keys.count("reconcile.groups.g1.dedup"));
     EXPECT_TRUE(keys.count("reconcile.groups.g1.colour"));
 }
+
+// Found by fuzz_config: a literal "${" (written "$${" in the file) was rendered unescaped, so
+// render_redacted() output failed to load ("unterminated ${") or loaded another value.
+TEST(ConfigTest, RenderedLiteralDollarBraceLoadsBackUnchangedFoundByFuzzConfig) {
+    const auto r = load(R"(relay:
+  instance_id: "a$${b}c"
+kafka:
+  properties: {client.id: "x$${y"}
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    ASSERT_EQ(r.config.relay.instance_id, "a${b}c");
+    const auto text = ferry::config::render_redacted(r.config);
+    const auto again = load(text);
+    ASSERT_TRUE(again.ok()) << text << "\n" << all_messages(again);
+    EXPECT_EQ(again.config.relay.instance_id, "a${b}c");
+    EXPECT_EQ(again.config.kafka.properties, r.config.kafka.properties);
+    EXPECT_EQ(ferry::config::render_redacted(again.config), text);
+}
