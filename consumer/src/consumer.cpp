@@ -1064,6 +1064,10 @@ struct consumer::impl {
                       const std::optional<attempt_outcome>& first = std::nullopt) {
         const auto* e = w.entry;
         const bool ordered = e != nullptr && e->options.ordered_retry;
+        // Revoked since it was begun (a batch's fallback runs items begun before the revoke):
+        // abandoned like queued work. An earlier message of its key may have failed without a
+        // durable record (its retry write was fenced), so applying this one could overtake it.
+        if (!still_mine(w)) return finish(w, false);
         if (!w.malformed.empty() || e == nullptr) {
             const auto reason =
                 !w.malformed.empty() ? w.malformed : "no handler for topic " + w.msg.topic;

@@ -242,6 +242,52 @@ TEST_F(ConsumerTest, HandlerAbandonedAtRevokeCannotWriteARetryRowAfterThePartiti
     EXPECT_EQ(order, "0 1 ") << "effects of key k in apply order";
 }
 
+TEST_F(ConsumerTest, BatchFallbackAfterRevokeNeverAppliesALaterMessageOfTheFailedKey) {
+    // One key, five messages in one batched effect transaction on A. A's handler for the first
+    // one stalls; A is stopped (its partitions are gone); then the handler fails. The batch
+    // rolls back and its messages fall back to one transaction each: the first is abandoned
+    // (A no longer owns it), so the four after it must be abandoned too. Applying them would
+    // put them ahead of the first, which B applies later.
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 5; ++i) sent.push_back({new_message_id(), "k", i});
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    auto o = options(dedup_mode::inbox);
+    o.retry.immediate_tries = 1;
+    o.shutdown_timeout = 300ms;
+    o.revoke_timeout = 300ms;
+    ASSERT_GT(o.tx_batch_max, 1u) << "the test needs batched effect transactions";
+    gate g;
+    auto a = std::make_unique<ferry::consumer::consumer>(o);
+    subscribe_witness(*a, dedup_mode::inbox, "a", [&](const ferry::consumer::message& m) {
+        if (m.message_id != sent[0].id || m.attempt != 1) return;
+        g.wait();
+        throw ferry::error(ferry::error_kind::retryable, "test.timeout", "dependency timed out");
+    });
+    a->start();
+    ASSERT_TRUE(g.wait_entered(1, 30s));
+    std::thread stopper([&] { a->stop(); });  // A leaves; its handler is still running
+    std::this_thread::sleep_for(1500ms);     // past shutdown_timeout: A's work is abandoned
+    g.release();
+    stopper.join();
+    EXPECT_GE(a->metrics().batch_fallbacks, 1u) << a->render_prometheus();
+    ferry::consumer::consumer b(o);
+    subscribe_witness(b, dedup_mode::inbox, "b");
+    b.start();
+    ASSERT_TRUE(wait_until([&] { return distinct_effects() >= 5; }, 60s)) << b.render_prometheus();
+    std::this_thread::sleep_for(300ms);
+    b.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 5) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+    pqxx::read_transaction tx{*_conn};
+    const auto rows =
+        tx.exec("SELECT seq, consumer FROM \"" + schema() + "\".witness WHERE key = 'k' ORDER BY n");
+    std::string order;
+    for (const auto& row : rows) order += row[1].as<std::string>() + row[0].as<std::string>() + " ";
+    EXPECT_EQ(order, "b0 b1 b2 b3 b4 ") << "effects of key k in apply order (consumer, seq)";
+}
+
 TEST_F(ConsumerTest, RecordsBreakingHeaderLimitsAreDeadLetteredNamingTheLimit) {
     const std::vector<sent_message> ok{{new_message_id(), "k", 0}};
     std::vector<std::pair<std::string, std::string>> many;
