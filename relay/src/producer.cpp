@@ -136,7 +136,8 @@ void producer::serve(int timeout_ms) {
 batch_outcome producer::send(const std::vector<produce_item>& items,
                              std::chrono::steady_clock::time_point deadline,
                              std::chrono::steady_clock::time_point produce_until,
-                             const std::function<bool()>& abandon) {
+                             const std::function<bool()>& abandon,
+                             const std::function<void()>& after_produce) {
     auto batch = std::make_shared<batch_state>();
     batch->deliveries.resize(items.size());
     batch->slots.reserve(items.size());
@@ -183,6 +184,7 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
             break;
         }
     }
+    if (after_produce) after_produce();
     // Wait for every report (the flush also sends what linger.ms still holds). Once the lease
     // budget is spent, whatever librdkafka has not put on the wire yet is purged: only requests
     // already sent while the lease was valid may still land.

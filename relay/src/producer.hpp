@@ -72,10 +72,14 @@ public:
     /// relay sets it just short of its lease's expiry, measured on the monotonic clock from the
     /// lease check, so a process that was paused (SIGSTOP, a long GC-like stall) and wakes after
     /// losing its lease publishes nothing new. Items not produced stay outcome::not_sent.
+    ///
+    /// `after_produce`, when set, runs once every item was handed to librdkafka and before the
+    /// first delivery report is served (the relay's "after_produce" fault point hangs there).
     batch_outcome send(const std::vector<produce_item>& items,
                        std::chrono::steady_clock::time_point deadline,
                        std::chrono::steady_clock::time_point produce_until,
-                       const std::function<bool()>& abandon);
+                       const std::function<bool()>& abandon,
+                       const std::function<void()>& after_produce = {});
 
     /// Test builds' fault point: raises a fatal error inside librdkafka (as an idempotence
     /// failure such as OUT_OF_ORDER_SEQUENCE_NUMBER would), so every later produce fails with

@@ -771,6 +771,46 @@ private:
 #endif
     }
 
+    // Named fault point "after_produce" (test builds only): with FERRY_RELAY_FAULT_AFTER_PRODUCE_MS
+    // set, the first batch logs the point once every row was handed to librdkafka, before any
+    // delivery report is read, then sleeps: Kafka may hold the records, the relay has seen no ack.
+    void fault_point_after_produce([[maybe_unused]] int group, [[maybe_unused]] std::int64_t epoch,
+                                   [[maybe_unused]] std::size_t rows) {
+#ifdef FERRY_FAULT_POINTS
+        fault_point_sleep("after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", group, epoch, rows);
+#endif
+    }
+
+    // Named fault point "during_mark" (test builds only): with FERRY_RELAY_FAULT_DURING_MARK_MS
+    // set, the first mark transaction logs the point after its fence check and its statements,
+    // before COMMIT, then sleeps (holding the lease row's lock), so a fault test can kill the
+    // relay inside the mark transaction.
+    void fault_point_during_mark([[maybe_unused]] int group, [[maybe_unused]] std::int64_t epoch,
+                                 [[maybe_unused]] std::size_t rows) {
+#ifdef FERRY_FAULT_POINTS
+        fault_point_sleep("during_mark", "FERRY_RELAY_FAULT_DURING_MARK_MS", group, epoch, rows);
+#endif
+    }
+
+#ifdef FERRY_FAULT_POINTS
+    // Each named point fires once per process, on its first batch with rows.
+    static void fault_point_sleep(const char* name, const char* env_name, int group,
+                                  std::int64_t epoch, std::size_t rows) {
+        static std::mutex m;
+        static std::set<std::string> fired;
+        const char* env = std::getenv(env_name);
+        if (env == nullptr || rows == 0) return;
+        {
+            std::lock_guard lock(m);
+            if (!fired.insert(name).second) return;
+        }
+        const long sleep_ms = std::atol(env);
+        spdlog::warn("event=fault_point name={} group={} epoch={} rows={} sleep_ms={}", name, group,
+                     epoch, rows, sleep_ms);
+        std::this_thread::sleep_for(ms(sleep_ms));
+    }
+#endif
+
     // The negative control of the zombie test switches the produce guard off (test builds only).
     static bool guard_enabled() {
 #ifdef FERRY_FAULT_POINTS
@@ -1033,7 +1073,8 @@ private:
                              guard_enabled() ? produce_until : clock::time_point::max(), [this] {
                                  std::lock_guard lock(_mutex);
                                  return _stopping && clock::now() >= _stop_deadline;
-                             });
+                             },
+                             [&] { fault_point_after_produce(group, epoch, items.size()); });
         }
 
         const auto t_acked = clock::now();
@@ -1174,6 +1215,7 @@ private:
                     internal::array_literal(park_ids), internal::array_literal(park_reasons),
                     internal::array_literal(park_codes));
             }
+            fault_point_during_mark(group, epoch, pub_ids.size());
             tx.commit();
             _published->inc(static_cast<double>(pub_ids.size()));
             _expired_total->inc(static_cast<double>(expired_ids.size()));
