@@ -11,6 +11,10 @@
 // chaos.sent in the same transaction. A share of transactions rolls back. A share are half
 // messages: prepare -> local transaction (chaos.half_local records the decision) -> commit or
 // rollback, except an undecided share that is left for the relay's check-back (sql resolver).
+// When the prepare or the local transaction fails (a database fault, perhaps during COMMIT),
+// the producer recovers the outcome as an application must: it inserts a 'rollback' tombstone
+// under the same tx_ref unless a row exists (the insert waits for an in-flight local
+// transaction), reads the row back and acts on it; check-back reads the same row.
 // --hold: one transaction holds its enqueue open for SECONDS, then commits (a late commit with a
 // low outbox id, the case an id > last_id cursor loses).
 //
@@ -23,6 +27,7 @@
 #include <csignal>
 #include <ferry/config/config.hpp>
 #include <ferry/outbox/half.hpp>
+#include <optional>
 #include <ferry/outbox/writer.hpp>
 #include <fstream>
 #include <iostream>
@@ -101,6 +106,33 @@ int main(int argc, char** argv) {
             }
         }
         return *conn;
+    };
+
+    // The final decision of the local transaction `tx_ref`: inserts a 'rollback' tombstone
+    // unless a row exists (waiting for an in-flight local transaction to finish), then reads
+    // the row. Retries until the database answers.
+    auto recover_decision = [&](const std::string& tx_ref, const std::string& id) -> std::string {
+        const std::string mid = id.empty() ? "00000000-0000-0000-0000-000000000000" : id;
+        for (;;) {
+            try {
+                auto& c = connection();
+                pqxx::work tx{c};
+                tx.exec_params(
+                    "INSERT INTO chaos.half_local (tx_ref, message_id, decision) "
+                    "VALUES ($1, $2::uuid, 'rollback') ON CONFLICT (tx_ref) DO NOTHING",
+                    tx_ref, mid);
+                const auto d = tx.exec_params1(
+                                     "SELECT decision FROM chaos.half_local WHERE tx_ref = $1",
+                                     tx_ref)[0]
+                                   .as<std::string>();
+                tx.commit();
+                return d;
+            } catch (const std::exception&) {
+                conn.reset();
+                if (g_stop) throw;
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            }
+        }
     };
 
     if (hold_s > 0) {
@@ -216,26 +248,42 @@ int main(int argc, char** argv) {
                 m.payload = payload_of(key, -1, producer, i);
                 const std::string tx_ref = "s" + std::to_string(seed) + "-p" +
                                            std::to_string(producer) + "-" + std::to_string(i);
-                const auto hid = ferry::outbox::prepare(writer, c, m, tx_ref, half);
-                id = hid.to_string();
-                {
+                std::optional<ferry::outbox::message_id> hid;
+                std::string decision = roll_back ? "rollback" : "commit";
+                try {
+                    hid = ferry::outbox::prepare(writer, c, m, tx_ref, half);
+                    id = hid->to_string();
                     pqxx::work tx{c};
                     tx.exec_params(
                         "INSERT INTO chaos.half_local (tx_ref, message_id, decision) "
                         "VALUES ($1, $2::uuid, $3)",
-                        tx_ref, id, roll_back ? "rollback" : "commit");
+                        tx_ref, id, decision);
                     tx.commit();
+                } catch (const std::exception& e) {
+                    // The prepare or the local transaction failed, perhaps during COMMIT: the
+                    // outcome is unknown. Recover it as an application must: a tombstone
+                    // insert under the same tx_ref waits for an in-flight local transaction and
+                    // loses to a committed one, so the decision read back is final, and the
+                    // check-back reads the same row.
+                    std::cerr << me << ": message " << i << ": " << e.what()
+                              << " (recovering the local transaction's outcome)\n";
+                    ++errors;
+                    conn.reset();
+                    decision = recover_decision(tx_ref, id);
+                    if (!hid && !id.empty()) hid = ferry::outbox::message_id::parse(id);
                 }
-                if (undecided) {
-                    ++left;  // check-back decides it from chaos.half_local
-                    log.line(roll_back ? "rb" : "info", id);
-                } else if (roll_back) {
-                    (void)ferry::outbox::rollback(writer, c, hid);
+                if (undecided || !hid) {
+                    // Check-back decides it from chaos.half_local (a prepare whose outcome was
+                    // lost has no id here; the tombstone makes check-back roll it back).
+                    if (undecided) ++left;
+                    if (!id.empty()) log.line(decision == "rollback" ? "rb" : "info", id);
+                } else if (decision == "rollback") {
+                    (void)ferry::outbox::rollback(writer, connection(), *hid);
                     log.line("rb", id);
                     ++rb;
                 } else {
                     committing = true;
-                    (void)ferry::outbox::commit(writer, c, hid);
+                    (void)ferry::outbox::commit(writer, connection(), *hid);
                     log.line("ok", id);
                     ++ok;
                 }
