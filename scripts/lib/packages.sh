@@ -16,6 +16,8 @@ FERRY_DEBIAN_PACKAGES=(
     postgresql-15 redis-server
     # fault injection and process tools used by the harness and fault tests
     faketime procps iproute2 passwd util-linux
+    # scripts/chaos --parallel merges the shards' JSON
+    jq
 )
 
 # Prints the packages from the list that are not installed, one per line.
