@@ -572,4 +572,33 @@ TEST(RelayFaultTest, BrokerRefusalAfterHandOffNeverLetsALaterMessageOfItsKeyOver
     expect_no_loss(reader, load.committed(), 60);
 }
 
+// Hole 2, the in-flight timeout: requests are on the wire when the batch's delivery deadline
+// passes (the broker answers 4 s late, delivery_timeout is 1 s). The relay purges, drops the
+// producer and marks nothing of an unacknowledged key; the rows are republished in order by a
+// new producer. Nothing later of a key may reach Kafka before its earlier messages.
+TEST(RelayFaultTest, DeliveryTimeoutWithRequestsInFlightNeverLetsALaterMessageOfItsKeyOvertake) {
+    relay_env env;
+    ferry::test::dev_kafka kafka({.brokers = 1, .topics = {env.topic + ":1"}});
+    workload load(env, env.topic, 60, 2);
+    load.join();
+    kafka.set_rtt(1, 4000ms);
+    relay_config c;
+    c.brokers = kafka.bootstrap();
+    c.delivery_timeout = "1s";
+    c.lease_ttl = "10s";
+    c.properties["batch.num.messages"] = "1";
+    relay_process relay(env, c);
+    ASSERT_TRUE(eventually(
+        [&] {
+            const auto log = relay.log();
+            return log.find("producer_purged") != std::string::npos;
+        },
+        30s, 100ms))
+        << relay.log();
+    kafka.set_rtt(1, 0ms);
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    expect_no_loss(reader, load.committed(), 60);
+}
+
 }  // namespace
