@@ -212,6 +212,7 @@ struct consumer::impl {
     std::atomic<bool> started{false};
     std::atomic<bool> stopped{false};
     std::atomic<bool> paused{false};
+    std::atomic<int> cooperative_protocol{-1};  // -1 unknown; set at assignment (on_rebalance)
     std::mutex retry_mutex;
     std::condition_variable retry_cv;
 
@@ -491,9 +492,16 @@ struct consumer::impl {
     void on_rebalance(rd_kafka_t* rk_, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t* parts) {
         ++m_rebalances;
-        // NULL while the consumer is closing (stop() during a rebalance): never strlen it.
-        const char* protocol = rd_kafka_rebalance_protocol(rk_);
-        const bool cooperative = protocol != nullptr && std::string_view(protocol) == "COOPERATIVE";
+        // The protocol is read at assignment time and kept: rd_kafka_rebalance_protocol() can
+        // block when called from the revoke callback of rd_kafka_consumer_close()
+        // (librdkafka #4041), and it returns NULL while the consumer is closing.
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS || cooperative_protocol < 0) {
+            const char* protocol = rd_kafka_rebalance_protocol(rk_);
+            if (protocol != nullptr) {
+                cooperative_protocol = std::string_view(protocol) == "COOPERATIVE" ? 1 : 0;
+            }
+        }
+        const bool cooperative = cooperative_protocol == 1;
         std::vector<detail::tp> list;
         list.reserve(static_cast<std::size_t>(parts->cnt));
         for (int i = 0; i < parts->cnt; ++i) {
@@ -522,7 +530,12 @@ struct consumer::impl {
         const bool lost = rd_kafka_assignment_lost(rk_) != 0;
         tracker.revoke_begin(list);
         const bool drained = tracker.wait_idle(list, o.revoke_timeout);
-        if (!lost) commit(list, /*sync=*/true);
+        // Asynchronous, and before the unassign: with librdkafka 2.0.2 a synchronous commit
+        // that fails here with UNKNOWN_MEMBER_ID (the member was dropped from the group while
+        // the revoke drained) marks the assignment lost, and the unassign that follows then
+        // never returns (fixed upstream in 2.1.0 and 2.10, see docs/adr/0022). The commit is
+        // an optimisation: a position it fails to store is replayed and absorbed by dedup.
+        if (!lost) commit(list, /*all=*/true);
         tracker.remove(list);
         if (cooperative) {
             if (auto* e = rd_kafka_incremental_unassign(rk_, parts)) rd_kafka_error_destroy(e);
@@ -534,11 +547,12 @@ struct consumer::impl {
                      o.group, o.instance_id, list.size(), drained, lost);
     }
 
-    // Commits the commit position of `only` (or every tracked partition when empty).
-    // Async commits only send positions that moved; a sync commit (revoke, stop) resends every
-    // known position, since an async commit may have failed unseen (e.g. during a rebalance).
-    void commit(const std::vector<detail::tp>& only, bool sync) {
-        auto positions = tracker.commit_positions(only, /*all=*/sync);
+    // Commits, asynchronously, the commit position of `only` (or every tracked partition when
+    // empty): the positions that moved, or with `all` every known one (at revoke, since an
+    // earlier commit may have failed unseen, e.g. during a rebalance). Never synchronous: see
+    // on_rebalance and ADR 0022.
+    void commit(const std::vector<detail::tp>& only, bool all) {
+        auto positions = tracker.commit_positions(only, all);
         std::erase_if(positions, [](const detail::position& p) { return p.offset < 0; });
         if (positions.empty()) return;
         auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(positions.size()));
@@ -546,15 +560,14 @@ struct consumer::impl {
             rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition)->offset =
                 p.offset;
         }
-        const auto err = rd_kafka_commit(rk, list, sync ? 0 : 1);
+        const auto err = rd_kafka_commit(rk, list, /*async=*/1);
         rd_kafka_topic_partition_list_destroy(list);
         ++m_commits;
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR || !sync) {
-            tracker.committed(positions);
-        } else {
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             spdlog::warn("event=commit_failed group={} error=\"{}\"", o.group,
                          rd_kafka_err2str(err));
         }
+        tracker.committed(positions);
     }
 
     void update_lag() {
@@ -770,7 +783,7 @@ struct consumer::impl {
                 last_fence = now;
             }
             if (now - last_commit >= o.commit_interval) {
-                commit({}, false);
+                commit({}, /*all=*/false);
                 last_commit = now;
             }
             if (now - last_lag >= 1s) {
@@ -785,8 +798,9 @@ struct consumer::impl {
         }
         abandon_all = true;
         tracker.wait_idle({}, 2s);
-        commit({}, true);
-        rd_kafka_consumer_close(rk);  // revoke callback: commits again, unassigns
+        // The revoke callback commits every position (asynchronously: see on_rebalance) and
+        // unassigns; close waits for outstanding commits before it leaves the group.
+        rd_kafka_consumer_close(rk);
     }
 
     // ---------------------------------------------------------------------------- lanes
