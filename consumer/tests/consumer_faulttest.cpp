@@ -13,6 +13,7 @@
 
 #include "consumer_fixture.hpp"
 #include "ferry/test/child_process.hpp"
+#include "ferry/test/fault_proxy.hpp"
 
 using namespace ferry_consumer_test;
 using ferry::consumer::dedup_mode;
@@ -273,6 +274,65 @@ TEST_P(RedisFlush, FlushallMidRun) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, RedisFlush,
                          ::testing::Values(dedup_mode::redis_and_inbox, dedup_mode::redis),
+                         [](const ::testing::TestParamInfo<dedup_mode>& p) {
+                             return std::string(ferry::consumer::to_string(p.param));
+                         });
+
+// Redis goes away mid-run (our TCP proxy resets every connection and refuses new ones), while
+// 40 more messages arrive. Redis-only never applies a message without a claim: its effects stop
+// until Redis is back, then every message applies once. With the inbox the runtime carries on
+// on the inbox alone during the outage. No message is lost or applied twice either way.
+class RedisOutage : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
+
+TEST_P(RedisOutage, MidRunStallsRedisOnlyAndNeverAppliesWithoutAClaim) {
+    const auto mode = GetParam();
+    const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
+    const auto colon = url.rfind(':');
+    const auto slash = url.find('/', colon);
+    const auto redis_port = static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
+    proxy.start();
+    auto o = options(mode);
+    o.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) + url.substr(slash);
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, mode, "a");
+    c.start();
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 20; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    ASSERT_TRUE(wait_until([&] { return distinct_effects() >= 20; }, 60s)) << c.render_prometheus();
+    ASSERT_EQ(proxy.command("reset redis").rfind("ok", 0), 0u);
+    ASSERT_EQ(proxy.command("refuse redis").rfind("ok", 0), 0u);
+    for (int i = 20; i < 60; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
+    for (std::size_t i = 20; i < sent.size(); ++i) _producer->send(_topic, sent[i]);
+    _producer->flush();
+    std::this_thread::sleep_for(3s);
+    const auto during = distinct_effects();
+    const auto errors_during = c.metrics().redis_errors;
+    if (mode == dedup_mode::redis) {
+        EXPECT_EQ(during, 20) << "Redis-only applied a message without a claim";
+    } else {
+        EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 30s))
+            << "with the inbox the runtime carries on while Redis is away: " << during;
+    }
+    EXPECT_GT(errors_during, 0u);
+    ASSERT_EQ(proxy.command("heal redis").rfind("ok", 0), 0u);
+    ASSERT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s)) << c.render_prometheus();
+    std::this_thread::sleep_for(300ms);
+    c.stop();
+    proxy.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    std::fprintf(stderr, "redis outage, %s: effects during the outage %ld of 60; %s\n",
+                 ferry::consumer::to_string(mode).data(), during, r.describe().c_str());
+    EXPECT_EQ(r.effects, 60) << r.describe();
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.order_violations, 0) << r.describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RedisOutage,
+                         ::testing::Values(dedup_mode::redis, dedup_mode::redis_and_inbox),
                          [](const ::testing::TestParamInfo<dedup_mode>& p) {
                              return std::string(ferry::consumer::to_string(p.param));
                          });

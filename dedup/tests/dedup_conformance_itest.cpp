@@ -8,6 +8,10 @@
 #include <thread>
 #include <vector>
 
+#include <hiredis/hiredis.h>
+
+#include <cstdio>
+
 #include "ferry/dedup/inbox.hpp"
 #include "ferry/dedup/redis_store.hpp"
 #include "ferry/outbox/migrate.hpp"
@@ -236,6 +240,38 @@ TEST(RedisStoreTest, DoneWindowExpires) {
     EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::done);
     std::this_thread::sleep_for(600ms);
     EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::fresh);
+}
+
+// What one "done" mark costs in Redis (docs/guarantees.md, "Redis memory: the done window"):
+// MEMORY USAGE of 1000 done keys with a realistic prefix and group, UUID message ids. MEMORY
+// USAGE counts the key, the value and the main dict entry; the expiry entry comes on top.
+TEST(RedisStoreTest, OneDoneMarkCostsAboutOneHundredFortyBytesPlusItsExpiry) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = "ferry-" + ferry::test::unique_name("mem").substr(0, 8);
+    ferry::dedup::redis_store s(o);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 1000; ++i) ids.push_back(uuid(100000 + i));
+    const auto claims = s.try_claim_batch("orders-service", ids, 5s);
+    for (const auto st : s.complete_batch(claims)) ASSERT_EQ(st, complete_status::completed);
+    const auto colon = o.url.rfind(':');
+    const int port = std::stoi(o.url.substr(colon + 1, o.url.find('/', colon) - colon - 1));
+    redisContext* rc = redisConnect("127.0.0.1", port);
+    ASSERT_TRUE(rc != nullptr && rc->err == 0);
+    long long total = 0;
+    for (const auto& id : ids) {
+        auto* r = static_cast<redisReply*>(
+            redisCommand(rc, "MEMORY USAGE %s SAMPLES 0", s.key_of("orders-service", id).c_str()));
+        ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_INTEGER);
+        total += r->integer;
+        freeReplyObject(r);
+    }
+    redisFree(rc);
+    const double per_key = static_cast<double>(total) / static_cast<double>(ids.size());
+    std::fprintf(stderr, "[redis memory] done key %s: %.1f B (MEMORY USAGE, without the expiry entry)\n",
+                 s.key_of("orders-service", ids[0]).c_str(), per_key);
+    EXPECT_GT(per_key, 100.0);
+    EXPECT_LT(per_key, 180.0);
 }
 
 TEST(InboxTest, InsertInCallersTransactionRollsBackOnDuplicate) {
