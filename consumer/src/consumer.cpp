@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "envelope.hpp"
 #include "failure_router.hpp"
 #include "ferry/dedup/inbox.hpp"
 #include "ferry/dedup/redis_store.hpp"
@@ -52,27 +53,6 @@ std::string_view to_string(dedup_mode m) noexcept {
 }
 
 namespace {
-
-constexpr const char* id_header = "ferry-message-id";
-
-// A lower-cased canonical UUID, or empty when `s` is not one.
-std::string canonical_uuid(std::string_view s) {
-    if (s.size() != 36) return {};
-    std::string out(s);
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        const char c = out[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') return {};
-            continue;
-        }
-        if (c >= 'A' && c <= 'F') {
-            out[i] = static_cast<char>(c - 'A' + 'a');
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return {};
-        }
-    }
-    return out;
-}
 
 std::string default_instance_id() {
     char host[256] = {0};
@@ -636,47 +616,29 @@ struct consumer::impl {
         }
         w.bytes = w.msg.payload.size() + (w.msg.key ? w.msg.key->size() : 0);
         rd_kafka_headers_t* hdrs = nullptr;
-        std::string limit;  // the first header limit this record breaks
+        std::vector<detail::raw_header> raw;
         if (rd_kafka_message_headers(km, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
             const char* name = nullptr;
             const void* val = nullptr;
             size_t size = 0;
-            const auto count = rd_kafka_header_cnt(hdrs);
-            if (count > o.max_headers) {
-                limit = "header limit: the record has " + std::to_string(count) +
-                        " headers, more than max_headers=" + std::to_string(o.max_headers);
-            }
+            raw.reserve(rd_kafka_header_cnt(hdrs));
             for (size_t i = 0;
                  rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
                  ++i) {
-                header h;
-                h.name = name;
-                if (val != nullptr) h.value = std::string(static_cast<const char*>(val), size);
-                const auto hb = h.name.size() + (val != nullptr ? size : 0);
-                if (limit.empty() && hb > o.max_header_bytes) {
-                    limit = "header limit: header #" + std::to_string(i + 1) + " is " +
-                            std::to_string(hb) + " bytes (name + value), more than " +
-                            "max_header_bytes=" + std::to_string(o.max_header_bytes);
-                }
-                w.bytes += hb;
-                w.msg.headers.push_back(std::move(h));
+                raw.push_back({name, static_cast<const char*>(val), size});
             }
         }
+        auto env = detail::parse_envelope(raw, {o.max_headers, o.max_header_bytes});
+        w.msg.headers = std::move(env.headers);
+        w.msg.message_id = std::move(env.message_id);
+        w.bytes += env.header_bytes;
         auto it = topics.find(w.msg.topic);
         w.entry = it == topics.end() ? nullptr : &it->second;
-        const auto id = w.msg.header_value(id_header);
-        if (id) w.msg.message_id = canonical_uuid(*id);
-        if (!limit.empty()) {
-            // Hostile input: dead letter with the limit named, never dropped or trimmed.
-            w.malformed = limit;
-            w.malformed_code = "consumer.header_limit";
-            ++m_header_limit;
-            return w;
-        }
-        if (!id) {
-            w.malformed = "malformed envelope: no ferry-message-id header";
-        } else if (w.msg.message_id.empty()) {
-            w.malformed = "malformed envelope: ferry-message-id is not a UUID";
+        if (!env.malformed.empty()) {
+            // Hostile or foreign input: a dead letter with the reason, never dropped or trimmed.
+            w.malformed = std::move(env.malformed);
+            w.malformed_code = std::move(env.malformed_code);
+            if (w.malformed_code == "consumer.header_limit") ++m_header_limit;
         }
         return w;
     }

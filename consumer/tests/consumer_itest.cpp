@@ -236,20 +236,26 @@ TEST_F(ConsumerTest, MalformedEnvelopeGoesToDeadLetterWithReason) {
     std::vector<sent_message> sent{{new_message_id(), "k", 1}};
     _producer->send(_topic, std::string("k"), "no id", std::nullopt);
     _producer->send(_topic, std::string("k"), "bad id", std::string("not-a-uuid"));
+    // Two ids: ambiguous, never resolved by position (before: the last one was taken).
+    _producer->send(_topic, std::string("k"), "two ids", new_message_id(),
+                    {{"ferry-message-id", new_message_id()}});
     _producer->send(_topic, sent[0]);
     _producer->flush();
     ferry::consumer::consumer c(options(dedup_mode::inbox));
     subscribe_witness(c, dedup_mode::inbox, "a");
     c.start();
     ASSERT_TRUE(
-        wait_until([&] { return c.metrics().processed >= 1 && c.metrics().malformed >= 2; }, 30s))
+        wait_until([&] { return c.metrics().processed >= 1 && c.metrics().malformed >= 3; }, 30s))
         << c.render_prometheus();
     c.stop();
     EXPECT_EQ(check_history(*_conn, schema(), sent).effects, 1);
+    EXPECT_EQ(effects(), 1);
     ferry::retry::dead_letters dl(schema());
     pqxx::work tx{*_conn};
     const auto rows = dl.list(tx, {});
-    ASSERT_EQ(rows.size(), 2u);
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[2].reason,
+              "malformed envelope: 2 ferry-message-id headers (exactly one is allowed)");
     for (const auto& r : rows) {
         EXPECT_FALSE(r.replayable);
         EXPECT_FALSE(r.blocks_key);  // poison envelopes do not hold the key
