@@ -37,8 +37,8 @@ envelope parse_envelope(const std::vector<raw_header>& headers, const envelope_l
         if (r.value != nullptr) h.value = std::string(r.value, r.size);
         const auto hb = r.name.size() + (r.value != nullptr ? r.size : 0);
         if (limit.empty() && hb > limits.max_header_bytes) {
-            limit = "header limit: header #" + std::to_string(i + 1) + " is " +
-                    std::to_string(hb) + " bytes (name + value), more than " +
+            limit = "header limit: header #" + std::to_string(i + 1) + " is " + std::to_string(hb) +
+                    " bytes (name + value), more than " +
                     "max_header_bytes=" + std::to_string(limits.max_header_bytes);
         }
         e.header_bytes += hb;

@@ -29,8 +29,8 @@ struct raw_header {
 };
 
 struct envelope {
-    std::vector<header> headers;  // every header, in order, byte for byte
-    std::string message_id;       // canonical, or empty when malformed
+    std::vector<header> headers;   // every header, in order, byte for byte
+    std::string message_id;        // canonical, or empty when malformed
     std::size_t header_bytes = 0;  // sum of name + value sizes
     std::string malformed;         // empty when the envelope is usable; else why not
     std::string malformed_code;    // "consumer.header_limit" or "consumer.malformed"

@@ -270,7 +270,7 @@ TEST_F(ConsumerTest, BatchFallbackAfterRevokeNeverAppliesALaterMessageOfTheFaile
     a->start();
     ASSERT_TRUE(g.wait_entered(1, 30s));
     std::thread stopper([&] { a->stop(); });  // A leaves; its handler is still running
-    std::this_thread::sleep_for(1500ms);     // past shutdown_timeout: A's work is abandoned
+    std::this_thread::sleep_for(1500ms);      // past shutdown_timeout: A's work is abandoned
     g.release();
     stopper.join();
     EXPECT_GE(a->metrics().batch_fallbacks, 1u) << a->render_prometheus();
@@ -284,8 +284,8 @@ TEST_F(ConsumerTest, BatchFallbackAfterRevokeNeverAppliesALaterMessageOfTheFaile
     EXPECT_EQ(r.effects, 6) << r.describe();
     EXPECT_EQ(r.order_violations, 0) << r.describe();
     pqxx::read_transaction tx{*_conn};
-    const auto rows =
-        tx.exec("SELECT seq, consumer FROM \"" + schema() + "\".witness WHERE key = 'k' ORDER BY n");
+    const auto rows = tx.exec("SELECT seq, consumer FROM \"" + schema() +
+                              "\".witness WHERE key = 'k' ORDER BY n");
     std::string order;
     for (const auto& row : rows) order += row[1].as<std::string>() + row[0].as<std::string>() + " ";
     // Everything from the failed message on is B's (the first one may be A's or B's).

@@ -289,7 +289,8 @@ TEST_P(RedisOutage, MidRunStallsRedisOnlyAndNeverAppliesWithoutAClaim) {
     const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
     const auto colon = url.rfind(':');
     const auto slash = url.find('/', colon);
-    const auto redis_port = static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    const auto redis_port =
+        static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
     ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
     proxy.start();
     auto o = options(mode);
@@ -304,7 +305,8 @@ TEST_P(RedisOutage, MidRunStallsRedisOnlyAndNeverAppliesWithoutAClaim) {
     ASSERT_TRUE(wait_until([&] { return distinct_effects() >= 20; }, 60s)) << c.render_prometheus();
     ASSERT_EQ(proxy.command("reset redis").rfind("ok", 0), 0u);
     ASSERT_EQ(proxy.command("refuse redis").rfind("ok", 0), 0u);
-    for (int i = 20; i < 60; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
+    for (int i = 20; i < 60; ++i)
+        sent.push_back({new_message_id(), "k" + std::to_string(i % 4), i});
     for (std::size_t i = 20; i < sent.size(); ++i) _producer->send(_topic, sent[i]);
     _producer->flush();
     std::this_thread::sleep_for(3s);

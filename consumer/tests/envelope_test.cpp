@@ -1,11 +1,11 @@
 // The envelope of a received record (consumer/src/envelope.hpp): ids, header limits, and
 // headers kept whole. No servers.
+#include "envelope.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "envelope.hpp"
 
 namespace {
 
@@ -36,8 +36,8 @@ TEST(EnvelopeTest, AValidIdIsCanonicalAndEveryHeaderIsKeptInOrder) {
 
 TEST(EnvelopeTest, MissingOrNullIdIsMalformed) {
     const std::string v = "x";
-    for (const auto& headers :
-         {std::vector<raw_header>{h("trace", v)}, std::vector<raw_header>{{"ferry-message-id", nullptr, 0}}}) {
+    for (const auto& headers : {std::vector<raw_header>{h("trace", v)},
+                                std::vector<raw_header>{{"ferry-message-id", nullptr, 0}}}) {
         const auto e = parse_envelope(headers, {});
         EXPECT_EQ(e.malformed, "malformed envelope: no ferry-message-id header");
         EXPECT_EQ(e.malformed_code, "consumer.malformed");
@@ -50,7 +50,8 @@ TEST(EnvelopeTest, TwoIdHeadersAreAmbiguousNeverResolvedByPosition) {
     // as a duplicate, so the record is a dead letter naming the count.
     const std::string other = "01a22ad1-cd4b-7fe1-8429-000000000000";
     const auto e = parse_envelope({h("ferry-message-id", id), h("ferry-message-id", other)}, {});
-    EXPECT_EQ(e.malformed, "malformed envelope: 2 ferry-message-id headers (exactly one is allowed)");
+    EXPECT_EQ(e.malformed,
+              "malformed envelope: 2 ferry-message-id headers (exactly one is allowed)");
     EXPECT_EQ(e.message_id, "");
     EXPECT_EQ(e.headers.size(), 2u);
 }

@@ -1,16 +1,14 @@
 // One conformance suite that every dedup store passes (Redis lease store, PostgreSQL inbox):
 // the claim / complete / release contract of ferry/dedup/store.hpp, against real servers.
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <pqxx/pqxx>
 #include <thread>
 #include <vector>
-
-#include <hiredis/hiredis.h>
-
-#include <cstdio>
 
 #include "ferry/dedup/inbox.hpp"
 #include "ferry/dedup/redis_store.hpp"
@@ -268,7 +266,8 @@ TEST(RedisStoreTest, OneDoneMarkCostsAboutOneHundredFortyBytesPlusItsExpiry) {
     }
     redisFree(rc);
     const double per_key = static_cast<double>(total) / static_cast<double>(ids.size());
-    std::fprintf(stderr, "[redis memory] done key %s: %.1f B (MEMORY USAGE, without the expiry entry)\n",
+    std::fprintf(stderr,
+                 "[redis memory] done key %s: %.1f B (MEMORY USAGE, without the expiry entry)\n",
                  s.key_of("orders-service", ids[0]).c_str(), per_key);
     EXPECT_GT(per_key, 100.0);
     EXPECT_LT(per_key, 180.0);

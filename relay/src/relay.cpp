@@ -777,7 +777,8 @@ private:
     void fault_point_after_produce([[maybe_unused]] int group, [[maybe_unused]] std::int64_t epoch,
                                    [[maybe_unused]] std::size_t rows) {
 #ifdef FERRY_FAULT_POINTS
-        fault_point_sleep("after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", group, epoch, rows);
+        fault_point_sleep("after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", group, epoch,
+                          rows);
 #endif
     }
 
@@ -1069,12 +1070,13 @@ private:
         if (!items.empty()) {
             ensure_producer(prod);
             const auto deadline = clock::now() + _o.delivery_timeout;
-            out = prod->send(items, deadline,
-                             guard_enabled() ? produce_until : clock::time_point::max(), [this] {
-                                 std::lock_guard lock(_mutex);
-                                 return _stopping && clock::now() >= _stop_deadline;
-                             },
-                             [&] { fault_point_after_produce(group, epoch, items.size()); });
+            out = prod->send(
+                items, deadline, guard_enabled() ? produce_until : clock::time_point::max(),
+                [this] {
+                    std::lock_guard lock(_mutex);
+                    return _stopping && clock::now() >= _stop_deadline;
+                },
+                [&] { fault_point_after_produce(group, epoch, items.size()); });
         }
 
         const auto t_acked = clock::now();

@@ -59,9 +59,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto kind = in.ConsumeIntegralInRange<int>(0, 3);
         names.push_back(kind == 0 ? std::string(d::id_header) : in.ConsumeRandomLengthString(24));
         nulls.push_back(in.ConsumeBool() && kind != 1);
-        values.push_back(kind == 1 ? "0190A000-0000-7000-8000-0000000000" +
-                                         in.ConsumeBytesAsString(2)
-                                   : in.ConsumeRandomLengthString(60));
+        values.push_back(kind == 1
+                             ? "0190A000-0000-7000-8000-0000000000" + in.ConsumeBytesAsString(2)
+                             : in.ConsumeRandomLengthString(60));
     }
     std::vector<d::raw_header> raw;
     for (std::size_t i = 0; i < count; ++i) {
@@ -104,15 +104,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // 3. Reasons.
     if (over) {
         check(e.malformed_code == "consumer.header_limit", "a broken limit has its code");
-        const bool names_count = e.malformed.find("max_headers=" + std::to_string(limits.max_headers)) !=
-                                 std::string::npos;
+        const bool names_count =
+            e.malformed.find("max_headers=" + std::to_string(limits.max_headers)) !=
+            std::string::npos;
         const bool names_size =
             e.malformed.find("max_header_bytes=" + std::to_string(limits.max_header_bytes)) !=
             std::string::npos;
         check(names_count || names_size, "the reason names the limit and its value", e.malformed);
     } else if (!e.malformed.empty()) {
         check(e.malformed_code == "consumer.malformed", "a bad envelope has its code");
-        check(e.malformed.rfind("malformed envelope: ", 0) == 0, "the reason says what", e.malformed);
+        check(e.malformed.rfind("malformed envelope: ", 0) == 0, "the reason says what",
+              e.malformed);
     }
     return 0;
 }

@@ -27,11 +27,11 @@
 #include <csignal>
 #include <ferry/config/config.hpp>
 #include <ferry/outbox/half.hpp>
-#include <optional>
 #include <ferry/outbox/writer.hpp>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
 #include <string>
@@ -121,10 +121,10 @@ int main(int argc, char** argv) {
                     "INSERT INTO chaos.half_local (tx_ref, message_id, decision) "
                     "VALUES ($1, $2::uuid, 'rollback') ON CONFLICT (tx_ref) DO NOTHING",
                     tx_ref, mid);
-                const auto d = tx.exec_params1(
-                                     "SELECT decision FROM chaos.half_local WHERE tx_ref = $1",
-                                     tx_ref)[0]
-                                   .as<std::string>();
+                const auto d =
+                    tx.exec_params1("SELECT decision FROM chaos.half_local WHERE tx_ref = $1",
+                                    tx_ref)[0]
+                        .as<std::string>();
                 tx.commit();
                 return d;
             } catch (const std::exception&) {
