@@ -413,6 +413,34 @@ private:
             }
         }
 
+        // A release the worker deferred (its batch was running) stands only while it is still
+        // wanted: the fair share moves as instances come and go, and a stale request would keep
+        // the worker off a group this instance still holds and renews, so nobody would ever
+        // publish it again. The wanted releases are the highest `excess` groups held.
+        {
+            std::lock_guard lock(_mutex);
+            const long excess = (_stopping || disagreeing > 0)
+                                    ? 0
+                                    : static_cast<long>(_held.size()) - static_cast<long>(target);
+            std::set<int> wanted;
+            for (auto it = _held.rbegin();
+                 it != _held.rend() && static_cast<long>(wanted.size()) < excess; ++it) {
+                wanted.insert(it->first);
+            }
+            for (auto it = _release_requested.begin(); it != _release_requested.end();) {
+                if (wanted.count(*it) == 0 && !_stopping) {
+                    spdlog::info(
+                        "event=lease_release_cancelled group={} reason=fair_share_changed "
+                        "(live_instances={} fair_share={})",
+                        *it, live, target);
+                    it = _release_requested.erase(it);
+                    _cv.notify_all();
+                } else {
+                    ++it;
+                }
+            }
+        }
+
         // Release extras beyond the fair share (highest groups first).
         for (;;) {
             int group = -1;
@@ -486,7 +514,12 @@ private:
                                     std::try_to_lock);
         if (!batch_lock.owns_lock()) {
             std::lock_guard lock(_mutex);
-            _release_requested.insert(group);  // the worker starts no new batch of it
+            if (_release_requested.insert(group).second) {  // the worker starts no new batch of it
+                spdlog::info(
+                    "event=lease_release_deferred group={} epoch={} reason={} "
+                    "(a batch of the group is running)",
+                    group, epoch, why);
+            }
             return false;
         }
         {

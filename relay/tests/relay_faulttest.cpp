@@ -289,6 +289,49 @@ TEST(RelayFaultTest, TwoRelaysFourGroupsKillOneSurvivorTakesOver) {
     expect_no_loss(reader, load.committed(), 2 * k_batch);
 }
 
+// A release the worker had to defer (a batch of the group was running) must not outlive the
+// reason for it. Relay A holds both lease groups and sits in a batch of group 1 (fault point
+// before_produce); relay B starts, so A's fair share drops to 1 and A asks to give up group 1,
+// deferred; B dies before A's batch ends, so the fair share is 2 again. Before the fix the
+// request stayed: A kept renewing group 1 but never published it again.
+TEST(RelayFaultTest, DeferredReleaseIsCancelledWhenTheFairShareComesBack) {
+    relay_env env;
+    std::string prefix;  // keys of lease group 1 of 2 only
+    for (int i = 0; prefix.empty(); ++i) {
+        const auto p = "g1_" + std::to_string(i) + "_k";
+        if (count_rows("SELECT (hashtext('" + p + "0') & 255) % 2") == 1) prefix = p;
+    }
+    relay_config a;
+    a.instance_id = "relay-a";
+    a.lease_groups = 2;
+    a.env["FERRY_RELAY_FAULT_BEFORE_PRODUCE_MS"] = "10000";
+    relay_process ra(env, a);
+    auto held_by = [&](const std::string& who) {
+        return count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner = '" + who +
+                          "' AND expires_at > clock_timestamp()");
+    };
+    ASSERT_TRUE(eventually([&] { return held_by("relay-a") == 2; }, 20s)) << ra.log();
+    workload load(env, env.topic, 200, 1, 0us, prefix);
+    ASSERT_TRUE(eventually(
+        [&] { return ra.log().find("name=before_produce group=1") != std::string::npos; }, 20s))
+        << ra.log();
+    relay_config b = a;
+    b.instance_id = "relay-b";
+    b.env.clear();
+    auto rb = std::make_unique<relay_process>(env, b);
+    ASSERT_TRUE(eventually(
+        [&] { return ra.log().find("lease_release_deferred group=1") != std::string::npos; }, 15s))
+        << ra.log();
+    rb->proc().kill();
+    (void)rb->proc().wait(5s);
+    rb.reset();
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << ra.log();
+    EXPECT_EQ(held_by("relay-a"), 2);
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), k_batch);
+}
+
 // The active relay is paused (SIGSTOP) between Kafka's ack and the mark, past its lease; the peer
 // takes over. When the zombie resumes, its mark is refused (fenced) and it publishes nothing more.
 TEST(RelayFaultTest, ZombieCannotMarkAfterTakeoverAndNothingIsLost) {
