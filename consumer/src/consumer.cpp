@@ -184,7 +184,7 @@ struct consumer::impl {
 
     std::vector<std::unique_ptr<lane>> lanes;
     std::thread poll_thread;
-    std::thread retry_thread;
+    std::vector<std::thread> retry_threads;
     std::thread prune_thread;
     std::atomic<bool> stopping{false};
     std::atomic<bool> abandon_all{false};
@@ -207,7 +207,8 @@ struct consumer::impl {
     std::atomic<std::uint64_t> m_consumed{0}, m_processed{0}, m_duplicates{0}, m_retries{0},
         m_retry_scheduled{0}, m_parked{0}, m_dead{0}, m_malformed{0}, m_redis_errors{0},
         m_commits{0}, m_rebalances{0}, m_fenced{0}, m_header_limit{0}, m_batches{0},
-        m_batched_messages{0}, m_batch_fallbacks{0}, m_abandoned{0}, m_inbox_pruned{0};
+        m_batched_messages{0}, m_batch_fallbacks{0}, m_abandoned{0}, m_inbox_pruned{0},
+        m_retry_chained{0};
     std::atomic<std::size_t> m_last_batch{0};
     std::atomic<std::int64_t> m_lag{0};
     std::atomic<std::size_t> m_assigned{0};
@@ -372,7 +373,9 @@ struct consumer::impl {
             lane* lp = l.get();
             lp->thread = std::thread([this, lp] { lane_loop(*lp); });
         }
-        retry_thread = std::thread([this] { retry_loop(); });
+        for (std::size_t i = 0; i < std::max<std::size_t>(1, o.retry_workers); ++i) {
+            retry_threads.emplace_back([this] { retry_loop(); });
+        }
         if (box && o.inbox_prune_interval.count() > 0) {
             prune_thread = std::thread([this] { prune_loop(); });
         }
@@ -404,7 +407,9 @@ struct consumer::impl {
             if (l->thread.joinable()) l->thread.join();
         }
         retry_cv.notify_all();
-        if (retry_thread.joinable()) retry_thread.join();
+        for (auto& t : retry_threads) {
+            if (t.joinable()) t.join();
+        }
         if (prune_thread.joinable()) prune_thread.join();
         spdlog::info("event=consumer_stopped group={} instance={} processed={} duplicates={}",
                      o.group, o.instance_id, m_processed.load(), m_duplicates.load());
@@ -1333,7 +1338,8 @@ struct consumer::impl {
 
     // ---------------------------------------------------------------------------- retry worker
 
-    void process_retry_row(std::unique_ptr<pqxx::connection>& conn, retry::retry_row& row) {
+    // Returns true when the row's message was applied or absorbed (and the row removed).
+    bool process_retry_row(std::unique_ptr<pqxx::connection>& conn, retry::retry_row& row) {
         auto it = topics.find(row.message.topic);
         auto resched = [&](int attempts, ms delay, const std::string& why) {
             (void)durably(conn, nullptr, "retry_reschedule", [&](pqxx::connection& c) {
@@ -1345,7 +1351,7 @@ struct consumer::impl {
         if (it == topics.end()) {
             resched(row.attempts, o.retry.base_delay,
                     "no handler for topic in instance " + o.instance_id);
-            return;
+            return false;
         }
         const auto& e = it->second;
         auto m = from_stored(row.message);
@@ -1360,18 +1366,18 @@ struct consumer::impl {
                         tx.commit();
                     });
                     ++m_duplicates;
-                    return;
+                    return true;
                 }
                 if (c.status == dedup::claim_status::fresh) claim = c;
                 if (c.status == dedup::claim_status::in_progress && !use_inbox) {
                     resched(row.attempts, 200ms, "in progress elsewhere");
-                    return;
+                    return false;
                 }
             } catch (const ferry::error& ex) {
                 ++m_redis_errors;
                 if (!use_inbox) {
                     resched(row.attempts, 1s, std::string("redis unavailable: ") + ex.what());
-                    return;
+                    return false;
                 }
             }
         }
@@ -1391,7 +1397,7 @@ struct consumer::impl {
                     ++m_redis_errors;
                 }
             }
-            return;
+            return true;
         }
         release_claim(claim);
         const bool ordered = row.message.ordered;
@@ -1400,11 +1406,11 @@ struct consumer::impl {
             r.result == attempt_result::lost_claim ? detail::failure::revoked : classify(r);
         const auto rt = detail::route_failure(o.retry, detail::path::retry_table, f, n, r.error,
                                               retry::jitter_source());
-        if (rt.action == detail::route::abandon) return;
+        if (rt.action == detail::route::abandon) return false;
         if (rt.action != detail::route::dead_letter) {
             if (rt.counts_attempt) ++m_retries;
             resched(rt.counts_attempt ? n : row.attempts, rt.delay, r.error);
-            return;
+            return false;
         }
         const auto& reason = rt.reason;
         bool moved = false;
@@ -1421,6 +1427,7 @@ struct consumer::impl {
                 o.group, m.topic, m.message_id, n, reason);
             publish_dead_letter(m, reason);
         }
+        return false;
     }
 
     // Inbox retention: deletes rows older than inbox_retention in batches, repeating while a
@@ -1447,6 +1454,11 @@ struct consumer::impl {
         }
     }
 
+    // One of o.retry_workers threads draining the retry table. Claims are exclusive (SKIP
+    // LOCKED, claimed_by), so workers of one process and of other instances share the rows.
+    // Once a key's head is applied, the worker goes on with that key's next waiting row at once
+    // (up to retry_batch rows), instead of one row per key per claim round: a key that collected
+    // a backlog behind a failure drains at the speed of its handler, not of the claim poll.
     void retry_loop() {
         std::unique_ptr<pqxx::connection> conn;
         while (!lanes_exit) {
@@ -1462,7 +1474,27 @@ struct consumer::impl {
             }
             for (auto& row : rows) {
                 if (lanes_exit) break;
-                process_retry_row(conn, row);
+                const bool chain = row.message.ordered && row.message.key.has_value();
+                const auto topic = row.message.topic;
+                const auto key = row.message.key.value_or("");
+                bool done = process_retry_row(conn, row);
+                for (int next = 1; done && chain && next < o.retry_batch && !lanes_exit; ++next) {
+                    std::optional<retry::retry_row> head;
+                    try {
+                        auto& c = lane_conn(conn);
+                        pqxx::work tx{c};
+                        head = retries->claim_key_head(tx, o.instance_id, topic, key,
+                                                       o.retry_claim_ttl);
+                        tx.commit();
+                    } catch (const std::exception& e) {
+                        if (conn && !conn->is_open()) conn.reset();
+                        spdlog::warn("event=retry_claim_failed group={} error=\"{}\"", o.group,
+                                     e.what());
+                    }
+                    if (!head) break;
+                    ++m_retry_chained;
+                    done = process_retry_row(conn, *head);
+                }
             }
             if (rows.empty()) {
                 std::unique_lock lock(retry_mutex);
@@ -1478,6 +1510,7 @@ struct consumer::impl {
         s.duplicates_absorbed = m_duplicates;
         s.retries = m_retries;
         s.retry_scheduled = m_retry_scheduled;
+        s.retry_chained = m_retry_chained;
         s.parked_behind_key = m_parked;
         s.dead_letters = m_dead;
         s.malformed = m_malformed;
@@ -1552,6 +1585,9 @@ std::string consumer::render_prometheus() const {
             s.duplicates_absorbed);
     counter("retries_total", "Failed attempts that will be tried again.", s.retries);
     counter("retry_scheduled_total", "Messages written to the retry table.", s.retry_scheduled);
+    counter("retry_chained_total",
+            "Retry rows claimed right after the previous row of their key was applied.",
+            s.retry_chained);
     counter("parked_behind_key_total", "Messages that waited behind an earlier one of their key.",
             s.parked_behind_key);
     counter("dead_letters_total", "Messages moved to dead letters.", s.dead_letters);

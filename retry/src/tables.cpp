@@ -175,47 +175,75 @@ std::vector<std::pair<std::string, std::optional<std::string>>> retry_table::blo
     return out;
 }
 
+namespace {
+
+// The claim of due head-of-key rows: every claim_* below. `one_key` adds topic = $5 AND key = $6.
+std::string claim_sql(const std::string& schema, bool one_key, std::string_view cols) {
+    return "WITH due AS (SELECT r.id FROM " + schema +
+           ".retry r WHERE r.group_id = $1 AND r.next_attempt_at <= now() "
+           "AND (r.claim_expires_at IS NULL OR r.claim_expires_at < now()) " +
+           (one_key ? std::string("AND r.topic = $5 AND r.key = $6 ") : std::string()) +
+           "AND (NOT r.ordered OR r.key IS NULL OR ("
+           "  NOT EXISTS (SELECT 1 FROM " +
+           schema +
+           ".retry e WHERE e.group_id = r.group_id AND e.topic = r.topic AND e.key = r.key "
+           "    AND (e.partition, e.\"offset\") < (r.partition, r.\"offset\")) "
+           "  AND NOT EXISTS (SELECT 1 FROM " +
+           schema +
+           ".dead_letter d WHERE d.group_id = r.group_id AND d.topic = r.topic "
+           "    AND d.key = r.key AND d.blocks_key AND d.replayed_at IS NULL))) "
+           "ORDER BY r.next_attempt_at, r.id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+           "UPDATE " +
+           schema +
+           ".retry r SET claimed_by = $2, "
+           "claim_expires_at = now() + $4::bigint * interval '1 millisecond' "
+           "FROM due WHERE r.id = due.id RETURNING r.id, r.group_id, r.attempts, "
+           "coalesce(r.last_error, ''), " +
+           std::string(cols);
+}
+
+std::vector<retry_row> read_claimed(const pqxx::result& r) {
+    std::vector<retry_row> out;
+    for (const auto& row : r) {
+        retry_row rr;
+        rr.id = row[0].as<long long>();
+        rr.group = row[1].as<std::string>();
+        rr.attempts = row[2].as<int>();
+        rr.last_error = row[3].as<std::string>();
+        rr.message = read_message(row, 4);
+        out.push_back(std::move(rr));
+    }
+    return out;
+}
+
+}  // namespace
+
 std::vector<retry_row> retry_table::claim_due(pqxx::transaction_base& tx, const std::string& owner,
                                               int limit,
                                               std::chrono::milliseconds claim_ttl) const {
-    std::vector<retry_row> out;
     try {
-        const auto r = internal::exec(
-            tx,
-            "WITH due AS (SELECT r.id FROM " + _schema +
-                ".retry r WHERE r.group_id = $1 AND r.next_attempt_at <= now() "
-                "AND (r.claim_expires_at IS NULL OR r.claim_expires_at < now()) "
-                "AND (NOT r.ordered OR r.key IS NULL OR ("
-                "  NOT EXISTS (SELECT 1 FROM " +
-                _schema +
-                ".retry e WHERE e.group_id = r.group_id AND e.topic = r.topic AND e.key = r.key "
-                "    AND (e.partition, e.\"offset\") < (r.partition, r.\"offset\")) "
-                "  AND NOT EXISTS (SELECT 1 FROM " +
-                _schema +
-                ".dead_letter d WHERE d.group_id = r.group_id AND d.topic = r.topic "
-                "    AND d.key = r.key AND d.blocks_key AND d.replayed_at IS NULL))) "
-                "ORDER BY r.next_attempt_at, r.id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                "UPDATE " +
-                _schema +
-                ".retry r SET claimed_by = $2, "
-                "claim_expires_at = now() + $4::bigint * interval '1 millisecond' "
-                "FROM due WHERE r.id = due.id RETURNING r.id, r.group_id, r.attempts, "
-                "coalesce(r.last_error, ''), " +
-                std::string(message_cols),
-            _group, owner, limit, static_cast<long long>(claim_ttl.count()));
-        for (const auto& row : r) {
-            retry_row rr;
-            rr.id = row[0].as<long long>();
-            rr.group = row[1].as<std::string>();
-            rr.attempts = row[2].as<int>();
-            rr.last_error = row[3].as<std::string>();
-            rr.message = read_message(row, 4);
-            out.push_back(std::move(rr));
-        }
+        return read_claimed(internal::exec(tx, claim_sql(_schema, false, message_cols), _group,
+                                           owner, limit,
+                                           static_cast<long long>(claim_ttl.count())));
     } catch (...) {
         internal::rethrow_translated("retry claim_due", "retry");
     }
-    return out;
+}
+
+std::optional<retry_row> retry_table::claim_key_head(pqxx::transaction_base& tx,
+                                                     const std::string& owner,
+                                                     const std::string& topic,
+                                                     const std::string& key,
+                                                     std::chrono::milliseconds claim_ttl) const {
+    try {
+        auto rows =
+            read_claimed(internal::exec(tx, claim_sql(_schema, true, message_cols), _group, owner,
+                                        1, static_cast<long long>(claim_ttl.count()), topic, key));
+        if (rows.empty()) return std::nullopt;
+        return std::move(rows.front());
+    } catch (...) {
+        internal::rethrow_translated("retry claim_key_head", "retry");
+    }
 }
 
 bool retry_table::remove(pqxx::transaction_base& tx, long long id, const std::string& owner) const {

@@ -71,6 +71,34 @@ TEST_F(RetryTablesTest, OrderedKeyHandsOutHeadOnlyAndParksLaterMessages) {
     EXPECT_EQ(rows[0].attempts, 0);
 }
 
+TEST_F(RetryTablesTest, ClaimKeyHeadTakesOnlyTheDueUnclaimedHeadOfThatKey) {
+    ferry::retry::retry_table rt(schema.name(), "g");
+    {
+        pqxx::work tx{conn};
+        EXPECT_TRUE(rt.schedule(tx, msg(1, "k", 10), 1, 0ms, "boom"));
+        EXPECT_TRUE(rt.park_if_blocked(tx, msg(2, "k", 11)));
+        EXPECT_TRUE(rt.park_if_blocked(tx, msg(3, "k", 12)));
+        EXPECT_TRUE(rt.schedule(tx, msg(4, "other", 13), 1, 0ms, "boom"));
+        tx.commit();
+    }
+    pqxx::work tx{conn};
+    auto head = rt.claim_key_head(tx, "me", "t", "k", 10s);
+    ASSERT_TRUE(head.has_value());
+    EXPECT_EQ(head->message.offset, 10);
+    // Claimed (by me): offset 11 is not the head yet, and 10 is not handed out twice.
+    EXPECT_FALSE(rt.claim_key_head(tx, "me", "t", "k", 10s).has_value());
+    EXPECT_TRUE(rt.remove(tx, head->id, "me"));
+    head = rt.claim_key_head(tx, "me", "t", "k", 10s);
+    ASSERT_TRUE(head.has_value());
+    EXPECT_EQ(head->message.offset, 11);
+    EXPECT_EQ(head->attempts, 0);
+    // Another key's row is never returned for this key.
+    EXPECT_FALSE(rt.claim_key_head(tx, "me", "t", "none", 10s).has_value());
+    const auto other = rt.claim_key_head(tx, "me", "t", "other", 10s);
+    ASSERT_TRUE(other.has_value());
+    EXPECT_EQ(other->message.offset, 13);
+}
+
 TEST_F(RetryTablesTest, ClaimsAreExclusiveAcrossInstances) {
     ferry::retry::retry_table rt(schema.name(), "g");
     {

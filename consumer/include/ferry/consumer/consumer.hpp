@@ -149,7 +149,10 @@ struct consumer_options {
     std::chrono::milliseconds shutdown_timeout{10000};
 
     retry::retry_policy retry;
-    /// Retry worker: idle poll interval, rows per claim, claim lifetime.
+    /// Retry workers: threads draining the retry table, idle poll interval, rows per claim
+    /// (also the most rows of one key a worker drains in a row once its head succeeded),
+    /// claim lifetime.
+    std::size_t retry_workers = 4;
     std::chrono::milliseconds retry_poll{200};
     int retry_batch = 50;
     std::chrono::milliseconds retry_claim_ttl{60000};
@@ -175,7 +178,8 @@ struct metrics_snapshot {
     std::uint64_t duplicates_absorbed = 0;  // by Redis or the inbox
     std::uint64_t retries = 0;              // failed attempts that will be tried again
     std::uint64_t retry_scheduled = 0;      // messages written to the retry table
-    std::uint64_t parked_behind_key = 0;    // messages that waited behind their key
+    std::uint64_t retry_chained = 0;      // retry rows drained right after their key's previous row
+    std::uint64_t parked_behind_key = 0;  // messages that waited behind their key
     std::uint64_t dead_letters = 0;
     std::uint64_t malformed = 0;     // envelopes without a valid ferry-message-id
     std::uint64_t redis_errors = 0;  // Redis calls that failed (then backed off/bypassed)

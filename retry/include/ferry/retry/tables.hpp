@@ -69,6 +69,12 @@ public:
     [[nodiscard]] std::vector<retry_row> claim_due(pqxx::transaction_base& tx,
                                                    const std::string& owner, int limit,
                                                    std::chrono::milliseconds claim_ttl) const;
+    /// Claims the head row of one key if it is due and unclaimed: the retry worker drains a
+    /// key's waiting rows one after another once its head succeeded, instead of one row per
+    /// key per claim round.
+    [[nodiscard]] std::optional<retry_row> claim_key_head(
+        pqxx::transaction_base& tx, const std::string& owner, const std::string& topic,
+        const std::string& key, std::chrono::milliseconds claim_ttl) const;
     /// Deletes a claimed row (its message was applied or absorbed). False if the claim was lost.
     [[nodiscard]] bool remove(pqxx::transaction_base& tx, long long id,
                               const std::string& owner) const;
