@@ -12,11 +12,11 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 set +e
+# tee, not a redirect: when ctest's timeout kills the run, what the demo printed so far shows.
 FERRY_DEMO_SKIP_BUILD=1 FERRY_DEMO_DEDUP=redis FERRY_DEMO_ORDERS=300 FERRY_BUILD_DIR="$build_dir" \
-    "$root/scripts/demo" >"$out" 2>&1
-rc=$?
+    "$root/scripts/demo" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
 set -e
-cat "$out"
 line=$(grep -E '^demo: orders=' "$out" | tail -n 1 || true)
 [[ -n $line ]] || { echo "FAIL: no summary line"; exit 1; }
 value() { sed -E "s/.* $1=([0-9]+).*/\\1/" <<<"$line"; }
