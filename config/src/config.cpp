@@ -29,6 +29,7 @@
 
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/redis_url.hpp"
 #include "units.hpp"
 
 namespace ferry::config {
@@ -163,14 +164,12 @@ std::optional<std::string> check_dsn(const std::string& dsn) {
     return std::nullopt;
 }
 
+// The same parser the Redis clients use (ferry::internal::parse_redis_url), so config accepts
+// exactly the URLs they can connect with; its problems never quote the user-info.
 std::optional<std::string> check_redis_url(const std::string& url) {
-    if (url.empty()) return "must not be empty";
-    const auto scheme = scheme_of(url);
-    if (scheme.empty()) return "expected a URL like redis://host:6379/0";
-    if (scheme != "redis" && scheme != "rediss" && scheme != "unix") {
-        return "unsupported scheme " + shown("", scheme) + " (expected redis, rediss or unix)";
-    }
-    return std::nullopt;
+    auto parsed = internal::parse_redis_url(url);
+    if (parsed.ok()) return std::nullopt;
+    return std::move(parsed.problem);
 }
 
 std::optional<std::string> check_listen(const std::string& listen) {

@@ -112,7 +112,7 @@ kafka:
     enable.idempotence: true
     security.protocol: SASL_SSL
 redis:
-  url: rediss://cache.internal:6380/2
+  url: redis://cache.internal:6380/2
   connect_timeout: 250ms
 http:
   listen: "[::1]:0"
@@ -139,7 +139,7 @@ log:
               (std::map<std::string, std::string>{{"linger.ms", "5"},
                                                   {"enable.idempotence", "true"},
                                                   {"security.protocol", "SASL_SSL"}}));
-    EXPECT_EQ(c.redis.url, "rediss://cache.internal:6380/2");
+    EXPECT_EQ(c.redis.url, "redis://cache.internal:6380/2");
     EXPECT_EQ(c.redis.connect_timeout, 250ms);
     EXPECT_EQ(c.http.listen, "[::1]:0");
     EXPECT_EQ(c.log.level, "debug");

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <sstream>
 #include <vector>
+
+#include "ferry/internal/redis_connect.hpp"
+#include "ferry/internal/redis_url.hpp"
 
 namespace ferry::dedup {
 namespace {
@@ -47,56 +49,6 @@ constexpr const char* release_lua =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end "
     "return 0";
 
-struct parsed_url {
-    std::string host = "127.0.0.1";
-    int port = 6379;
-    int db = 0;
-    std::string password;
-};
-
-parsed_url parse_url(const std::string& url) {
-    parsed_url p;
-    std::string rest = url;
-    const std::string scheme = "redis://";
-    if (rest.rfind(scheme, 0) == 0) {
-        rest = rest.substr(scheme.size());
-    } else {
-        throw ferry::error(error_kind::permanent, "dedup.redis_url",
-                           "redis url must start with redis://", "redis.url");
-    }
-    if (auto at = rest.rfind('@'); at != std::string::npos) {
-        auto cred = rest.substr(0, at);
-        rest = rest.substr(at + 1);
-        if (auto colon = cred.find(':'); colon != std::string::npos) {
-            p.password = cred.substr(colon + 1);
-        } else {
-            p.password = cred;
-        }
-    }
-    if (auto slash = rest.find('/'); slash != std::string::npos) {
-        const auto db = rest.substr(slash + 1);
-        if (!db.empty()) p.db = std::atoi(db.c_str());
-        rest = rest.substr(0, slash);
-    }
-    if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-        p.port = std::atoi(rest.substr(colon + 1).c_str());
-        rest = rest.substr(0, colon);
-    }
-    if (!rest.empty()) p.host = rest;
-    if (p.port <= 0 || p.port > 65535) {
-        throw ferry::error(error_kind::permanent, "dedup.redis_url", "redis url has a bad port",
-                           "redis.url");
-    }
-    return p;
-}
-
-timeval to_tv(std::chrono::milliseconds ms) {
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
-    return tv;
-}
-
 [[noreturn]] void unavailable(const std::string& what) {
     throw ferry::error(error_kind::retryable, "dedup.redis_unavailable",
                        "Redis dedup store unavailable: " + what, "redis.url");
@@ -113,7 +65,7 @@ struct reply_ptr {
 
 struct redis_store::impl {
     redis_options o;
-    parsed_url url;
+    internal::redis_target url;
     std::mutex mutex;
     std::vector<redisContext*> idle;
     std::string token_prefix;
@@ -125,15 +77,8 @@ struct redis_store::impl {
     }
 
     redisContext* open() {
-        redisContext* c =
-            redisConnectWithTimeout(url.host.c_str(), url.port, to_tv(o.connect_timeout));
-        if (c == nullptr) unavailable("cannot allocate a connection");
-        if (c->err != 0) {
-            std::string e = c->errstr;
-            redisFree(c);
-            unavailable("connect " + url.host + ":" + std::to_string(url.port) + ": " + e);
-        }
-        redisSetTimeout(c, to_tv(o.command_timeout));
+        redisContext* c = internal::redis_connect(url, o.connect_timeout, o.command_timeout,
+                                                  "dedup", o.url_field);
         auto check = [&](redisReply* r, const char* what) {
             reply_ptr guard{r};
             if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
@@ -142,13 +87,6 @@ struct redis_store::impl {
                 unavailable(std::string(what) + ": " + e);
             }
         };
-        if (!url.password.empty()) {
-            check(static_cast<redisReply*>(redisCommand(c, "AUTH %s", url.password.c_str())),
-                  "AUTH");
-        }
-        if (url.db != 0) {
-            check(static_cast<redisReply*>(redisCommand(c, "SELECT %d", url.db)), "SELECT");
-        }
         // EVALSHA saves the server hashing the script body on every call. Scripts survive
         // FLUSHALL but not a restart; a reply of NOSCRIPT drops the connection, and the next one
         // loads them again.
@@ -287,7 +225,12 @@ struct redis_store::impl {
 
 redis_store::redis_store(redis_options options) : _impl(std::make_unique<impl>()) {
     _impl->o = std::move(options);
-    _impl->url = parse_url(_impl->o.url);
+    auto parsed = internal::parse_redis_url(_impl->o.url);
+    if (!parsed.ok()) {
+        throw ferry::error(error_kind::permanent, "dedup.redis_url",
+                           _impl->o.url_field + ": " + parsed.problem, _impl->o.url_field);
+    }
+    _impl->url = std::move(*parsed.target);
     std::random_device rd;
     std::ostringstream t;
     t << std::hex << rd() << rd() << ':';

@@ -18,8 +18,14 @@
 //
 // Lifecycle and threads: the constructor only parses options (no I/O); connections open lazily
 // and are pooled, one per concurrent caller; a broken connection is dropped and reopened on the
-// next call. Every method may be called from any thread. Redis errors become
-// ferry::error(retryable, "dedup.redis_unavailable").
+// next call. Every method may be called from any thread.
+//
+// Errors: a URL that is not usable throws from the constructor,
+// ferry::error(permanent, "dedup.redis_url") naming `url_field` and the cause (the same check
+// and wording as configuration validation). An unreachable or lost Redis is
+// ferry::error(retryable, "dedup.redis_unavailable"); credentials the server refuses are
+// ferry::error(permanent, "dedup.redis_auth"), a db index it refuses "dedup.redis_db" (both
+// need an operator, not a retry). No message carries the password.
 
 #include <chrono>
 #include <memory>
@@ -30,8 +36,12 @@
 namespace ferry::dedup {
 
 struct redis_options {
-    /// redis://[:password@]host:port[/db]
+    /// redis://[user[:password]@]host[:port][/db] or unix://[user[:password]@]/path[?db=N].
+    /// A user-info without ':' is a password (AUTH password); user:password authenticates an
+    /// ACL user (AUTH user password). rediss:// is refused: this hiredis has no TLS.
     std::string url = "redis://127.0.0.1:6379/0";
+    /// The configuration key that held `url`, named in errors.
+    std::string url_field = "redis.url";
     /// Prefix of every key; lets several deployments share one Redis.
     std::string key_prefix = "ferry:dedup";
     /// How long "done" is remembered. Memory cost: ~134 B x messages in the window.
@@ -61,7 +71,8 @@ public:
 
     /// The Redis key of a message (for tests and operators).
     [[nodiscard]] std::string key_of(std::string_view group, std::string_view message_id) const;
-    /// PING; throws ferry::error(retryable) when Redis is unreachable.
+    /// PING; throws ferry::error(retryable) when Redis is unreachable (permanent when it refuses
+    /// the credentials or the db).
     void ping();
 
 private:
