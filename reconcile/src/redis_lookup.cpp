@@ -2,9 +2,11 @@
 
 #include <hiredis/hiredis.h>
 
-#include <cstdlib>
+#include <chrono>
 
 #include "ferry/common/error.hpp"
+#include "ferry/internal/redis_connect.hpp"
+#include "ferry/internal/redis_url.hpp"
 
 namespace ferry::reconcile {
 namespace {
@@ -23,54 +25,22 @@ struct redis_lookup::impl {
     ~impl() {
         if (c != nullptr) redisFree(c);
     }
-    void command_ok(redisReply* r, const char* what) {
-        const bool bad = r == nullptr || r->type == REDIS_REPLY_ERROR;
-        std::string e = bad ? (r != nullptr ? std::string(r->str, r->len) : std::string(c->errstr))
-                            : std::string();
-        if (r != nullptr) freeReplyObject(r);
-        if (bad) unavailable(std::string(what) + ": " + e);
-    }
 };
 
 redis_lookup::redis_lookup(const std::string& url, std::string prefix, std::string group)
     : _impl(std::make_unique<impl>()) {
     _impl->prefix = std::move(prefix);
     _impl->group = std::move(group);
-    std::string rest = url, host = "127.0.0.1", password;
-    int port = 6379, db = 0;
-    if (rest.rfind("redis://", 0) != 0) {
+    // The one Redis URL reader and connector (the dedup store and config validation share it).
+    auto parsed = internal::parse_redis_url(url);
+    if (!parsed.ok()) {
         throw ferry::error(error_kind::permanent, "reconcile.redis_url",
-                           "redis url must start with redis://", "reconcile.groups.redis_url");
+                           "reconcile.groups.redis_url: " + parsed.problem,
+                           "reconcile.groups.redis_url");
     }
-    rest = rest.substr(8);
-    if (auto at = rest.rfind('@'); at != std::string::npos) {
-        auto cred = rest.substr(0, at);
-        rest = rest.substr(at + 1);
-        auto colon = cred.find(':');
-        password = colon == std::string::npos ? cred : cred.substr(colon + 1);
-    }
-    if (auto slash = rest.find('/'); slash != std::string::npos) {
-        if (slash + 1 < rest.size()) db = std::atoi(rest.c_str() + slash + 1);
-        rest = rest.substr(0, slash);
-    }
-    if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-        port = std::atoi(rest.c_str() + colon + 1);
-        rest = rest.substr(0, colon);
-    }
-    if (!rest.empty()) host = rest;
-    timeval tv{5, 0};
-    _impl->c = redisConnectWithTimeout(host.c_str(), port, tv);
-    if (_impl->c == nullptr) unavailable("cannot allocate a connection");
-    if (_impl->c->err != 0) unavailable(std::string("connect: ") + _impl->c->errstr);
-    redisSetTimeout(_impl->c, timeval{30, 0});
-    if (!password.empty()) {
-        _impl->command_ok(
-            static_cast<redisReply*>(redisCommand(_impl->c, "AUTH %s", password.c_str())), "AUTH");
-    }
-    if (db != 0) {
-        _impl->command_ok(static_cast<redisReply*>(redisCommand(_impl->c, "SELECT %d", db)),
-                          "SELECT");
-    }
+    _impl->c =
+        internal::redis_connect(*parsed.target, std::chrono::seconds(5), std::chrono::seconds(30),
+                                "reconcile", "reconcile.groups.redis_url");
 }
 
 redis_lookup::~redis_lookup() = default;
