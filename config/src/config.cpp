@@ -193,6 +193,19 @@ std::optional<std::string> check_listen(const std::string& listen) {
     return std::nullopt;
 }
 
+// http.token_env names an environment variable (its value is the secret, read by the relay).
+std::optional<std::string> check_env_name(const std::string& name) {
+    if (name.empty()) return std::nullopt;
+    const bool ok = name.size() <= 128 && !(name[0] >= '0' && name[0] <= '9') &&
+                    std::all_of(name.begin(), name.end(), [](char c) {
+                        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                               (c >= '0' && c <= '9') || c == '_';
+                    });
+    if (ok) return std::nullopt;
+    return "must name an environment variable ([A-Za-z_][A-Za-z0-9_]*, for example "
+           "FERRY_HTTP_TOKEN); the token itself never goes in the file";
+}
+
 std::optional<std::string> check_brokers(const std::string& brokers) {
     if (brokers.empty()) return "must not be empty";
     std::size_t start = 0;
@@ -1028,6 +1041,24 @@ const std::vector<section_spec>& sections() {
          {
              string_key(
                  "listen", [](auto& c) -> auto& { return c.http.listen; }, check_listen),
+             string_key(
+                 "token_env", [](auto& c) -> auto& { return c.http.token_env; }, check_env_name),
+             bool_key(
+                 "token_for_metrics", [](auto& c) -> auto& { return c.http.token_for_metrics; }),
+             size_key(
+                 "max_body_bytes", [](auto& c) -> auto& { return c.http.max_body_bytes; }, 0,
+                 16 * k_mib),
+             size_key(
+                 "max_uri_bytes", [](auto& c) -> auto& { return c.http.max_uri_bytes; }, 256, 8192),
+             count_key(
+                 "reports_max_limit", [](auto& c) -> auto& { return c.http.reports_max_limit; }, 1,
+                 100000),
+             count_key(
+                 "report_connections", [](auto& c) -> auto& { return c.http.report_connections; },
+                 1, 64),
+             duration_key(
+                 "report_pool_wait", [](auto& c) -> auto& { return c.http.report_pool_wait; }, 1ms,
+                 1min),
          }},
         {"log",
          {

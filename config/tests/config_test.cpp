@@ -450,6 +450,56 @@ http:
     EXPECT_EQ(defaults.config.kafka.brokers, "only-env:9092");
 }
 
+TEST(ConfigTest, HttpSecurityKeys) {
+    const auto d = load("");
+    ASSERT_TRUE(d.ok());
+    EXPECT_TRUE(d.config.http.token_env.empty());
+    EXPECT_FALSE(d.config.http.token_for_metrics);
+    EXPECT_EQ(d.config.http.max_body_bytes, 16u * 1024);
+    EXPECT_EQ(d.config.http.max_uri_bytes, 4096u);
+    EXPECT_EQ(d.config.http.reports_max_limit, 1000u);
+    EXPECT_EQ(d.config.http.report_connections, 2u);
+    EXPECT_EQ(d.config.http.report_pool_wait, 2000ms);
+
+    const auto r = load(R"(
+http:
+  token_env: FERRY_HTTP_TOKEN
+  token_for_metrics: true
+  max_body_bytes: 1KiB
+  max_uri_bytes: 2048
+  reports_max_limit: 200
+  report_connections: 4
+  report_pool_wait: 500ms
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.http.token_env, "FERRY_HTTP_TOKEN");
+    EXPECT_TRUE(r.config.http.token_for_metrics);
+    EXPECT_EQ(r.config.http.max_body_bytes, 1024u);
+    EXPECT_EQ(r.config.http.max_uri_bytes, 2048u);
+    EXPECT_EQ(r.config.http.reports_max_limit, 200u);
+    EXPECT_EQ(r.config.http.report_connections, 4u);
+    EXPECT_EQ(r.config.http.report_pool_wait, 500ms);
+    // The variable's name, not its value, is what render_redacted shows and loads back.
+    const auto again = load(render_redacted(r.config));
+    ASSERT_TRUE(again.ok()) << all_messages(again);
+    EXPECT_EQ(again.config.http.token_env, "FERRY_HTTP_TOKEN");
+
+    const auto bad = load(R"(
+http:
+  token_env: "s3cr3t-token value"
+  max_uri_bytes: 100000
+  reports_max_limit: 0
+  report_connections: 65
+)");
+    ASSERT_EQ(bad.errors.size(), 4u) << all_messages(bad);
+    EXPECT_THAT(only_error_for(bad, "http.token_env").message,
+                HasSubstr("must name an environment variable"));
+    EXPECT_THAT(all_messages(bad), Not(HasSubstr("s3cr3t")));
+    EXPECT_THAT(only_error_for(bad, "http.max_uri_bytes").message, HasSubstr("between"));
+    EXPECT_THAT(only_error_for(bad, "http.reports_max_limit").message, HasSubstr("between"));
+    EXPECT_THAT(only_error_for(bad, "http.report_connections").message, HasSubstr("between"));
+}
+
 TEST(ConfigTest, InvalidEnvironmentOverrideIsReported) {
     const auto r = load("log:\n  level: loud\n",
                         {{"FERRY_HTTP_LISTEN", "no-port-here"}, {"FERRY_REDIS_URL", ""}});

@@ -51,6 +51,18 @@ struct redis_config {
 struct http_config {
     /// host:port for /metrics, /healthz, /readyz. Port 0 picks a free port (logged).
     std::string listen = "127.0.0.1:9464";
+    /// Name of the environment variable holding the bearer token for /reports (and /metrics
+    /// with token_for_metrics). Empty: no token. The token itself never goes in YAML.
+    std::string token_env;
+    bool token_for_metrics = false;
+    /// Longest request body (413) and request target (414) the endpoints accept.
+    std::size_t max_body_bytes = 16 * 1024;
+    std::size_t max_uri_bytes = 4096;
+    /// The largest `limit` a /reports request may ask for (and the default).
+    std::size_t reports_max_limit = 1000;
+    /// PostgreSQL connections /reports reuses, and how long a request waits for one (then 503).
+    std::size_t report_connections = 2;
+    std::chrono::milliseconds report_pool_wait{2000};
 };
 
 struct log_config {
