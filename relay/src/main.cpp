@@ -71,14 +71,36 @@ std::unique_ptr<ferry::checkback::scheduler> make_checkback(const ferry::config:
     return std::make_unique<ferry::checkback::scheduler>(std::move(o));
 }
 
-// GET /reports and GET /reports/{id}: one connection per request (the listener is
-// multi-threaded, a report_store is not).
+// GET /reports and GET /reports/{id}, served from a bounded pool of report_store connections
+// (http.report_connections, waiting at most http.report_pool_wait, then 503). Query parameters
+// are checked strictly here: unknown names, an over-long value and a `limit` outside
+// 1..http.reports_max_limit are 400s naming the parameter.
 ferry::relay::report_routes make_report_routes(const ferry::config::ferry_config& c) {
+    using store_pool = ferry::relay::bounded_pool<ferry::reconcile::report_store>;
     const auto dsn = c.postgres.dsn;
     const auto schema = c.postgres.schema;
     const long timeout = std::max<long>(1, c.postgres.connect_timeout.count() / 1000);
-    auto filter = [](const ferry::relay::report_routes::query& q) {
+    const auto cap = static_cast<std::int64_t>(c.http.reports_max_limit);
+    auto pool = std::make_shared<store_pool>(
+        c.http.report_connections, c.http.report_pool_wait,
+        [=] { return std::make_unique<ferry::reconcile::report_store>(dsn, schema, timeout); });
+    auto filter = [cap](const ferry::relay::report_routes::query& q) {
+        constexpr std::size_t k_max_value = 256;
         ferry::reconcile::report_filter f;
+        f.limit = cap;
+        for (const auto& [name, value] : q) {
+            if (name != "kind" && name != "group" && name != "topic" && name != "since" &&
+                name != "limit") {
+                throw ferry::relay::http_bad_request(
+                    "http.unknown_parameter",
+                    "unknown query parameter (expected kind, group, topic, since, limit)");
+            }
+            if (value.size() > k_max_value) {
+                throw ferry::relay::http_bad_request(
+                    "http.bad_" + name,
+                    name + " is longer than " + std::to_string(k_max_value) + " characters");
+            }
+        }
         auto get = [&](const char* k) -> std::optional<std::string> {
             const auto it = q.find(k);
             if (it == q.end() || it->second.empty()) return std::nullopt;
@@ -88,25 +110,72 @@ ferry::relay::report_routes make_report_routes(const ferry::config::ferry_config
         f.group = get("group");
         f.topic = get("topic");
         f.since = get("since");
-        if (auto l = get("limit")) f.limit = std::max<long long>(1, std::atoll(l->c_str()));
+        if (const auto it = q.find("limit"); it != q.end()) {
+            f.limit = ferry::relay::parse_limit("limit", it->second, cap);
+        }
         return f;
+    };
+    // A report_store whose connection broke is dropped, not returned to the pool.
+    auto with_store = [pool](auto&& fn) {
+        auto store = pool->acquire();
+        try {
+            return fn(*store);
+        } catch (const ferry::error& e) {
+            if (e.kind() != ferry::error_kind::permanent) store.discard();
+            throw;
+        } catch (...) {
+            store.discard();
+            throw;
+        }
     };
     ferry::relay::report_routes r;
     r.list = [=](const ferry::relay::report_routes::query& q) {
-        ferry::reconcile::report_store store(dsn, schema, timeout);
-        return std::pair<int, std::string>{200, ferry::reconcile::runs_json(store.list(filter(q)))};
+        const auto f = filter(q);
+        return with_store([&](ferry::reconcile::report_store& store) {
+            return std::pair<int, std::string>{200, ferry::reconcile::runs_json(store.list(f))};
+        });
     };
     r.show = [=](std::int64_t id, const ferry::relay::report_routes::query& q) {
-        ferry::reconcile::report_store store(dsn, schema, timeout);
-        const auto run = store.get(id);
-        if (!run) {
+        const auto f = filter(q);
+        return with_store([&](ferry::reconcile::report_store& store) {
+            const auto run = store.get(id);
+            if (!run) {
+                return std::pair<int, std::string>{404, "{\"error\":\"no reconciliation run " +
+                                                            std::to_string(id) +
+                                                            "\",\"code\":\"http.not_found\"}"};
+            }
             return std::pair<int, std::string>{
-                404, "{\"error\":\"no reconciliation run " + std::to_string(id) + "\"}"};
-        }
-        return std::pair<int, std::string>{
-            200, ferry::reconcile::report_json(*run, store.items(id, filter(q)))};
+                200, ferry::reconcile::report_json(*run, store.items(id, f))};
+        });
     };
     return r;
+}
+
+// The HTTP limits of the `http:` section; the bearer token comes from the environment variable
+// http.token_env names (never from YAML). Throws ferry::error(permanent) when it is unset or
+// too short to be a secret.
+ferry::relay::http_limits make_http_limits(const ferry::config::ferry_config& c) {
+    constexpr std::size_t k_min_token = 16;
+    ferry::relay::http_limits l;
+    l.token_for_metrics = c.http.token_for_metrics;
+    l.max_body_bytes = c.http.max_body_bytes;
+    l.max_uri_bytes = c.http.max_uri_bytes;
+    if (c.http.token_env.empty()) return l;
+    const char* value = std::getenv(c.http.token_env.c_str());
+    if (value == nullptr || *value == '\0') {
+        throw ferry::error(ferry::error_kind::permanent, "relay.http_token",
+                           "http.token_env: environment variable " + c.http.token_env +
+                               " is not set or empty (it holds the bearer token for /reports)",
+                           "http.token_env");
+    }
+    l.token = value;
+    if (l.token.size() < k_min_token) {
+        throw ferry::error(ferry::error_kind::permanent, "relay.http_token",
+                           "http.token_env: the token in " + c.http.token_env +
+                               " is shorter than " + std::to_string(k_min_token) + " characters",
+                           "http.token_env");
+    }
+    return l;
 }
 
 ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
@@ -222,6 +291,7 @@ int main(int argc, char** argv) {
         // One registry for the process (ADR 0030): the relay, check-back and reconciliation all
         // register into it, and /metrics serializes it.
         auto& metrics = ferry::metrics::process_registry();
+        auto limits = make_http_limits(cfg);  // before anything starts: a bad token is fatal
         ferry::relay::relay relay(to_options(cfg), &metrics);
         relay.start();
         auto checkback = make_checkback(cfg);
@@ -241,7 +311,8 @@ int main(int argc, char** argv) {
                          cfg.reconcile.groups.size(), cfg.reconcile.interval.count());
         }
         ferry::relay::http_server http(
-            cfg.http.listen, metrics, [&relay] { return relay.ready(); }, make_report_routes(cfg));
+            cfg.http.listen, metrics, [&relay] { return relay.ready(); }, make_report_routes(cfg),
+            std::move(limits));
         const std::string bound =
             (http.host().find(':') != std::string::npos ? "[" + http.host() + "]" : http.host()) +
             ":" + std::to_string(http.port());
