@@ -3,6 +3,8 @@
 #include <set>
 #include <utility>
 
+#include "headers.hpp"
+
 namespace ferry::relay::detail {
 
 namespace {
@@ -12,6 +14,35 @@ using key_id = std::pair<std::string, std::string>;  // (outbox topic, key)
 key_id key_of(const planned_row& row) { return {row.topic, row.key}; }
 
 }  // namespace
+
+prepared_batch prepare_batch(std::vector<source_row>& rows,
+                             const std::function<std::string(const std::string&)>& topic_of) {
+    prepared_batch out;
+    out.planned.resize(rows.size());
+    out.items.resize(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        auto& row = rows[i];
+        auto& p = out.planned[i];
+        p.id = row.id;
+        p.topic = row.topic;
+        p.key = row.key;
+        p.expired = row.expired;
+        if (row.expired) continue;
+        auto& item = out.items[i];
+        item.topic = topic_of(row.topic);
+        if (!row.key.empty()) item.key = row.key;
+        item.payload = std::move(row.payload);
+        item.headers.emplace_back("ferry-message-id", row.message_id);
+        item.headers.emplace_back("ferry-created-at", row.created_at_text);
+        p.header_error = decode_headers(row.headers_json, item.headers);
+    }
+    return out;
+}
+
+bool may_overlap_next_claim(const mark_plan& marks, bool producer_lost) {
+    return !producer_lost && marks.park.empty() && marks.transient == 0 && marks.held_acked == 0 &&
+           marks.left == 0;
+}
 
 produce_plan plan_produce(const std::vector<planned_row>& rows) {
     produce_plan plan;

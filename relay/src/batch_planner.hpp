@@ -14,8 +14,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "source.hpp"
 
 namespace ferry::relay::detail {
 
@@ -44,6 +49,26 @@ struct park_decision {
     std::string error_code;
     std::string reason;
 };
+
+/// One message as the sink produces it.
+struct produce_item {
+    std::string topic;               // broker topic (already mapped)
+    std::optional<std::string> key;  // nullopt: null key
+    std::string payload;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// Step 0: the claimed rows as the planner sees them, and each row's message as the sink
+/// would produce it (the payload is moved out of `rows`). Headers: "ferry-message-id",
+/// "ferry-created-at", then the row's own headers decoded (headers.hpp); a row whose headers
+/// cannot be decoded gets `header_error` and is parked by plan_produce. Expired rows get no
+/// item. `topic_of` maps an outbox topic to the broker's.
+struct prepared_batch {
+    std::vector<planned_row> planned;
+    std::vector<produce_item> items;  // one per row (index = row index)
+};
+[[nodiscard]] prepared_batch prepare_batch(
+    std::vector<source_row>& rows, const std::function<std::string(const std::string&)>& topic_of);
 
 /// Step 1: what to hand to the sink, before producing.
 struct produce_plan {
@@ -75,6 +100,12 @@ struct mark_plan {
 
 [[nodiscard]] mark_plan plan_mark(const std::vector<planned_row>& rows, const produce_plan& plan,
                                   const std::vector<delivery_report>& reports);
+
+/// Whether the next batch of the group may be claimed and produced while this one is still
+/// being marked (the publisher's pipeline). Only when every row was published or expired: a
+/// park, a failure or a held row must be marked first, so the next claim sees the parked key
+/// held back and the failed row again, before any later row of its key.
+[[nodiscard]] bool may_overlap_next_claim(const mark_plan& marks, bool producer_lost);
 
 /// Step 3: what the worker does after the batch.
 enum class next_step {

@@ -152,4 +152,66 @@ TEST(BatchPlannerTest, LostProducerBacksOff) {
               next_step::back_off);
 }
 
+// The pipeline may claim the next batch before this one's mark commits only when every row was
+// published or expired; a park, a failure, a held row or a lost producer must be marked first.
+TEST(BatchPlannerTest, NextClaimOverlapsTheMarkOnlyWhenEveryRowWasPublishedOrExpired) {
+    const std::vector<planned_row> clean{row(1, "a"), row(2, "b", true), row(3, "a")};
+    auto plan = plan_produce(clean);
+    auto marks = plan_mark(clean, plan, {acked(1), acked(2)});
+    EXPECT_TRUE(may_overlap_next_claim(marks, false));
+    EXPECT_FALSE(may_overlap_next_claim(marks, true)) << "producer lost";
+
+    const std::vector<planned_row> rows{row(1, "a"), row(2, "b"), row(3, "a")};
+    plan = plan_produce(rows);
+    marks = plan_mark(rows, plan, {failed(delivery_result::transient), acked(2), acked(3)});
+    EXPECT_FALSE(may_overlap_next_claim(marks, false)) << "transient failure, held row";
+    marks = plan_mark(
+        rows, plan, {acked(1), acked(2), failed(delivery_result::permanent, "MSG_SIZE_TOO_LARGE")});
+    EXPECT_FALSE(may_overlap_next_claim(marks, false)) << "parked row";
+    marks = plan_mark(rows, plan, {acked(1), failed(delivery_result::not_sent), acked(3)});
+    EXPECT_FALSE(may_overlap_next_claim(marks, false)) << "row not sent";
+
+    const std::vector<planned_row> bad_headers{row(1, "a", false, "headers: not an object")};
+    plan = plan_produce(bad_headers);
+    marks = plan_mark(bad_headers, plan, {});
+    EXPECT_FALSE(may_overlap_next_claim(marks, false)) << "headers parked";
+}
+
+// prepare_batch: each row's message as the sink produces it, the topic mapped, the payload
+// moved, the two ferry headers first, then the row's own; bad headers become a header_error;
+// expired rows get no message.
+TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
+    std::vector<source_row> rows(3);
+    rows[0].id = 7;
+    rows[0].message_id = "m-7";
+    rows[0].topic = "orders";
+    rows[0].key = "k";
+    rows[0].payload = "p7";
+    rows[0].headers_json = R"({"trace":"t1","n":1.50})";
+    rows[0].created_at_text = "2026-11-30T08:00:00.123Z";
+    rows[1].id = 8;
+    rows[1].topic = "orders";
+    rows[1].headers_json = "[1]";
+    rows[2].id = 9;
+    rows[2].topic = "orders";
+    rows[2].expired = true;
+    const auto batch = prepare_batch(rows, [](const std::string& t) { return "prefix." + t; });
+    ASSERT_EQ(batch.planned.size(), 3u);
+    ASSERT_EQ(batch.items.size(), 3u);
+    EXPECT_EQ(batch.items[0].topic, "prefix.orders");
+    EXPECT_EQ(batch.items[0].key, std::optional<std::string>("k"));
+    EXPECT_EQ(batch.items[0].payload, "p7");
+    const std::vector<std::pair<std::string, std::string>> headers{
+        {"ferry-message-id", "m-7"},
+        {"ferry-created-at", "2026-11-30T08:00:00.123Z"},
+        {"trace", "t1"},
+        {"n", "1.50"}};
+    EXPECT_EQ(batch.items[0].headers, headers);
+    EXPECT_TRUE(batch.planned[0].header_error.empty());
+    EXPECT_FALSE(batch.items[1].key.has_value()) << "an empty key is a null key";
+    EXPECT_FALSE(batch.planned[1].header_error.empty());
+    EXPECT_TRUE(batch.planned[2].expired);
+    EXPECT_TRUE(batch.items[2].topic.empty()) << "expired rows are never produced";
+}
+
 }  // namespace

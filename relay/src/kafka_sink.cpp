@@ -1,4 +1,4 @@
-#include "producer.hpp"
+#include "kafka_sink.hpp"
 
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
@@ -213,6 +213,34 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
     }
     serve(0);
     return result;
+}
+
+kafka_sink::kafka_sink(const relay_options& options, ferry::metrics::counter restarts)
+    : _o(options), _restarts(restarts), _producer(std::make_unique<producer>(options)) {}
+
+void kafka_sink::ensure_producer() {
+    if (_producer) return;
+    _producer = std::make_unique<producer>(_o);
+    _restarts.inc();
+    spdlog::warn("event=producer_restarted restarts={}", _restarts.value());
+}
+
+batch_outcome kafka_sink::send(const std::vector<produce_item>& items,
+                               std::chrono::steady_clock::time_point deadline,
+                               std::chrono::steady_clock::time_point produce_until,
+                               const std::function<bool()>& abandon,
+                               const std::function<void()>& after_produce) {
+    ensure_producer();
+    auto out = _producer->send(items, deadline, produce_until, abandon, after_produce);
+    // After a fatal error, or a purge (librdkafka would re-sequence what follows, so a later
+    // message could land before a purged one of its key), this producer is not used again.
+    if (out.fatal || out.purged) _producer.reset();
+    return out;
+}
+
+void kafka_sink::raise_fatal_for_test(const char* reason) {
+    ensure_producer();
+    _producer->raise_fatal_for_test(reason);
 }
 
 }  // namespace ferry::relay::detail

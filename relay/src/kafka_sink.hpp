@@ -1,5 +1,6 @@
 #pragma once
-// Private: the relay's Kafka producer (librdkafka), kept out of public headers.
+// Private: the Kafka sink (librdkafka), kept out of public headers. All of the relay's Kafka
+// code is in kafka_sink.cpp: the producer below and kafka_sink, which recreates it.
 //
 // One idempotent producer (enable.idempotence=true, acks=all, murmur2_random partitioner) with
 // enable.gapless.guarantee=true, one request in flight, and no librdkafka message timeout
@@ -21,35 +22,13 @@
 #include <utility>
 #include <vector>
 
-#include "batch_planner.hpp"
+#include "ferry/common/metrics.hpp"
 #include "ferry/relay/options.hpp"
+#include "sink.hpp"
 
 struct rd_kafka_s;
 
 namespace ferry::relay::detail {
-
-struct produce_item {
-    std::string topic;               // Kafka topic (already mapped)
-    std::optional<std::string> key;  // nullopt: null key
-    std::string payload;
-    std::vector<std::pair<std::string, std::string>> headers;
-};
-
-// Per message: acknowledged at partition/offset, refused permanently, transient, not sent (the
-// planner's types; error_code is librdkafka's error name, e.g. "MSG_SIZE_TOO_LARGE").
-using outcome = delivery_result;
-using delivery = delivery_report;
-
-struct batch_outcome {
-    std::vector<delivery> deliveries;  // one per item, same order
-    bool fatal = false;                // the producer must be recreated
-    std::string fatal_reason;
-    /// Messages were purged from librdkafka's queue (lease budget spent, or the batch abandoned
-    /// at its deadline): the producer must not be used again, since librdkafka would give the
-    /// messages that follow new sequence numbers and a later message could land before a
-    /// purged one of the same key.
-    bool purged = false;
-};
 
 /// True when Kafka will refuse this message again however often it is retried.
 [[nodiscard]] bool is_permanent_error(int rd_kafka_resp_err) noexcept;
@@ -93,6 +72,29 @@ private:
 
     rd_kafka_s* _rk = nullptr;
     std::vector<std::shared_ptr<batch_state>> _unfinished;  // kept alive until every report
+};
+
+/// The sink the publisher uses: one producer at a time, created up front (so an invalid
+/// kafka.properties entry fails start-up, not a loop) and recreated before the next send after a
+/// fatal error or a purge made it unusable (issue 10, hole 1: every send goes through here, so
+/// no round over several groups can use a dropped producer).
+class kafka_sink final : public sink {
+public:
+    /// Throws ferry::error(permanent, "relay.kafka_config") for an invalid configuration.
+    kafka_sink(const relay_options& options, ferry::metrics::counter restarts);
+    batch_outcome send(const std::vector<produce_item>& items,
+                       std::chrono::steady_clock::time_point deadline,
+                       std::chrono::steady_clock::time_point produce_until,
+                       const std::function<bool()>& abandon,
+                       const std::function<void()>& after_produce) override;
+    void raise_fatal_for_test(const char* reason) override;
+
+private:
+    void ensure_producer();
+
+    const relay_options& _o;
+    ferry::metrics::counter _restarts;
+    std::unique_ptr<producer> _producer;
 };
 
 }  // namespace ferry::relay::detail

@@ -1,0 +1,44 @@
+#include "fault_points.hpp"
+
+#ifdef FERRY_FAULT_POINTS
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace ferry::relay::detail::fault {
+
+void sleep_point(const char* name, const char* env_name, int group, std::int64_t epoch,
+                 std::size_t rows) {
+    static std::mutex m;
+    static std::set<std::string> fired;
+    const char* env = std::getenv(env_name);
+    if (env == nullptr || rows == 0) return;
+    {
+        std::lock_guard lock(m);
+        if (!fired.insert(name).second) return;
+    }
+    const long sleep_ms = std::atol(env);
+    spdlog::warn("event=fault_point name={} group={} epoch={} rows={} sleep_ms={}", name, group,
+                 epoch, rows, sleep_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+}
+
+bool produce_guard_enabled() {
+    static const bool disabled = std::getenv("FERRY_RELAY_UNSAFE_NO_PRODUCE_GUARD") != nullptr;
+    return !disabled;
+}
+
+bool fatal_producer_armed(std::size_t groups) {
+    static std::atomic<bool> fired{false};
+    if (groups < 2 || std::getenv("FERRY_RELAY_FAULT_FATAL_PRODUCER") == nullptr) return false;
+    return !fired.exchange(true);
+}
+
+}  // namespace ferry::relay::detail::fault
+#endif

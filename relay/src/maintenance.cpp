@@ -1,0 +1,229 @@
+// The relay's maintenance thread: the outbox gauges and the published ledger's retention, on
+// their own thread and session, so that slow statements over a large backlog never delay lease
+// renewal (issue 10, hole 4).
+
+#include "maintenance.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <utility>
+#include <vector>
+
+#include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/pq.hpp"
+#include "log_text.hpp"
+
+namespace ferry::relay::detail {
+
+using namespace std::chrono_literals;
+using ms = std::chrono::milliseconds;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string utc_literal(std::int64_t epoch_s) {
+    const std::time_t t = static_cast<std::time_t>(epoch_s);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S+00", &tm);
+    return buf;
+}
+
+// One DDL statement of the ledger's maintenance. A lock that readers hold past lock_timeout
+// (a long reconciliation scan) defers the work to the next cycle instead of queueing the
+// relay's marks behind it. Returns false when deferred.
+bool ledger_ddl(pqxx::connection& conn, const std::string& sql) {
+    try {
+        pqxx::work tx{conn};
+        tx.exec(sql);
+        tx.commit();
+        return true;
+    } catch (const pqxx::broken_connection&) {
+        throw;
+    } catch (const pqxx::sql_error& e) {
+        spdlog::warn("event=ledger_ddl_deferred sqlstate={} error=\"{}\"", e.sqlstate(),
+                     one_line(e.what()));
+        return false;
+    }
+}
+
+}  // namespace
+
+maintenance::maintenance(const relay_options& options, std::string quoted_schema,
+                         relay_state& state, relay_metrics& metrics)
+    : _o(options),
+      _q(std::move(quoted_schema)),
+      _state(state),
+      _m(metrics),
+      _session(options, metrics.pg_reconnects, "maintenance") {}
+
+void maintenance::refresh_stats(pqxx::connection& conn) {
+    pqxx::read_transaction tx{conn};
+    const auto r = internal::exec(tx,
+                                  "SELECT (SELECT count(*) FROM " + _q +
+                                      ".outbox), "
+                                      "(SELECT coalesce(extract(epoch FROM clock_timestamp() - "
+                                      "min(created_at)), 0)::float8 "
+                                      "FROM " +
+                                      _q + ".outbox), (SELECT count(*) FROM " + _q +
+                                      ".parked), "
+                                      "(SELECT count(*) FROM " +
+                                      _q +
+                                      ".expired), "
+                                      "(SELECT coalesce(max(n_dead_tup), 0) FROM "
+                                      "pg_stat_user_tables WHERE schemaname = $1 "
+                                      "AND relname = 'outbox')",
+                                  _o.schema);
+    _m.pending.set(r[0][0].as<double>());
+    _m.oldest.set(r[0][1].as<double>());
+    _m.parked_gauge.set(r[0][2].as<double>());
+    _m.expired_gauge.set(r[0][3].as<double>());
+    _m.dead_tuples.set(r[0][4].as<double>());
+}
+
+void maintenance::run() {
+    const ms stats_period = std::max<ms>(_o.lease_ttl / 3, 100ms);
+    const ms ledger_period = std::clamp<ms>(ledger_width() / 2, 500ms, 60s);
+    auto last_ledger = clock::now() - 1h;
+    ms backoff = 100ms;
+    while (!_state.stopping()) {
+        try {
+            auto& conn = _session.get();
+            try {
+                refresh_stats(conn);
+            } catch (const pqxx::broken_connection&) {
+                throw;
+            } catch (const std::exception& e) {
+                // Typically statement_timeout over a huge backlog: the gauges go stale, the
+                // ledger retention below still runs.
+                spdlog::warn("event=stats_error error=\"{}\"", one_line(e.what()));
+            }
+            if (clock::now() - last_ledger >= ledger_period) {
+                maintain_ledger(conn);
+                last_ledger = clock::now();
+            }
+            backoff = 100ms;
+            _state.sleep_for(std::min(stats_period, ledger_period));
+        } catch (const std::exception& e) {
+            _session.reset();
+            spdlog::warn("event=maintenance_error error=\"{}\" retry_in_ms={}", one_line(e.what()),
+                         backoff.count());
+            _state.sleep_for(backoff);
+            backoff = std::min<ms>(backoff * 2, 5s);
+        }
+    }
+}
+
+// Width of one ledger partition: a quarter of the retention, between 1 s and 1 day, so a
+// row lives at most retention + width (+ one maintenance period).
+ms maintenance::ledger_width() const {
+    return std::clamp<ms>(
+        std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention / 4), 1s, 24h);
+}
+
+// Ledger retention by partitions (migration 0010, ADR 0010): create range partitions ahead
+// of the database clock, drop those whose upper bound is past the retention, and trim the
+// default partition (rows outside every range) with bounded deletes. One instance at a
+// time (advisory lock); DDL waits at most lock_timeout for readers, then retries later.
+void maintenance::maintain_ledger(pqxx::connection& conn) {
+    {
+        pqxx::nontransaction tx{conn};
+        const auto got = internal::exec(
+            tx, "SELECT pg_try_advisory_lock(hashtext('ferry.relay.ledger'), hashtext($1))",
+            _o.schema);
+        if (!got[0][0].as<bool>()) return;
+        tx.exec("SET lock_timeout = 500");
+    }
+    struct unlock_guard {
+        pqxx::connection& conn;
+        const std::string& schema;
+        ~unlock_guard() {
+            try {
+                pqxx::nontransaction tx{conn};
+                tx.exec("SET lock_timeout = 0");
+                (void)internal::exec(
+                    tx, "SELECT pg_advisory_unlock(hashtext('ferry.relay.ledger'), hashtext($1))",
+                    schema);
+            } catch (...) {
+                // A broken session releases its advisory locks itself.
+            }
+        }
+    } unlock{conn, _o.schema};
+
+    const std::int64_t width =
+        std::chrono::duration_cast<std::chrono::seconds>(ledger_width()).count();
+    const std::int64_t retention_s =
+        std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention).count();
+    std::int64_t now_s = 0;
+    std::vector<std::pair<std::int64_t, std::string>> ranged;  // (upper bound, name)
+    std::int64_t max_upper = 0;
+    {
+        pqxx::nontransaction tx{conn};
+        now_s = tx.exec("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")[0][0]
+                    .as<std::int64_t>();
+        const auto r = internal::exec(
+            tx,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = "
+            "to_regclass($1) AND n.nspname = $2 AND c.relname ~ '^published_p[0-9]+_[0-9]+$'",
+            _q + ".published", _o.schema);
+        for (const auto& row : r) {
+            const auto name = row[0].as<std::string>();
+            const std::int64_t upper = std::stoll(name.substr(name.rfind('_') + 1));
+            ranged.emplace_back(upper, name);
+            max_upper = std::max(max_upper, upper);
+        }
+    }
+    // Drop partitions wholly past the retention.
+    int dropped = 0;
+    for (const auto& [upper, name] : ranged) {
+        if (upper > now_s - retention_s) continue;
+        if (!ledger_ddl(conn,
+                        "DROP TABLE IF EXISTS " + _q + "." + quote_identifier(name, "partition"))) {
+            break;
+        }
+        ++dropped;
+    }
+    // Create partitions up to three widths ahead. After a gap (no partition covers now),
+    // start at the next boundary a second ahead: rows already in the default partition for
+    // the current range would make the creation fail.
+    std::int64_t from = max_upper;
+    if (from <= now_s) from = ((now_s + 1) / width + 1) * width;
+    int created = 0;
+    while (from < now_s + 3 * width) {
+        const std::int64_t to = from + width;
+        const auto name = "published_p" + std::to_string(from) + "_" + std::to_string(to);
+        if (!ledger_ddl(conn, "CREATE TABLE IF NOT EXISTS " + _q + "." +
+                                  quote_identifier(name, "partition") + " PARTITION OF " + _q +
+                                  ".published FOR VALUES FROM ('" + utc_literal(from) + "') TO ('" +
+                                  utc_literal(to) + "')")) {
+            break;
+        }
+        ++created;
+        from = to;
+    }
+    // Rows outside every range: bounded deletes, as before partitioning.
+    long trimmed = 0;
+    for (int i = 0; i < 20; ++i) {
+        pqxx::work tx{conn};
+        const auto r = internal::exec(
+            tx,
+            "DELETE FROM " + _q + ".published_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM " +
+                _q +
+                ".published_default WHERE published_at < clock_timestamp() - $1::bigint * "
+                "interval '1 millisecond' LIMIT 5000))",
+            std::to_string(_o.published_retention.count()));
+        tx.commit();
+        trimmed += static_cast<long>(r.affected_rows());
+        if (r.affected_rows() < 5000) break;
+    }
+    if (dropped > 0 || created > 0 || trimmed > 0) {
+        spdlog::debug("event=ledger_maintained dropped={} created={} trimmed_default={}", dropped,
+                      created, trimmed);
+    }
+}
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,36 @@
+#pragma once
+// Private: the relay's maintenance thread (maintenance.cpp): refreshes the outbox gauges
+// (pending, oldest age, parked, expired, dead tuples) and keeps the published ledger's
+// retention by range partitions (migration 0010, ADR 0010), on its own session.
+
+#include <chrono>
+#include <pqxx/pqxx>
+#include <string>
+
+#include "ferry/relay/options.hpp"
+#include "pg_session.hpp"
+#include "relay_metrics.hpp"
+#include "relay_state.hpp"
+
+namespace ferry::relay::detail {
+
+class maintenance {
+public:
+    maintenance(const relay_options& options, std::string quoted_schema, relay_state& state,
+                relay_metrics& metrics);
+    /// The thread's body: returns after stop().
+    void run();
+
+private:
+    void refresh_stats(pqxx::connection& conn);
+    void maintain_ledger(pqxx::connection& conn);
+    [[nodiscard]] std::chrono::milliseconds ledger_width() const;
+
+    const relay_options& _o;
+    std::string _q;
+    relay_state& _state;
+    relay_metrics& _m;
+    pg_session _session;
+};
+
+}  // namespace ferry::relay::detail

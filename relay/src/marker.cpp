@@ -1,0 +1,103 @@
+#include "marker.hpp"
+
+#include "ferry/internal/pg_array.hpp"
+#include "ferry/internal/pq.hpp"
+
+namespace ferry::relay::detail {
+
+mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
+                        const std::string& instance_id, const mark_request& request) {
+    pqxx::work tx{conn};
+    // The mark need not wait for its WAL flush: a mark that a database crash loses leaves its
+    // rows in the outbox, and they are published again, exactly as after a relay crash between
+    // Kafka's ack and the mark (consumers absorb the duplicates by ferry-message-id). Other
+    // sessions see the commit at once either way (ADR 0002, "Pipeline").
+    tx.exec("SET LOCAL synchronous_commit = off");
+    const auto lease = internal::exec_cached(
+        tx, "ferry_relay_fence",
+        "SELECT owner = $1 AND epoch = $2 AND expires_at > clock_timestamp() FROM " + q +
+            ".relay_lease WHERE lease_group = $3 FOR UPDATE",
+        instance_id, request.epoch, request.group);
+    if (lease.empty() || lease[0][0].is_null() || !lease[0][0].as<bool>()) {
+        tx.abort();
+        return mark_outcome::fenced;
+    }
+    if (!request.publish.empty()) {
+        std::vector<std::int64_t> ids;
+        std::vector<int> parts;
+        std::vector<std::int64_t> offsets;
+        ids.reserve(request.publish.size());
+        parts.reserve(request.publish.size());
+        offsets.reserve(request.publish.size());
+        for (const auto& p : request.publish) {
+            ids.push_back(p.id);
+            parts.push_back(p.partition);
+            offsets.push_back(p.offset);
+        }
+        (void)internal::exec_cached(
+            tx, "ferry_relay_mark_published",
+            "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) "
+            "AS t(id, part, off)), moved AS (DELETE FROM " +
+                q +
+                ".outbox o USING info "
+                "WHERE o.id = info.id RETURNING o.message_id, o.topic, o.key, "
+                "o.created_at, o.payload, o.headers, "
+                "info.part, info.off) INSERT INTO " +
+                q +
+                ".published (message_id, topic, "
+                "key, partition, \"offset\", created_at, relay_epoch, lease_group, "
+                "payload, headers) SELECT "
+                "message_id, topic, key, part, off, created_at, $4, $5, payload, headers "
+                "FROM moved",
+            internal::array_literal(ids), internal::array_literal(parts),
+            internal::array_literal(offsets), request.epoch, request.group);
+    }
+    if (!request.expire.empty()) {
+        (void)internal::exec_cached(
+            tx, "ferry_relay_mark_expired",
+            "WITH moved AS (DELETE FROM " + q +
+                ".outbox WHERE id = ANY($1::bigint[]) "
+                "RETURNING *) INSERT INTO " +
+                q +
+                ".expired (id, message_id, topic, key, "
+                "payload, headers, created_at, available_at, expires_at) SELECT id, "
+                "message_id, topic, key, payload, headers, created_at, available_at, "
+                "expires_at FROM moved ON CONFLICT (id) DO UPDATE SET expired_at = "
+                "excluded.expired_at",
+            internal::array_literal(request.expire));
+    }
+    if (!request.park.empty()) {
+        std::vector<std::int64_t> ids;
+        std::vector<std::string> reasons;
+        std::vector<std::string> codes;
+        for (const auto& p : request.park) {
+            ids.push_back(p.id);
+            reasons.push_back(p.reason);
+            codes.push_back(p.error_code);
+        }
+        (void)internal::exec_cached(
+            tx, "ferry_relay_mark_parked",
+            "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS "
+            "t(id, reason, code)), moved AS (DELETE FROM " +
+                q +
+                ".outbox o USING info "
+                "WHERE o.id = info.id RETURNING o.id, o.message_id, o.topic, o.key, "
+                "o.payload, o.headers, o.created_at, o.available_at, o.expires_at, "
+                "info.reason, info.code) INSERT INTO " +
+                q +
+                ".parked (id, message_id, topic, key, payload, headers, "
+                "created_at, available_at, expires_at, reason, error_code) SELECT id, "
+                "message_id, topic, key, payload, headers, created_at, available_at, "
+                "expires_at, reason, code FROM moved ON CONFLICT (id) DO UPDATE SET reason = "
+                "excluded.reason, error_code = excluded.error_code, parked_at = "
+                "excluded.parked_at, attempts = " +
+                q + ".parked.attempts + 1",
+            internal::array_literal(ids), internal::array_literal(reasons),
+            internal::array_literal(codes));
+    }
+    if (request.before_commit) request.before_commit();
+    tx.commit();
+    return mark_outcome::marked;
+}
+
+}  // namespace ferry::relay::detail

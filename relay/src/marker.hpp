@@ -1,0 +1,19 @@
+#pragma once
+// Private: the marker. One transaction per batch, fenced by the lease row: it locks the row
+// (FOR UPDATE, so a steal and a mark cannot interleave), checks owner, epoch and expiry on the
+// database clock, then moves the batch's rows out of the outbox: published rows to the ledger
+// (with their partition and offset), parked rows to `parked`, expired rows to `expired`.
+
+#include <pqxx/pqxx>
+#include <string>
+
+#include "source.hpp"
+
+namespace ferry::relay::detail {
+
+/// `quoted_schema` is validated and quoted. Returns fenced (and rolls back) when the lease is
+/// no longer `instance_id`'s at `request.epoch`. Throws on a database error.
+mark_outcome mark_batch(pqxx::connection& conn, const std::string& quoted_schema,
+                        const std::string& instance_id, const mark_request& request);
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,90 @@
+// The polling source's claim: one statement checks the lease on the database clock and reads
+// the group's visible rows, so a batch costs one round trip before producing.
+
+#include "poll_source.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include "ferry/internal/pg_array.hpp"
+#include "ferry/internal/pq.hpp"
+#include "marker.hpp"
+
+namespace ferry::relay::detail {
+
+poll_source::poll_source(const relay_options& options, std::string quoted_schema,
+                         ferry::metrics::counter reconnects)
+    : _o(options),
+      _q(std::move(quoted_schema)),
+      _claim(options, reconnects, "claim"),
+      _mark(options, reconnects, "mark") {
+    // $1 instance, $2 epoch, $3 group, $4 shards, $5 limit, $6 excluded ids, $7 the least
+    // remaining lease time (ms) worth publishing in, $8 the largest excluded id.
+    //
+    // The lease row comes first and always (LEFT JOIN LATERAL): no lease row or another owner
+    // or epoch reads no rows. Rows of the previous batch that is still being marked are
+    // skipped: ids above the largest excluded one skip the test, the others test membership
+    // with a hashed `= ANY` (the statement is planned with its parameters, so the array is a
+    // constant of at least nine elements or a short list).
+    _claim_sql =
+        "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
+        "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 AS "
+        "remaining_ms FROM " +
+        _q +
+        ".relay_lease WHERE lease_group = $3) "
+        "SELECT lease.ours, lease.remaining_ms, c.* FROM lease LEFT JOIN LATERAL ("
+        "SELECT o.id, o.message_id::text, o.topic, o.key, o.payload, o.headers::text, "
+        "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+        "extract(epoch FROM o.created_at)::float8, "
+        "(o.expires_at IS NOT NULL AND o.expires_at <= clock_timestamp()) "
+        "FROM " +
+        _q +
+        ".outbox o WHERE lease.ours AND lease.remaining_ms >= $7 "
+        "AND o.shard = ANY($4::smallint[]) AND o.available_at <= clock_timestamp() "
+        "AND (o.id > $8 OR NOT (o.id = ANY($6::bigint[]))) "
+        "AND NOT EXISTS (SELECT 1 FROM " +
+        _q +
+        ".parked p WHERE p.topic = o.topic AND p.key = o.key) "
+        "ORDER BY o.id LIMIT $5) c ON true";
+}
+
+claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit,
+                                const std::vector<std::int64_t>& exclude, double min_remaining_ms) {
+    claim_result out;
+    std::int64_t max_excluded = 0;
+    for (const auto id : exclude) max_excluded = std::max(max_excluded, id);
+    pqxx::nontransaction tx{_claim.get()};
+    // Unprepared on purpose: planned with its parameters each time (see the constructor).
+    const auto r = internal::exec(
+        tx, _claim_sql, _o.instance_id, epoch, group, shard_array_literal(group, _o.lease_groups),
+        static_cast<long>(limit), internal::array_literal(exclude), min_remaining_ms, max_excluded);
+    if (r.empty() || !r[0][0].as<bool>()) return out;
+    out.lease_ours = true;
+    out.lease_remaining_ms = r[0][1].as<double>();
+    if (r[0][2].is_null()) return out;  // no rows (or too little lease time left)
+    out.rows.reserve(r.size());
+    for (const auto& row : r) {
+        source_row c;
+        c.id = row[2].as<std::int64_t>();
+        c.message_id = row[3].as<std::string>();
+        c.topic = row[4].as<std::string>();
+        c.key = row[5].as<std::string>();
+        const pqxx::binarystring payload(row[6]);
+        c.payload = payload.str();
+        c.headers_json = row[7].as<std::string>();
+        c.created_at_text = row[8].as<std::string>();
+        // from_chars: as<double>() goes through a locale-aware stream, a measurable share of
+        // the relay's CPU at 1000 rows per batch.
+        const char* epoch_text = row[9].c_str();
+        (void)std::from_chars(epoch_text, epoch_text + row[9].size(), c.created_at_epoch);
+        c.expired = row[10].as<bool>();
+        out.rows.push_back(std::move(c));
+    }
+    return out;
+}
+
+mark_outcome poll_source::mark(const mark_request& request) {
+    return mark_batch(_mark.get(), _q, _o.instance_id, request);
+}
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,36 @@
+#pragma once
+// Private: the polling source. It reads the outbox table: the visible rows of a lease group's
+// shards in id order, with no cursor (a row whose transaction commits late becomes visible to
+// the next claim; nothing ever moves past it, ADR 0002), and marks a batch by moving its rows
+// to the published ledger, parked or expired (marker.hpp), fenced by the lease row.
+
+#include <string>
+
+#include "ferry/common/metrics.hpp"
+#include "ferry/relay/options.hpp"
+#include "pg_session.hpp"
+#include "source.hpp"
+
+namespace ferry::relay::detail {
+
+class poll_source final : public source {
+public:
+    /// `quoted_schema`: the schema, already validated and quoted.
+    poll_source(const relay_options& options, std::string quoted_schema,
+                ferry::metrics::counter reconnects);
+
+    claim_result claim(int group, std::int64_t epoch, std::size_t limit,
+                       const std::vector<std::int64_t>& exclude, double min_remaining_ms) override;
+    mark_outcome mark(const mark_request& request) override;
+    void reset_claim_session() noexcept override { _claim.reset(); }
+    void reset_mark_session() noexcept override { _mark.reset(); }
+
+private:
+    const relay_options& _o;
+    std::string _q;
+    std::string _claim_sql;
+    pg_session _claim;
+    pg_session _mark;
+};
+
+}  // namespace ferry::relay::detail

@@ -1,0 +1,361 @@
+#include "publisher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "fault_points.hpp"
+#include "ferry/common/error.hpp"
+#include "log_text.hpp"
+
+namespace ferry::relay::detail {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+using ms = std::chrono::milliseconds;
+
+namespace {
+
+// While messages keep arriving (some were found within this window) the claimer polls every
+// poll_min, so a steady or bursty stream never waits on a backed-off sleep.
+constexpr std::chrono::seconds k_busy_window{1};
+
+double now_epoch_seconds() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+publisher::publisher(const relay_options& options, relay_state& state, relay_metrics& metrics,
+                     source& src, sink& snk)
+    : _o(options), _state(state), _m(metrics), _source(src), _sink(snk) {}
+
+publisher::~publisher() { join(); }
+
+void publisher::start() {
+    _marker = std::thread([this] { mark_loop(); });
+    _claimer = std::thread([this] { claim_loop(); });
+}
+
+void publisher::join() {
+    if (_claimer.joinable()) _claimer.join();
+    if (_marker.joinable()) _marker.join();
+    _state.set_publisher_done();
+}
+
+// ------------------------------------------------------------------------------------------
+// claimer
+
+void publisher::claim_loop() {
+    ms idle = _o.poll_min;
+    clock::time_point last_found{};
+    ms pg_backoff = 100ms;
+    ms trouble_backoff = 100ms;
+    while (!_state.stopping()) {
+        try {
+            const auto groups = _state.publishable();
+            if (groups.empty()) {
+                _state.wait_for_publishable(50ms);
+                continue;
+            }
+            bool full = false;
+            bool found = false;
+            bool trouble = false;
+            if (fault::fatal_producer_armed(groups.size())) _inject_fatal = true;
+            for (const auto& [g, epoch] : groups) {
+                if (_state.stopping()) break;
+                const auto r = run_batch(g, epoch);
+                full = full || r == batch_result::full;
+                found = found || r == batch_result::full || r == batch_result::partial;
+                trouble = trouble || r == batch_result::trouble;
+            }
+            pg_backoff = 100ms;
+            if (trouble) {
+                _state.sleep_for(trouble_backoff);
+                trouble_backoff = std::min<ms>(trouble_backoff * 2, 5s);
+                idle = _o.poll_min;
+                continue;
+            }
+            trouble_backoff = 100ms;
+            if (full) {
+                idle = _o.poll_min;
+                continue;
+            }
+            // Adaptive polling: after a quiet second, back off doubling up to poll_max.
+            const auto now = clock::now();
+            if (found) last_found = now;
+            if (now - last_found < k_busy_window) {
+                idle = _o.poll_min;
+                _state.sleep_for(idle);
+                continue;
+            }
+            _state.sleep_for(idle);
+            idle = std::min<ms>(idle * 2, _o.poll_max);
+        } catch (const std::exception& e) {
+            const auto* fe = dynamic_cast<const ferry::error*>(&e);
+            const bool config = fe != nullptr && fe->kind() == error_kind::permanent &&
+                                fe->code() == "relay.kafka_config";
+            if (config) {
+                spdlog::error("event=worker_error error=\"{}\"", one_line(e.what()));
+            } else {
+                spdlog::warn("event=worker_error error=\"{}\" reconnect=true retry_in_ms={}",
+                             one_line(e.what()), pg_backoff.count());
+            }
+            // A fresh session is the simplest safe state after any database error.
+            _source.reset_claim_session();
+            _state.sleep_for(pg_backoff);
+            pg_backoff = std::min<ms>(pg_backoff * 2, 5s);
+        }
+    }
+    {
+        std::lock_guard lock(_mq);
+        _claimer_done = true;
+    }
+    _mcv.notify_all();
+}
+
+publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
+    if (!_state.begin_batch(group, epoch)) return batch_result::fenced;
+    // Until the batch is handed to the marker, ending it is this function's job.
+    bool handed = false;
+    struct batch_end {
+        relay_state& state;
+        int group;
+        const bool& handed;
+        ~batch_end() {
+            if (!handed) state.end_batch(group);
+        }
+    } end{_state, group, handed};
+
+    // 1. Claim: the lease (ours, with time to spare, on the database clock) and the rows, in one
+    //    statement, skipping the rows of a batch of this group that is still being marked.
+    const auto exclude = claim_exclusions(group);
+    const double min_remaining_ms = static_cast<double>(_o.lease_ttl.count()) / 4;
+    auto claim = _source.claim(group, epoch, _o.batch_size, exclude, min_remaining_ms);
+    if (!claim.lease_ours) {
+        if (_state.drop_lease(group, epoch)) {
+            spdlog::warn("event=lease_dropped group={} epoch={} reason=lease_taken", group, epoch);
+        }
+        _m.groups_held.set(static_cast<double>(_state.groups_held()));
+        return batch_result::fenced;
+    }
+    if (claim.rows.empty()) {
+        // Renewal lagging: do not publish near expiry.
+        return claim.lease_remaining_ms < min_remaining_ms ? batch_result::not_ready
+                                                           : batch_result::empty;
+    }
+    // The zombie guard's budget: the lease's remaining time on the database clock, less a
+    // margin for the round trip, counted on this process's monotonic clock from now. A pause
+    // (SIGSTOP) does not stop the monotonic clock, so a process that wakes after its lease could
+    // have been taken produces nothing (kafka_sink, producer::send).
+    const auto produce_until =
+        clock::now() +
+        std::chrono::duration_cast<clock::duration>(
+            std::chrono::duration<double, std::milli>(claim.lease_remaining_ms)) -
+        _o.lease_ttl / 8;
+    auto& rows = claim.rows;
+    const auto t_claimed = clock::now();
+    ++_m.n_batches;
+    _m.batch_size.observe(static_cast<double>(rows.size()));
+    if (!exclude.empty()) _m.pipelined_batches.inc();
+
+    // 2. Decide what to produce (batch_planner, pure).
+    auto prepared =
+        prepare_batch(rows, [this](const std::string& topic) { return kafka_topic(_o, topic); });
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (prepared.planned[i].header_error.empty()) continue;
+        _m.invalid_headers.inc();
+        spdlog::error(
+            "event=invalid_headers group={} outbox_id={} message_id={} reason=\"{}\" "
+            "action=park",
+            group, rows[i].id, rows[i].message_id, one_line(prepared.planned[i].header_error));
+    }
+    const auto plan = plan_produce(prepared.planned);
+    std::vector<produce_item> items;
+    items.reserve(plan.produce.size());
+    for (const auto i : plan.produce) items.push_back(std::move(prepared.items[i]));
+
+    // 3. Produce, and wait for every report.
+    batch_outcome out;
+    fault::before_produce(group, epoch, items.size());
+    if (!items.empty() && _inject_fatal) {
+        _inject_fatal = false;
+        spdlog::warn("event=fault_point name=fatal_producer group={} epoch={} rows={}", group,
+                     epoch, items.size());
+        _sink.raise_fatal_for_test("fault point fatal_producer");
+    }
+    if (!items.empty()) {
+        out = _sink.send(
+            items, clock::now() + _o.delivery_timeout,
+            fault::produce_guard_enabled() ? produce_until : clock::time_point::max(),
+            [this] { return _state.past_stop_deadline(); },
+            [&] { fault::after_produce(group, epoch, items.size()); });
+    }
+    const auto t_acked = clock::now();
+
+    // 4. Decide what to mark (batch_planner): per key in id order, the acknowledged prefix is
+    //    published; the first failure is parked (permanent) or left for the next round, and
+    //    every later row of that key stays in the outbox even if Kafka acknowledged it
+    //    (issue 10, hole 2).
+    const auto marks = plan_mark(prepared.planned, plan, out.deliveries);
+    const bool producer_lost = out.fatal || out.purged;
+    const double now_epoch = now_epoch_seconds();
+    mark_job job;
+    job.request.group = group;
+    job.request.epoch = epoch;
+    job.overlap_ok = may_overlap_next_claim(marks, producer_lost);
+    job.claimed_ids.reserve(rows.size());
+    for (const auto& r : rows) job.claimed_ids.push_back(r.id);
+    job.request.publish.reserve(marks.publish.size());
+    for (const auto& p : marks.publish) {
+        job.request.publish.push_back({rows[p.row].id, p.partition, p.offset});
+        _m.commit_to_ack.observe(std::max(0.0, now_epoch - rows[p.row].created_at_epoch));
+    }
+    for (const auto i : marks.expire) job.request.expire.push_back(rows[i].id);
+    for (const auto& p : marks.park) {
+        job.request.park.push_back({rows[p.row].id, p.reason, p.error_code});
+    }
+    if (marks.held_acked > 0) {
+        _m.held_after_failure.inc(static_cast<double>(marks.held_acked));
+        spdlog::warn(
+            "event=held_after_failure group={} count={} (acknowledged after an earlier "
+            "failure of their key; left unmarked, republished after it)",
+            group, marks.held_acked);
+    }
+    if (marks.transient > 0) {
+        _m.errors_transient.inc(static_cast<double>(marks.transient));
+        std::string example;
+        for (const auto& d : out.deliveries) {
+            if (d.result == delivery_result::transient) {
+                example = d.error_code + ": " + d.error_text;
+                break;
+            }
+        }
+        spdlog::warn("event=publish_transient_errors group={} count={} example=\"{}\"", group,
+                     marks.transient, one_line(example));
+    }
+    if (out.fatal) {
+        _m.errors_fatal.inc();
+        spdlog::error("event=producer_fatal group={} reason=\"{}\" action=recreate", group,
+                      one_line(out.fatal_reason));
+    } else if (out.purged) {
+        spdlog::warn("event=producer_purged group={} action=recreate", group);
+    }
+    spdlog::debug("event=batch group={} rows={} published={} expired={} parked={} produce_ms={}",
+                  group, rows.size(), marks.publish.size(), marks.expire.size(), marks.park.size(),
+                  std::chrono::duration_cast<ms>(t_acked - t_claimed).count());
+
+    // 5. Hand the marks to the marker (it marks while the next batch is claimed and produced).
+    if (!marks.nothing_to_mark()) {
+        fault::before_mark(group, epoch, job.request.publish.size());
+        job.request.before_commit = [group, epoch, n = job.request.publish.size()] {
+            fault::during_mark(group, epoch, n);
+        };
+        hand_to_marker(std::move(job));
+        handed = true;
+    }
+    switch (plan_next({.claimed = rows.size(),
+                       .batch_size = _o.batch_size,
+                       .fenced = false,
+                       .producer_lost = producer_lost},
+                      marks)) {
+        case next_step::back_off:
+            return batch_result::trouble;
+        case next_step::poll_again_now:
+            return batch_result::full;
+        case next_step::drop_group:
+            return batch_result::fenced;
+        case next_step::poll_later:
+            break;
+    }
+    return batch_result::partial;
+}
+
+std::vector<std::int64_t> publisher::claim_exclusions(int group) {
+    std::unique_lock lock(_mq);
+    _mcv.wait(lock, [this] { return !_job || _job->overlap_ok; });
+    if (_job && _job->request.group == group) return _job->claimed_ids;
+    return {};
+}
+
+void publisher::hand_to_marker(mark_job job) {
+    std::unique_lock lock(_mq);
+    _mcv.wait(lock, [this] { return !_job; });
+    _job = std::move(job);
+    _mcv.notify_all();
+}
+
+// ------------------------------------------------------------------------------------------
+// marker
+
+void publisher::mark_loop() {
+    for (;;) {
+        std::unique_lock lock(_mq);
+        _mcv.wait(lock, [this] { return _job.has_value() || _claimer_done; });
+        if (!_job) break;  // the claimer is done and nothing is left to mark
+        lock.unlock();
+        // The job stays in _job while it is marked: the claimer skips its rows meanwhile.
+        mark_one(*_job);
+        lock.lock();
+        _job.reset();
+        lock.unlock();
+        _mcv.notify_all();
+    }
+}
+
+void publisher::mark_one(mark_job& job) {
+    const auto& req = job.request;
+    mark_outcome result = mark_outcome::marked;
+    const auto t0 = clock::now();
+    try {
+        result = _source.mark(req);
+        _mark_backoff = 100ms;
+    } catch (const std::exception& e) {
+        // Nothing was marked: the rows stay in the outbox and are published again (consumers
+        // absorb the duplicates by ferry-message-id).
+        spdlog::warn(
+            "event=mark_error group={} epoch={} unmarked={} error=\"{}\" retry_in_ms={} "
+            "(the rows stay in the outbox and are published again)",
+            req.group, req.epoch, req.publish.size(), one_line(e.what()), _mark_backoff.count());
+        _source.reset_mark_session();
+        _state.end_batch(req.group);
+        _state.sleep_for(_mark_backoff);
+        _mark_backoff = std::min<ms>(_mark_backoff * 2, 5s);
+        return;
+    }
+    if (result == mark_outcome::fenced) {
+        _m.fenced.inc();
+        ++_m.n_fenced;
+        spdlog::warn(
+            "event=fenced group={} epoch={} instance={} unmarked={} (another instance owns the "
+            "group; its rows will be republished by it)",
+            req.group, req.epoch, _o.instance_id, req.publish.size());
+        if (_state.drop_lease(req.group, req.epoch)) {
+            spdlog::warn("event=lease_dropped group={} epoch={} reason=fenced_at_mark", req.group,
+                         req.epoch);
+        }
+        _m.groups_held.set(static_cast<double>(_state.groups_held()));
+        _state.end_batch(req.group);
+        return;
+    }
+    _m.published.inc(static_cast<double>(req.publish.size()));
+    _m.expired_total.inc(static_cast<double>(req.expire.size()));
+    _m.parked_total.inc(static_cast<double>(req.park.size()));
+    _m.errors_permanent.inc(static_cast<double>(req.park.size()));
+    _m.n_published += req.publish.size();
+    _m.n_expired += req.expire.size();
+    _m.n_parked += req.park.size();
+    for (const auto& p : req.park) {
+        spdlog::warn("event=message_parked group={} outbox_id={} error_code={} reason=\"{}\"",
+                     req.group, p.id, p.error_code, one_line(p.reason));
+    }
+    if (!req.expire.empty()) {
+        spdlog::info("event=messages_expired group={} count={}", req.group, req.expire.size());
+    }
+    spdlog::debug("event=batch_marked group={} published={} mark_ms={}", req.group,
+                  req.publish.size(), std::chrono::duration_cast<ms>(clock::now() - t0).count());
+    _state.end_batch(req.group);
+}
+
+}  // namespace ferry::relay::detail

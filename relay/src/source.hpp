@@ -1,0 +1,90 @@
+#pragma once
+// Private: where the relay's messages come from, and where it reports what became of them.
+//
+// A source yields committed rows of one lease group to publish (claim) and later takes back
+// the outcome of a batch (mark): published rows with their Kafka partition and offset, rows to
+// park, rows that expired. The publisher calls claim() on its claiming thread and mark() on its
+// marking thread (each method from one thread only), so an implementation keeps one session
+// per method.
+//
+// Implementations: poll_source (poll_source.cpp), which reads the outbox table in id order and
+// moves marked rows to the ledger, parked and expired tables (marker.cpp). A WAL source
+// (logical decoding, issue 13) implements the same interface; the publisher, the planner and
+// the sink do not change.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ferry::relay::detail {
+
+/// One committed message to publish.
+struct source_row {
+    std::int64_t id = 0;
+    std::string message_id;
+    std::string topic;  // outbox topic (not yet mapped to a Kafka topic)
+    std::string key;
+    std::string payload;
+    std::string headers_json;
+    std::string created_at_text;  // RFC 3339, UTC, milliseconds
+    double created_at_epoch = 0;  // seconds
+    bool expired = false;
+};
+
+struct claim_result {
+    /// The lease is this instance's at the requested epoch (checked on the database clock in
+    /// the same statement that read the rows). False: no rows, the group is lost.
+    bool lease_ours = false;
+    /// Milliseconds the lease has left, by the database clock (0 when not ours).
+    double lease_remaining_ms = 0;
+    /// At most `limit` rows, in publishing order; empty when the lease has too little time left
+    /// to publish (below `min_remaining_ms`).
+    std::vector<source_row> rows;
+};
+
+struct mark_request {
+    int group = 0;
+    std::int64_t epoch = 0;
+    struct published_row {
+        std::int64_t id = 0;
+        std::int32_t partition = -1;
+        std::int64_t offset = -1;
+    };
+    struct parked_row {
+        std::int64_t id = 0;
+        std::string reason;
+        std::string error_code;
+    };
+    std::vector<published_row> publish;
+    std::vector<std::int64_t> expire;
+    std::vector<parked_row> park;
+    /// Runs inside the mark's transaction, after the fence check and the statements, before
+    /// COMMIT (the "during_mark" fault point). May be empty.
+    std::function<void()> before_commit;
+};
+
+enum class mark_outcome { marked, fenced };
+
+class source {
+public:
+    virtual ~source() = default;
+
+    /// Rows of `group` to publish, in order, at most `limit`, none of `exclude` (rows of a batch
+    /// still being marked), and none at all unless the lease is ours at `epoch` with at least
+    /// `min_remaining_ms` left. Throws on a database error (the caller resets the session).
+    virtual claim_result claim(int group, std::int64_t epoch, std::size_t limit,
+                               const std::vector<std::int64_t>& exclude,
+                               double min_remaining_ms) = 0;
+
+    /// Records a batch's outcome, fenced by the lease: `fenced` (nothing recorded) when the
+    /// group is no longer this instance's at `request.epoch` or has expired. Throws on a
+    /// database error (nothing recorded; the rows are published again later).
+    virtual mark_outcome mark(const mark_request& request) = 0;
+
+    /// Drop the claiming (or marking) session after an error; the next call reconnects.
+    virtual void reset_claim_session() noexcept = 0;
+    virtual void reset_mark_session() noexcept = 0;
+};
+
+}  // namespace ferry::relay::detail
