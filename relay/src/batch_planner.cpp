@@ -1,5 +1,6 @@
 #include "batch_planner.hpp"
 
+#include <ctime>
 #include <set>
 #include <utility>
 
@@ -14,6 +15,29 @@ using key_id = std::pair<std::string, std::string>;  // (outbox topic, key)
 key_id key_of(const planned_row& row) { return {row.topic, row.key}; }
 
 }  // namespace
+
+std::string rfc3339_millis(std::int64_t micros) {
+    // Floor division, so instants before 1970 format correctly too.
+    std::int64_t secs = micros / 1000000;
+    std::int64_t rem = micros % 1000000;
+    if (rem < 0) {
+        rem += 1000000;
+        --secs;
+    }
+    const auto t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[48];
+    const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::string out(buf, n);
+    const auto ms = static_cast<int>(rem / 1000);
+    out += '.';
+    out += static_cast<char>('0' + ms / 100);
+    out += static_cast<char>('0' + ms / 10 % 10);
+    out += static_cast<char>('0' + ms % 10);
+    out += 'Z';
+    return out;
+}
 
 prepared_batch prepare_batch(std::vector<source_row>& rows,
                              const std::function<std::string(const std::string&)>& topic_of) {
@@ -33,7 +57,7 @@ prepared_batch prepare_batch(std::vector<source_row>& rows,
         if (!row.key.empty()) item.key = row.key;
         item.payload = std::move(row.payload);
         item.headers.emplace_back("ferry-message-id", row.message_id);
-        item.headers.emplace_back("ferry-created-at", row.created_at_text);
+        item.headers.emplace_back("ferry-created-at", rfc3339_millis(row.created_at_us));
         p.header_error = decode_headers(row.headers_json, item.headers);
     }
     return out;

@@ -58,6 +58,10 @@ struct produce_item {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
+/// The `ferry-created-at` header's text: RFC 3339 in UTC with milliseconds (truncated), e.g.
+/// "2026-11-30T08:00:00.123Z".
+[[nodiscard]] std::string rfc3339_millis(std::int64_t micros_since_epoch);
+
 /// Step 0: the claimed rows as the planner sees them, and each row's message as the sink
 /// would produce it (the payload is moved out of `rows`). Headers: "ferry-message-id",
 /// "ferry-created-at", then the row's own headers decoded (headers.hpp); a row whose headers

@@ -210,7 +210,8 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     job.request.publish.reserve(marks.publish.size());
     for (const auto& p : marks.publish) {
         job.request.publish.push_back({rows[p.row].id, p.partition, p.offset});
-        _m.commit_to_ack.observe(std::max(0.0, now_epoch - rows[p.row].created_at_epoch));
+        _m.commit_to_ack.observe(
+            std::max(0.0, now_epoch - static_cast<double>(rows[p.row].created_at_us) / 1e6));
     }
     for (const auto i : marks.expire) job.request.expire.push_back(rows[i].id);
     for (const auto& p : marks.park) {

@@ -27,8 +27,7 @@ struct source_row {
     std::string key;
     std::string payload;
     std::string headers_json;
-    std::string created_at_text;  // RFC 3339, UTC, milliseconds
-    double created_at_epoch = 0;  // seconds
+    std::int64_t created_at_us = 0;  // microseconds since the Unix epoch
     bool expired = false;
 };
 

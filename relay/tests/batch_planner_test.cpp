@@ -188,7 +188,7 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
     rows[0].key = "k";
     rows[0].payload = "p7";
     rows[0].headers_json = R"({"trace":"t1","n":1.50})";
-    rows[0].created_at_text = "2026-11-30T08:00:00.123Z";
+    rows[0].created_at_us = 1796025600123999;  // 2026-11-30T08:00:00.123999Z
     rows[1].id = 8;
     rows[1].topic = "orders";
     rows[1].headers_json = "[1]";
@@ -212,6 +212,16 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
     EXPECT_FALSE(batch.planned[1].header_error.empty());
     EXPECT_TRUE(batch.planned[2].expired);
     EXPECT_TRUE(batch.items[2].topic.empty()) << "expired rows are never produced";
+}
+
+// The ferry-created-at header: UTC, milliseconds truncated (as PostgreSQL's to_char MS did),
+// zero-padded, and correct before 1970.
+TEST(BatchPlannerTest, CreatedAtHeaderIsRfc3339UtcWithTruncatedMilliseconds) {
+    EXPECT_EQ(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(1796025600123999), "2026-11-30T08:00:00.123Z");
+    EXPECT_EQ(rfc3339_millis(1796025600005000), "2026-11-30T08:00:00.005Z");
+    EXPECT_EQ(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_millis(951782400000000), "2000-02-29T00:00:00.000Z");
 }
 
 }  // namespace

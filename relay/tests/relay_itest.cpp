@@ -100,6 +100,18 @@ TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
     // The ledger agrees with Kafka; the outbox is empty.
     EXPECT_TRUE(eventually(
         [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0; }, 5s));
+    // ferry-created-at is the row's created_at, in UTC, milliseconds truncated.
+    for (const auto& id : {a, b, c}) {
+        pqxx::nontransaction q{conn};
+        const auto expected = q.exec_params(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+            "FROM " +
+                env.q() + ".published WHERE message_id = $1::uuid",
+            id);
+        ASSERT_EQ(expected.size(), 1u);
+        EXPECT_EQ(by_id[id].header("ferry-created-at"),
+                  std::optional<std::string>(expected[0][0].as<std::string>()));
+    }
     pqxx::nontransaction tx{conn};
     for (const auto& [id, r] : by_id) {
         const auto row =
