@@ -171,6 +171,13 @@ struct consumer_options {
     std::string dead_letter_topic;
 };
 
+/// Lag of one assigned partition: high watermark minus commit position.
+struct partition_lag {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t lag = 0;
+};
+
 /// Counters since start (monotonic) and gauges (now).
 struct metrics_snapshot {
     std::uint64_t consumed = 0;             // records polled
@@ -185,8 +192,9 @@ struct metrics_snapshot {
     std::uint64_t redis_errors = 0;  // Redis calls that failed (then backed off/bypassed)
     std::uint64_t commits = 0;       // offset commits sent
     std::uint64_t rebalances = 0;
-    std::int64_t lag = 0;  // sum over assigned partitions: high watermark -
-                           // commit position
+    std::int64_t lag = 0;                       // sum over assigned partitions: high watermark -
+                                                // commit position
+    std::vector<partition_lag> partition_lags;  // per assigned partition (refreshed every 1 s)
     std::vector<std::size_t> lane_queue_depth;
     std::size_t assigned_partitions = 0;
     std::size_t queued_bytes = 0;        // bytes of records polled and not yet started by a lane
@@ -220,6 +228,11 @@ public:
     /// Prometheus text exposition of metrics(), labelled with the group.
     [[nodiscard]] std::string render_prometheus() const;
     [[nodiscard]] const std::string& instance_id() const;
+    /// The options as validated by start() (instance_id filled in). For readiness checks and
+    /// metrics labels (ferry/consumer/http.hpp).
+    [[nodiscard]] const consumer_options& options() const;
+    /// True between a successful start() and stop(): the poll thread runs.
+    [[nodiscard]] bool running() const;
 
 private:
     struct impl;
