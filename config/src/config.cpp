@@ -707,45 +707,56 @@ key_spec topic_map_key() {
         }};
 }
 
-// kafka.properties: librdkafka settings passed through as strings. Ferry owns the broker list
-// and compression codec through kafka.brokers and kafka.compression; setting them here too
-// would leave two sources of truth, so that is an error.
-key_spec properties_key() {
-    return key_spec{
-        "properties",
+// A map of librdkafka property: value passed through as strings (kafka.properties,
+// consumers[i].kafka_properties). `refused(name)` returns why a property the caller owns through
+// another key cannot be set here, or nullopt.
+template <class Cfg, class Get, class Refused>
+basic_key_spec<Cfg> kafka_properties_key(std::string_view key, Get get, Refused refused) {
+    return basic_key_spec<Cfg>{
+        key,
         {},
-        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+        [get, refused](reader& r, const YAML::Node& node, const std::string& path, Cfg& c) {
             if (node.IsNull()) return;
             if (!node.IsMap()) {
                 r.error(node.Mark(), path, "expected a map of librdkafka property: value");
                 return;
             }
-            r.for_each_entry(
-                node, path,
-                [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
-                    const std::string& full) {
-                    if (name.empty()) {
-                        r.error(k.Mark(), full, "property name must not be empty");
-                        return;
-                    }
-                    if (name == "bootstrap.servers" || name == "metadata.broker.list") {
-                        r.error(k.Mark(), full, "set kafka.brokers instead");
-                        return;
-                    }
-                    if (name == "compression.type" || name == "compression.codec") {
-                        r.error(k.Mark(), full, "set kafka.compression instead");
-                        return;
-                    }
-                    if (v.IsNull()) {
-                        r.error(k.Mark(), full, "property needs a value");
-                        return;
-                    }
-                    if (auto value = r.scalar_text(k, v, full)) c.kafka.properties[name] = *value;
-                });
+            r.for_each_entry(node, path,
+                             [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
+                                 const std::string& full) {
+                                 if (name.empty()) {
+                                     r.error(k.Mark(), full, "property name must not be empty");
+                                     return;
+                                 }
+                                 if (auto why = refused(name)) {
+                                     r.error(k.Mark(), full, *why);
+                                     return;
+                                 }
+                                 if (v.IsNull()) {
+                                     r.error(k.Mark(), full, "property needs a value");
+                                     return;
+                                 }
+                                 if (auto value = r.scalar_text(k, v, full)) get(c)[name] = *value;
+                             });
         },
-        [](YAML::Emitter& out, const ferry_config& c) {
-            emit_string_map(out, c.kafka.properties, true);
-        }};
+        [get](YAML::Emitter& out, const Cfg& c) { emit_string_map(out, get(c), true); }};
+}
+
+// kafka.properties: Ferry owns the broker list and compression codec through kafka.brokers and
+// kafka.compression; setting them here too would leave two sources of truth, so that is an
+// error.
+key_spec properties_key() {
+    return kafka_properties_key<ferry_config>(
+        "properties", [](auto& c) -> auto& { return c.kafka.properties; },
+        [](const std::string& name) -> std::optional<std::string> {
+            if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+                return "set kafka.brokers instead";
+            }
+            if (name == "compression.type" || name == "compression.codec") {
+                return "set kafka.compression instead";
+            }
+            return std::nullopt;
+        });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1131,47 +1142,19 @@ consumer_key consumer_topics_key() {
 // consumers[i].kafka_properties: librdkafka consumer settings passed through. The runtime owns
 // the broker list (kafka.brokers), the group id and offset commits, so those are errors here.
 consumer_key consumer_properties_key() {
-    return consumer_key{
-        "kafka_properties",
-        {},
-        [](reader& r, const YAML::Node& node, const std::string& path, consumer_config& c) {
-            if (node.IsNull()) return;
-            if (!node.IsMap()) {
-                r.error(node.Mark(), path, "expected a map of librdkafka property: value");
-                return;
+    return kafka_properties_key<consumer_config>(
+        "kafka_properties", [](auto& c) -> auto& { return c.kafka_properties; },
+        [](const std::string& name) -> std::optional<std::string> {
+            if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+                return "set kafka.brokers instead";
             }
-            r.for_each_entry(
-                node, path,
-                [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
-                    const std::string& full) {
-                    if (name.empty()) {
-                        r.error(k.Mark(), full, "property name must not be empty");
-                        return;
-                    }
-                    if (name == "bootstrap.servers" || name == "metadata.broker.list") {
-                        r.error(k.Mark(), full, "set kafka.brokers instead");
-                        return;
-                    }
-                    if (name == "group.id") {
-                        r.error(k.Mark(), full, "set the entry's group instead");
-                        return;
-                    }
-                    if (name == "enable.auto.commit" || name == "enable.auto.offset.store") {
-                        r.error(k.Mark(), full,
-                                "the consumer commits offsets itself, only after the effect; "
-                                "this property cannot be set");
-                        return;
-                    }
-                    if (v.IsNull()) {
-                        r.error(k.Mark(), full, "property needs a value");
-                        return;
-                    }
-                    if (auto value = r.scalar_text(k, v, full)) c.kafka_properties[name] = *value;
-                });
-        },
-        [](YAML::Emitter& out, const consumer_config& c) {
-            emit_string_map(out, c.kafka_properties, true);
-        }};
+            if (name == "group.id") return "set the entry's group instead";
+            if (name == "enable.auto.commit" || name == "enable.auto.offset.store") {
+                return "the consumer commits offsets itself, only after the effect; this "
+                       "property cannot be set";
+            }
+            return std::nullopt;
+        });
 }
 
 std::optional<std::string> check_optional_dsn(const std::string& dsn) {

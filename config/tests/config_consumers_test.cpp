@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "config_test_support.hpp"
 #include "ferry/config/config.hpp"
 
 namespace {
@@ -19,34 +20,10 @@ using ferry::config::diagnostic;
 using ferry::config::load_result;
 using testing::HasSubstr;
 
-load_result load(std::string_view yaml, std::map<std::string, std::string> vars = {}) {
-    return ferry::config::load_string(
-        yaml, "test.yaml", [vars = std::move(vars)](const std::string& name) {
-            const auto it = vars.find(name);
-            return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
-        });
-}
-
-std::string all_messages(const load_result& r) {
-    std::string out;
-    for (const auto& d : r.errors) out += d.to_string() + "\n";
-    return out;
-}
-
-// The one diagnostic for `key`; fails the test when there is not exactly one.
-diagnostic only_error_for(const load_result& r, const std::string& key) {
-    std::vector<diagnostic> found;
-    for (const auto& d : r.errors) {
-        if (d.key == key) found.push_back(d);
-    }
-    EXPECT_EQ(found.size(), 1u) << "diagnostics for " << key << ":\n" << all_messages(r);
-    return found.empty() ? diagnostic{} : found.front();
-}
-
-void expect_at(const diagnostic& d, int line, int column) {
-    EXPECT_EQ(d.line, line) << d.to_string();
-    EXPECT_EQ(d.column, column) << d.to_string();
-}
+using ferry_config_test::all_messages;
+using ferry_config_test::expect_at;
+using ferry_config_test::load;
+using ferry_config_test::only_error_for;
 
 // Before this section existed, `consumers:` was an unknown section: this load failed.
 TEST(ConfigConsumersTest, EveryKeyIsRead) {
