@@ -20,7 +20,8 @@
 // destructor). start() spawns the poll thread, `lanes` worker threads and the retry worker.
 // stop() is graceful: no new polls, lanes drain for up to shutdown_timeout, offsets are
 // committed synchronously, the group is left. Not restartable.
-// Threads: subscribe/start/stop from one thread; metrics() and render_prometheus() from any.
+// Threads: subscribe/start/stop from one thread; metrics(), render_prometheus(), options() and
+// running() from any.
 // Handlers run on lane threads and on the retry-worker thread (for messages in retry): a handler
 // must be safe to call concurrently for different keys; calls for one key never overlap.
 // Errors: start() throws ferry::error for bad options or unreachable servers at start-up;
