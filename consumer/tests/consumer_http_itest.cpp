@@ -162,3 +162,37 @@ TEST_F(ConsumerTest, HttpMetricsNeedTheBearerTokenWhenAsked) {
     EXPECT_EQ(status_of(client, "/healthz"), 200);  // probes stay open
     EXPECT_EQ(status_of(client, "/readyz"), 503);   // never started
 }
+
+// Running, PostgreSQL and Redis fine, but no partition: two instances of one group on a topic
+// with one partition. The instance without it is not ready (503), the one with it is (200).
+TEST_F(ConsumerTest, HttpReadyzIsNotReadyWithoutAnAssignedPartition) {
+    const auto topic = ferry::test::unique_name("one");
+    kafka()->create_topic(topic, 1);
+    ferry::metrics::registry registry_a, registry_b;
+    ferry::consumer::consumer a(options(dedup_mode::none)), b(options(dedup_mode::none));
+    for (auto* c : {&a, &b}) {
+        c->subscribe(topic, ferry::consumer::handler([](const ferry::consumer::message&) {}));
+    }
+    ferry::consumer::http_server http_a(http_opts(registry_a), {&a});
+    ferry::consumer::http_server http_b(http_opts(registry_b), {&b});
+    httplib::Client client_a("127.0.0.1", http_a.port()), client_b("127.0.0.1", http_b.port());
+    a.start();
+    b.start();
+    // Settled: exactly one of the two holds the partition, and both answer accordingly.
+    ASSERT_TRUE(wait_until(
+        [&] {
+            const auto na = a.metrics().assigned_partitions, nb = b.metrics().assigned_partitions;
+            if (na + nb != 1) return false;
+            const int ra = status_of(client_a, "/readyz"), rb = status_of(client_b, "/readyz");
+            return (na == 1 && ra == 200 && rb == 503) || (nb == 1 && rb == 200 && ra == 503);
+        },
+        60s))
+        << body_of(client_a, "/readyz") << body_of(client_b, "/readyz");
+    auto& idle = a.metrics().assigned_partitions == 0 ? client_a : client_b;
+    const auto body = body_of(idle, "/readyz");
+    EXPECT_THAT(body, testing::HasSubstr("\"running\":true"));
+    EXPECT_THAT(body, testing::HasSubstr("\"assigned_partitions\":0"));
+    EXPECT_THAT(body, testing::HasSubstr("\"postgres\":\"ok\""));
+    b.stop();
+    a.stop();
+}
