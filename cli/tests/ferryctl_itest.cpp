@@ -359,3 +359,73 @@ TEST_F(FerryctlTest, ParkedShowAndHalfShow) {
     r = ctl("half show 00000000-0000-0000-0000-000000000000");
     EXPECT_EQ(r.exit_code, 4) << r.output;
 }
+
+// ferryctl inbox prune runs the consumer's retention by hand: defaults from the consumers: entry
+// (retention 2h, 10 rows per batch), batches repeated while full, flags override both.
+TEST_F(FerryctlTest, InboxPruneDeletesOnlyRowsOlderThanTheRetentionInBatches) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    {
+        std::ofstream f(_config, std::ios::app);
+        f << "consumers:\n  - group: inventory\n    topics: [orders]\n"
+             "    inbox:\n      retention: 2h\n      prune_batch: 10\n";
+    }
+    const auto table = "\"" + _schema.name() + "\".inbox";
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    auto count = [&] {
+        pqxx::read_transaction tx{conn};
+        return tx.exec("SELECT count(*) FROM " + table)[0][0].as<long>();
+    };
+    {
+        pqxx::work tx{conn};
+        // 25 rows ten days old, 5 one hour old, 3 fresh.
+        tx.exec("INSERT INTO " + table +
+                " (group_id, message_id, processed_at) SELECT 'inventory', gen_random_uuid(), "
+                "now() - interval '10 days' FROM generate_series(1, 25)");
+        tx.exec("INSERT INTO " + table +
+                " (group_id, message_id, processed_at) SELECT 'inventory', gen_random_uuid(), "
+                "now() - interval '1 hour' FROM generate_series(1, 5)");
+        tx.exec("INSERT INTO " + table +
+                " (group_id, message_id) SELECT 'inventory', gen_random_uuid() "
+                "FROM generate_series(1, 3)");
+        tx.commit();
+    }
+    ASSERT_EQ(count(), 33);
+
+    auto r = ctl("inbox prune --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j.at("deleted").get<long>(), 25);
+    EXPECT_EQ(j.at("batches").get<long>(), 3);  // 10 + 10 + 5: repeated while full
+    EXPECT_EQ(j.at("older_than").get<std::string>(), "2h");
+    EXPECT_EQ(j.at("batch").get<long>(), 10);
+    EXPECT_EQ(j.at("schema").get<std::string>(), _schema.name());
+    EXPECT_EQ(count(), 8);
+
+    // Nothing older than 2h is left: a second run deletes nothing.
+    r = ctl("inbox prune --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(nlohmann::json::parse(r.output).at("deleted").get<long>(), 0);
+
+    // Flags override the configuration; the text output says what was done.
+    r = ctl("inbox prune --group inventory --older-than 30m --batch 100");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("deleted 5 row(s) older than 30m"), std::string::npos) << r.output;
+    EXPECT_EQ(count(), 3);
+
+    // Mistakes are exit 2 and name the flag; nothing is deleted.
+    r = ctl("inbox prune --older-than 10s");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--older-than"), std::string::npos) << r.output;
+    r = ctl("inbox prune --group nobody");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("nobody"), std::string::npos) << r.output;
+    EXPECT_EQ(count(), 3);
+}
+
+// An unreachable database is exit 1 (try again), as for the other verbs.
+TEST(FerryctlErrorsTest, InboxPruneWithoutDatabaseExitsOne) {
+    const auto r =
+        run("inbox prune", "FERRY_POSTGRES_DSN='postgresql://app:hunter2secret@127.0.0.1:1/x'");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_EQ(r.output.find("hunter2secret"), std::string::npos) << r.output;
+}

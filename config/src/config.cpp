@@ -258,24 +258,45 @@ class reader;
 
 /// Parses, validates and stores one scalar value (already ${VAR}-substituted). Returns the
 /// problem, or nullopt when the value was stored. Messages must not contain secrets.
-using scalar_setter = std::function<std::optional<std::string>(ferry_config&, const std::string&)>;
-/// Reads a value that is itself a map (kafka.topic_map, kafka.properties) and reports its own
-/// diagnostics. `path` is the dotted key of the map.
-using node_reader =
-    std::function<void(reader&, const YAML::Node&, const std::string& path, ferry_config&)>;
+template <class Cfg>
+using basic_scalar_setter = std::function<std::optional<std::string>(Cfg&, const std::string&)>;
+/// Reads a value that is itself a map or a list (kafka.topic_map, kafka.properties, consumers)
+/// and reports its own diagnostics. `path` is the dotted key of the value.
+template <class Cfg>
+using basic_node_reader =
+    std::function<void(reader&, const YAML::Node&, const std::string& path, Cfg&)>;
 /// Writes the key's effective value, secrets masked, as the value of a YAML map entry.
-using value_emitter = std::function<void(YAML::Emitter&, const ferry_config&)>;
+template <class Cfg>
+using basic_value_emitter = std::function<void(YAML::Emitter&, const Cfg&)>;
 
-struct key_spec {
+/// One key of a map of settings. `Cfg` is the struct the map fills: ferry_config for the
+/// sections, consumer_config for an entry of `consumers:`.
+template <class Cfg>
+struct basic_key_spec {
     std::string_view name;
-    scalar_setter set;     // for scalar keys
-    node_reader read_map;  // for map-valued keys; exactly one of set/read_map is non-null
-    value_emitter emit;
+    basic_scalar_setter<Cfg> set;     // for scalar keys
+    basic_node_reader<Cfg> read_map;  // for map/list-valued keys; exactly one of set/read_map
+    basic_value_emitter<Cfg> emit;
 };
+
+using key_spec = basic_key_spec<ferry_config>;
+using node_reader = basic_node_reader<ferry_config>;
+using value_emitter = basic_value_emitter<ferry_config>;
+
+template <class Cfg>
+std::vector<std::string_view> key_names(const std::vector<basic_key_spec<Cfg>>& keys) {
+    std::vector<std::string_view> out;
+    for (const auto& k : keys) out.push_back(k.name);
+    return out;
+}
 
 struct section_spec {
     std::string_view name;
     std::vector<key_spec> keys;
+    /// A section whose value is not a map of keys (the `consumers:` list): it reads and
+    /// renders the whole value itself, and `keys` stays empty.
+    node_reader read_whole = {};
+    value_emitter emit_whole = {};
 
     [[nodiscard]] const key_spec* find(std::string_view key) const {
         for (const auto& k : keys) {
@@ -283,11 +304,7 @@ struct section_spec {
         }
         return nullptr;
     }
-    [[nodiscard]] std::vector<std::string_view> names() const {
-        std::vector<std::string_view> out;
-        for (const auto& k : keys) out.push_back(k.name);
-        return out;
-    }
+    [[nodiscard]] std::vector<std::string_view> names() const { return key_names(keys); }
 };
 
 int one_based(int zero_based) { return zero_based >= 0 ? zero_based + 1 : 0; }
@@ -308,6 +325,8 @@ class reader {
 public:
     reader(std::string source, const env_lookup& env, std::vector<diagnostic>& errors)
         : _source(std::move(source)), _env(env), _errors(errors) {}
+
+    [[nodiscard]] std::size_t error_count() const { return _errors.size(); }
 
     void error(const YAML::Mark& mark, std::string key, std::string message) {
         _errors.push_back(diagnostic{_source, one_based(mark.line), one_based(mark.column),
@@ -468,31 +487,57 @@ void reader::read_root(const YAML::Node& root, ferry_config& cfg) {
         });
 }
 
+// Reads a map of settings against its key table: unknown keys (with a hint), map- and
+// list-valued keys through their own reader, scalars through their setter. `key` is the node
+// naming the map, for the place of a "not a map" error.
+template <class Cfg>
+void read_keys(reader& r, const std::vector<basic_key_spec<Cfg>>& keys, const YAML::Node& key,
+               const YAML::Node& node, const std::string& path, Cfg& cfg) {
+    if (node.IsNull()) return;  // "kafka:" with nothing under it: defaults
+    if (!node.IsMap()) {
+        r.error(reader::where(key, node), path, "expected a map of keys");
+        return;
+    }
+    r.for_each_entry(
+        node, path,
+        [&](const std::string& name, const YAML::Node& k, const YAML::Node& value,
+            const std::string& full) {
+            const auto spec = std::find_if(keys.begin(), keys.end(),
+                                           [&](const auto& s) { return s.name == name; });
+            if (spec == keys.end()) {
+                r.error(k.Mark(), full, unknown_key_message("key", name, key_names(keys)));
+                return;
+            }
+            if (spec->read_map) {
+                spec->read_map(r, value, full, cfg);
+                return;
+            }
+            const auto text = r.scalar_text(k, value, full);
+            if (!text) return;
+            if (auto problem = spec->set(cfg, *text))
+                r.error(reader::where(k, value), full, std::move(*problem));
+        });
+}
+
+// Writes a map of settings (render_redacted), in table order.
+template <class Cfg>
+void emit_keys(YAML::Emitter& out, const std::vector<basic_key_spec<Cfg>>& keys, const Cfg& cfg) {
+    out << YAML::BeginMap;
+    for (const auto& key : keys) {
+        out << YAML::Key << std::string(key.name) << YAML::Value;
+        key.emit(out, cfg);
+    }
+    out << YAML::EndMap;
+}
+
 void reader::read_section(const section_spec& section, const YAML::Node& key,
                           const YAML::Node& node, ferry_config& cfg) {
     const std::string path(section.name);
-    if (node.IsNull()) return;  // "kafka:" with nothing under it: defaults
-    if (!node.IsMap()) {
-        error(where(key, node), path, "expected a map of keys");
+    if (section.read_whole) {
+        section.read_whole(*this, node, path, cfg);
         return;
     }
-    for_each_entry(node, path,
-                   [&](const std::string& name, const YAML::Node& k, const YAML::Node& value,
-                       const std::string& full) {
-                       const key_spec* spec = section.find(name);
-                       if (spec == nullptr) {
-                           error(k.Mark(), full, unknown_key_message("key", name, section.names()));
-                           return;
-                       }
-                       if (spec->read_map) {
-                           spec->read_map(*this, value, full, cfg);
-                           return;
-                       }
-                       const auto text = scalar_text(k, value, full);
-                       if (!text) return;
-                       if (auto problem = spec->set(cfg, *text))
-                           error(where(k, value), full, std::move(*problem));
-                   });
+    read_keys(*this, section.keys, key, node, path, cfg);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,12 +560,12 @@ std::string escape_substitution(const std::string& value) {
     return out;
 }
 
-template <class Get>
-key_spec string_key(std::string_view name, Get get, check_fn check = {},
-                    redactor redact = no_redaction) {
-    return key_spec{
+template <class Cfg = ferry_config, class Get>
+basic_key_spec<Cfg> string_key(std::string_view name, Get get, check_fn check = {},
+                               redactor redact = no_redaction) {
+    return basic_key_spec<Cfg>{
         name,
-        [get, check](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+        [get, check](Cfg& c, const std::string& v) -> std::optional<std::string> {
             if (check) {
                 if (auto problem = check(v)) return problem;
             }
@@ -528,16 +573,16 @@ key_spec string_key(std::string_view name, Get get, check_fn check = {},
             return std::nullopt;
         },
         {},
-        [get, redact](YAML::Emitter& out, const ferry_config& c) {
+        [get, redact](YAML::Emitter& out, const Cfg& c) {
             out << escape_substitution(redact(get(c)));
         }};
 }
 
-template <class Get>
-key_spec bool_key(std::string_view name, Get get) {
-    return key_spec{
+template <class Cfg = ferry_config, class Get>
+basic_key_spec<Cfg> bool_key(std::string_view name, Get get) {
+    return basic_key_spec<Cfg>{
         name,
-        [name, get](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+        [name, get](Cfg& c, const std::string& v) -> std::optional<std::string> {
             const auto l = lower(v);
             if (l == "true" || l == "yes" || l == "on") {
                 get(c) = true;
@@ -549,15 +594,15 @@ key_spec bool_key(std::string_view name, Get get) {
             return std::nullopt;
         },
         {},
-        [get](YAML::Emitter& out, const ferry_config& c) { out << (get(c) ? "true" : "false"); }};
+        [get](YAML::Emitter& out, const Cfg& c) { out << (get(c) ? "true" : "false"); }};
 }
 
-template <class Get>
-key_spec duration_key(std::string_view name, Get get, std::chrono::milliseconds min,
-                      std::chrono::milliseconds max) {
-    return key_spec{
+template <class Cfg = ferry_config, class Get>
+basic_key_spec<Cfg> duration_key(std::string_view name, Get get, std::chrono::milliseconds min,
+                                 std::chrono::milliseconds max) {
+    return basic_key_spec<Cfg>{
         name,
-        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+        [name, get, min, max](Cfg& c, const std::string& v) -> std::optional<std::string> {
             const auto d = parse_duration(v);
             if (!d) {
                 return "expected a duration with a unit (ms, s, m, h) like 250ms or 1.5s, got " +
@@ -571,16 +616,14 @@ key_spec duration_key(std::string_view name, Get get, std::chrono::milliseconds 
             return std::nullopt;
         },
         {},
-        [get](YAML::Emitter& out, const ferry_config& c) {
-            out << detail::format_duration(get(c));
-        }};
+        [get](YAML::Emitter& out, const Cfg& c) { out << detail::format_duration(get(c)); }};
 }
 
-template <class Get>
-key_spec size_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
-    return key_spec{
+template <class Cfg = ferry_config, class Get>
+basic_key_spec<Cfg> size_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
+    return basic_key_spec<Cfg>{
         name,
-        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+        [name, get, min, max](Cfg& c, const std::string& v) -> std::optional<std::string> {
             const auto n = parse_size(v);
             if (!n) {
                 return "expected a size in bytes like 65536, 512KiB or 1MiB, got " + shown(name, v);
@@ -593,14 +636,14 @@ key_spec size_key(std::string_view name, Get get, std::size_t min, std::size_t m
             return std::nullopt;
         },
         {},
-        [get](YAML::Emitter& out, const ferry_config& c) { out << detail::format_size(get(c)); }};
+        [get](YAML::Emitter& out, const Cfg& c) { out << detail::format_size(get(c)); }};
 }
 
-template <class Get>
-key_spec count_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
-    return key_spec{
+template <class Cfg = ferry_config, class Get>
+basic_key_spec<Cfg> count_key(std::string_view name, Get get, std::size_t min, std::size_t max) {
+    return basic_key_spec<Cfg>{
         name,
-        [name, get, min, max](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+        [name, get, min, max](Cfg& c, const std::string& v) -> std::optional<std::string> {
             std::size_t n = 0;
             const auto* end = v.data() + v.size();
             const auto r = std::from_chars(v.data(), end, n);
@@ -615,7 +658,7 @@ key_spec count_key(std::string_view name, Get get, std::size_t min, std::size_t 
             return std::nullopt;
         },
         {},
-        [get](YAML::Emitter& out, const ferry_config& c) { out << std::to_string(get(c)); }};
+        [get](YAML::Emitter& out, const Cfg& c) { out << std::to_string(get(c)); }};
 }
 
 // Emits a string map in block style, or "{}" when empty (yaml-cpp would put a lone "{}" on
@@ -664,45 +707,56 @@ key_spec topic_map_key() {
         }};
 }
 
-// kafka.properties: librdkafka settings passed through as strings. Ferry owns the broker list
-// and compression codec through kafka.brokers and kafka.compression; setting them here too
-// would leave two sources of truth, so that is an error.
-key_spec properties_key() {
-    return key_spec{
-        "properties",
+// A map of librdkafka property: value passed through as strings (kafka.properties,
+// consumers[i].kafka_properties). `refused(name)` returns why a property the caller owns through
+// another key cannot be set here, or nullopt.
+template <class Cfg, class Get, class Refused>
+basic_key_spec<Cfg> kafka_properties_key(std::string_view key, Get get, Refused refused) {
+    return basic_key_spec<Cfg>{
+        key,
         {},
-        [](reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+        [get, refused](reader& r, const YAML::Node& node, const std::string& path, Cfg& c) {
             if (node.IsNull()) return;
             if (!node.IsMap()) {
                 r.error(node.Mark(), path, "expected a map of librdkafka property: value");
                 return;
             }
-            r.for_each_entry(
-                node, path,
-                [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
-                    const std::string& full) {
-                    if (name.empty()) {
-                        r.error(k.Mark(), full, "property name must not be empty");
-                        return;
-                    }
-                    if (name == "bootstrap.servers" || name == "metadata.broker.list") {
-                        r.error(k.Mark(), full, "set kafka.brokers instead");
-                        return;
-                    }
-                    if (name == "compression.type" || name == "compression.codec") {
-                        r.error(k.Mark(), full, "set kafka.compression instead");
-                        return;
-                    }
-                    if (v.IsNull()) {
-                        r.error(k.Mark(), full, "property needs a value");
-                        return;
-                    }
-                    if (auto value = r.scalar_text(k, v, full)) c.kafka.properties[name] = *value;
-                });
+            r.for_each_entry(node, path,
+                             [&](const std::string& name, const YAML::Node& k, const YAML::Node& v,
+                                 const std::string& full) {
+                                 if (name.empty()) {
+                                     r.error(k.Mark(), full, "property name must not be empty");
+                                     return;
+                                 }
+                                 if (auto why = refused(name)) {
+                                     r.error(k.Mark(), full, *why);
+                                     return;
+                                 }
+                                 if (v.IsNull()) {
+                                     r.error(k.Mark(), full, "property needs a value");
+                                     return;
+                                 }
+                                 if (auto value = r.scalar_text(k, v, full)) get(c)[name] = *value;
+                             });
         },
-        [](YAML::Emitter& out, const ferry_config& c) {
-            emit_string_map(out, c.kafka.properties, true);
-        }};
+        [get](YAML::Emitter& out, const Cfg& c) { emit_string_map(out, get(c), true); }};
+}
+
+// kafka.properties: Ferry owns the broker list and compression codec through kafka.brokers and
+// kafka.compression; setting them here too would leave two sources of truth, so that is an
+// error.
+key_spec properties_key() {
+    return kafka_properties_key<ferry_config>(
+        "properties", [](auto& c) -> auto& { return c.kafka.properties; },
+        [](const std::string& name) -> std::optional<std::string> {
+            if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+                return "set kafka.brokers instead";
+            }
+            if (name == "compression.type" || name == "compression.codec") {
+                return "set kafka.compression instead";
+            }
+            return std::nullopt;
+        });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -990,6 +1044,270 @@ key_spec reconcile_groups_key() {
         }};
 }
 
+// ---------------------------------------------------------------------------------------------
+// consumers: a list of consumer groups, each a map of settings read against its own key table
+// (the same builders, on consumer_config). Nested maps (retry:, inbox:) are tables too.
+
+using consumer_key = basic_key_spec<consumer_config>;
+
+// A nested map of a consumer entry (retry:, inbox:), read and rendered with its own table.
+consumer_key consumer_map_key(std::string_view name, const std::vector<consumer_key>& (*table)()) {
+    return consumer_key{
+        name,
+        {},
+        [table](reader& r, const YAML::Node& node, const std::string& path, consumer_config& c) {
+            // The key node is not at hand here; a value that is not a map is marked at itself.
+            read_keys(r, table(), node, node, path, c);
+        },
+        [table](YAML::Emitter& out, const consumer_config& c) { emit_keys(out, table(), c); }};
+}
+
+const std::vector<consumer_key>& consumer_retry_keys() {
+    static const std::vector<consumer_key> table = {
+        count_key<consumer_config>(
+            "immediate_tries", [](auto& c) -> auto& { return c.retry.immediate_tries; }, 1, 100),
+        duration_key<consumer_config>(
+            "immediate_delay", [](auto& c) -> auto& { return c.retry.immediate_delay; }, 0ms, 1min),
+        duration_key<consumer_config>(
+            "base_delay", [](auto& c) -> auto& { return c.retry.base_delay; }, 1ms,
+            std::chrono::hours(24)),
+        duration_key<consumer_config>(
+            "max_delay", [](auto& c) -> auto& { return c.retry.max_delay; }, 1ms,
+            std::chrono::hours(24 * 7)),
+        count_key<consumer_config>(
+            "max_attempts", [](auto& c) -> auto& { return c.retry.max_attempts; }, 1, 1000000),
+        count_key<consumer_config>(
+            "workers", [](auto& c) -> auto& { return c.retry.workers; }, 1, 64),
+        duration_key<consumer_config>(
+            "poll", [](auto& c) -> auto& { return c.retry.poll; }, 1ms, 1min),
+        count_key<consumer_config>(
+            "batch", [](auto& c) -> auto& { return c.retry.batch; }, 1, 10000),
+        duration_key<consumer_config>(
+            "claim_ttl", [](auto& c) -> auto& { return c.retry.claim_ttl; }, 1s,
+            std::chrono::hours(1)),
+    };
+    return table;
+}
+
+const std::vector<consumer_key>& consumer_inbox_keys() {
+    static const std::vector<consumer_key> table = {
+        duration_key<consumer_config>(
+            "retention", [](auto& c) -> auto& { return c.inbox.retention; }, 1min,
+            std::chrono::hours(24 * 3660)),
+        duration_key<consumer_config>(
+            "prune_interval", [](auto& c) -> auto& { return c.inbox.prune_interval; }, 0ms,
+            std::chrono::hours(24)),
+        count_key<consumer_config>(
+            "prune_batch", [](auto& c) -> auto& { return c.inbox.prune_batch; }, 1, 1000000),
+        duration_key<consumer_config>(
+            "lock_wait", [](auto& c) -> auto& { return c.inbox.lock_wait; }, 0ms, 10min),
+    };
+    return table;
+}
+
+// consumers[i].topics: a list of outbox topic names.
+consumer_key consumer_topics_key() {
+    return consumer_key{
+        "topics",
+        {},
+        [](reader& r, const YAML::Node& node, const std::string& path, consumer_config& c) {
+            if (node.IsNull()) return;  // reported as missing by the entry's own check
+            if (!node.IsSequence()) {
+                r.error(node.Mark(), path, "expected a list of topics ([order-placed, ...])");
+                return;
+            }
+            for (std::size_t i = 0; i < node.size(); ++i) {
+                const YAML::Node item = node[i];
+                const auto at = path + "[" + std::to_string(i) + "]";
+                const auto t = r.scalar_text(item, item, at);
+                if (!t) continue;
+                if (auto problem = topic_problem(*t)) {
+                    r.error(item.Mark(), at, *problem);
+                    continue;
+                }
+                if (std::find(c.topics.begin(), c.topics.end(), *t) != c.topics.end()) {
+                    r.error(item.Mark(), at, "topic " + shown("", *t) + " is listed twice");
+                    continue;
+                }
+                c.topics.push_back(*t);
+            }
+        },
+        [](YAML::Emitter& out, const consumer_config& c) {
+            out << YAML::Flow << YAML::BeginSeq;
+            for (const auto& t : c.topics) out << t;
+            out << YAML::EndSeq;
+        }};
+}
+
+// consumers[i].kafka_properties: librdkafka consumer settings passed through. The runtime owns
+// the broker list (kafka.brokers), the group id and offset commits, so those are errors here.
+consumer_key consumer_properties_key() {
+    return kafka_properties_key<consumer_config>(
+        "kafka_properties", [](auto& c) -> auto& { return c.kafka_properties; },
+        [](const std::string& name) -> std::optional<std::string> {
+            if (name == "bootstrap.servers" || name == "metadata.broker.list") {
+                return "set kafka.brokers instead";
+            }
+            if (name == "group.id") return "set the entry's group instead";
+            if (name == "enable.auto.commit" || name == "enable.auto.offset.store") {
+                return "the consumer commits offsets itself, only after the effect; this "
+                       "property cannot be set";
+            }
+            return std::nullopt;
+        });
+}
+
+std::optional<std::string> check_optional_dsn(const std::string& dsn) {
+    return dsn.empty() ? std::nullopt : check_dsn(dsn);
+}
+std::optional<std::string> check_optional_identifier(const std::string& name) {
+    return name.empty() ? std::nullopt : check_identifier(name);
+}
+std::optional<std::string> check_optional_redis_url(const std::string& url) {
+    return url.empty() ? std::nullopt : check_redis_url(url);
+}
+std::optional<std::string> check_optional_topic(const std::string& topic) {
+    return topic.empty() ? std::nullopt : topic_problem(topic);
+}
+std::optional<std::string> check_group_id(const std::string& group) {
+    if (group.empty()) return "must not be empty";
+    if (group.size() > 255) return "must be at most 255 characters";
+    return std::nullopt;
+}
+
+const std::vector<consumer_key>& consumer_keys() {
+    static const std::vector<consumer_key> table = {
+        string_key<consumer_config>(
+            "group", [](auto& c) -> auto& { return c.group; }, check_group_id),
+        consumer_topics_key(),
+        bool_key<consumer_config>(
+            "ordered_retry", [](auto& c) -> auto& { return c.ordered_retry; }),
+        string_key<consumer_config>(
+            "instance_id", [](auto& c) -> auto& { return c.instance_id; }),
+        string_key<consumer_config>(
+            "dsn", [](auto& c) -> auto& { return c.dsn; }, check_optional_dsn, redact_dsn),
+        string_key<consumer_config>(
+            "schema", [](auto& c) -> auto& { return c.schema; }, check_optional_identifier),
+        string_key<consumer_config>(
+            "dedup", [](auto& c) -> auto& { return c.dedup; },
+            one_of({"none", "redis", "inbox", "redis_and_inbox"})),
+        count_key<consumer_config>(
+            "lanes", [](auto& c) -> auto& { return c.lanes; }, 1, 256),
+        string_key<consumer_config>(
+            "redis_url", [](auto& c) -> auto& { return c.redis_url; }, check_optional_redis_url,
+            redact_url),
+        string_key<consumer_config>(
+            "redis_key_prefix", [](auto& c) -> auto& { return c.redis_key_prefix; },
+            [](const std::string& v) -> std::optional<std::string> {
+                if (v.empty()) return "must not be empty";
+                return std::nullopt;
+            }),
+        duration_key<consumer_config>(
+            "done_window", [](auto& c) -> auto& { return c.done_window; }, 1s,
+            std::chrono::hours(24 * 30)),
+        duration_key<consumer_config>(
+            "lease", [](auto& c) -> auto& { return c.lease; }, 100ms, std::chrono::hours(1)),
+        count_key<consumer_config>(
+            "batch_max", [](auto& c) -> auto& { return c.batch_max; }, 1, 10000),
+        duration_key<consumer_config>(
+            "batch_max_time", [](auto& c) -> auto& { return c.batch_max_time; }, 1ms, 1min),
+        count_key<consumer_config>(
+            "poll_batch", [](auto& c) -> auto& { return c.poll_batch; }, 1, 100000),
+        duration_key<consumer_config>(
+            "poll_timeout", [](auto& c) -> auto& { return c.poll_timeout; }, 1ms, 10s),
+        duration_key<consumer_config>(
+            "commit_interval", [](auto& c) -> auto& { return c.commit_interval; }, 1ms, 1min),
+        count_key<consumer_config>(
+            "max_queued", [](auto& c) -> auto& { return c.max_queued; }, 1, 10000000),
+        size_key<consumer_config>(
+            "max_queued_bytes", [](auto& c) -> auto& { return c.max_queued_bytes; }, k_mib,
+            std::size_t{64} * 1024 * k_mib),
+        count_key<consumer_config>(
+            "max_headers", [](auto& c) -> auto& { return c.max_headers; }, 1, 10000),
+        size_key<consumer_config>(
+            "max_header_bytes", [](auto& c) -> auto& { return c.max_header_bytes; }, 1, 16 * k_mib),
+        string_key<consumer_config>(
+            "auto_offset_reset", [](auto& c) -> auto& { return c.auto_offset_reset; },
+            one_of({"earliest", "latest"})),
+        duration_key<consumer_config>(
+            "session_timeout", [](auto& c) -> auto& { return c.session_timeout; }, 1s, 1h),
+        duration_key<consumer_config>(
+            "revoke_timeout", [](auto& c) -> auto& { return c.revoke_timeout; }, 0ms, 10min),
+        duration_key<consumer_config>(
+            "shutdown_timeout", [](auto& c) -> auto& { return c.shutdown_timeout; }, 0ms, 10min),
+        consumer_properties_key(),
+        string_key<consumer_config>(
+            "dead_letter_topic", [](auto& c) -> auto& { return c.dead_letter_topic; },
+            check_optional_topic),
+        consumer_map_key("retry", consumer_retry_keys),
+        consumer_map_key("inbox", consumer_inbox_keys),
+    };
+    return table;
+}
+
+// The `consumers:` section: a list of entries, each checked like a section, then for what only
+// the whole entry can tell (required keys, max_attempts against immediate_tries, a group listed
+// twice).
+void read_consumers(reader& r, const YAML::Node& node, const std::string& path, ferry_config& c) {
+    if (node.IsNull()) return;
+    if (!node.IsSequence()) {
+        r.error(node.Mark(), path,
+                "expected a list of consumer groups (\"- group: name\" entries with topics)");
+        return;
+    }
+    std::vector<std::pair<std::string, YAML::Mark>> groups;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        const YAML::Node item = node[i];
+        const auto at = path + "[" + std::to_string(i) + "]";
+        if (!item.IsMap()) {
+            r.error(item.Mark(), at, "expected a map (group, topics, dedup, ...)");
+            continue;
+        }
+        consumer_config entry;
+        const auto errors_before = r.error_count();
+        read_keys(r, consumer_keys(), item, item, at, entry);
+        const auto mark = item.Mark();
+        if (!item["group"]) r.error(mark, at + ".group", "required: the Kafka consumer group id");
+        if (!item["topics"] || (item["topics"].IsSequence() && item["topics"].size() == 0) ||
+            item["topics"].IsNull()) {
+            r.error(item["topics"] ? item["topics"].Mark() : mark, at + ".topics",
+                    "required: at least one topic");
+        }
+        if (entry.retry.max_attempts < entry.retry.immediate_tries) {
+            const YAML::Node retry = item["retry"];
+            r.error(retry ? retry.Mark() : mark, at + ".retry.max_attempts",
+                    "must be at least retry.immediate_tries (" +
+                        std::to_string(entry.retry.immediate_tries) + "), got " +
+                        std::to_string(entry.retry.max_attempts));
+        }
+        if (entry.retry.max_delay < entry.retry.base_delay) {
+            const YAML::Node retry = item["retry"];
+            r.error(retry ? retry.Mark() : mark, at + ".retry.max_delay",
+                    "must be at least retry.base_delay (" +
+                        detail::format_duration(entry.retry.base_delay) + ")");
+        }
+        if (!entry.group.empty()) {
+            const auto dup = std::find_if(groups.begin(), groups.end(),
+                                          [&](const auto& g) { return g.first == entry.group; });
+            if (dup != groups.end()) {
+                r.error(item["group"].Mark(), at + ".group",
+                        "group " + shown("", entry.group) + " is already configured at line " +
+                            std::to_string(one_based(dup->second.line)));
+            } else {
+                groups.emplace_back(entry.group, item["group"].Mark());
+            }
+        }
+        if (r.error_count() == errors_before) c.consumers.push_back(std::move(entry));
+    }
+}
+
+void emit_consumers(YAML::Emitter& out, const ferry_config& c) {
+    if (c.consumers.empty()) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const auto& entry : c.consumers) emit_keys(out, consumer_keys(), entry);
+    out << YAML::EndSeq;
+}
+
 const std::vector<section_spec>& sections() {
     static const std::vector<section_spec> table = {
         {"postgres",
@@ -1140,6 +1458,7 @@ const std::vector<section_spec>& sections() {
                  std::chrono::hours(24 * 3660)),
              reconcile_groups_key(),
          }},
+        {"consumers", {}, read_consumers, emit_consumers},
     };
     return table;
 }
@@ -1393,16 +1712,28 @@ load_result load_file(const std::string& path, const env_lookup& env, const load
     return load_string(text, path, env, limits);
 }
 
+std::string kafka_topic(const kafka_config& kafka, const std::string& topic) {
+    const auto it = kafka.topic_map.find(topic);
+    return kafka.topic_prefix + (it == kafka.topic_map.end() ? topic : it->second);
+}
+
+const consumer_config* find_consumer(const ferry_config& cfg, std::string_view group) {
+    for (const auto& c : cfg.consumers) {
+        if (c.group == group) return &c;
+    }
+    return nullptr;
+}
+
 std::string render_redacted(const ferry_config& cfg) {
     YAML::Emitter out;
     out << YAML::BeginMap;
     for (const auto& section : sections()) {
-        out << YAML::Key << std::string(section.name) << YAML::Value << YAML::BeginMap;
-        for (const auto& key : section.keys) {
-            out << YAML::Key << std::string(key.name) << YAML::Value;
-            key.emit(out, cfg);
+        out << YAML::Key << std::string(section.name) << YAML::Value;
+        if (section.emit_whole) {
+            section.emit_whole(out, cfg);
+        } else {
+            emit_keys(out, section.keys, cfg);
         }
-        out << YAML::EndMap;
     }
     out << YAML::EndMap;
     return std::string(out.c_str()) + "\n";

@@ -13,6 +13,8 @@
 #include <set>
 #include <string>
 
+#include "config_test_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -23,38 +25,11 @@ using ferry::config::load_string;
 using testing::HasSubstr;
 using testing::Not;
 
-env_lookup fake_env(std::map<std::string, std::string> vars = {}) {
-    return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
-        const auto it = vars.find(name);
-        if (it == vars.end()) return std::nullopt;
-        return it->second;
-    };
-}
-
-load_result load(std::string_view yaml, std::map<std::string, std::string> vars = {}) {
-    return load_string(yaml, "test.yaml", fake_env(std::move(vars)));
-}
-
-std::string all_messages(const load_result& r) {
-    std::string out;
-    for (const auto& d : r.errors) out += d.to_string() + "\n";
-    return out;
-}
-
-// The one diagnostic for `key`; fails the test when there is not exactly one.
-diagnostic only_error_for(const load_result& r, const std::string& key) {
-    std::vector<diagnostic> found;
-    for (const auto& d : r.errors) {
-        if (d.key == key) found.push_back(d);
-    }
-    EXPECT_EQ(found.size(), 1u) << "diagnostics for " << key << ":\n" << all_messages(r);
-    return found.empty() ? diagnostic{} : found.front();
-}
-
-void expect_at(const diagnostic& d, int line, int column) {
-    EXPECT_EQ(d.line, line) << d.to_string();
-    EXPECT_EQ(d.column, column) << d.to_string();
-}
+using ferry_config_test::all_messages;
+using ferry_config_test::expect_at;
+using ferry_config_test::fake_env;
+using ferry_config_test::load;
+using ferry_config_test::only_error_for;
 
 TEST(ConfigTest, DefaultsWithoutFileOrEnvironment) {
     const auto r = ferry::config::load_defaults(fake_env());

@@ -149,4 +149,35 @@ TEST_F(FerryctlConfigTest, LoadConfigThrowsRuntimeErrorWithCodeTwo) {
     }
 }
 
+// The consumers: section is validated like the rest: a valid one passes (before the section
+// existed it was an unknown section, exit 2); a bad one exits 2 naming each field and place.
+TEST_F(FerryctlConfigTest, CheckValidatesTheConsumersSection) {
+    const auto ok = write("consumers_ok.yaml",
+                          "consumers:\n  - group: inventory\n    topics: [order-placed]\n"
+                          "    lanes: 8\n    inbox:\n      retention: 72h\n");
+    auto r = run({"config", "check", ok});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "config ok: " + ok + "\n");
+
+    const auto bad = write("consumers_bad.yaml",
+                           "consumers:\n  - group: inventory\n    topics: [order-placed]\n"
+                           "    lanes: 0\n    retry:\n      max_attemps: 3\n");
+    r = run({"config", "check", bad});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.out, "");
+    EXPECT_THAT(r.err, HasSubstr(bad + ":4:12: consumers[0].lanes: must be between 1 and 256"));
+    EXPECT_THAT(r.err, HasSubstr(bad + ":6:7: consumers[0].retry.max_attemps: unknown key"));
+    EXPECT_THAT(r.err, HasSubstr("2 errors"));
+
+    // config show renders the section back, secrets masked.
+    const auto secret = write("consumers_show.yaml",
+                              "consumers:\n  - group: g\n    topics: [t]\n"
+                              "    dsn: postgresql://app:hunter2@db/app\n");
+    r = run({"--config", secret, "config", "show"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("group: g"));
+    EXPECT_THAT(r.out, HasSubstr("dsn: postgresql://app:***@db/app"));
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr("hunter2")));
+}
+
 }  // namespace

@@ -211,6 +211,8 @@ struct consumer::impl {
         m_retry_chained{0};
     std::atomic<std::size_t> m_last_batch{0};
     std::atomic<std::int64_t> m_lag{0};
+    mutable std::mutex lag_mutex;
+    std::vector<partition_lag> m_partition_lags;  // guarded by lag_mutex
     std::atomic<std::size_t> m_assigned{0};
     std::atomic<std::size_t> queued_total{0};
     std::atomic<std::size_t> queued_bytes{0};
@@ -557,6 +559,7 @@ struct consumer::impl {
 
     void update_lag() {
         std::int64_t lag = 0;
+        std::vector<partition_lag> per_partition;
         for (const auto& p : tracker.commit_positions({}, /*all=*/true)) {
             int64_t lo = 0, hi = 0;
             if (rd_kafka_get_watermark_offsets(rk, p.topic.c_str(), p.partition, &lo, &hi) !=
@@ -564,9 +567,13 @@ struct consumer::impl {
                 continue;
             }
             const auto from = p.offset >= 0 ? p.offset : lo;
-            if (hi > from) lag += hi - from;
+            const auto behind = hi > from ? hi - from : 0;
+            lag += behind;
+            per_partition.push_back(partition_lag{p.topic, p.partition, behind});
         }
         m_lag = lag;
+        std::lock_guard lock(lag_mutex);
+        m_partition_lags = std::move(per_partition);
     }
 
     void set_paused(bool pause) {
@@ -1530,6 +1537,10 @@ struct consumer::impl {
         s.batch_fallbacks = m_batch_fallbacks;
         s.last_batch_size = m_last_batch;
         for (const auto& l : lanes) s.lane_queue_depth.push_back(l->depth);
+        {
+            std::lock_guard lock(lag_mutex);
+            s.partition_lags = m_partition_lags;
+        }
         return s;
     }
 };
@@ -1566,6 +1577,8 @@ void consumer::start() { _impl->start(); }
 void consumer::stop() { _impl->stop(); }
 metrics_snapshot consumer::metrics() const { return _impl->snapshot(); }
 const std::string& consumer::instance_id() const { return _impl->o.instance_id; }
+const consumer_options& consumer::options() const { return _impl->o; }
+bool consumer::running() const { return _impl->started && !_impl->stopping; }
 
 std::string consumer::render_prometheus() const {
     const auto s = metrics();

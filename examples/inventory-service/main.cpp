@@ -1,7 +1,14 @@
 // inventory-service: the consumer side of Ferry's demo, written to be copied.
 //
-//   inventory-service --config ferry.yaml [--group inventory] [--dedup both|inbox|redis|none]
-//                     [--effect stock|notify] [--topic order-placed]
+//   inventory-service --config ferry.yaml [--group inventory] [--effect stock|notify]
+//                     [--dedup both|inbox|redis|none] [--lease S] [--session-timeout S]
+//
+// Everything about the consumer comes from the `consumers:` entry of the YAML file whose group
+// is --group (docs/configuration.md): topics, dedup mode, lanes, batch bounds, retry policy,
+// Kafka properties, inbox retention. ferry::consumer::to_options turns that entry into
+// consumer_options; nothing is assembled by hand here. Without an entry for the group the
+// defaults apply (topic order-placed, dedup inbox). --dedup, --lease and --session-timeout
+// override the entry (the demo script uses them to run its variants from one file).
 //
 // --effect stock (group "inventory"): each `order-placed` decrements the SKU's stock. The
 //   effect is in PostgreSQL, so it runs as a tx_handler: Ferry inserts the inbox row
@@ -16,14 +23,21 @@
 //   copy of every message (pub/sub fan-out). Its effect is idempotent (INSERT ... ON CONFLICT DO
 //   NOTHING), which is the case where Redis-only dedup is enough.
 //
+// HTTP (the `http:` section, as ferry-relay's): /metrics, /healthz and /readyz (partitions
+// assigned, PostgreSQL and Redis reachable), from ferry/consumer/http.hpp. FERRY_HTTP_LISTEN
+// overrides http.listen, so a relay and consumers can share one file on one host.
+//
 // Runs until SIGTERM/SIGINT, then stops gracefully (drains, commits offsets, leaves the group).
-// stdout: "inventory-service[GROUP]: ready", then a progress line every 2 s.
+// stdout: "http.listen=HOST:PORT", "inventory-service[GROUP]: ready", then a progress line every
+// 2 s.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ferry/config/config.hpp>
 #include <ferry/consumer/consumer.hpp>
+#include <ferry/consumer/from_config.hpp>
+#include <ferry/consumer/http.hpp>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -118,28 +132,25 @@ int main(int argc, char** argv) {
     CLI::App app{"Ferry example: applies order-placed to stock exactly once"};
     std::string config_path;
     std::string group = "inventory";
-    std::string dedup = "both";
     std::string effect = "stock";
-    std::string topic = "order-placed";
+    std::string dedup;
     int skus = 100;
     long initial_stock = 1000000;
-    std::size_t lanes = 4;
-    int lease_s = 30;
-    int session_timeout_s = 10;
+    int lease_s = 0;
+    int session_timeout_s = 0;
     app.add_option("--config", config_path, "Ferry YAML configuration")->required();
-    app.add_option("--group", group, "Kafka consumer group");
-    app.add_option("--dedup", dedup, "duplicate suppression")
-        ->check(CLI::IsMember({"both", "inbox", "redis", "none"}));
+    app.add_option("--group", group, "the consumers: entry (Kafka consumer group) to run");
     app.add_option("--effect", effect, "stock: decrement stock; notify: record a notification")
         ->check(CLI::IsMember({"stock", "notify"}));
-    app.add_option("--topic", topic,
-                   "outbox topic to consume (kafka.topic_prefix/topic_map apply)");
+    app.add_option("--dedup", dedup, "override the entry's dedup (both = redis_and_inbox)")
+        ->check(CLI::IsMember({"both", "inbox", "redis", "none"}));
+    app.add_option("--lease", lease_s, "override the entry's Redis lease, seconds")
+        ->check(CLI::Range(1, 3600));
+    app.add_option("--session-timeout", session_timeout_s,
+                   "override the entry's Kafka session timeout, seconds")
+        ->check(CLI::Range(1, 3600));
     app.add_option("--skus", skus, "SKUs to seed in the stock table");
     app.add_option("--initial-stock", initial_stock, "units per SKU when seeding");
-    app.add_option("--lanes", lanes, "parallel lanes (ordered within a key)");
-    app.add_option("--lease", lease_s, "Redis processing lease, seconds");
-    app.add_option("--session-timeout", session_timeout_s,
-                   "Kafka group session timeout, seconds (how fast a killed member is replaced)");
     CLI11_PARSE(app, argc, argv);
 
     std::signal(SIGTERM, on_signal);
@@ -152,61 +163,71 @@ int main(int argc, char** argv) {
     }
     const auto& cfg = loaded.config;
 
-    // The Kafka topic the relay publishes to: topic_prefix + topic_map(topic).
-    const auto mapped = cfg.kafka.topic_map.find(topic);
-    const std::string kafka_topic =
-        cfg.kafka.topic_prefix + (mapped != cfg.kafka.topic_map.end() ? mapped->second : topic);
+    // The group's consumers: entry, or the defaults for it.
+    ferry::config::consumer_config entry;
+    if (const auto* found = ferry::config::find_consumer(cfg, group)) {
+        entry = *found;
+    } else {
+        entry.group = group;
+        entry.topics = {"order-placed"};
+        std::cerr << "inventory-service: no consumers: entry for group " << group << " in "
+                  << config_path << "; using the defaults\n";
+    }
+    if (!dedup.empty()) entry.dedup = dedup == "both" ? "redis_and_inbox" : dedup;
+    if (lease_s > 0) entry.lease = std::chrono::seconds(lease_s);
+    if (session_timeout_s > 0) entry.session_timeout = std::chrono::seconds(session_timeout_s);
 
     try {
+        const auto o = ferry::consumer::to_options(cfg, entry);
         {
-            pqxx::connection conn{cfg.postgres.dsn};
+            pqxx::connection conn{o.dsn};
             create_tables(conn, skus, initial_stock);
         }
-
-        ferry::consumer::consumer_options o;
-        o.brokers = cfg.kafka.brokers;
-        o.kafka_properties = cfg.kafka.properties;
-        o.group = group;
-        o.dsn = cfg.postgres.dsn;  // inbox, retry and dead_letter live next to the effect
-        o.schema = cfg.postgres.schema;
-        o.connect_timeout = cfg.postgres.connect_timeout;
-        o.redis_url = cfg.redis.url;
-        o.lanes = lanes;
-        o.lease = std::chrono::seconds(lease_s);
-        o.session_timeout = std::chrono::seconds(session_timeout_s);
-        o.dedup = dedup == "both"    ? ferry::consumer::dedup_mode::redis_and_inbox
-                  : dedup == "inbox" ? ferry::consumer::dedup_mode::inbox
-                  : dedup == "redis" ? ferry::consumer::dedup_mode::redis
-                                     : ferry::consumer::dedup_mode::none;
         const bool inbox = o.dedup == ferry::consumer::dedup_mode::inbox ||
                            o.dedup == ferry::consumer::dedup_mode::redis_and_inbox;
         const auto apply = effect == "stock" ? decrement_stock : notify;
 
         ferry::consumer::consumer c{o};
-        if (inbox) {
-            // The effect and the inbox row commit together: exactly-once effect.
-            c.subscribe(kafka_topic,
-                        ferry::consumer::tx_handler([&](const ferry::consumer::message& m,
-                                                        pqxx::work& tx) { apply(tx, m, group); }));
-        } else {
-            // No inbox: the handler commits its own transaction. Exactly-once only as far as
-            // Redis remembers (and for idempotent effects such as notify).
-            const std::string dsn = o.dsn;
-            c.subscribe(kafka_topic,
-                        ferry::consumer::handler([&, dsn](const ferry::consumer::message& m) {
-                            // One connection per lane thread; calls for one key never overlap.
-                            thread_local std::unique_ptr<pqxx::connection> conn;
-                            if (!conn || !conn->is_open()) {
-                                conn = std::make_unique<pqxx::connection>(dsn);
-                            }
-                            pqxx::work tx{*conn};
-                            apply(tx, m, group);
-                            tx.commit();
-                        }));
+        // The Kafka topics the relay publishes to: topic_prefix + topic_map(topic).
+        const auto topics = ferry::consumer::kafka_topics(cfg, entry);
+        const ferry::consumer::topic_options topts{entry.ordered_retry};
+        for (const auto& topic : topics) {
+            if (inbox) {
+                // The effect and the inbox row commit together: exactly-once effect.
+                c.subscribe(
+                    topic,
+                    ferry::consumer::tx_handler([&](const ferry::consumer::message& m,
+                                                    pqxx::work& tx) { apply(tx, m, group); }),
+                    topts);
+            } else {
+                // No inbox: the handler commits its own transaction. Exactly-once only as far as
+                // Redis remembers (and for idempotent effects such as notify).
+                const std::string dsn = o.dsn;
+                c.subscribe(topic,
+                            ferry::consumer::handler([&, dsn](const ferry::consumer::message& m) {
+                                // One connection per lane thread; calls for one key never
+                                // overlap.
+                                thread_local std::unique_ptr<pqxx::connection> conn;
+                                if (!conn || !conn->is_open()) {
+                                    conn = std::make_unique<pqxx::connection>(dsn);
+                                }
+                                pqxx::work tx{*conn};
+                                apply(tx, m, group);
+                                tx.commit();
+                            }),
+                            topts);
+            }
         }
+        // /metrics, /healthz, /readyz: bound before start(), so /readyz says 503 until the
+        // group has assigned partitions.
+        ferry::consumer::http_server http(ferry::consumer::to_http_options(cfg.http), {&c});
+        std::cout << "http.listen=" << http.host() << ":" << http.port() << std::endl;
         c.start();
         const std::string me = "inventory-service[" + group + "]";
-        std::cout << me << ": ready topic=" << kafka_topic << " dedup=" << dedup << std::endl;
+        std::string topic_list;
+        for (const auto& t : topics) topic_list += (topic_list.empty() ? "" : ",") + t;
+        std::cout << me << ": ready topic=" << topic_list
+                  << " dedup=" << ferry::consumer::to_string(o.dedup) << std::endl;
 
         auto next_report = std::chrono::steady_clock::now();
         while (g_stop == 0) {
@@ -220,6 +241,7 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         c.stop();
+        http.stop();
         const auto s = c.metrics();
         std::cout << me << ": stopped processed=" << s.processed
                   << " duplicates_absorbed=" << s.duplicates_absorbed << std::endl;

@@ -160,6 +160,88 @@ struct reconcile_config {
     std::map<std::string, reconcile_group_config> groups;
 };
 
+/// Retry policy and retry workers of one consumer group (consumers[i].retry). Maps onto
+/// ferry::retry::retry_policy and consumer_options.retry_* (ferry::consumer::to_options).
+struct consumer_retry_config {
+    /// Handler calls in the lane before a message goes to the retry table.
+    std::size_t immediate_tries = 3;
+    std::chrono::milliseconds immediate_delay{20};
+    /// First retry-table delay ceiling (doubles per attempt, full jitter), capped at max_delay.
+    std::chrono::milliseconds base_delay{1000};
+    std::chrono::milliseconds max_delay{5 * 60 * 1000};
+    /// Total attempts (immediate + table) before a dead letter; at least immediate_tries.
+    std::size_t max_attempts = 10;
+    /// Threads draining the retry table, their idle poll, rows per claim, claim lifetime.
+    std::size_t workers = 4;
+    std::chrono::milliseconds poll{200};
+    std::size_t batch = 50;
+    std::chrono::milliseconds claim_ttl{60000};
+};
+
+/// Inbox retention of one consumer group (consumers[i].inbox).
+struct consumer_inbox_config {
+    /// Inbox rows older than this are deleted. Must exceed the longest possible redelivery
+    /// (Kafka retention plus any replay window): an older duplicate is applied again.
+    std::chrono::milliseconds retention{7LL * 24 * 3600 * 1000};
+    /// How often the retention job runs; 0 turns it off (prune with `ferryctl inbox prune`).
+    std::chrono::milliseconds prune_interval{60000};
+    /// Rows deleted per statement (repeated while batches come back full).
+    std::size_t prune_batch = 10000;
+    /// How long an inbox insert waits for a concurrent owner of the same message.
+    std::chrono::milliseconds lock_wait{5000};
+};
+
+/// One consumer group run by a consumer process (an entry of `consumers:`). Every field maps
+/// onto ferry::consumer::consumer_options (ferry::consumer::to_options); empty dsn, schema and
+/// redis_url mean postgres.dsn, postgres.schema and redis.url, and the brokers are kafka.brokers.
+struct consumer_config {
+    /// Kafka consumer group id. Required, unique within the file.
+    std::string group;
+    /// Outbox topics to consume (kafka.topic_prefix and kafka.topic_map apply, as for the
+    /// relay: see kafka_topic()). Required, at least one.
+    std::vector<std::string> topics;
+    /// Later messages of a key wait behind one in retry (per-key order); false lets them pass.
+    bool ordered_retry = true;
+    /// Owner name in retry claims and logs; empty means "<hostname>-<pid>-<random>".
+    std::string instance_id;
+    /// The group's database (inbox, retry, dead_letter) and schema; empty = postgres.*.
+    std::string dsn;
+    std::string schema;
+    /// none | redis | inbox | redis_and_inbox
+    std::string dedup = "inbox";
+    /// Worker lanes (parallel across keys, ordered within a key).
+    std::size_t lanes = 4;
+    /// Redis of the redis modes; empty = redis.url.
+    std::string redis_url;
+    std::string redis_key_prefix = "ferry:dedup";
+    std::chrono::milliseconds done_window{3600 * 1000};
+    std::chrono::milliseconds lease{30000};
+    /// Batched effects: messages per PostgreSQL transaction (1 = off) and the time bound.
+    std::size_t batch_max = 100;
+    std::chrono::milliseconds batch_max_time{100};
+    /// Records polled (and claimed in Redis) together, and the poll wait.
+    std::size_t poll_batch = 500;
+    std::chrono::milliseconds poll_timeout{100};
+    std::chrono::milliseconds commit_interval{200};
+    /// Back-pressure: queued messages and bytes above which partitions are paused.
+    std::size_t max_queued = 10000;
+    std::size_t max_queued_bytes = 64u << 20;
+    /// Hostile-input limits on received records (beyond them: dead letter, not replayable).
+    std::size_t max_headers = 64;
+    std::size_t max_header_bytes = 16384;
+    /// earliest | latest: where a new group starts.
+    std::string auto_offset_reset = "earliest";
+    std::chrono::milliseconds session_timeout{10000};
+    std::chrono::milliseconds revoke_timeout{10000};
+    std::chrono::milliseconds shutdown_timeout{10000};
+    /// librdkafka consumer properties passed through (secret-looking values are redacted).
+    std::map<std::string, std::string> kafka_properties;
+    /// When set, every dead letter is also produced to this Kafka topic.
+    std::string dead_letter_topic;
+    consumer_retry_config retry;
+    consumer_inbox_config inbox;
+};
+
 struct ferry_config {
     postgres_config postgres;
     ferry::outbox::writer_options outbox;
@@ -170,7 +252,16 @@ struct ferry_config {
     relay_config relay;
     checkback_config checkback;
     reconcile_config reconcile;
+    /// Consumer groups of a consumer process (inventory-service, your service); ferry-relay
+    /// ignores them. Empty unless the file has a `consumers:` list.
+    std::vector<consumer_config> consumers;
 };
+
+/// The Kafka topic the relay publishes outbox topic `topic` to: kafka.topic_prefix +
+/// kafka.topic_map[topic] (or the topic itself when unmapped).
+[[nodiscard]] std::string kafka_topic(const kafka_config& kafka, const std::string& topic);
+/// The entry of cfg.consumers for `group`, or nullptr.
+[[nodiscard]] const consumer_config* find_consumer(const ferry_config& cfg, std::string_view group);
 
 /// One problem found while loading. line and column are 1-based; 0 when not tied to a place
 /// (an environment override, say).

@@ -20,7 +20,8 @@
 // destructor). start() spawns the poll thread, `lanes` worker threads and the retry worker.
 // stop() is graceful: no new polls, lanes drain for up to shutdown_timeout, offsets are
 // committed synchronously, the group is left. Not restartable.
-// Threads: subscribe/start/stop from one thread; metrics() and render_prometheus() from any.
+// Threads: subscribe/start/stop from one thread; metrics(), render_prometheus(), options() and
+// running() from any.
 // Handlers run on lane threads and on the retry-worker thread (for messages in retry): a handler
 // must be safe to call concurrently for different keys; calls for one key never overlap.
 // Errors: start() throws ferry::error for bad options or unreachable servers at start-up;
@@ -171,6 +172,13 @@ struct consumer_options {
     std::string dead_letter_topic;
 };
 
+/// Lag of one assigned partition: high watermark minus commit position.
+struct partition_lag {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t lag = 0;
+};
+
 /// Counters since start (monotonic) and gauges (now).
 struct metrics_snapshot {
     std::uint64_t consumed = 0;             // records polled
@@ -185,8 +193,9 @@ struct metrics_snapshot {
     std::uint64_t redis_errors = 0;  // Redis calls that failed (then backed off/bypassed)
     std::uint64_t commits = 0;       // offset commits sent
     std::uint64_t rebalances = 0;
-    std::int64_t lag = 0;  // sum over assigned partitions: high watermark -
-                           // commit position
+    std::int64_t lag = 0;                       // sum over assigned partitions: high watermark -
+                                                // commit position
+    std::vector<partition_lag> partition_lags;  // per assigned partition (refreshed every 1 s)
     std::vector<std::size_t> lane_queue_depth;
     std::size_t assigned_partitions = 0;
     std::size_t queued_bytes = 0;        // bytes of records polled and not yet started by a lane
@@ -220,6 +229,11 @@ public:
     /// Prometheus text exposition of metrics(), labelled with the group.
     [[nodiscard]] std::string render_prometheus() const;
     [[nodiscard]] const std::string& instance_id() const;
+    /// The options as validated by start() (instance_id filled in). For readiness checks and
+    /// metrics labels (ferry/consumer/http.hpp).
+    [[nodiscard]] const consumer_options& options() const;
+    /// True between a successful start() and stop(): the poll thread runs.
+    [[nodiscard]] bool running() const;
 
 private:
     struct impl;
