@@ -9,14 +9,16 @@
 //
 // Measures: backlog drain rate (200k messages of 200 B), relay CPU per 1k messages (utime +
 // stime of the process doing the relaying), and steady-state commit->ack latency at 5k and 20k
-// msg/s offered by 8 and 24 producer connections (1-row transactions). Drain rounds (default 3,
-// FERRY_BENCH_ROUNDS) alternate the three relays on fresh backlogs; each reports its median.
-// ferry-relay's drain is timed by polling its /metrics counter, which costs the database nothing.
-// Latency ends at the ledger's published_at, the mark transaction's start just after the batch's
-// last ack, so it is an upper bound of commit->ack. The clock starts when the producer's COMMIT
-// returns (measured by the producer on the system clock, which is the database's clock on this
-// machine), not at created_at: a slow fsync in the producer's own commit is not the relay's
-// latency.
+// msg/s offered by 8 producer sessions at 1k commits/s in all (enqueue_batch of 5 and 20
+// messages per transaction: 20k one-message commits/s, each waiting for its fsync, would
+// saturate 2 cores before the relay is measured).
+// Drain rounds (default 3, FERRY_BENCH_ROUNDS) alternate the three relays on fresh backlogs; each
+// reports its median. ferry-relay's drain is timed by polling its /metrics counter, which costs the
+// database nothing. Latency ends at the ledger's published_at, the mark transaction's start just
+// after the batch's last ack, so it is an upper bound of commit->ack. The clock starts when the
+// producer's COMMIT returns (measured by the producer on the system clock, which is the database's
+// clock on this machine), not at created_at: a slow fsync in the producer's own commit is not the
+// relay's latency.
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
 // FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
@@ -417,14 +419,17 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         clear.exec("TRUNCATE " + s.name + ".published");
         clear.commit();
     }
-    // 1-row transactions, each waiting for its own fsync: more connections for the higher rate.
-    const int producers = rate > 5000 ? 24 : 8;
+    // 8 producer sessions, each committing a transaction every 8 ms (1k commits/s in all), with
+    // rate / 1000 messages per transaction: on 2 cores, a commit rate that a 1-row-per-commit
+    // generator would need for 20k msg/s (each commit waits for its fsync) saturates the machine
+    // before the relay is measured.
+    constexpr int producers = 8;
+    const int per_tx = std::max(1, rate / 1000);
     std::atomic<long> sent{0};
     // message id -> when its producer's COMMIT returned (system clock, the same clock the
     // database reads on this machine)
-    std::vector<std::vector<std::pair<std::string, double>>> committed(
-        static_cast<std::size_t>(producers));
-    std::vector<bench::samples> commit_us(static_cast<std::size_t>(producers));
+    std::vector<std::vector<std::pair<std::string, double>>> committed(producers);
+    std::vector<bench::samples> commit_us(producers);
     std::vector<std::thread> threads;
     const auto t0 = clock_type::now();
     for (int p = 0; p < producers; ++p) {
@@ -434,25 +439,31 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
             o.schema = s.name;
             const outbox::writer w{o};
             const auto interval =
-                std::chrono::duration<double>(static_cast<double>(producers) / rate);
+                std::chrono::duration<double>(static_cast<double>(producers * per_tx) / rate);
             auto next = clock_type::now();
             long i = 0;
+            std::vector<outbox::message> batch;
+            std::vector<std::string> ids;
             while (clock_type::now() - t0 < duration) {
-                outbox::message m;
-                m.topic = s.topic;
-                m.key = "key-" + std::to_string(p) + "-" + std::to_string(i % 50);
-                m.payload = std::string(200, 'x');
+                batch.clear();
+                for (int k = 0; k < per_tx; ++k, ++i) {
+                    outbox::message m;
+                    m.topic = s.topic;
+                    m.key = "key-" + std::to_string(p) + "-" + std::to_string(i % 50);
+                    m.payload = std::string(200, 'x');
+                    batch.push_back(std::move(m));
+                }
                 const auto tx_start = clock_type::now();
                 pqxx::work tx{c};
-                const auto id = w.enqueue(tx, m);
+                ids.clear();
+                for (const auto& id : w.enqueue_batch(tx, batch)) ids.push_back(id.to_string());
                 tx.commit();
                 commit_us[static_cast<std::size_t>(p)].add(bench::elapsed_us(tx_start));
-                committed[static_cast<std::size_t>(p)].emplace_back(
-                    id.to_string(), std::chrono::duration<double>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-                ++sent;
-                ++i;
+                const double at = std::chrono::duration<double>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
+                for (auto& id : ids) committed[static_cast<std::size_t>(p)].emplace_back(id, at);
+                sent += per_tx;
                 next += std::chrono::duration_cast<clock_type::duration>(interval);
                 std::this_thread::sleep_until(next);
             }

@@ -84,7 +84,10 @@ producer::producer(const relay_options& o) {
     set_or_throw(conf, "client.id", "ferry-relay");
     set_or_throw(conf, "partitioner", "murmur2_random");
     set_or_throw(conf, "compression.type", o.compression);
-    set_or_throw(conf, "linger.ms", "5");
+    // The relay hands librdkafka a whole batch at once and waits for every report, so a long
+    // linger only adds latency; 1 ms still lets the messages produced behind the first one of a
+    // batch share its request.
+    set_or_throw(conf, "linger.ms", "1");
     // Batches are small under light load; do not let Nagle hold them for a delayed ACK.
     set_or_throw(conf, "socket.nagle.disable", "true");
     for (const auto& [name, value] : o.properties) set_or_throw(conf, name, value);

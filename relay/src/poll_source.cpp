@@ -24,9 +24,8 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
     //
     // The lease row comes first and always (LEFT JOIN LATERAL): no lease row or another owner
     // or epoch reads no rows. Rows of the previous batch that is still being marked are
-    // skipped: ids above the largest excluded one skip the test, the others test membership
-    // with a hashed `= ANY` (the statement is planned with its parameters, so the array is a
-    // constant of at least nine elements or a short list).
+    // skipped: ids above the largest excluded one skip the membership test, so it runs only
+    // for the excluded rows themselves and for late commits below them.
     _claim_sql =
         "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
         "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 AS "
@@ -54,10 +53,12 @@ claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit
     std::int64_t max_excluded = 0;
     for (const auto id : exclude) max_excluded = std::max(max_excluded, id);
     pqxx::nontransaction tx{_claim.get()};
-    // Unprepared on purpose: planned with its parameters each time (see the constructor).
-    const auto r = internal::exec(
-        tx, _claim_sql, _o.instance_id, epoch, group, shard_array_literal(group, _o.lease_groups),
-        static_cast<long>(limit), internal::array_literal(exclude), min_remaining_ms, max_excluded);
+    // Prepared: an idle relay polls every poll_min, and planning this statement costs more
+    // than running it on an empty outbox.
+    const auto r =
+        internal::exec_cached(tx, "ferry_relay_claim", _claim_sql, _o.instance_id, epoch, group,
+                              shard_array_literal(group, _o.lease_groups), static_cast<long>(limit),
+                              internal::array_literal(exclude), min_remaining_ms, max_excluded);
     if (r.empty() || !r[0][0].as<bool>()) return out;
     out.lease_ours = true;
     out.lease_remaining_ms = r[0][1].as<double>();
