@@ -14,6 +14,11 @@ using key_id = std::pair<std::string, std::string>;  // (outbox topic, key)
 
 key_id key_of(const planned_row& row) { return {row.topic, row.key}; }
 
+// Most batches have no failed key: skip building the lookup key then.
+bool holds(const std::set<key_id>& failed, const planned_row& row) {
+    return !failed.empty() && failed.count(key_of(row)) != 0;
+}
+
 }  // namespace
 
 std::string rfc3339_millis(std::int64_t micros) {
@@ -44,6 +49,9 @@ prepared_batch prepare_batch(std::vector<source_row>& rows,
     prepared_batch out;
     out.planned.resize(rows.size());
     out.items.resize(rows.size());
+    // Rows of a batch mostly share a topic: map each distinct run once.
+    const std::string* last_topic = nullptr;
+    std::string last_mapped;
     for (std::size_t i = 0; i < rows.size(); ++i) {
         auto& row = rows[i];
         auto& p = out.planned[i];
@@ -53,7 +61,11 @@ prepared_batch prepare_batch(std::vector<source_row>& rows,
         p.expired = row.expired;
         if (row.expired) continue;
         auto& item = out.items[i];
-        item.topic = topic_of(row.topic);
+        if (last_topic == nullptr || *last_topic != row.topic) {
+            last_mapped = topic_of(row.topic);
+            last_topic = &row.topic;
+        }
+        item.topic = last_mapped;
         if (!row.key.empty()) item.key = row.key;
         item.payload = std::move(row.payload);
         item.headers.emplace_back("ferry-message-id", row.message_id);
@@ -77,7 +89,7 @@ produce_plan plan_produce(const std::vector<planned_row>& rows) {
             plan.expire.push_back(i);
             continue;
         }
-        if (failed.count(key_of(row)) != 0) {
+        if (holds(failed, row)) {
             ++plan.held;  // waits behind the failed row of its key
             continue;
         }
@@ -106,7 +118,7 @@ mark_plan plan_mark(const std::vector<planned_row>& rows, const produce_plan& pl
         const delivery_report none{};
         const auto& d = k < reports.size() ? reports[k] : none;
         if (d.result == delivery_result::transient) ++marks.transient;
-        if (failed.count(key_of(row)) != 0) {
+        if (holds(failed, row)) {
             if (d.result == delivery_result::acked) ++marks.held_acked;
             ++marks.left;
             continue;

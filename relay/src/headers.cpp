@@ -126,6 +126,7 @@ private:
 }  // namespace
 
 std::string decode_headers(std::string_view json_text, header_list& out) {
+    if (json_text == "{}") return {};  // the common case: no headers (jsonb renders it so)
     header_sax sax(out);
     bool ok = false;
     try {

@@ -190,7 +190,7 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
     rows[0].headers_json = R"({"trace":"t1","n":1.50})";
     rows[0].created_at_us = 1796025600123999;  // 2026-11-30T08:00:00.123999Z
     rows[1].id = 8;
-    rows[1].topic = "orders";
+    rows[1].topic = "payments";
     rows[1].headers_json = "[1]";
     rows[2].id = 9;
     rows[2].topic = "orders";
@@ -208,6 +208,7 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
         {"n", "1.50"}};
     EXPECT_EQ(batch.items[0].headers, headers);
     EXPECT_TRUE(batch.planned[0].header_error.empty());
+    EXPECT_EQ(batch.items[1].topic, "prefix.payments") << "each row's own topic, mapped";
     EXPECT_FALSE(batch.items[1].key.has_value()) << "an empty key is a null key";
     EXPECT_FALSE(batch.planned[1].header_error.empty());
     EXPECT_TRUE(batch.planned[2].expired);
