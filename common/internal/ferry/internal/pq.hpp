@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
@@ -170,7 +171,15 @@ inline std::unique_ptr<pqxx::connection> connect_unique(const std::string& dsn,
     try {
         auto conn = std::make_unique<pqxx::connection>(
             with_connect_timeout(dsn, detail::connect_timeout_seconds(settings.connect_timeout)));
-        detail::apply_session(*conn, settings);
+        {
+            // The first parameterized statement on a new libpqxx 6.4 connection touches state
+            // the library shares between connections: two threads opening sessions at once
+            // (the relay's lease keeper and maintenance threads at start) raced there under
+            // TSan. One session set-up at a time; the network connect above stays parallel.
+            static std::mutex first_statement;
+            const std::lock_guard lock(first_statement);
+            detail::apply_session(*conn, settings);
+        }
         return conn;
     } catch (const std::exception& e) {
         detail::connect_failed(e, prefix);
