@@ -1,8 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
+#include "ferry/internal/http_auth.hpp"
 
 TEST(ErrorTest, CarriesKindCodeFieldAndRetryability) {
     const ferry::error e(ferry::error_kind::retry_transaction, "outbox.connection", "lost",
@@ -145,4 +149,21 @@ TEST(RedactTest, PostgresQueryIsLookedForAfterTheUserInfoAsLibpqDoes) {
     // A '?' inside a postgres user name used to start a "query" that swallowed the host.
     EXPECT_EQ(ferry::redact_dsn("postgresql://a?token=b:s3cr3t@db/orders?password=x"),
               "postgresql://a?token=b:***@db/orders?password=***");
+}
+
+// The HTTP endpoints' shared helpers (ferry/internal/http_auth.hpp).
+TEST(HttpAuthTest, BearerTokenComparisonAndJsonText) {
+    using ferry::internal::bearer_token;
+    EXPECT_EQ(bearer_token("Bearer abc"), std::optional<std::string>("abc"));
+    EXPECT_EQ(bearer_token("bEaReR   abc  "), std::optional<std::string>("abc"));
+    EXPECT_EQ(bearer_token("Basic abc"), std::nullopt);
+    EXPECT_EQ(bearer_token("Bearer"), std::nullopt);
+    EXPECT_EQ(bearer_token("Bearer "), std::optional<std::string>(""));
+    using ferry::internal::constant_time_equal;
+    EXPECT_TRUE(constant_time_equal("secret-token", "secret-token"));
+    EXPECT_FALSE(constant_time_equal("secret-tokeN", "secret-token"));
+    EXPECT_FALSE(constant_time_equal("secret", "secret-token"));
+    EXPECT_FALSE(constant_time_equal("secret-token-and-more", "secret-token"));
+    EXPECT_FALSE(constant_time_equal("", "x"));
+    EXPECT_EQ(ferry::internal::json_string_body("a\"b\\c\nd"), "a\\\"b\\\\cd");
 }

@@ -16,6 +16,7 @@
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
 #include "ferry/dedup/redis_store.hpp"
+#include "ferry/internal/http_auth.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/retry/tables.hpp"
 
@@ -56,38 +57,12 @@ private:
     std::unique_ptr<pqxx::connection> _conn;
 };
 
-std::string json_escaped(const std::string& text) {
-    std::string out;
-    for (char c : text) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20) out += c;
-    }
-    return out;
-}
+std::string json_escaped(const std::string& text) { return internal::json_string_body(text); }
 
 // The value of "Authorization: Bearer <token>" (scheme case-insensitive), or nullopt.
 std::optional<std::string> bearer_of(const httplib::Request& req) {
     if (!req.has_header("Authorization")) return std::nullopt;
-    const auto h = req.get_header_value("Authorization");
-    if (h.size() < 7) return std::nullopt;
-    std::string scheme = h.substr(0, 7);
-    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (scheme != "bearer ") return std::nullopt;
-    auto token = h.substr(7);
-    while (!token.empty() && token.front() == ' ') token.erase(0, 1);
-    while (!token.empty() && token.back() == ' ') token.pop_back();
-    return token;
-}
-
-// Every byte of `expected` is compared whatever `given` holds: the time depends only on the
-// expected token's length.
-bool same_token(std::string_view given, std::string_view expected) noexcept {
-    unsigned char diff = given.size() == expected.size() ? 0 : 1;
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-        const auto g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-        diff |= static_cast<unsigned char>(g ^ static_cast<unsigned char>(expected[i]));
-    }
-    return diff == 0;
+    return internal::bearer_token(req.get_header_value("Authorization"));
 }
 
 }  // namespace
@@ -382,7 +357,7 @@ public:
             }
             if (req.path == "/metrics" && _o.token_for_metrics && !_o.token.empty()) {
                 const auto given = bearer_of(req);
-                if (!given || !same_token(*given, _o.token)) {
+                if (!given || !internal::constant_time_equal(*given, _o.token)) {
                     res.status = 401;
                     res.set_header("WWW-Authenticate",
                                    given ? R"(Bearer realm="ferry", error="invalid_token")"

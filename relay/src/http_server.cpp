@@ -11,6 +11,7 @@
 
 #include "ferry/common/error.hpp"
 #include "ferry/common/redact.hpp"
+#include "ferry/internal/http_auth.hpp"
 
 namespace ferry::relay {
 
@@ -28,26 +29,12 @@ std::int64_t parse_limit(const std::string& name, const std::string& value, std:
 }
 
 bool constant_time_equal(std::string_view given, std::string_view expected) noexcept {
-    // Every byte of `expected` is compared whatever `given` holds; a length mismatch is folded
-    // into the result, not returned early.
-    unsigned char diff = given.size() == expected.size() ? 0 : 1;
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-        const auto g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-        diff |= static_cast<unsigned char>(g ^ static_cast<unsigned char>(expected[i]));
-    }
-    return diff == 0;
+    return internal::constant_time_equal(given, expected);
 }
 
 namespace {
 
-std::string json_escaped(const std::string& text) {
-    std::string out;
-    for (char c : text) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20) out += c;
-    }
-    return out;
-}
+std::string json_escaped(const std::string& text) { return internal::json_string_body(text); }
 
 void error_body(httplib::Response& res, int status, const std::string& message,
                 const std::string& code, std::uint64_t ref) {
@@ -60,15 +47,7 @@ void error_body(httplib::Response& res, int status, const std::string& message,
 // The value of "Authorization: Bearer <token>" (scheme case-insensitive), or nullopt.
 std::optional<std::string> bearer_of(const httplib::Request& req) {
     if (!req.has_header("Authorization")) return std::nullopt;
-    const auto h = req.get_header_value("Authorization");
-    if (h.size() < 7) return std::nullopt;
-    std::string scheme = h.substr(0, 7);
-    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (scheme != "bearer ") return std::nullopt;
-    auto token = h.substr(7);
-    while (!token.empty() && token.front() == ' ') token.erase(0, 1);
-    while (!token.empty() && token.back() == ' ') token.pop_back();
-    return token;
+    return internal::bearer_token(req.get_header_value("Authorization"));
 }
 
 }  // namespace
