@@ -1549,53 +1549,117 @@ std::string size_limit_message(const load_limits& limits) {
            " bytes for a configuration (load_limits.max_bytes)";
 }
 
-// yaml-cpp 0.7 (Debian bookworm) never returns from parsing a document whose first token is a
-// flow entry (`,` with only comments, blank lines, `---`/`...` markers, directives or node
-// properties before it): found by fuzz_config with ",kafka:". A plain scalar cannot start with
-// `,` in YAML, so such a document is invalid anyway; this finds it before yaml-cpp sees it and
-// returns its 1-based line and column.
-std::optional<std::pair<std::size_t, std::size_t>> document_starting_with_flow_entry(
-    const std::string& text) {
-    bool at_document_start = true;
-    std::size_t line_no = 0;
-    std::size_t begin = 0;
-    while (begin <= text.size()) {
-        auto end = text.find('\n', begin);
-        if (end == std::string::npos) end = text.size();
-        const std::string_view line(text.data() + begin, end - begin);
-        ++line_no;
-        std::size_t pos = 0;
-        const auto marker = [&](std::string_view m) {
-            return line.substr(0, 3) == m &&
-                   (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
-        };
-        if (marker("---")) {
-            at_document_start = true;
-            pos = 3;
-        } else if (marker("...")) {
-            at_document_start = true;
-            pos = line.size();
-        } else if (at_document_start && !line.empty() && line[0] == '%') {
-            pos = line.size();  // a directive
-        }
-        if (at_document_start) {
-            for (;;) {
-                while (pos < line.size() &&
-                       (line[pos] == ' ' || line[pos] == '\t' || line[pos] == '\r')) {
-                    ++pos;
-                }
-                if (pos >= line.size() || line[pos] == '#') break;  // node still to come
-                if (line[pos] == '&' || line[pos] == '!') {         // anchor or tag: skip it
-                    while (pos < line.size() && line[pos] != ' ' && line[pos] != '\t') ++pos;
-                    continue;
-                }
-                if (line[pos] == ',') return std::make_pair(line_no, pos + 1);
-                at_document_start = false;
-                break;
+// yaml-cpp 0.7 (Debian bookworm) never returns from parsing a document whose top level holds a
+// flow entry (`,`) outside any [...] or {...}: first as its first token (found by fuzz_config
+// with ",kafka:"), then right after a complete top-level flow collection or quoted scalar (found
+// by fuzz_config with "{},ka:A"; also `"x",y`, `[a] ,`). Neither is valid YAML (a plain scalar
+// cannot start with `,`), so this finds them before yaml-cpp sees them and returns the comma's
+// 1-based line and column. Inside a block mapping or sequence (`a: {}, b`) yaml-cpp reports the
+// error itself and nothing here applies.
+std::optional<std::pair<std::size_t, std::size_t>> top_level_flow_entry(const std::string& text) {
+    const auto n = text.size();
+    const auto at = [&](std::size_t i) { return i < n ? text[i] : '\0'; };
+    const auto line_col = [&](std::size_t i) {
+        std::size_t line = 1, col = 1;
+        for (std::size_t k = 0; k < i; ++k) {
+            if (text[k] == '\n') {
+                ++line;
+                col = 1;
+            } else {
+                ++col;
             }
         }
-        if (end == text.size()) break;
-        begin = end + 1;
+        return std::make_pair(line, col);
+    };
+    const auto line_start = [&](std::size_t i) { return i == 0 || text[i - 1] == '\n'; };
+    const auto marker = [&](std::size_t i, char c) {
+        return line_start(i) && at(i) == c && at(i + 1) == c && at(i + 2) == c &&
+               (i + 3 >= n || at(i + 3) == ' ' || at(i + 3) == '\t' || at(i + 3) == '\r' ||
+                at(i + 3) == '\n');
+    };
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    // Skips blanks, line breaks, comments, and (when `properties`) anchors and tags.
+    const auto skip_blank = [&](std::size_t i, bool properties) {
+        for (;;) {
+            if (i < n && space(text[i])) {
+                ++i;
+            } else if (at(i) == '#' && (i == 0 || space(text[i - 1]))) {
+                while (i < n && text[i] != '\n') ++i;
+            } else if (properties && (at(i) == '&' || at(i) == '!')) {
+                while (i < n && !space(text[i])) ++i;
+            } else {
+                return i;
+            }
+        }
+    };
+    // The end of a quoted scalar opening at `i`.
+    const auto skip_quoted = [&](std::size_t i) {
+        const char q = text[i++];
+        while (i < n) {
+            if (q == '"' && text[i] == '\\') {
+                i += 2;
+            } else if (text[i] == q) {
+                if (q == '\'' && at(i + 1) == '\'') {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            } else {
+                ++i;
+            }
+        }
+        return n;
+    };
+    // The end of a flow collection opening at `i` (quotes start only where a token can).
+    const auto skip_flow = [&](std::size_t i) {
+        int depth = 0;
+        bool token_start = true;
+        while (i < n) {
+            const char c = text[i];
+            if ((c == '"' || c == '\'') && token_start) {
+                i = skip_quoted(i);
+                token_start = false;
+                continue;
+            }
+            if (c == '#' && i > 0 && space(text[i - 1])) {
+                while (i < n && text[i] != '\n') ++i;
+                continue;
+            }
+            if (c == '[' || c == '{') {
+                ++depth;
+            } else if (c == ']' || c == '}') {
+                if (--depth == 0) return i + 1;
+            }
+            token_start = c == '[' || c == '{' || c == ',' || c == ':' || space(c);
+            ++i;
+        }
+        return n;
+    };
+    // Every document: the text's start, each `---` line, and the line after each `...` line.
+    std::vector<std::size_t> starts{0};
+    for (std::size_t k = 0; k < n; ++k) {
+        if (marker(k, '-')) {
+            starts.push_back(k);
+        } else if (marker(k, '.')) {
+            const auto e = text.find('\n', k);
+            if (e != std::string::npos) starts.push_back(e + 1);
+        }
+    }
+    for (const auto doc : starts) {
+        std::size_t i = doc;
+        for (;;) {  // directives
+            i = skip_blank(i, false);
+            if (at(i) != '%' || !line_start(i)) break;
+            while (i < n && text[i] != '\n') ++i;
+        }
+        if (marker(i, '-')) i += 3;
+        i = skip_blank(i, true);
+        if (at(i) == ',') return line_col(i);
+        if (at(i) == '[' || at(i) == '{' || at(i) == '"' || at(i) == '\'') {
+            i = (at(i) == '"' || at(i) == '\'') ? skip_quoted(i) : skip_flow(i);
+            i = skip_blank(i, false);
+            if (at(i) == ',') return line_col(i);
+        }
     }
     return std::nullopt;
 }
@@ -1608,10 +1672,11 @@ std::optional<diagnostic> check_limits(const std::string& text, const std::strin
         return diagnostic{source, 0, 0, "",
                           std::to_string(text.size()) + " bytes is " + size_limit_message(limits)};
     }
-    if (const auto at = document_starting_with_flow_entry(text)) {
+    if (const auto at = top_level_flow_entry(text)) {
         return diagnostic{source, static_cast<int>(at->first), static_cast<int>(at->second), "",
-                          "a document cannot start with ',' (a flow entry outside any [...] or "
-                          "{...}); the YAML parser would never return on it"};
+                          "a document cannot start with ',' or have one after its top-level "
+                          "node (a flow entry outside any [...] or {...}); the YAML parser would "
+                          "never return on it"};
     }
     std::istringstream in(text);
     YAML::Parser parser(in);

@@ -145,6 +145,15 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
         {"# comment\n\n  ,\n", {3, 3}},
         {"relay:\n  batch_size: 7\n---\n&a !t ,x\n", {4, 7}},
         {"--- ,\n", {1, 5}},
+        // After a complete top-level flow collection or quoted scalar (found by fuzz_config
+        // with "{},ka:A"; each of these hung before).
+        {"{},ka:A", {1, 3}},
+        {"\"x\",y", {1, 4}},
+        {"'x' ,\n", {1, 5}},
+        {"[a] # c\n\n  ,\n", {3, 3}},
+        {"--- [a]\n, x\n", {2, 1}},
+        {"{a: \"}\"},x\n", {1, 9}},
+        {"[a, {b: c}],x\n", {1, 12}},
     };
     for (const auto& [yaml, at] : cases) {
         auto result = std::async(std::launch::async,
@@ -163,6 +172,8 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
     }
     // A comma later in a document is an ordinary value for yaml-cpp: no false refusal.
     EXPECT_TRUE(load_string("log:\n  level: info\n# a, b\n", "t.yaml", no_env()).ok());
+    EXPECT_TRUE(load_string("{log: {level: info}}\n# a, b\n", "t.yaml", no_env()).ok());
+    EXPECT_TRUE(load_string("log: {level: info}\n", "t.yaml", no_env()).ok());
 }
 
 }  // namespace
