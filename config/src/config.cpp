@@ -1551,8 +1551,9 @@ std::string size_limit_message(const load_limits& limits) {
 
 // yaml-cpp 0.7 (Debian bookworm) never returns from parsing a document whose top level holds a
 // flow entry (`,`) outside any [...] or {...}: first as its first token (found by fuzz_config
-// with ",kafka:"), then right after a complete top-level flow collection or quoted scalar (found
-// by fuzz_config with "{},ka:A"; also `"x",y`, `[a] ,`). Neither is valid YAML (a plain scalar
+// with ",kafka:"; also after a tag, "!-,", found with "!-,!---"), then right after a complete
+// top-level flow collection or quoted scalar (found by fuzz_config with "{},ka:A"; also
+// `"x",y`, `[a] ,`). Neither is valid YAML (a plain scalar
 // cannot start with `,`), so this finds them before yaml-cpp sees them and returns the comma's
 // 1-based line and column. Inside a block mapping or sequence (`a: {}, b`) yaml-cpp reports the
 // error itself and nothing here applies.
@@ -1586,7 +1587,12 @@ std::optional<std::pair<std::size_t, std::size_t>> top_level_flow_entry(const st
             } else if (at(i) == '#' && (i == 0 || space(text[i - 1]))) {
                 while (i < n && text[i] != '\n') ++i;
             } else if (properties && (at(i) == '&' || at(i) == '!')) {
-                while (i < n && !space(text[i])) ++i;
+                // An anchor or tag ends at a blank or a flow indicator (neither may hold one).
+                ++i;
+                while (i < n && !space(text[i]) &&
+                       std::string_view(",[]{}").find(text[i]) == std::string_view::npos) {
+                    ++i;
+                }
             } else {
                 return i;
             }

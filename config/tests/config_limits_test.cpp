@@ -154,6 +154,9 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
         {"--- [a]\n, x\n", {2, 1}},
         {"{a: \"}\"},x\n", {1, 9}},
         {"[a, {b: c}],x\n", {1, 12}},
+        // A tag or anchor ends at a flow indicator (found by fuzz_config with "!-,!---").
+        {"!-,!---", {1, 3}},
+        {"&a,x\n", {1, 3}},
     };
     for (const auto& [yaml, at] : cases) {
         auto result = std::async(std::launch::async,
