@@ -1678,6 +1678,22 @@ std::optional<diagnostic> check_limits(const std::string& text, const std::strin
         return diagnostic{source, 0, 0, "",
                           std::to_string(text.size()) + " bytes is " + size_limit_message(limits)};
     }
+    // yaml-cpp reads a text with zero bytes as UTF-16 or UTF-32 (its encoding detection), where
+    // "\0," is a comma again and the parser hangs as below (found by fuzz_config). A
+    // configuration is UTF-8 text: a zero byte is refused where it is.
+    if (const auto nul = text.find('\0'); nul != std::string::npos) {
+        std::size_t line = 1, col = 1;
+        for (std::size_t k = 0; k < nul; ++k) {
+            if (text[k] == '\n') {
+                ++line;
+                col = 1;
+            } else {
+                ++col;
+            }
+        }
+        return diagnostic{source, static_cast<int>(line), static_cast<int>(col), "",
+                          "a zero byte (NUL): a configuration must be UTF-8 text"};
+    }
     if (const auto at = top_level_flow_entry(text)) {
         return diagnostic{source, static_cast<int>(at->first), static_cast<int>(at->second), "",
                           "a document cannot start with ',' or have one after its top-level "

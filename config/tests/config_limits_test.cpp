@@ -173,6 +173,24 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
         EXPECT_EQ(loaded.errors.front().column, at.second) << yaml;
         EXPECT_THAT(loaded.errors.front().message, HasSubstr("cannot start with ','"));
     }
+    // A zero byte makes yaml-cpp read the text as UTF-16 or UTF-32, where "\0," is a comma at
+    // the document's start again (found by fuzz_config): refused where it is.
+    for (const auto& [yaml, at] : std::vector<std::pair<std::string, std::pair<int, int>>>{
+             {std::string("\0,", 2), {1, 1}},
+             {std::string("log:\n  le\0vel: info\n", 20), {2, 5}}}) {
+        auto result = std::async(std::launch::async,
+                                 [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
+        if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+            ADD_FAILURE() << "load_string did not return within 20 s on a text with a NUL";
+            std::fflush(nullptr);
+            std::_Exit(1);
+        }
+        const auto loaded = result.get();
+        ASSERT_EQ(loaded.errors.size(), 1u);
+        EXPECT_EQ(loaded.errors.front().line, at.first);
+        EXPECT_EQ(loaded.errors.front().column, at.second);
+        EXPECT_THAT(loaded.errors.front().message, HasSubstr("zero byte"));
+    }
     // A comma later in a document is an ordinary value for yaml-cpp: no false refusal.
     EXPECT_TRUE(load_string("log:\n  level: info\n# a, b\n", "t.yaml", no_env()).ok());
     EXPECT_TRUE(load_string("{log: {level: info}}\n# a, b\n", "t.yaml", no_env()).ok());
