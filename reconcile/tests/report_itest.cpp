@@ -203,10 +203,13 @@ TEST_F(ReportTest, RelayServesReportsOverHttpAndExportsMetrics) {
         ASSERT_TRUE(res);
         ASSERT_EQ(res->status, 200);
         runs = nlohmann::json::parse(res->body)["runs"];
-        if (!runs.empty()) break;
+        // A run is listed from its start; compare it only once it has finished, or the store
+        // read below may see it finish after the HTTP read (a flaky "running" vs "succeeded").
+        if (!runs.empty() && runs[0]["status"] != "running") break;
         std::this_thread::sleep_for(200ms);
     }
     ASSERT_FALSE(runs.empty());
+    ASSERT_NE(runs[0]["status"], "running") << runs.dump();
     const auto id = runs[0]["id"].get<std::int64_t>();
 
     rc::report_store store(ferry::test::pg_dsn(), s());
