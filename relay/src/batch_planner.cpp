@@ -59,7 +59,9 @@ prepared_batch prepare_batch(std::vector<source_row>& rows,
         p.topic = row.topic;
         p.key = row.key;
         p.expired = row.expired;
-        if (row.expired) continue;
+        p.refused_code = row.refused_code;
+        p.refused_reason = row.refused_reason;
+        if (row.expired || !row.refused_code.empty()) continue;
         auto& item = out.items[i];
         if (last_topic == nullptr || *last_topic != row.topic) {
             last_mapped = topic_of(row.topic);
@@ -87,6 +89,11 @@ produce_plan plan_produce(const std::vector<planned_row>& rows) {
         const auto& row = rows[i];
         if (row.expired) {
             plan.expire.push_back(i);
+            continue;
+        }
+        if (!row.refused_code.empty()) {
+            failed.insert(key_of(row));
+            plan.park.push_back({i, row.refused_code, row.refused_reason});
             continue;
         }
         if (holds(failed, row)) {

@@ -7,6 +7,9 @@
 // Rules (relay/README.md, ADR 0002 and ADR 0010):
 //  - rows are taken in id order; an expired row is never produced, it is moved to `expired`;
 //  - a row whose headers cannot be decoded is parked (HEADERS_INVALID), never produced;
+//  - a row the source refused (source_row::refused_code) is parked with the source's code and
+//    reason, even behind an earlier failure of its key in the batch (the source refuses every
+//    row of a parked key, so parking them in order keeps the key's order);
 //  - per (outbox topic, key), the acknowledged prefix is published; the first failure of a key
 //    is parked (permanent) or left in the outbox (transient, not sent), and every later row of
 //    that key in the batch stays in the outbox, even if Kafka acknowledged it;
@@ -31,6 +34,8 @@ struct planned_row {
     std::string key;
     bool expired = false;
     std::string header_error;  // non-empty: headers cannot be decoded (the reason)
+    std::string refused_code;  // non-empty: the source refused the row (source_row)
+    std::string refused_reason;
 };
 
 enum class delivery_result { acked, permanent, transient, not_sent };

@@ -5,6 +5,16 @@
 
 namespace ferry::relay::detail {
 
+bool lease_fence(pqxx::transaction_base& tx, const std::string& q, const std::string& instance_id,
+                 std::int64_t epoch, int group) {
+    const auto lease = internal::exec_cached(
+        tx, "ferry_relay_fence",
+        "SELECT owner = $1 AND epoch = $2 AND expires_at > clock_timestamp() FROM " + q +
+            ".relay_lease WHERE lease_group = $3 FOR UPDATE",
+        instance_id, epoch, group);
+    return !lease.empty() && !lease[0][0].is_null() && lease[0][0].as<bool>();
+}
+
 mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                         const std::string& instance_id, const mark_request& request) {
     pqxx::work tx{conn};
@@ -13,12 +23,7 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
     // Kafka's ack and the mark (consumers absorb the duplicates by ferry-message-id). Other
     // sessions see the commit at once either way (ADR 0002, "Pipeline").
     tx.exec("SET LOCAL synchronous_commit = off");
-    const auto lease = internal::exec_cached(
-        tx, "ferry_relay_fence",
-        "SELECT owner = $1 AND epoch = $2 AND expires_at > clock_timestamp() FROM " + q +
-            ".relay_lease WHERE lease_group = $3 FOR UPDATE",
-        instance_id, request.epoch, request.group);
-    if (lease.empty() || lease[0][0].is_null() || !lease[0][0].as<bool>()) {
+    if (!lease_fence(tx, q, instance_id, request.epoch, request.group)) {
         tx.abort();
         return mark_outcome::fenced;
     }

@@ -4,12 +4,19 @@
 // database clock, then moves the batch's rows out of the outbox: published rows to the ledger
 // (with their partition and offset), parked rows to `parked`, expired rows to `expired`.
 
+#include <cstdint>
 #include <pqxx/pqxx>
 #include <string>
 
 #include "source.hpp"
 
 namespace ferry::relay::detail {
+
+/// The fence every marking transaction starts with: locks the lease row of `group` (FOR
+/// UPDATE) and returns true when it is `instance_id`'s at `epoch` and has not expired, by the
+/// database clock. The caller aborts on false.
+bool lease_fence(pqxx::transaction_base& tx, const std::string& quoted_schema,
+                 const std::string& instance_id, std::int64_t epoch, int group);
 
 /// `quoted_schema` is validated and quoted. Returns fenced (and rolls back) when the lease is
 /// no longer `instance_id`'s at `request.epoch`. Throws on a database error.

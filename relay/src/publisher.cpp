@@ -62,6 +62,7 @@ void publisher::claim_loop() {
             bool full = false;
             bool found = false;
             bool trouble = false;
+            bool not_ready = false;
             if (fault::fatal_producer_armed(groups.size())) _inject_fatal = true;
             for (const auto& [g, epoch] : groups) {
                 if (_state.stopping()) break;
@@ -69,6 +70,7 @@ void publisher::claim_loop() {
                 full = full || r == batch_result::full;
                 found = found || r == batch_result::full || r == batch_result::partial;
                 trouble = trouble || r == batch_result::trouble;
+                not_ready = not_ready || r == batch_result::not_ready || r == batch_result::fenced;
             }
             pg_backoff = 100ms;
             if (trouble) {
@@ -78,7 +80,9 @@ void publisher::claim_loop() {
                 continue;
             }
             trouble_backoff = 100ms;
-            if (full) {
+            if (full || (_source.waits_for_rows() && !not_ready)) {
+                // A full batch: more rows are likely waiting. A streaming source: the claim
+                // already waited for rows.
                 idle = _o.poll_min;
                 continue;
             }

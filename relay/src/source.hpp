@@ -8,9 +8,9 @@
 // per method.
 //
 // Implementations: poll_source (poll_source.cpp), which reads the outbox table in id order and
-// moves marked rows to the ledger, parked and expired tables (marker.cpp). A WAL source
-// (logical decoding, issue 13) implements the same interface; the publisher, the planner and
-// the sink do not change.
+// moves marked rows to the ledger, parked and expired tables (marker.cpp); wal_source
+// (wal_source.cpp), which streams logical decoding messages and records marked rows in the same
+// tables (ADR 0070). The publisher, the planner and the sink are the same for both.
 
 #include <cstdint>
 #include <functional>
@@ -29,6 +29,11 @@ struct source_row {
     std::string headers_json;
     std::int64_t created_at_us = 0;  // microseconds since the Unix epoch
     bool expired = false;
+    /// Non-empty: the source refuses to publish this row and it is parked with this error code
+    /// and reason, in its place in the key's order (the WAL source's messages of a key that is
+    /// parked: they cannot wait in the stream, ADR 0070). Never produced.
+    std::string refused_code;
+    std::string refused_reason;
 };
 
 struct claim_result {
@@ -84,6 +89,10 @@ public:
     /// Drop the claiming (or marking) session after an error; the next call reconnects.
     virtual void reset_claim_session() noexcept = 0;
     virtual void reset_mark_session() noexcept = 0;
+
+    /// True when claim() itself waits (up to poll_max) for rows to arrive, as a stream does:
+    /// the publisher then does not sleep after an empty claim.
+    [[nodiscard]] virtual bool waits_for_rows() const noexcept { return false; }
 };
 
 }  // namespace ferry::relay::detail

@@ -225,4 +225,39 @@ TEST(BatchPlannerTest, CreatedAtHeaderIsRfc3339UtcWithTruncatedMilliseconds) {
     EXPECT_EQ(rfc3339_millis(951782400000000), "2000-02-29T00:00:00.000Z");
 }
 
+// A row the source refused (the WAL source's rows of a parked key) is parked with the source's
+// code and reason, never produced, even behind an earlier failure of its key in the batch; other
+// keys are produced; prepare_batch builds no message for it.
+TEST(BatchPlannerTest, RowsTheSourceRefusesAreParkedInOrderAndNeverProduced) {
+    std::vector<source_row> src(4);
+    for (std::size_t i = 0; i < src.size(); ++i) {
+        src[i].id = static_cast<std::int64_t>(i + 1);
+        src[i].topic = "orders";
+        src[i].key = i == 1 ? "b" : "a";
+        src[i].message_id = "m-" + std::to_string(i + 1);
+        src[i].payload = "p";
+        src[i].headers_json = "{}";
+    }
+    src[0].refused_code = "KEY_PARKED";
+    src[0].refused_reason = "an earlier message of its key is parked";
+    src[2].refused_code = "KEY_PARKED";
+    src[2].refused_reason = "an earlier message of its key is parked";
+    src[3].refused_code = "KEY_PARKED";
+    src[3].refused_reason = "an earlier message of its key is parked";
+    auto batch = prepare_batch(src, [](const std::string& t) { return t; });
+    EXPECT_TRUE(batch.items[0].topic.empty()) << "a refused row gets no message";
+    const auto plan = plan_produce(batch.planned);
+    EXPECT_EQ(ids(batch.planned, plan.produce), (std::vector<std::int64_t>{2}));
+    ASSERT_EQ(plan.park.size(), 3u) << "every refused row is parked, not held behind the first";
+    EXPECT_EQ(plan.park[0].row, 0u);
+    EXPECT_EQ(plan.park[1].row, 2u);
+    EXPECT_EQ(plan.park[2].row, 3u);
+    EXPECT_EQ(plan.park[0].error_code, "KEY_PARKED");
+    EXPECT_EQ(plan.park[0].reason, "an earlier message of its key is parked");
+    const auto marks = plan_mark(batch.planned, plan, {acked(5)});
+    EXPECT_EQ(published_ids(batch.planned, marks), (std::vector<std::int64_t>{2}));
+    EXPECT_EQ(marks.park.size(), 3u);
+    EXPECT_EQ(marks.left, 0u);
+}
+
 }  // namespace

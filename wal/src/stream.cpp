@@ -152,6 +152,7 @@ void replication_stream::start(lsn from) {
 std::optional<stream_item> replication_stream::next(std::chrono::milliseconds timeout) {
     if (!_conn || !_streaming) throw_connection_error("next");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool consumed = false;
     for (;;) {
         maybe_send_status(false, false);
         char* buf = nullptr;
@@ -197,7 +198,14 @@ std::optional<stream_item> replication_stream::next(std::chrono::milliseconds ti
             throw_result_error(FERRY_PG, res, "replication stream ended", _options.slot);
         }
         if (n == -2) throw_connection_error("replication stream");
-        // n == 0: nothing buffered; wait for the socket or the next status update.
+        // n == 0: nothing buffered. Read what the socket already holds once, without waiting,
+        // so that next(0ms) returns messages that have arrived; then wait for the socket or the
+        // next status update.
+        if (!consumed) {
+            consumed = true;
+            if (PQconsumeInput(FERRY_PG) == 0) throw_connection_error("replication stream");
+            continue;
+        }
         const auto now = std::chrono::steady_clock::now();
         if (now >= deadline) return std::nullopt;
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
