@@ -1324,6 +1324,21 @@ const std::vector<section_spec>& sections() {
          }},
         {"outbox",
          {
+             key_spec{"mode",
+                      [](ferry_config& c, const std::string& v) -> std::optional<std::string> {
+                          if (v == "table") {
+                              c.outbox.mode = outbox::emit_mode::table;
+                          } else if (v == "wal") {
+                              c.outbox.mode = outbox::emit_mode::wal;
+                          } else {
+                              return "expected table or wal, got " + shown("mode", v);
+                          }
+                          return std::nullopt;
+                      },
+                      {},
+                      [](YAML::Emitter& out, const ferry_config& c) {
+                          out << (c.outbox.mode == outbox::emit_mode::wal ? "wal" : "table");
+                      }},
              size_key(
                  "max_payload_bytes", [](auto& c) -> auto& { return c.outbox.max_payload_bytes; },
                  1, 100 * k_mib),
@@ -1390,6 +1405,14 @@ const std::vector<section_spec>& sections() {
          {
              string_key(
                  "instance_id", [](auto& c) -> auto& { return c.relay.instance_id; }),
+             string_key(
+                 "source", [](auto& c) -> auto& { return c.relay.source; },
+                 one_of({"polling", "wal"})),
+             string_key(
+                 "wal_slot", [](auto& c) -> auto& { return c.relay.wal_slot; }, check_identifier),
+             string_key(
+                 "wal_publication", [](auto& c) -> auto& { return c.relay.wal_publication; },
+                 check_identifier),
              count_key(
                  "lease_groups", [](auto& c) -> auto& { return c.relay.lease_groups; }, 1, 256),
              duration_key(

@@ -630,6 +630,44 @@ TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
                 HasSubstr("did you mean \"batch_size\""));
 }
 
+// WAL mode's keys (ADR 0070): relay.source, relay.wal_slot, relay.wal_publication and the
+// writer's outbox.mode, with defaults, round trip and named errors.
+TEST(ConfigTest, WalModeKeys) {
+    const auto defaults = load("");
+    ASSERT_TRUE(defaults.ok()) << all_messages(defaults);
+    EXPECT_EQ(defaults.config.relay.source, "polling");
+    EXPECT_EQ(defaults.config.relay.wal_slot, "ferry_relay");
+    EXPECT_EQ(defaults.config.relay.wal_publication, "ferry");
+    EXPECT_EQ(defaults.config.outbox.mode, ferry::outbox::emit_mode::table);
+
+    const auto r = load(R"(outbox:
+  mode: wal
+relay:
+  source: wal
+  wal_slot: orders_slot
+  wal_publication: orders_pub
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.relay.source, "wal");
+    EXPECT_EQ(r.config.relay.wal_slot, "orders_slot");
+    EXPECT_EQ(r.config.relay.wal_publication, "orders_pub");
+    EXPECT_EQ(r.config.outbox.mode, ferry::outbox::emit_mode::wal);
+    const auto again = load(ferry::config::render_redacted(r.config));
+    ASSERT_TRUE(again.ok()) << all_messages(again);
+    EXPECT_EQ(again.config.relay.source, "wal");
+    EXPECT_EQ(again.config.outbox.mode, ferry::outbox::emit_mode::wal);
+
+    const auto bad = load(R"(outbox:
+  mode: logical
+relay:
+  source: logical
+  wal_slot: Bad-Slot
+)");
+    EXPECT_THAT(only_error_for(bad, "outbox.mode").message, HasSubstr("table or wal"));
+    EXPECT_THAT(only_error_for(bad, "relay.source").message, HasSubstr("polling"));
+    EXPECT_THAT(only_error_for(bad, "relay.wal_slot").message, HasSubstr("[a-z0-9_]"));
+}
+
 TEST(ParseDurationTest, AcceptsUnits) {
     using ferry::config::parse_duration;
     EXPECT_EQ(parse_duration("250ms"), 250ms);

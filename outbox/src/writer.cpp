@@ -54,6 +54,27 @@ writer::writer(writer_options options) : _options(std::move(options)) {
     }
     // The delay and expiry are measured from one clock_timestamp() of the database, so producer
     // hosts with skewed clocks cannot release a message early.
+    if (_options.mode == emit_mode::wal) {
+        // WAL mode: emit_wal encodes the frame and emits it transactionally (migration 0070,
+        // with 0071's slot guard); $6 (the delay) is always 0 here, refused before.
+        _insert_one_sql =
+            "SELECT " + schema +
+            ".emit_wal($1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb, c.t, "
+            "CASE WHEN $7::bigint < 0 THEN NULL ELSE c.t + $7::bigint * interval '1 millisecond' "
+            "END) FROM (SELECT clock_timestamp() AS t, $6::bigint AS delay_ms) AS c";
+        // The function scan yields the array in order and each row is emitted as it is
+        // produced, so a batch's messages are in the WAL in input order.
+        _insert_batch_sql =
+            "SELECT count(*) FROM (SELECT " + schema +
+            ".emit_wal(u.mid, u.topic, u.key, u.payload, u.headers, c.t, "
+            "CASE WHEN u.ttl_ms < 0 THEN NULL ELSE c.t + u.ttl_ms * interval '1 millisecond' END) "
+            "FROM (SELECT clock_timestamp() AS t) AS c, "
+            "unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::bigint[], "
+            "$7::bigint[]) AS u(mid, topic, key, payload, headers, delay_ms, ttl_ms)) AS e";
+        _insert_one_name = "ferry_emit_" + _options.schema;
+        _insert_batch_name = "ferry_emit_batch_" + _options.schema;
+        return;
+    }
     _insert_one_sql =
         "INSERT INTO " + schema +
         ".outbox (message_id, topic, key, payload, headers, created_at, available_at, expires_at) "
@@ -74,7 +95,16 @@ writer::writer(writer_options options) : _options(std::move(options)) {
         "ORDER BY u.n";
 }
 
-void writer::validate(const message& m) const { detail::validate_message(m, _options); }
+void writer::validate(const message& m) const {
+    detail::validate_message(m, _options);
+    if (_options.mode == emit_mode::wal && m.deliver_after && m.deliver_after->count() > 0) {
+        throw ferry::error(error_kind::permanent, "outbox.invalid_message",
+                           "deliver_after: delayed delivery is not available in WAL mode "
+                           "(outbox.mode: wal publishes a message when its transaction "
+                           "commits); use the table mode for delayed messages",
+                           "deliver_after");
+    }
+}
 
 message_id writer::enqueue(pqxx::transaction_base& tx, const message& m) const {
     validate(m);
@@ -92,18 +122,25 @@ message_id writer::enqueue(pqxx::transaction_base& tx, const message& m) const {
 
 namespace {
 
-// The INSERT of one message as SQL text with literal values, to share a query string with the
-// caller's statement. Same statement shape and clock rules as the prepared _insert_one_sql.
-std::string literal_insert(pqxx::transaction_base& tx, const std::string& schema,
+// The INSERT (or, in WAL mode, the emit_wal call) of one message as SQL text with literal
+// values, to share a query string with the caller's statement. Same statement shape and clock
+// rules as the prepared _insert_one_sql.
+std::string literal_insert(pqxx::transaction_base& tx, const std::string& schema, emit_mode mode,
                            const message_id& id, const message& m) {
     const auto quote = [&](const std::string& s) { return tx.quote(s); };
     std::string sql;
     sql.reserve(260 + m.payload.size() * 2 + m.key.size() + m.topic.size());
-    sql += "INSERT INTO ";
-    sql += schema;
-    sql +=
-        ".outbox (message_id, topic, key, payload, headers, created_at, available_at, "
-        "expires_at) SELECT '";
+    if (mode == emit_mode::wal) {
+        sql += "SELECT ";
+        sql += schema;
+        sql += ".emit_wal('";
+    } else {
+        sql += "INSERT INTO ";
+        sql += schema;
+        sql +=
+            ".outbox (message_id, topic, key, payload, headers, created_at, available_at, "
+            "expires_at) SELECT '";
+    }
     sql += id.to_string();
     sql += "'::uuid, ";
     sql += quote(m.topic);
@@ -113,14 +150,18 @@ std::string literal_insert(pqxx::transaction_base& tx, const std::string& schema
     append_hex(sql, m.payload);
     sql += "', 'hex'), ";
     sql += quote(headers_json(m.headers));
-    sql += "::jsonb, c.t, c.t + ";
-    sql += std::to_string(millis_or(m.deliver_after, 0));
-    sql += " * interval '1 millisecond', ";
+    sql += "::jsonb, c.t, ";
+    if (mode == emit_mode::table) {
+        sql += "c.t + ";
+        sql += std::to_string(millis_or(m.deliver_after, 0));
+        sql += " * interval '1 millisecond', ";
+    }
     if (m.expires_after) {
         sql += "c.t + " + std::to_string(m.expires_after->count()) + " * interval '1 millisecond'";
     } else {
         sql += "NULL";
     }
+    sql += mode == emit_mode::wal ? ")" : "";
     sql += " FROM (SELECT clock_timestamp() AS t) AS c";
     return sql;
 }
@@ -137,7 +178,7 @@ std::pair<message_id, pqxx::result> writer::enqueue_with(pqxx::transaction_base&
     // One simple-protocol query carrying both statements: one round trip, and libpqxx returns
     // the result of the last statement, the caller's. (pqxx::pipeline would also send both at
     // once, but measured slower than this on libpqxx 6.4: bench/results/enqueue.json.)
-    std::string sql = literal_insert(tx, _schema_quoted, out.first, m);
+    std::string sql = literal_insert(tx, _schema_quoted, _options.mode, out.first, m);
     sql += ";\n";
     sql += next_sql;
     try {

@@ -189,6 +189,9 @@ ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
     o.topic_map = c.kafka.topic_map;
     o.properties = c.kafka.properties;
     o.instance_id = c.relay.instance_id;
+    o.source = c.relay.source;
+    o.wal_slot = c.relay.wal_slot;
+    o.wal_publication = c.relay.wal_publication;
     o.lease_groups = static_cast<int>(c.relay.lease_groups);
     o.lease_ttl = c.relay.lease_ttl;
     o.batch_size = c.relay.batch_size;

@@ -76,6 +76,14 @@ struct log_config {
 struct relay_config {
     /// Name of this instance in relay_lease.owner; empty means "<hostname>-<pid>-<random>".
     std::string instance_id;
+    /// Where messages come from: polling (the outbox table) or wal (logical decoding messages
+    /// emitted by enqueue_wal / emit_wal; lease_groups must be 1). ADR 0070.
+    std::string source = "polling";
+    /// wal: the pgoutput replication slot (created with `ferryctl wal setup`; never created or
+    /// recreated by the relay).
+    std::string wal_slot = "ferry_relay";
+    /// wal: the publication named in START_REPLICATION.
+    std::string wal_publication = "ferry";
     /// Lease groups the 256 outbox shards are split into (group g owns shards s % n == g).
     /// Every instance sharing a schema must use the same value.
     std::size_t lease_groups = 1;

@@ -7,9 +7,21 @@
 
 namespace ferry::outbox {
 
+/// Where the writer puts a message (ADR 0070).
+enum class emit_mode {
+    /// A row of the outbox table, published by a polling relay (relay.source: polling).
+    table,
+    /// A transactional logical decoding message (<schema>.emit_wal), published by a WAL-mode
+    /// relay (relay.source: wal). No table row. Delayed delivery is refused; expiry is kept.
+    /// The database refuses (SQLSTATE 55000) while no registered replication slot exists.
+    wal,
+};
+
 struct writer_options {
     /// PostgreSQL schema that holds Ferry's tables and functions.
     std::string schema = "ferry";
+    /// table (default) or wal; must match the relay's relay.source. YAML: outbox.mode.
+    emit_mode mode = emit_mode::table;
     /// Largest payload accepted, in bytes (Kafka's default message.max.bytes is about 1 MiB).
     std::size_t max_payload_bytes = 1024 * 1024;
     /// Largest key accepted, in bytes.

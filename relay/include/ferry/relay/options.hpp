@@ -28,6 +28,17 @@ struct relay_options {
     /// except enable.idempotence, acks and the delivery report callback, which Ferry owns).
     std::map<std::string, std::string> properties;
 
+    // --- Source (ADR 0070)
+    /// polling: claim rows of the outbox table. wal: stream the logical decoding messages that
+    /// producers emit with <schema>.enqueue_wal / emit_wal (requires lease_groups = 1, a
+    /// pgoutput slot and a publication, see `ferryctl wal setup`).
+    std::string source = "polling";
+    /// wal: the replication slot ([a-z0-9_], at most 63 characters), created and registered
+    /// beforehand; the relay never creates it (a lost slot is reported, never recreated).
+    std::string wal_slot = "ferry_relay";
+    /// wal: the publication passed to pgoutput (an empty one suffices for messages).
+    std::string wal_publication = "ferry";
+
     // --- Relay
     /// relay_lease.owner of this instance; empty: "<hostname>-<pid>-<random>".
     std::string instance_id;
