@@ -13,6 +13,7 @@
 
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/wal/slot.hpp"
 #include "log_text.hpp"
 
 namespace ferry::relay::detail {
@@ -53,11 +54,12 @@ bool ledger_ddl(pqxx::connection& conn, const std::string& sql) {
 }  // namespace
 
 maintenance::maintenance(const relay_options& options, std::string quoted_schema,
-                         relay_state& state, relay_metrics& metrics)
+                         relay_state& state, relay_metrics& metrics, wal_metrics* wal)
     : _o(options),
       _q(std::move(quoted_schema)),
       _state(state),
       _m(metrics),
+      _wal(wal),
       _session(options, metrics.pg_reconnects, "maintenance") {}
 
 void maintenance::refresh_stats(pqxx::connection& conn) {
@@ -84,6 +86,23 @@ void maintenance::refresh_stats(pqxx::connection& conn) {
     _m.dead_tuples.set(r[0][4].as<double>());
 }
 
+// WAL mode: the slot's lag (WAL written after its confirmed position) and whether it is lost.
+// A lost slot is logged once per loss, with what to do; the relay never recreates it.
+void maintenance::refresh_wal_slot(pqxx::connection& conn) {
+    const auto slot = wal::inspect_slot(conn, _o.wal_slot);
+    const bool lost = !slot || slot->lost();
+    _wal->slot_lost.set(lost ? 1 : 0);
+    if (slot && slot->lag_bytes) _wal->slot_lag_bytes.set(static_cast<double>(*slot->lag_bytes));
+    if (lost && !_slot_lost_logged) {
+        spdlog::error(
+            "event=wal_slot_lost slot={} state={} (messages committed after its last confirmed "
+            "position may be unpublishable; the relay will not recreate it: see "
+            "docs/operations.md, \"WAL slot lost\")",
+            _o.wal_slot, slot ? slot->wal_status : std::string("missing"));
+    }
+    _slot_lost_logged = lost;
+}
+
 void maintenance::run() {
     const ms stats_period = std::max<ms>(_o.lease_ttl / 3, 100ms);
     const ms ledger_period = std::clamp<ms>(ledger_width() / 2, 500ms, 60s);
@@ -101,6 +120,7 @@ void maintenance::run() {
                 // ledger retention below still runs.
                 spdlog::warn("event=stats_error error=\"{}\"", one_line(e.what()));
             }
+            if (_wal != nullptr) refresh_wal_slot(conn);
             if (clock::now() - last_ledger >= ledger_period) {
                 maintain_ledger(conn);
                 last_ledger = clock::now();

@@ -1,6 +1,7 @@
 #pragma once
 // Private: the relay's maintenance thread (maintenance.cpp): refreshes the outbox gauges
-// (pending, oldest age, parked, expired, dead tuples) and keeps the published ledger's
+// (pending, oldest age, parked, expired, dead tuples; in WAL mode the slot's lag and health) and
+// keeps the published ledger's
 // retention by range partitions (migration 0010, ADR 0010), on its own session.
 
 #include <chrono>
@@ -11,18 +12,22 @@
 #include "pg_session.hpp"
 #include "relay_metrics.hpp"
 #include "relay_state.hpp"
+#include "wal_source.hpp"
 
 namespace ferry::relay::detail {
 
 class maintenance {
 public:
+    /// `wal`: the WAL source's series (WAL mode only; nullptr otherwise), whose slot gauges
+    /// this thread refreshes.
     maintenance(const relay_options& options, std::string quoted_schema, relay_state& state,
-                relay_metrics& metrics);
+                relay_metrics& metrics, wal_metrics* wal = nullptr);
     /// The thread's body: returns after stop().
     void run();
 
 private:
     void refresh_stats(pqxx::connection& conn);
+    void refresh_wal_slot(pqxx::connection& conn);
     void maintain_ledger(pqxx::connection& conn);
     [[nodiscard]] std::chrono::milliseconds ledger_width() const;
 
@@ -30,6 +35,8 @@ private:
     std::string _q;
     relay_state& _state;
     relay_metrics& _m;
+    wal_metrics* _wal;
+    bool _slot_lost_logged = false;
     pg_session _session;
 };
 

@@ -1,6 +1,7 @@
 // The relay wired together (relay/README.md has the map):
 //   lease_keeper.cpp  leases: heartbeat, renew, acquire up to the fair share, release
-//   poll_source.cpp   the source: claim SQL (lease checked in the same statement)
+//   poll_source.cpp   the polling source: claim SQL (lease checked in the same statement)
+//   wal_source.cpp    the WAL source (relay.source: wal): logical decoding stream, ADR 0070
 //   marker.cpp        the fenced mark SQL: outbox rows to the ledger, parked or expired
 //   batch_planner.cpp the decisions: what to produce, publish, park, expire, hold back by key
 //   kafka_sink.cpp    the sink: librdkafka, idempotent, gapless, the zombie produce guard
@@ -27,6 +28,7 @@
 #include "publisher.hpp"
 #include "relay_metrics.hpp"
 #include "relay_state.hpp"
+#include "wal_source.hpp"
 
 namespace ferry::relay {
 
@@ -67,17 +69,35 @@ public:
             throw ferry::error(error_kind::permanent, "relay.options",
                                "relay.batch_size must be positive", "relay.batch_size");
         }
+        if (_o.source != "polling" && _o.source != "wal") {
+            throw ferry::error(error_kind::permanent, "relay.options",
+                               "relay.source must be polling or wal, not \"" + _o.source + "\"",
+                               "relay.source");
+        }
+        if (_o.source == "wal" && _o.lease_groups != 1) {
+            throw ferry::error(error_kind::permanent, "relay.options",
+                               "relay.lease_groups must be 1 with relay.source: wal (one slot is "
+                               "streamed by one lease holder, in commit order)",
+                               "relay.lease_groups");
+        }
         if (_o.poll_min > _o.poll_max) _o.poll_min = _o.poll_max;
         spdlog::info(
             "event=relay_start instance={} schema={} dsn={} brokers={} lease_groups={} "
-            "lease_ttl_ms={} batch_size={}",
+            "lease_ttl_ms={} batch_size={} source={}",
             _o.instance_id, _o.schema, redact_dsn(_o.dsn), _o.brokers, _o.lease_groups,
-            _o.lease_ttl.count(), _o.batch_size);
+            _o.lease_ttl.count(), _o.batch_size, _o.source);
         // An invalid kafka.properties entry is a configuration error: fail here, not in a loop.
         _sink = std::make_unique<detail::kafka_sink>(_o, _metrics->producer_restarts);
-        _source = std::make_unique<detail::poll_source>(_o, _q, _metrics->pg_reconnects);
+        if (_o.source == "wal") {
+            _wal_metrics = std::make_unique<detail::wal_metrics>(_registry);
+            _source = std::make_unique<detail::wal_source>(_o, _q, _metrics->pg_reconnects,
+                                                           *_wal_metrics);
+        } else {
+            _source = std::make_unique<detail::poll_source>(_o, _q, _metrics->pg_reconnects);
+        }
         _keeper = std::make_unique<detail::lease_keeper>(_o, _q, *_state, *_metrics);
-        _maintenance = std::make_unique<detail::maintenance>(_o, _q, *_state, *_metrics);
+        _maintenance =
+            std::make_unique<detail::maintenance>(_o, _q, *_state, *_metrics, _wal_metrics.get());
         _publisher = std::make_unique<detail::publisher>(_o, *_state, *_metrics, *_source, *_sink);
         _lease_thread = std::thread([this] { _keeper->run(); });
         _maintenance_thread = std::thread([this] { _maintenance->run(); });
@@ -101,7 +121,8 @@ public:
     std::unique_ptr<detail::relay_metrics> _metrics;
     std::unique_ptr<detail::relay_state> _state;
     std::unique_ptr<detail::kafka_sink> _sink;
-    std::unique_ptr<detail::poll_source> _source;
+    std::unique_ptr<detail::wal_metrics> _wal_metrics;
+    std::unique_ptr<detail::source> _source;
     std::unique_ptr<detail::lease_keeper> _keeper;
     std::unique_ptr<detail::maintenance> _maintenance;
     std::unique_ptr<detail::publisher> _publisher;

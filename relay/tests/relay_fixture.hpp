@@ -17,6 +17,7 @@
 #include "ferry/test/kafka_reader.hpp"
 #include "ferry/test/scoped_schema.hpp"
 #include "ferry/test/unique_name.hpp"
+#include "ferry/wal/slot.hpp"
 
 namespace ferry::relay_test {
 
@@ -34,6 +35,48 @@ struct relay_env {
 
     [[nodiscard]] std::string q() const { return "\"" + schema.name() + "\""; }
 };
+
+/// relay_env for WAL mode: a pgoutput slot registered for the schema and an empty publication,
+/// both unique to the test and dropped at the end (a leftover slot would pin WAL).
+struct wal_env : relay_env {
+    std::string slot = ferry::test::unique_name("relay_slot");
+    std::string publication = ferry::test::unique_name("relay_pub");
+
+    wal_env() {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        (void)ferry::wal::ensure_publication(conn, publication);
+        (void)ferry::wal::create_slot(conn, slot);
+        ferry::wal::register_slot(conn, schema.name(), slot);
+    }
+    ~wal_env() {
+        try {
+            pqxx::connection conn{ferry::test::pg_dsn()};
+            // A stopped relay's walsender may take a moment to let go of the slot.
+            for (int i = 0; i < 100; ++i) {
+                try {
+                    (void)ferry::wal::drop_slot(conn, slot);
+                    break;
+                } catch (const std::exception&) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                }
+            }
+            (void)ferry::wal::drop_publication(conn, publication);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "wal_env cleanup: " << e.what();
+        }
+    }
+};
+
+/// Emits one message through the SQL API of WAL mode inside `tx`; returns its id (uuid text).
+inline std::string enqueue_wal(pqxx::transaction_base& tx, const std::string& schema,
+                               const std::string& topic, const std::string& key,
+                               const std::string& payload, const std::string& headers_json = "{}") {
+    return tx
+        .exec_params("SELECT \"" + schema +
+                         "\".enqueue_wal($1, $2, convert_to($3, 'UTF8'), $4::jsonb)::text",
+                     topic, key, payload, headers_json)[0][0]
+        .as<std::string>();
+}
 
 struct enqueue_args {
     std::string key;

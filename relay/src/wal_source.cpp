@@ -1,0 +1,494 @@
+// The WAL source (wal_source.hpp has the rules): stream, yield in commit order, yield unfinished
+// rows again, park what cannot be published, record marks, confirm what is recorded.
+
+#include "wal_source.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+#include "ferry/common/error.hpp"
+#include "ferry/internal/pg_array.hpp"
+#include "ferry/internal/pq.hpp"
+#include "ferry/wal/lsn.hpp"
+#include "ferry/wal/slot.hpp"
+#include "log_text.hpp"
+#include "marker.hpp"
+
+namespace ferry::relay::detail {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* k_key_parked = "KEY_PARKED";
+constexpr const char* k_invalid = "WAL_MESSAGE_INVALID";
+
+std::int64_t unix_us(const wal::micros_time& t) { return t.time_since_epoch().count(); }
+
+std::string hex_bytea(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 + bytes.size() * 2);
+    out += "\\x";
+    for (const unsigned char c : bytes) {
+        out += digits[c >> 4];
+        out += digits[c & 0xf];
+    }
+    return out;
+}
+
+// A timestamptz from microseconds since the Unix epoch, exactly (no float rounding).
+std::string ts_expr(const std::string& param) {
+    return "timestamptz 'epoch' + " + param + " * interval '1 microsecond'";
+}
+
+}  // namespace
+
+wal_metrics::wal_metrics(ferry::metrics::registry& m)
+    : slot_lag_bytes(m.add_gauge(
+          "ferry_wal_slot_lag_bytes",
+          "WAL bytes written after the slot's confirmed position (what the relay has yet to "
+          "publish or skip), from pg_replication_slots.")),
+      slot_lost(m.add_gauge("ferry_wal_slot_lost",
+                            "1 when the relay's replication slot is missing or invalidated: "
+                            "messages may be unpublishable; never recreated automatically.")),
+      unconfirmed(m.add_gauge("ferry_wal_unconfirmed_messages",
+                              "Messages received from the slot and not yet recorded (the "
+                              "duplicates a crash now could cause).")),
+      confirmed_lsn(m.add_gauge("ferry_wal_confirmed_lsn",
+                                "The WAL position this relay last confirmed to the slot.")),
+      received(m.add_counter("ferry_wal_messages_received_total",
+                             "Ferry messages of this schema received from the slot (replays "
+                             "after a restart included).")),
+      rejected(m.add_counter("ferry_wal_rejected_total",
+                             "Logical messages with Ferry's prefix that could not be decoded; "
+                             "parked with the reason.")),
+      stream_starts(m.add_counter("ferry_wal_stream_starts_total",
+                                  "Replication streams started (the first and every restart).")) {}
+
+wal_source::wal_source(const relay_options& options, std::string quoted_schema,
+                       ferry::metrics::counter reconnects, wal_metrics& metrics)
+    : _o(options),
+      _q(std::move(quoted_schema)),
+      _wm(metrics),
+      _claim(options, reconnects, "claim"),
+      _mark(options, reconnects, "mark") {
+    wal::validate_slot_name(_o.wal_slot);
+}
+
+wal_source::~wal_source() { drop_stream(); }
+
+void wal_source::reset_claim_session() noexcept {
+    drop_stream();
+    _claim.reset();
+}
+
+void wal_source::drop_stream() noexcept {
+    if (_stream) {
+        try {
+            // Tell the server what is confirmed before going; a broken connection just closes.
+            std::lock_guard lock(_mu);
+            _stream->acknowledge(_tracker.confirmable());
+            _resume_from = std::max(_resume_from, _stream->confirmed());
+            _stream->close();
+        } catch (...) {
+        }
+    }
+    if (_stream) _resume_from = std::max(_resume_from, _stream->confirmed());
+    _stream.reset();
+    _assembler.reset();
+    _rejected.clear();
+    std::lock_guard lock(_mu);
+    // The next stream replays everything after the confirmed position: what was in the window
+    // comes again, whole transactions, in order.
+    _window.clear();
+    _tracker = wal::confirm_tracker{};
+    ++_generation;
+    _wm.unconfirmed.set(0);
+}
+
+void wal_source::start_stream() {
+    auto& conn = _claim.get();
+    try {
+        const auto slot = wal::check_slot(conn, _o.wal_slot);
+        _wm.slot_lost.set(0);
+        (void)slot;
+    } catch (const ferry::error& e) {
+        if (e.code() == "wal.slot_lost") _wm.slot_lost.set(1);
+        throw;
+    }
+    wal::stream_options so;
+    so.dsn = _o.dsn;
+    so.slot = _o.wal_slot;
+    so.publication = _o.wal_publication;
+    so.connect_timeout = std::max<std::chrono::seconds>(
+        1s, std::chrono::duration_cast<std::chrono::seconds>(_o.connect_timeout));
+    so.application_name = "ferry-relay-wal";
+    auto stream = std::make_unique<wal::replication_stream>(so);
+    try {
+        // From this source's own confirmed position when it has one (never past what was
+        // recorded); the server starts from the slot's position if that is further.
+        stream->start(_resume_from);
+    } catch (const ferry::error& e) {
+        if (e.code() != "wal.slot_in_use") throw;
+        // The lease is ours (checked just before): the other streamer is a former holder, e.g.
+        // a paused process whose walsender lives until wal_sender_timeout. It can confirm
+        // nothing it has not recorded, and its marks are fenced; end its stream and retry.
+        pqxx::nontransaction tx{conn};
+        const auto r = internal::exec(
+            tx,
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = $1 AND active_pid IS NOT NULL AND active_pid <> pg_backend_pid()",
+            _o.wal_slot);
+        spdlog::warn(
+            "event=wal_slot_in_use slot={} action=terminate_former_streamer terminated={} "
+            "(this instance holds the lease)",
+            _o.wal_slot, r.size());
+        throw;
+    }
+    _stream = std::move(stream);
+    _assembler = std::make_unique<wal::transaction_assembler>(_o.schema);
+    _wm.stream_starts.inc();
+    spdlog::info("event=wal_stream_start slot={} publication={}", _o.wal_slot, _o.wal_publication);
+}
+
+std::int64_t wal_source::server_now_us() const {
+    const auto t = _stream ? _stream->last_send_time() : 0;
+    return t + wal::pg_epoch_unix_seconds * 1000000;
+}
+
+wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
+                                               const std::vector<source_row>& rows) {
+    std::vector<std::string> topics;
+    std::vector<std::string> keys;
+    std::set<std::pair<std::string, std::string>> distinct;
+    for (const auto& r : rows) {
+        if (distinct.emplace(r.topic, r.key).second) {
+            topics.push_back(r.topic);
+            keys.push_back(r.key);
+        }
+    }
+    pqxx::nontransaction tx{_claim.get()};
+    // The lease on the database clock and, only if it is ours, which of the batch's keys have
+    // a parked message (the oldest parked id of each), in one round trip.
+    const auto r = internal::exec_cached(
+        tx, "ferry_relay_wal_lease",
+        "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
+        "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 AS "
+        "remaining_ms FROM " +
+            _q +
+            ".relay_lease WHERE lease_group = $3) "
+            "SELECT lease.ours, lease.remaining_ms, h.topic, h.key, h.first_id FROM lease LEFT "
+            "JOIN LATERAL (SELECT p.topic, p.key, min(p.id) AS first_id FROM " +
+            _q +
+            ".parked p JOIN unnest($4::text[], $5::text[]) AS b(topic, key) ON p.topic = "
+            "b.topic AND p.key = b.key WHERE lease.ours GROUP BY p.topic, p.key) h ON true",
+        _o.instance_id, epoch, group, internal::array_literal(topics),
+        internal::array_literal(keys));
+    lease_view v;
+    if (r.empty() || !r[0][0].as<bool>()) return v;
+    v.ours = true;
+    v.remaining_ms = r[0][1].as<double>();
+    for (const auto& row : r) {
+        if (row[2].is_null()) continue;
+        v.parked.emplace(std::make_pair(row[2].as<std::string>(), row[3].as<std::string>()),
+                         row[4].as<std::int64_t>());
+    }
+    return v;
+}
+
+void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
+                             std::chrono::milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    const auto before = rows.size();
+    while (rows.size() < limit) {
+        // Wait for the first row only; after it, take what has already arrived.
+        auto timeout = 0ms;
+        if (rows.size() == before) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now < deadline) {
+                timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+            }
+        }
+        auto item = _stream->next(timeout);
+        if (!item) {
+            if (rows.size() == before && std::chrono::steady_clock::now() < deadline) continue;
+            break;
+        }
+        auto event = _assembler->feed(item->message());
+        if (!event) continue;
+        std::lock_guard lock(_mu);
+        if (auto* m = std::get_if<wal::committed_message>(&*event)) {
+            entry e;
+            e.ticket = _tracker.add_message();
+            auto& row = e.row;
+            row.id = ++_next_id;
+            row.message_id = m->message.id.to_string();
+            row.topic = std::move(m->message.topic);
+            row.key = std::move(m->message.key);
+            row.payload = std::move(m->message.payload);
+            row.headers_json = std::move(m->message.headers_json);
+            row.created_at_us = unix_us(m->message.created_at);
+            if (m->message.expires_at) e.expires_at_us = unix_us(*m->message.expires_at);
+            rows.push_back(row);
+            _window.emplace(row.id, std::move(e));
+            _wm.received.inc();
+        } else if (auto* rej = std::get_if<wal::rejected_message>(&*event)) {
+            _rejected.push_back({std::move(*rej), _tracker.add_message()});
+            _wm.rejected.inc();
+        } else {
+            _tracker.add_end(std::get<wal::transaction_end>(*event).end_lsn);
+        }
+    }
+}
+
+bool wal_source::park_rejected(int group, std::int64_t epoch) {
+    if (_rejected.empty()) return true;
+    std::vector<std::string> contents;
+    std::vector<std::string> headers;
+    std::vector<std::string> reasons;
+    std::vector<std::string> ids;  // a stable id per WAL position: a replay parks nothing twice
+    for (const auto& r : _rejected) {
+        contents.push_back(hex_bytea(r.message.content));
+        const auto lsn_text = wal::format_lsn(r.message.message_lsn);
+        headers.push_back(nlohmann::json{
+            {"ferry-wal-prefix", r.message.prefix},
+            {"ferry-wal-lsn", lsn_text},
+            {"ferry-wal-field",
+             r.message.field}}.dump());
+        reasons.push_back(r.message.reason);
+        ids.push_back(_o.wal_slot + "/" + lsn_text);
+    }
+    pqxx::work tx{_claim.get()};
+    if (!lease_fence(tx, _q, _o.instance_id, epoch, group)) {
+        tx.abort();
+        return false;
+    }
+    (void)internal::exec_cached(
+        tx, "ferry_relay_wal_park_invalid",
+        "INSERT INTO " + _q +
+            ".parked (id, message_id, topic, key, payload, headers, created_at, available_at, "
+            "reason, error_code) SELECT nextval(pg_get_serial_sequence($1, 'id')), "
+            "md5(u.stable_id)::uuid, '', '', u.content, u.headers::jsonb, clock_timestamp(), "
+            "clock_timestamp(), u.reason, $2 FROM unnest($3::text[], $4::bytea[], $5::text[], "
+            "$6::text[]) AS u(stable_id, content, headers, reason) ON CONFLICT DO NOTHING",
+        _q + ".outbox", std::string(k_invalid), internal::array_literal(ids),
+        internal::array_literal(contents), internal::array_literal(headers),
+        internal::array_literal(reasons));
+    tx.commit();
+    std::lock_guard lock(_mu);
+    for (const auto& r : _rejected) {
+        spdlog::error(
+            "event=wal_message_parked lsn={} prefix=\"{}\" field={} reason=\"{}\" "
+            "error_code={}",
+            wal::format_lsn(r.message.message_lsn), one_line(r.message.prefix), r.message.field,
+            one_line(r.message.reason), k_invalid);
+        _tracker.finish(r.ticket);
+    }
+    _rejected.clear();
+    return true;
+}
+
+claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
+                               const std::vector<std::int64_t>& exclude, double min_remaining_ms) {
+    claim_result out;
+    if (!_stream) {
+        // No stream is started unless the lease is ours.
+        const auto lease = check_lease(group, epoch, {});
+        if (!lease.ours) return out;
+        start_stream();
+    }
+    {
+        std::lock_guard lock(_mu);
+        const auto confirmable = _tracker.confirmable();
+        if (confirmable > 0) _stream->acknowledge(confirmable);
+        _wm.unconfirmed.set(static_cast<double>(_tracker.unfinished()));
+        _wm.confirmed_lsn.set(static_cast<double>(_stream->confirmed()));
+        // Unfinished rows first, in stream order, except the batch being marked.
+        const std::set<std::int64_t> skip(exclude.begin(), exclude.end());
+        const auto now_us = server_now_us();
+        for (auto& [id, e] : _window) {
+            if (out.rows.size() >= limit) break;
+            if (skip.count(id) != 0) continue;
+            out.rows.push_back(e.row);
+            out.rows.back().expired = e.expires_at_us && *e.expires_at_us <= now_us;
+        }
+    }
+    if (out.rows.size() < limit) {
+        const auto first = out.rows.size();
+        read_stream(out.rows, limit, first > 0 ? 0ms : _o.poll_max);
+        std::lock_guard lock(_mu);
+        const auto now_us = server_now_us();
+        for (auto i = first; i < out.rows.size(); ++i) {
+            const auto& e = _window.at(out.rows[i].id);
+            out.rows[i].expired = e.expires_at_us && *e.expires_at_us <= now_us;
+        }
+    }
+    const auto lease = check_lease(group, epoch, out.rows);
+    if (!lease.ours) {
+        spdlog::warn("event=wal_stream_stop slot={} reason=lease_lost", _o.wal_slot);
+        drop_stream();
+        return claim_result{};
+    }
+    if (!park_rejected(group, epoch)) {
+        drop_stream();
+        return claim_result{};
+    }
+    out.lease_ours = true;
+    out.lease_remaining_ms = lease.remaining_ms;
+    if (lease.remaining_ms < min_remaining_ms) {
+        out.rows.clear();  // still unfinished in the window: yielded again next time
+        return out;
+    }
+    if (!lease.parked.empty()) {
+        for (auto& row : out.rows) {
+            const auto it = lease.parked.find({row.topic, row.key});
+            if (it == lease.parked.end()) continue;
+            row.refused_code = k_key_parked;
+            row.refused_reason = "held behind parked message " + std::to_string(it->second) +
+                                 " of its key (retry or discard it with ferryctl parked)";
+        }
+    }
+    return out;
+}
+
+mark_outcome wal_source::mark(const mark_request& request) {
+    // The rows' content, from the window (the marker holds no copy).
+    std::vector<std::string> p_ids, p_topics, p_keys, p_payloads, p_headers;
+    std::vector<std::int64_t> p_created, p_offsets;
+    std::vector<int> p_parts;
+    std::vector<std::string> x_ids, x_topics, x_keys, x_payloads, x_headers;
+    std::vector<std::int64_t> x_created, x_expires;
+    std::vector<std::string> k_ids, k_topics, k_keys, k_payloads, k_headers, k_reasons, k_codes;
+    std::vector<std::int64_t> k_created;
+    std::vector<std::optional<std::string>> k_expires;
+    std::vector<std::pair<std::int64_t, wal::confirm_tracker::ticket>> finished;
+    std::uint64_t generation = 0;
+    {
+        std::lock_guard lock(_mu);
+        generation = _generation;
+        for (const auto& p : request.publish) {
+            const auto it = _window.find(p.id);
+            if (it == _window.end()) continue;  // a restarted stream yields it again
+            const auto& r = it->second.row;
+            p_ids.push_back(r.message_id);
+            p_topics.push_back(r.topic);
+            p_keys.push_back(r.key);
+            p_payloads.push_back(hex_bytea(r.payload));
+            p_headers.push_back(r.headers_json);
+            p_created.push_back(r.created_at_us);
+            p_parts.push_back(p.partition);
+            p_offsets.push_back(p.offset);
+            finished.emplace_back(p.id, it->second.ticket);
+        }
+        for (const auto id : request.expire) {
+            const auto it = _window.find(id);
+            if (it == _window.end()) continue;
+            const auto& r = it->second.row;
+            x_ids.push_back(r.message_id);
+            x_topics.push_back(r.topic);
+            x_keys.push_back(r.key);
+            x_payloads.push_back(hex_bytea(r.payload));
+            x_headers.push_back(r.headers_json);
+            x_created.push_back(r.created_at_us);
+            x_expires.push_back(it->second.expires_at_us.value_or(r.created_at_us));
+            finished.emplace_back(id, it->second.ticket);
+        }
+        for (const auto& p : request.park) {
+            const auto it = _window.find(p.id);
+            if (it == _window.end()) continue;
+            const auto& r = it->second.row;
+            k_ids.push_back(r.message_id);
+            k_topics.push_back(r.topic);
+            k_keys.push_back(r.key);
+            k_payloads.push_back(hex_bytea(r.payload));
+            k_headers.push_back(r.headers_json);
+            k_created.push_back(r.created_at_us);
+            k_expires.push_back(it->second.expires_at_us
+                                    ? std::optional(std::to_string(*it->second.expires_at_us))
+                                    : std::nullopt);
+            k_reasons.push_back(p.reason);
+            k_codes.push_back(p.error_code);
+            finished.emplace_back(p.id, it->second.ticket);
+        }
+    }
+
+    pqxx::work tx{_mark.get()};
+    // Unlike polling mode's mark (synchronous_commit off: a lost mark leaves the row in the
+    // outbox), this commit is what lets the slot move past the messages: it must be durable
+    // before the confirmation that follows it.
+    if (!lease_fence(tx, _q, _o.instance_id, request.epoch, request.group)) {
+        tx.abort();
+        return mark_outcome::fenced;
+    }
+    if (!p_ids.empty()) {
+        (void)internal::exec_cached(
+            tx, "ferry_relay_wal_mark_published",
+            "INSERT INTO " + _q +
+                ".published (message_id, topic, key, partition, \"offset\", created_at, "
+                "relay_epoch, lease_group, payload, headers) SELECT u.id, u.topic, u.key, "
+                "u.part, u.off, " +
+                ts_expr("u.created") +
+                ", $1, $2, u.payload, u.headers FROM unnest($3::uuid[], $4::text[], "
+                "$5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bytea[], $10::jsonb[]) "
+                "AS u(id, topic, key, part, off, created, payload, headers)",
+            request.epoch, request.group, internal::array_literal(p_ids),
+            internal::array_literal(p_topics), internal::array_literal(p_keys),
+            internal::array_literal(p_parts), internal::array_literal(p_offsets),
+            internal::array_literal(p_created), internal::array_literal(p_payloads),
+            internal::array_literal(p_headers));
+    }
+    if (!x_ids.empty()) {
+        (void)internal::exec_cached(
+            tx, "ferry_relay_wal_mark_expired",
+            "INSERT INTO " + _q +
+                ".expired (id, message_id, topic, key, payload, headers, created_at, "
+                "available_at, expires_at) SELECT nextval(pg_get_serial_sequence($1, 'id')), "
+                "u.id, u.topic, u.key, u.payload, u.headers, " +
+                ts_expr("u.created") + ", " + ts_expr("u.created") + ", " + ts_expr("u.expires") +
+                " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[], "
+                "$7::bigint[], $8::bigint[]) AS u(id, topic, key, payload, headers, created, "
+                "expires) ON CONFLICT DO NOTHING",
+            _q + ".outbox", internal::array_literal(x_ids), internal::array_literal(x_topics),
+            internal::array_literal(x_keys), internal::array_literal(x_payloads),
+            internal::array_literal(x_headers), internal::array_literal(x_created),
+            internal::array_literal(x_expires));
+    }
+    if (!k_ids.empty()) {
+        // Parked ids come from the outbox's sequence, drawn row by row as unnest yields the
+        // batch in stream order, so a key's parked messages sort in their commit order
+        // (retry_parked re-emits them in id order).
+        (void)internal::exec_cached(
+            tx, "ferry_relay_wal_mark_parked",
+            "INSERT INTO " + _q +
+                ".parked (id, message_id, topic, key, payload, headers, created_at, "
+                "available_at, expires_at, reason, error_code) SELECT "
+                "nextval(pg_get_serial_sequence($1, 'id')), u.id, u.topic, u.key, u.payload, "
+                "u.headers, " +
+                ts_expr("u.created") + ", " + ts_expr("u.created") + ", " + ts_expr("u.expires") +
+                ", u.reason, u.code FROM unnest($2::uuid[], $3::text[], $4::text[], "
+                "$5::bytea[], $6::jsonb[], $7::bigint[], $8::bigint[], $9::text[], $10::text[]) "
+                "AS u(id, topic, key, payload, headers, created, expires, reason, code) "
+                "ON CONFLICT DO NOTHING",
+            _q + ".outbox", internal::array_literal(k_ids), internal::array_literal(k_topics),
+            internal::array_literal(k_keys), internal::array_literal(k_payloads),
+            internal::array_literal(k_headers), internal::array_literal(k_created),
+            internal::array_literal(k_expires), internal::array_literal(k_reasons),
+            internal::array_literal(k_codes));
+    }
+    if (request.before_commit) request.before_commit();
+    tx.commit();
+
+    std::lock_guard lock(_mu);
+    if (generation != _generation) return mark_outcome::marked;  // the stream restarted
+    for (const auto& [id, ticket] : finished) {
+        _tracker.finish(ticket);
+        _window.erase(id);
+    }
+    return mark_outcome::marked;
+}
+
+}  // namespace ferry::relay::detail

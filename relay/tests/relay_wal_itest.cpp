@@ -1,0 +1,419 @@
+// Integration tests of ferry-relay in WAL mode (relay.source: wal, ADR 0070) on the real
+// PostgreSQL 15 (wal_level = logical) and the embedded Kafka: what arrives in Kafka, and what the
+// relay records in the ledger, parked and expired tables. Each test has its own schema, slot,
+// publication and topic.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "ferry/common/error.hpp"
+#include "ferry/common/metrics.hpp"
+#include "ferry/outbox/writer.hpp"
+#include "ferry/relay/relay.hpp"
+#include "relay_fixture.hpp"
+
+namespace {
+
+using namespace ferry::relay_test;
+using ferry::test::kafka_reader;
+using ferry::test::kafka_record;
+using testing::HasSubstr;
+
+ferry::relay::relay_options wal_options(const wal_env& env) {
+    ferry::relay::relay_options o;
+    o.dsn = ferry::test::pg_dsn();
+    o.schema = env.schema.name();
+    o.brokers = ferry::test::kafka_brokers();
+    o.lease_ttl = 2s;
+    o.poll_max = 20ms;
+    o.batch_size = 100;
+    o.delivery_timeout = 10s;
+    o.shutdown_timeout = 5s;
+    o.source = "wal";
+    o.wal_slot = env.slot;
+    o.wal_publication = env.publication;
+    return o;
+}
+
+std::vector<std::string> payloads_of_key(const std::vector<kafka_record>& records,
+                                         const std::string& key) {
+    std::vector<std::string> out;
+    for (const auto& r : records) {
+        if (r.key && *r.key == key) out.push_back(r.value.value_or(""));
+    }
+    return out;
+}
+
+long ledger_count(const wal_env& env) {
+    return count_rows("SELECT count(*) FROM " + env.q() + ".published");
+}
+
+// Whatever the relay did, it never touched the outbox table: no row, no insert, no dead tuple.
+void expect_outbox_untouched(const wal_env& env) {
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);
+    EXPECT_EQ(count_rows("SELECT coalesce(sum(n_tup_ins + n_dead_tup), 0) FROM "
+                         "pg_stat_user_tables WHERE schemaname = '" +
+                         env.schema.name() + "' AND relname = 'outbox'"),
+              0);
+}
+
+// Per key, commit order, not the order in which the transactions began or wrote: B began after
+// A and wrote after it, but committed first, so B's message is published first.
+TEST(WalRelayTest, PublishesEachKeyInCommitOrderNotBeginOrder) {
+    wal_env env;
+    pqxx::connection ca{ferry::test::pg_dsn()};
+    pqxx::connection cb{ferry::test::pg_dsn()};
+    std::string a, b, c;
+    {
+        pqxx::work ta{ca};
+        a = enqueue_wal(ta, env.schema.name(), env.topic, "order-1", "A");
+        pqxx::work tb{cb};
+        b = enqueue_wal(tb, env.schema.name(), env.topic, "order-1", "B");
+        c = enqueue_wal(tb, env.schema.name(), env.topic, "order-2", "C");
+        tb.commit();
+        ta.commit();
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    const auto records = reader.read(3, 60s);
+    ASSERT_EQ(records.size(), 3u) << reader.last_error();
+    EXPECT_EQ(payloads_of_key(records, "order-1"), (std::vector<std::string>{"B", "A"}));
+    EXPECT_EQ(payloads_of_key(records, "order-2"), (std::vector<std::string>{"C"}));
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) == 3; }, 30s));
+    relay.stop();
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id IN ('" +
+                         a + "', '" + b + "', '" + c + "')"),
+              3);
+    expect_outbox_untouched(env);
+}
+
+// A rolled-back transaction is never decoded, so never published; the messages around it are,
+// with their headers and ids, and the ledger records each once.
+TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::string first, rolled_back, last;
+    {
+        pqxx::work tx{conn};
+        first = enqueue_wal(tx, env.schema.name(), env.topic, "k", "first", R"({"trace":"t-1"})");
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn};
+        rolled_back = enqueue_wal(tx, env.schema.name(), env.topic, "k", "never");
+        tx.abort();
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    {
+        pqxx::work tx{conn};
+        last = enqueue_wal(tx, env.schema.name(), env.topic, "k", "last");
+        tx.commit();
+    }
+    kafka_reader reader(env.topic);
+    (void)reader.read(2, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    ASSERT_EQ(records.size(), 2u) << reader.last_error();
+    EXPECT_EQ(records[0].header("ferry-message-id"), first);
+    EXPECT_EQ(records[0].header("trace"), "t-1");
+    EXPECT_TRUE(records[0].header("ferry-created-at").has_value());
+    EXPECT_EQ(records[1].header("ferry-message-id"), last);
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) == 2; }, 30s));
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id = '" +
+                         rolled_back + "'"),
+              0);
+}
+
+// One transaction of 100k messages: streamed (the relay starts publishing before it has read
+// the whole transaction), all published once, per-key order kept, the slot confirmed past it.
+TEST(WalRelayTest, OneTransactionOfOneHundredThousandMessages) {
+    wal_env env;
+    constexpr int n = 100000;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec_params("SELECT count(" + env.q() +
+                           ".enqueue_wal($1, 'k' || (i % 100), convert_to(i::text, 'UTF8'), "
+                           "jsonb_build_object('key_seq', (i / 100 + 1)::text))) "
+                           "FROM generate_series(0, $2 - 1) AS i",
+                       env.topic, n);
+        tx.commit();
+    }
+    auto options = wal_options(env);
+    options.batch_size = 1000;
+    ferry::relay::relay relay(options);
+    const auto t0 = std::chrono::steady_clock::now();
+    relay.start();
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) >= n; }, 300s, 200ms))
+        << "ledger=" << ledger_count(env);
+    const auto seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::cerr << "[wal 100k] published " << n << " in " << seconds << " s\n";
+    // The slot moves past the transaction once everything in it is recorded.
+    ASSERT_TRUE(eventually(
+        [&] {
+            pqxx::connection c{ferry::test::pg_dsn()};
+            const auto s = ferry::wal::inspect_slot(c, env.slot);
+            return s && s->lag_bytes && *s->lag_bytes < 1024 * 1024;
+        },
+        30s));
+    relay.stop();
+    kafka_reader reader(env.topic);
+    (void)reader.read(n, 120s);
+    const auto records = reader.read_all(1s, 60s);
+    std::set<std::string> ids;
+    std::map<std::string, int> last_seq;
+    std::size_t violations = 0;
+    for (const auto& r : records) {
+        if (!ids.insert(r.header("ferry-message-id").value_or("")).second) continue;
+        const int seq = std::stoi(r.header("key_seq").value_or("0"));
+        auto& l = last_seq[r.key.value_or("")];
+        if (seq != l + 1) ++violations;
+        l = seq;
+    }
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(n));
+    EXPECT_EQ(records.size(), static_cast<std::size_t>(n)) << "no duplicates without a fault";
+    EXPECT_EQ(violations, 0u);
+    expect_outbox_untouched(env);
+}
+
+// A message Kafka-side processing refuses (headers the relay cannot decode) is parked; the later
+// messages of its key cannot wait in the stream, so they are parked behind it (KEY_PARKED), in
+// order, while other keys flow. Discarding the bad one and retrying the first held one
+// re-emits the held messages in order (migration 0072), and they are published in order.
+TEST(WalRelayTest, ParkedKeyHoldsItsLaterMessagesAndRetryPublishesThemInOrder) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    {
+        pqxx::work tx{conn};
+        // emit_wal takes an already validated message: headers beyond a double's range pass
+        // jsonb but not the relay's decoder (HEADERS_INVALID).
+        tx.exec_params("SELECT " + env.q() +
+                           ".emit_wal(gen_random_uuid(), $1, 'k', 'bad'::bytea, "
+                           "'{\"n\": 1e400}'::jsonb, clock_timestamp(), NULL)",
+                       env.topic);
+        tx.commit();
+    }
+    for (const char* p : {"k2", "k3"}) {
+        pqxx::work tx{conn};
+        (void)enqueue_wal(tx, env.schema.name(), env.topic, "k", p);
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn};
+        (void)enqueue_wal(tx, env.schema.name(), env.topic, "other", "o1");
+        tx.commit();
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    ASSERT_TRUE(eventually(
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".parked") == 3; }, 60s));
+    {
+        pqxx::nontransaction tx{conn};
+        const auto r = tx.exec("SELECT error_code, convert_from(payload, 'UTF8') FROM " + env.q() +
+                               ".parked ORDER BY id");
+        ASSERT_EQ(r.size(), 3u);
+        EXPECT_EQ(r[0][0].as<std::string>(), "HEADERS_INVALID");
+        EXPECT_EQ(r[1][0].as<std::string>(), "KEY_PARKED");
+        EXPECT_EQ(r[1][1].as<std::string>(), "k2");
+        EXPECT_EQ(r[2][0].as<std::string>(), "KEY_PARKED");
+        EXPECT_EQ(r[2][1].as<std::string>(), "k3");
+    }
+    kafka_reader reader(env.topic);
+    (void)reader.read(1, 30s);
+    EXPECT_EQ(payloads_of_key(reader.records(), "other"), (std::vector<std::string>{"o1"}));
+    EXPECT_TRUE(payloads_of_key(reader.records(), "k").empty());
+    {
+        pqxx::work tx{conn};
+        const auto ids = tx.exec("SELECT id FROM " + env.q() + ".parked ORDER BY id");
+        EXPECT_TRUE(
+            tx.exec_params("SELECT " + env.q() + ".discard_parked($1)", ids[0][0].as<long>())[0][0]
+                .as<bool>());
+        EXPECT_TRUE(
+            tx.exec_params("SELECT " + env.q() + ".retry_parked($1)", ids[1][0].as<long>())[0][0]
+                .as<bool>());
+        tx.commit();
+    }
+    (void)reader.read(3, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    EXPECT_EQ(payloads_of_key(records, "k"), (std::vector<std::string>{"k2", "k3"}));
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".parked"), 0);
+}
+
+// A logical message with Ferry's prefix that does not decode (an unsupported frame version, a
+// prefix variant) is parked with its reason and raw content, never skipped silently, and never
+// blocks the messages after it.
+TEST(WalRelayTest, UndecodableMessagesAreParkedWithTheirReasonAndLaterOnesFlow) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    {
+        pqxx::work tx{conn};
+        tx.exec("SELECT pg_logical_emit_message(true, 'ferry', '\\x0200'::bytea)");
+        tx.exec("SELECT pg_logical_emit_message(true, 'ferry.v2', 'x'::bytea)");
+        tx.commit();
+    }
+    std::string after;
+    {
+        pqxx::work tx{conn};
+        after = enqueue_wal(tx, env.schema.name(), env.topic, "k", "after");
+        tx.commit();
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    const auto records = reader.read(1, 60s);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].header("ferry-message-id"), after);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".parked WHERE error_code = 'WAL_MESSAGE_INVALID'") == 2;
+        },
+        30s));
+    pqxx::nontransaction tx{conn};
+    const auto r = tx.exec("SELECT reason, headers->>'ferry-wal-prefix' FROM " + env.q() +
+                           ".parked ORDER BY id");
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_THAT(r[0][0].as<std::string>(), HasSubstr("version"));
+    EXPECT_EQ(r[0][1].as<std::string>(), "ferry");
+    EXPECT_EQ(r[1][1].as<std::string>(), "ferry.v2");
+}
+
+// A message whose expires_at passed before the relay read it (by the server's clock) goes to
+// `expired`, never to Kafka.
+TEST(WalRelayTest, ExpiredMessageIsRecordedAndNeverPublished) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::string expired;
+    {
+        pqxx::work tx{conn};
+        expired = tx.exec_params("WITH m AS (SELECT gen_random_uuid() AS id) SELECT " + env.q() +
+                                     ".emit_wal(m.id, $1, 'k', 'old'::bytea, '{}'::jsonb, "
+                                     "clock_timestamp() - interval '1 minute', clock_timestamp() "
+                                     "- interval '1 second'), m.id::text FROM m",
+                                 env.topic)[0][1]
+                      .as<std::string>();
+        (void)enqueue_wal(tx, env.schema.name(), env.topic, "k", "fresh");
+        tx.commit();
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    (void)reader.read(1, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    EXPECT_EQ(payloads_of_key(records, "k"), (std::vector<std::string>{"fresh"}));
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() + ".expired WHERE message_id = '" +
+                              expired + "'") == 1;
+        },
+        30s));
+}
+
+// WAL mode streams one slot in commit order: more than one lease group is refused with the
+// field named; an unknown source too.
+TEST(WalRelayTest, RefusesLeaseGroupsOtherThanOneAndUnknownSources) {
+    wal_env env;
+    auto o = wal_options(env);
+    o.lease_groups = 2;
+    try {
+        ferry::relay::relay relay(o);
+        relay.start();
+        FAIL() << "lease_groups 2 accepted in WAL mode";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.field(), "relay.lease_groups");
+        EXPECT_THAT(e.what(), HasSubstr("wal"));
+    }
+    o.lease_groups = 1;
+    o.source = "logical";
+    try {
+        ferry::relay::relay relay(o);
+        relay.start();
+        FAIL() << "source 'logical' accepted";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.field(), "relay.source");
+    }
+}
+
+// A missing slot is reported (ferry_wal_slot_lost 1, not ready to publish) and never created
+// by the relay; messages wait until an operator restores it.
+TEST(WalRelayTest, MissingSlotIsReportedAndNeverCreated) {
+    wal_env env;
+    auto o = wal_options(env);
+    o.wal_slot = ferry::test::unique_name("missing_slot");
+    ferry::metrics::registry registry;
+    ferry::relay::relay relay(o, &registry);
+    relay.start();
+    ASSERT_TRUE(eventually(
+        [&] { return registry.serialize().find("ferry_wal_slot_lost 1") != std::string::npos; },
+        30s))
+        << registry.serialize();
+    relay.stop();
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    EXPECT_FALSE(ferry::wal::inspect_slot(conn, o.wal_slot).has_value());
+}
+
+// The C++ writer in WAL mode (outbox.mode: wal) keeps its API: enqueue, enqueue_batch (in input
+// order within the transaction) and enqueue_with emit logical messages that the WAL relay
+// publishes; delayed delivery is refused with the field named; nothing touches the outbox table.
+TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
+    wal_env env;
+    ferry::outbox::writer_options wo;
+    wo.schema = env.schema.name();
+    wo.mode = ferry::outbox::emit_mode::wal;
+    const ferry::outbox::writer w(wo);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::vector<std::string> ids;
+    {
+        pqxx::work tx{conn};
+        ferry::outbox::message m;
+        m.topic = env.topic;
+        m.key = "order-1";
+        m.payload = "one";
+        m.headers = {{"trace", "t-1"}};
+        ids.push_back(w.enqueue(tx, m).to_string());
+        std::vector<ferry::outbox::message> batch(3, m);
+        batch[0].payload = "two";
+        batch[1].payload = "three";
+        batch[2].payload = "four";
+        for (const auto& id : w.enqueue_batch(tx, batch)) ids.push_back(id.to_string());
+        m.payload = "five";
+        const auto [id, result] = w.enqueue_with(tx, m, "SELECT 42");
+        ids.push_back(id.to_string());
+        EXPECT_EQ(result[0][0].as<int>(), 42);
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn};
+        ferry::outbox::message delayed;
+        delayed.topic = env.topic;
+        delayed.key = "k";
+        delayed.payload = "later";
+        delayed.deliver_after = 5s;
+        try {
+            (void)w.enqueue(tx, delayed);
+            FAIL() << "a delayed message was accepted in WAL mode";
+        } catch (const ferry::error& e) {
+            EXPECT_EQ(e.field(), "deliver_after");
+            EXPECT_THAT(e.what(), HasSubstr("WAL mode"));
+        }
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    (void)reader.read(5, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    EXPECT_EQ(payloads_of_key(records, "order-1"),
+              (std::vector<std::string>{"one", "two", "three", "four", "five"}));
+    ASSERT_EQ(records.size(), 5u);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        EXPECT_EQ(records[i].header("ferry-message-id"), ids[i]);
+        EXPECT_EQ(records[i].header("trace"), "t-1");
+    }
+    expect_outbox_untouched(env);
+}
+
+}  // namespace
