@@ -6,6 +6,13 @@
 //   B1  strong simple relay: BEGIN; DELETE ... WHERE id IN (SELECT ... LIMIT 1000 FOR UPDATE
 //       SKIP LOCKED) RETURNING; produce all; flush; COMMIT.
 //   ferry-relay, the real daemon as a child process (default config, relay.batch_size 1000).
+//   ferry-relay WAL mode (relay.source: wal, ADR 0070): the same daemon streaming a pgoutput
+//       slot; the backlog is emitted by the C++ writer in WAL mode (outbox.mode: wal).
+//
+// WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
+// columns into a plain table (no Ferry), and the table-mode writer beside both: 1 message per
+// transaction and 1000 per statement, rounds alternating, medians. And, after each drain, the
+// dead tuples of every table of the schema (WAL mode writes no outbox row at all).
 //
 // Measures: backlog drain rate (200k messages of 200 B), relay CPU per 1k messages (utime +
 // stime of the process doing the relaying), and steady-state commit->ack latency at 5k and 20k
@@ -42,6 +49,7 @@
 #include "bench_util.hpp"
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/outbox/writer.hpp"
+#include "ferry/wal/slot.hpp"
 
 extern char** environ;
 
@@ -78,22 +86,64 @@ double cpu_seconds(pid_t pid) {
 struct bench_schema {
     std::string name;
     std::string topic;
+    bool wal = false;  // WAL mode: a slot and publication named after the schema
+    [[nodiscard]] std::string slot() const { return name + "_slot"; }
+    [[nodiscard]] std::string publication() const { return name + "_pub"; }
 };
 
-bench_schema fresh_schema(pqxx::connection& conn, const std::string& name) {
+void drop_wal_objects(pqxx::connection& conn, const std::string& name) {
+    for (int i = 0; i < 100; ++i) {
+        try {
+            (void)wal::drop_slot(conn, name + "_slot");
+            break;
+        } catch (const std::exception&) {
+            std::this_thread::sleep_for(100ms);  // a stopped relay's walsender lets go shortly
+        }
+    }
+    (void)wal::drop_publication(conn, name + "_pub");
+}
+
+bench_schema fresh_schema(pqxx::connection& conn, const std::string& name, bool wal_mode = false) {
+    drop_wal_objects(conn, name);
     {
         pqxx::work tx{conn};
         tx.exec("DROP SCHEMA IF EXISTS " + name + " CASCADE");
         tx.commit();
     }
     (void)outbox::migrate(conn, name);
-    return {name, "bench." + name};
+    bench_schema s{name, "bench." + name, wal_mode};
+    if (wal_mode) {
+        (void)wal::ensure_publication(conn, s.publication());
+        (void)wal::create_slot(conn, s.slot());
+        wal::register_slot(conn, name, s.slot());
+    }
+    return s;
+}
+
+outbox::writer writer_for(const bench_schema& s) {
+    outbox::writer_options o;
+    o.schema = s.name;
+    o.mode = s.wal ? outbox::emit_mode::wal : outbox::emit_mode::table;
+    return outbox::writer{o};
+}
+
+// n_dead_tup of every table of the schema (after the relay stopped, so its sessions flushed
+// their statistics).
+nlohmann::json dead_tuples(pqxx::connection& conn, const bench_schema& s) {
+    std::this_thread::sleep_for(1500ms);
+    nlohmann::json out = nlohmann::json::object();
+    pqxx::nontransaction tx{conn};
+    for (const auto& row :
+         tx.exec_params("SELECT relname, n_dead_tup FROM pg_stat_user_tables WHERE schemaname = $1 "
+                        "ORDER BY relname",
+                        s.name)) {
+        out[row[0].as<std::string>()] = row[1].as<long long>();
+    }
+    return out;
 }
 
 void fill(pqxx::connection& conn, const bench_schema& s, int n) {
-    outbox::writer_options o;
-    o.schema = s.name;
-    const outbox::writer w{o};
+    const auto w = writer_for(s);
     std::vector<outbox::message> batch;
     for (int i = 0; i < n; ++i) {
         outbox::message m;
@@ -115,6 +165,11 @@ void fill(pqxx::connection& conn, const bench_schema& s, int n) {
 long long pending(pqxx::connection& conn, const bench_schema& s) {
     pqxx::nontransaction tx{conn};
     return tx.exec("SELECT count(*) FROM " + s.name + ".outbox")[0][0].as<long long>();
+}
+
+long long published_rows(pqxx::connection& conn, const bench_schema& s) {
+    pqxx::nontransaction tx{conn};
+    return tx.exec("SELECT count(*) FROM " + s.name + ".published")[0][0].as<long long>();
 }
 
 // --- librdkafka producer for the baselines -------------------------------------------------
@@ -282,7 +337,10 @@ public:
                   ? std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL")
                   : "warn")
           << "\n"
-          << "relay:\n  batch_size: 1000\n";
+          << "relay:\n  batch_size: 1000\n"
+          << (s.wal ? "  source: wal\n  wal_slot: " + s.slot() +
+                          "\n  wal_publication: " + s.publication() + "\n"
+                    : std::string());
         f.close();
         std::vector<std::string> args = {bin, "--config", _config};
         std::vector<char*> argv;
@@ -397,15 +455,17 @@ drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std:
 }
 
 nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const std::string& dsn,
-                           const std::string& brokers, int rate, std::chrono::seconds duration) {
-    const auto s = fresh_schema(conn, "bench_relay_lat_" + std::to_string(rate));
+                           const std::string& brokers, int rate, std::chrono::seconds duration,
+                           bool wal_mode = false) {
+    const auto s = fresh_schema(
+        conn,
+        std::string(wal_mode ? "bench_relay_wlat_" : "bench_relay_lat_") + std::to_string(rate),
+        wal_mode);
     relay_process relay(bin, dsn, brokers, s);
     // Warm up: the first message of a new topic waits for its metadata (about a second on the
     // embedded Kafka); that is start-up, not steady state.
     {
-        outbox::writer_options o;
-        o.schema = s.name;
-        const outbox::writer w{o};
+        const auto w = writer_for(s);
         outbox::message m;
         m.topic = s.topic;
         m.key = "warm-up";
@@ -413,7 +473,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         (void)w.enqueue(tx, m);
         tx.commit();
         const auto deadline = clock_type::now() + 30s;
-        while (pending(conn, s) > 0 && clock_type::now() < deadline)
+        while (published_rows(conn, s) == 0 && clock_type::now() < deadline)
             std::this_thread::sleep_for(10ms);
         pqxx::work clear{conn};
         clear.exec("TRUNCATE " + s.name + ".published");
@@ -435,9 +495,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     for (int p = 0; p < producers; ++p) {
         threads.emplace_back([&, p] {
             pqxx::connection c{dsn};
-            outbox::writer_options o;
-            o.schema = s.name;
-            const outbox::writer w{o};
+            const auto w = writer_for(s);
             const auto interval =
                 std::chrono::duration<double>(static_cast<double>(producers * per_tx) / rate);
             auto next = clock_type::now();
@@ -472,7 +530,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     for (auto& t : threads) t.join();
     const double offered_s = std::chrono::duration<double>(clock_type::now() - t0).count();
     const auto drain_deadline = clock_type::now() + 60s;
-    while (pending(conn, s) > 0 && clock_type::now() < drain_deadline)
+    while (published_rows(conn, s) < sent.load() && clock_type::now() < drain_deadline)
         std::this_thread::sleep_for(20ms);
     std::unordered_map<std::string, double> published;
     {
@@ -509,6 +567,126 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
             {"max_ms", latency_us.percentile(100) / 1000}};
 }
 
+// --- enqueue cost: the WAL emit path against a plain INSERT -------------------------------------
+// Three writers of the same 200-byte message, each for `per_mode` per round, rounds alternating:
+//   plain  INSERT into a plain table of the same columns (uuid, text, text, bytea, jsonb,
+//          timestamptz), no Ferry: a prepared single-row INSERT, or a prepared INSERT ... SELECT
+//          FROM unnest(arrays) for 1000 rows;
+//   table  the C++ writer into the outbox table (polling mode);
+//   wal    the C++ writer in WAL mode (emit_wal: frame encoding plus the slot guard in SQL).
+// 1 message per transaction (each commit waits for its WAL flush) and 1000 per statement.
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per_mode, int rounds) {
+    const auto table_s = fresh_schema(conn, "bench_relay_emit_t");
+    const auto wal_s = fresh_schema(conn, "bench_relay_emit_w", true);
+    {
+        pqxx::work tx{conn};
+        tx.exec("DROP SCHEMA IF EXISTS bench_relay_plain CASCADE");
+        tx.exec("CREATE SCHEMA bench_relay_plain");
+        tx.exec(
+            "CREATE TABLE bench_relay_plain.msgs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY "
+            "KEY, message_id uuid NOT NULL, topic text NOT NULL, key text NOT NULL, payload bytea "
+            "NOT NULL, headers jsonb NOT NULL, created_at timestamptz NOT NULL)");
+        tx.commit();
+    }
+    conn.prepare("bench_plain_one",
+                 "INSERT INTO bench_relay_plain.msgs (message_id, topic, key, payload, headers, "
+                 "created_at) VALUES ($1::uuid, $2, $3, $4::bytea, $5::jsonb, clock_timestamp())");
+    conn.prepare("bench_plain_batch",
+                 "INSERT INTO bench_relay_plain.msgs (message_id, topic, key, payload, headers, "
+                 "created_at) SELECT u.m, u.t, u.k, u.p, u.h, clock_timestamp() FROM "
+                 "unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[]) AS u(m, t, "
+                 "k, p, h)");
+    const auto table_w = writer_for(table_s);
+    const auto wal_w = writer_for(wal_s);
+    const std::string payload(200, 'x');
+    std::string hex = "\\x";
+    for (const unsigned char c : payload) {
+        static constexpr char d[] = "0123456789abcdef";
+        hex += d[c >> 4];
+        hex += d[c & 0xf];
+    }
+    const auto message_of = [&](const std::string& topic, long i) {
+        outbox::message m;
+        m.topic = topic;
+        m.key = "key-" + std::to_string(i % 1000);
+        m.payload = payload;
+        return m;
+    };
+    enum class kind { plain, table, wal };
+    const auto run_mode = [&](kind k, int per_tx) {
+        const auto t0 = clock_type::now();
+        long n = 0;
+        while (clock_type::now() - t0 < per_mode) {
+            pqxx::work tx{conn};
+            if (k == kind::plain) {
+                if (per_tx == 1) {
+                    tx.exec_prepared("bench_plain_one", outbox::message_id::generate().to_string(),
+                                     "bench.plain", "key-" + std::to_string(n % 1000),
+                                     hex.substr(1), "{}");
+                } else {
+                    std::string ids = "{", topics = "{", keys = "{", payloads = "{", headers = "{";
+                    for (int i = 0; i < per_tx; ++i) {
+                        const char* sep = i == 0 ? "" : ",";
+                        ids += sep + outbox::message_id::generate().to_string();
+                        topics += std::string(sep) + "\"bench.plain\"";
+                        keys += std::string(sep) + "\"key-" + std::to_string((n + i) % 1000) + "\"";
+                        payloads += std::string(sep) + "\"" + hex + "\"";
+                        headers += std::string(sep) + "\"{}\"";
+                    }
+                    tx.exec_prepared("bench_plain_batch", ids + "}", topics + "}", keys + "}",
+                                     payloads + "}", headers + "}");
+                }
+            } else {
+                const auto& w = k == kind::table ? table_w : wal_w;
+                const auto& topic = k == kind::table ? table_s.topic : wal_s.topic;
+                if (per_tx == 1) {
+                    (void)w.enqueue(tx, message_of(topic, n));
+                } else {
+                    std::vector<outbox::message> batch;
+                    batch.reserve(static_cast<std::size_t>(per_tx));
+                    for (int i = 0; i < per_tx; ++i) batch.push_back(message_of(topic, n + i));
+                    (void)w.enqueue_batch(tx, batch);
+                }
+            }
+            tx.commit();
+            n += per_tx;
+        }
+        return static_cast<double>(n) /
+               std::chrono::duration<double>(clock_type::now() - t0).count();
+    };
+    nlohmann::json out;
+    for (const int per_tx : {1, 1000}) {
+        std::map<std::string, std::vector<double>> rates;
+        for (int round = 0; round < std::max(1, rounds); ++round) {
+            rates["plain"].push_back(run_mode(kind::plain, per_tx));
+            rates["table"].push_back(run_mode(kind::table, per_tx));
+            rates["wal"].push_back(run_mode(kind::wal, per_tx));
+        }
+        const double plain = median_of(rates["plain"]), table = median_of(rates["table"]),
+                     walr = median_of(rates["wal"]);
+        out[per_tx == 1 ? "one_per_tx" : "batch_1000"] = {
+            {"plain_insert_msgs_per_s", plain},
+            {"table_writer_msgs_per_s", table},
+            {"wal_writer_msgs_per_s", walr},
+            {"rounds", rates},
+            // cost per message relative to a plain INSERT (time per message ratio)
+            {"wal_cost_vs_plain_insert", walr > 0 ? plain / walr : 0},
+            {"table_cost_vs_plain_insert", table > 0 ? plain / table : 0}};
+    }
+    {
+        pqxx::work tx{conn};
+        tx.exec("DROP SCHEMA IF EXISTS bench_relay_plain CASCADE");
+        tx.commit();
+    }
+    drop_wal_objects(conn, wal_s.name);
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -528,16 +706,26 @@ int main(int argc, char** argv) {
     // machine hit both; each reports the median round.
     const int rounds =
         std::getenv("FERRY_BENCH_ROUNDS") ? std::atoi(std::getenv("FERRY_BENCH_ROUNDS")) : 3;
-    drain_result ferry, b1, b0;
+    drain_result ferry, b1, b0, walr;
     nlohmann::json rounds_json = nlohmann::json::array();
+    nlohmann::json dead_polling, dead_wal;
     if (!latency_only) {
-        std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds;
+        std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds;
         for (int round = 1; round <= std::max(1, rounds); ++round) {
             std::cout << "round " << round << ": filling " << n << " messages for ferry-relay..."
                       << std::endl;
             auto s = fresh_schema(conn, "bench_relay_ferry");
             fill(conn, s, static_cast<int>(n));
             ferry_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
+            dead_polling = dead_tuples(conn, s);
+
+            std::cout << "round " << round << ": emitting " << n
+                      << " messages for ferry-relay in WAL mode..." << std::endl;
+            s = fresh_schema(conn, "bench_relay_wal", true);
+            fill(conn, s, static_cast<int>(n));
+            wal_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
+            dead_wal = dead_tuples(conn, s);
+            drop_wal_objects(conn, s.name);
 
             std::cout << "round " << round << ": filling " << n << " messages for B1..."
                       << std::endl;
@@ -550,21 +738,33 @@ int main(int argc, char** argv) {
             fill(conn, s, 20000);
             b0_rounds.push_back(run_b0(conn, s, brokers, 5s));
             rounds_json.push_back({{"ferry_msgs_per_s", ferry_rounds.back().rate()},
+                                   {"wal_msgs_per_s", wal_rounds.back().rate()},
                                    {"b1_msgs_per_s", b1_rounds.back().rate()},
                                    {"b0_msgs_per_s", b0_rounds.back().rate()},
                                    {"ferry_vs_b1", ferry_rounds.back().rate() /
                                                        std::max(1.0, b1_rounds.back().rate())}});
-            std::cout << "  ferry " << ferry_rounds.back().rate() << " msg/s, B1 "
-                      << b1_rounds.back().rate() << " msg/s, B0 " << b0_rounds.back().rate()
-                      << " msg/s" << std::endl;
+            std::cout << "  ferry " << ferry_rounds.back().rate() << " msg/s, WAL "
+                      << wal_rounds.back().rate() << " msg/s, B1 " << b1_rounds.back().rate()
+                      << " msg/s, B0 " << b0_rounds.back().rate() << " msg/s" << std::endl;
         }
         ferry = median_round(ferry_rounds);
+        walr = median_round(wal_rounds);
         b1 = median_round(b1_rounds);
         b0 = median_round(b0_rounds);
     }
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
+    nlohmann::json wal_lat5k = lat5k;
+    nlohmann::json emit_cost = {
+        {"one_per_tx", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}},
+        {"batch_1000", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}}};
     if (!drain_only) {
+        std::cout << "WAL mode latency at 5k msg/s offered..." << std::endl;
+        wal_lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000,
+                                std::chrono::seconds(a.scaled(10)), true);
+        drop_wal_objects(conn, "bench_relay_wlat_5000");
+        std::cout << "enqueue cost: WAL emit vs plain INSERT..." << std::endl;
+        emit_cost = run_enqueue_cost(conn, std::chrono::seconds(a.scaled(3)), std::max(1, rounds));
         std::cout << "latency at 5k and 20k msg/s offered..." << std::endl;
         lat5k =
             run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
@@ -573,7 +773,11 @@ int main(int argc, char** argv) {
     }
 
     const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0,
-                 vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0;
+                 vs_b0 = b0.rate() > 0 ? ferry.rate() / b0.rate() : 0,
+                 wal_vs_b1 = b1.rate() > 0 ? walr.rate() / b1.rate() : 0;
+    const auto cost = [&](const char* form) {
+        return emit_cost[form]["wal_cost_vs_plain_insert"].get<double>();
+    };
     bench::print_table(
         "relay benchmark (" + std::to_string(n) + " x 200 B backlog, embedded Kafka)",
         {{"ferry-relay drain", ferry.rate(), "msg/s"},
@@ -582,6 +786,13 @@ int main(int argc, char** argv) {
          {"ferry / B1 (target >= 1.5)", vs_b1, "x"},
          {"ferry / B0 (target >= 50)", vs_b0, "x"},
          {"ferry-relay CPU per 1k msgs (target <= 5)", ferry.cpu_ms_per_1k(), "ms"},
+         {"WAL mode drain", walr.rate(), "msg/s"},
+         {"WAL mode / B1 (target >= 2)", wal_vs_b1, "x"},
+         {"WAL mode CPU per 1k msgs", walr.cpu_ms_per_1k(), "ms"},
+         {"WAL mode 5k/s offered: p50 commit->mark", wal_lat5k["p50_ms"].get<double>(), "ms"},
+         {"WAL mode 5k/s offered: p99 commit->mark", wal_lat5k["p99_ms"].get<double>(), "ms"},
+         {"emit cost / plain INSERT, 1 per tx (target <= 1.2)", cost("one_per_tx"), "x"},
+         {"emit cost / plain INSERT, 1000 per stmt (target <= 1.2)", cost("batch_1000"), "x"},
          {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
          {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"5k/s offered: p50 commit->mark", lat5k["p50_ms"].get<double>(), "ms"},
@@ -589,27 +800,40 @@ int main(int argc, char** argv) {
          {"20k/s offered: achieved", lat20k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"20k/s offered: p50 commit->mark", lat20k["p50_ms"].get<double>(), "ms"},
          {"20k/s offered: p99 commit->mark (target <= 25)", lat20k["p99_ms"].get<double>(), "ms"}});
-    bench::write_json(a, {{"bench", "relay"},
-                          {"backlog_messages", n},
-                          {"payload_bytes", 200},
-                          {"drain",
-                           {{"ferry_relay", ferry.to_json()},
-                            {"b1_skip_locked_batch", b1.to_json()},
-                            {"b0_per_message", b0.to_json()}}},
-                          {"ratios", {{"ferry_vs_b1", vs_b1}, {"ferry_vs_b0", vs_b0}}},
-                          {"rounds", rounds_json},
-                          {"latency", {lat5k, lat20k}},
-                          {"targets",
-                           {{"ferry_vs_b1", 1.5},
-                            {"ferry_vs_b0", 50.0},
-                            {"p99_ms_at_5k", 10.0},
-                            {"p99_ms_at_20k", 25.0},
-                            {"cpu_ms_per_1k", 5.0}}},
-                          {"latency_note",
-                           "from the producer's COMMIT returning to the ledger's published_at "
-                           "(mark start, just after the ack): an upper bound of commit->ack"}});
+    bench::write_json(a,
+                      {{"bench", "relay"},
+                       {"backlog_messages", n},
+                       {"payload_bytes", 200},
+                       {"drain",
+                        {{"ferry_relay", ferry.to_json()},
+                         {"ferry_relay_wal", walr.to_json()},
+                         {"b1_skip_locked_batch", b1.to_json()},
+                         {"b0_per_message", b0.to_json()}}},
+                       {"ratios",
+                        {{"ferry_vs_b1", vs_b1},
+                         {"ferry_vs_b0", vs_b0},
+                         {"wal_vs_b1", wal_vs_b1},
+                         {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
+                         {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
+                       {"wal_latency_5k", wal_lat5k},
+                       {"enqueue_cost", emit_cost},
+                       {"dead_tuples_after_drain", {{"polling", dead_polling}, {"wal", dead_wal}}},
+                       {"rounds", rounds_json},
+                       {"latency", {lat5k, lat20k}},
+                       {"targets",
+                        {{"ferry_vs_b1", 1.5},
+                         {"ferry_vs_b0", 50.0},
+                         {"p99_ms_at_5k", 10.0},
+                         {"p99_ms_at_20k", 25.0},
+                         {"cpu_ms_per_1k", 5.0},
+                         {"wal_vs_b1", 2.0},
+                         {"wal_emit_cost_vs_plain_insert", 1.2}}},
+                       {"latency_note",
+                        "from the producer's COMMIT returning to the ledger's published_at "
+                        "(mark start, just after the ack): an upper bound of commit->ack"}});
     for (const char* name : {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0",
-                             "bench_relay_lat_5000", "bench_relay_lat_20000"}) {
+                             "bench_relay_lat_5000", "bench_relay_lat_20000", "bench_relay_wal",
+                             "bench_relay_wlat_5000", "bench_relay_emit_t", "bench_relay_emit_w"}) {
         pqxx::work tx{conn};
         tx.exec(std::string("DROP SCHEMA IF EXISTS ") + name + " CASCADE");
         tx.commit();
