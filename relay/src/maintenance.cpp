@@ -101,6 +101,18 @@ void maintenance::refresh_wal_slot(pqxx::connection& conn) {
             _o.wal_slot, slot ? slot->wal_status : std::string("missing"));
     }
     _slot_lost_logged = lost;
+    // A WAL-mode relay never reads the outbox table: rows there come from a producer writing in
+    // table mode (outbox.mode: table, enqueue() instead of enqueue_wal) and wait for a polling
+    // relay. Say so, once per occurrence, instead of letting them sit unnoticed.
+    const bool rows = _m.pending.value() > 0;
+    if (rows && !_outbox_rows_logged) {
+        spdlog::error(
+            "event=outbox_rows_in_wal_mode rows={} (a producer writes to the outbox table while "
+            "relay.source is wal: these rows are published only by a polling relay; switch the "
+            "producer to outbox.mode: wal / enqueue_wal)",
+            _m.pending.value());
+    }
+    _outbox_rows_logged = rows;
 }
 
 void maintenance::run() {

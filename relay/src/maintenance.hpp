@@ -37,6 +37,7 @@ private:
     relay_metrics& _m;
     wal_metrics* _wal;
     bool _slot_lost_logged = false;
+    bool _outbox_rows_logged = false;
     pg_session _session;
 };
 

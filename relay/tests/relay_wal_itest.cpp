@@ -416,4 +416,56 @@ TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
     expect_outbox_untouched(env);
 }
 
+// Half messages in WAL mode (migration 0073): the commit decision emits the message in the
+// decision's transaction, so the WAL relay publishes it; a rolled-back one is never published;
+// a delay is refused at prepare, naming deliver_after.
+TEST(WalRelayTest, HalfMessageDecisionsArePublishedInWalMode) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto prepare = [&](const std::string& payload) {
+        pqxx::work tx{conn};
+        const auto id = tx.exec_params("SELECT " + env.q() +
+                                           ".prepare($1, 'order-9', convert_to($2, 'UTF8'), "
+                                           "'{}'::jsonb, $3)::text",
+                                       env.topic, payload, "tx-" + payload)[0][0]
+                            .as<std::string>();
+        tx.commit();
+        return id;
+    };
+    const auto committed = prepare("kept");
+    const auto rolled_back = prepare("dropped");
+    {
+        pqxx::work tx{conn};
+        EXPECT_EQ(tx.exec_params("SELECT " + env.q() + ".commit_half($1::uuid)", committed)[0][0]
+                      .as<std::string>(),
+                  "committed");
+        EXPECT_EQ(
+            tx.exec_params("SELECT " + env.q() + ".rollback_half($1::uuid)", rolled_back)[0][0]
+                .as<std::string>(),
+            "rolled_back");
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn};
+        try {
+            tx.exec_params("SELECT " + env.q() +
+                               ".prepare($1, 'k', 'p'::bytea, '{}'::jsonb, 'tx-delayed', "
+                               "deliver_after => interval '5 seconds')",
+                           env.topic);
+            FAIL() << "a delayed half message was prepared in WAL mode";
+        } catch (const pqxx::sql_error& e) {
+            EXPECT_THAT(e.what(), HasSubstr("deliver_after"));
+        }
+    }
+    ferry::relay::relay relay(wal_options(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    (void)reader.read(1, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0].header("ferry-message-id"), committed);
+    EXPECT_EQ(records[0].value, "kept");
+    expect_outbox_untouched(env);
+}
+
 }  // namespace
