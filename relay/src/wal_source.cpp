@@ -113,9 +113,8 @@ void wal_source::drop_stream() noexcept {
 void wal_source::start_stream() {
     auto& conn = _claim.get();
     try {
-        const auto slot = wal::check_slot(conn, _o.wal_slot);
+        (void)wal::check_slot(conn, _o.wal_slot);
         _wm.slot_lost.set(0);
-        (void)slot;
     } catch (const ferry::error& e) {
         if (e.code() == "wal.slot_lost") _wm.slot_lost.set(1);
         throw;
@@ -355,64 +354,65 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
     return out;
 }
 
+namespace {
+
+// The columns every recorded row carries (ledger, parked, expired), as array parameters.
+struct row_columns {
+    std::vector<std::string> ids, topics, keys, payloads, headers;
+    std::vector<std::int64_t> created;
+    void add(const source_row& r) {
+        ids.push_back(r.message_id);
+        topics.push_back(r.topic);
+        keys.push_back(r.key);
+        payloads.push_back(hex_bytea(r.payload));
+        headers.push_back(r.headers_json);
+        created.push_back(r.created_at_us);
+    }
+};
+
+}  // namespace
+
 mark_outcome wal_source::mark(const mark_request& request) {
     // The rows' content, from the window (the marker holds no copy).
-    std::vector<std::string> p_ids, p_topics, p_keys, p_payloads, p_headers;
-    std::vector<std::int64_t> p_created, p_offsets;
+    row_columns pub, exp, park;
     std::vector<int> p_parts;
-    std::vector<std::string> x_ids, x_topics, x_keys, x_payloads, x_headers;
-    std::vector<std::int64_t> x_created, x_expires;
-    std::vector<std::string> k_ids, k_topics, k_keys, k_payloads, k_headers, k_reasons, k_codes;
-    std::vector<std::int64_t> k_created;
+    std::vector<std::int64_t> p_offsets, x_expires;
     std::vector<std::optional<std::string>> k_expires;
+    std::vector<std::string> k_reasons, k_codes;
     std::vector<std::pair<std::int64_t, wal::confirm_tracker::ticket>> finished;
     std::uint64_t generation = 0;
     {
         std::lock_guard lock(_mu);
         generation = _generation;
+        // A row missing from the window belongs to a stream that was restarted meanwhile: the
+        // new stream yields it again, so it is not recorded here.
+        const auto find = [&](std::int64_t id) -> const entry* {
+            const auto it = _window.find(id);
+            if (it == _window.end()) return nullptr;
+            finished.emplace_back(id, it->second.ticket);
+            return &it->second;
+        };
         for (const auto& p : request.publish) {
-            const auto it = _window.find(p.id);
-            if (it == _window.end()) continue;  // a restarted stream yields it again
-            const auto& r = it->second.row;
-            p_ids.push_back(r.message_id);
-            p_topics.push_back(r.topic);
-            p_keys.push_back(r.key);
-            p_payloads.push_back(hex_bytea(r.payload));
-            p_headers.push_back(r.headers_json);
-            p_created.push_back(r.created_at_us);
+            const auto* e = find(p.id);
+            if (e == nullptr) continue;
+            pub.add(e->row);
             p_parts.push_back(p.partition);
             p_offsets.push_back(p.offset);
-            finished.emplace_back(p.id, it->second.ticket);
         }
         for (const auto id : request.expire) {
-            const auto it = _window.find(id);
-            if (it == _window.end()) continue;
-            const auto& r = it->second.row;
-            x_ids.push_back(r.message_id);
-            x_topics.push_back(r.topic);
-            x_keys.push_back(r.key);
-            x_payloads.push_back(hex_bytea(r.payload));
-            x_headers.push_back(r.headers_json);
-            x_created.push_back(r.created_at_us);
-            x_expires.push_back(it->second.expires_at_us.value_or(r.created_at_us));
-            finished.emplace_back(id, it->second.ticket);
+            const auto* e = find(id);
+            if (e == nullptr) continue;
+            exp.add(e->row);
+            x_expires.push_back(e->expires_at_us.value_or(e->row.created_at_us));
         }
         for (const auto& p : request.park) {
-            const auto it = _window.find(p.id);
-            if (it == _window.end()) continue;
-            const auto& r = it->second.row;
-            k_ids.push_back(r.message_id);
-            k_topics.push_back(r.topic);
-            k_keys.push_back(r.key);
-            k_payloads.push_back(hex_bytea(r.payload));
-            k_headers.push_back(r.headers_json);
-            k_created.push_back(r.created_at_us);
-            k_expires.push_back(it->second.expires_at_us
-                                    ? std::optional(std::to_string(*it->second.expires_at_us))
-                                    : std::nullopt);
+            const auto* e = find(p.id);
+            if (e == nullptr) continue;
+            park.add(e->row);
+            k_expires.push_back(e->expires_at_us ? std::optional(std::to_string(*e->expires_at_us))
+                                                 : std::nullopt);
             k_reasons.push_back(p.reason);
             k_codes.push_back(p.error_code);
-            finished.emplace_back(p.id, it->second.ticket);
         }
     }
 
@@ -424,7 +424,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
         tx.abort();
         return mark_outcome::fenced;
     }
-    if (!p_ids.empty()) {
+    if (!pub.ids.empty()) {
         (void)internal::exec_cached(
             tx, "ferry_relay_wal_mark_published",
             "INSERT INTO " + _q +
@@ -435,13 +435,13 @@ mark_outcome wal_source::mark(const mark_request& request) {
                 ", $1, $2, u.payload, u.headers FROM unnest($3::uuid[], $4::text[], "
                 "$5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bytea[], $10::jsonb[]) "
                 "AS u(id, topic, key, part, off, created, payload, headers)",
-            request.epoch, request.group, internal::array_literal(p_ids),
-            internal::array_literal(p_topics), internal::array_literal(p_keys),
+            request.epoch, request.group, internal::array_literal(pub.ids),
+            internal::array_literal(pub.topics), internal::array_literal(pub.keys),
             internal::array_literal(p_parts), internal::array_literal(p_offsets),
-            internal::array_literal(p_created), internal::array_literal(p_payloads),
-            internal::array_literal(p_headers));
+            internal::array_literal(pub.created), internal::array_literal(pub.payloads),
+            internal::array_literal(pub.headers));
     }
-    if (!x_ids.empty()) {
+    if (!exp.ids.empty()) {
         (void)internal::exec_cached(
             tx, "ferry_relay_wal_mark_expired",
             "INSERT INTO " + _q +
@@ -452,12 +452,12 @@ mark_outcome wal_source::mark(const mark_request& request) {
                 " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[], "
                 "$7::bigint[], $8::bigint[]) AS u(id, topic, key, payload, headers, created, "
                 "expires) ON CONFLICT DO NOTHING",
-            _q + ".outbox", internal::array_literal(x_ids), internal::array_literal(x_topics),
-            internal::array_literal(x_keys), internal::array_literal(x_payloads),
-            internal::array_literal(x_headers), internal::array_literal(x_created),
+            _q + ".outbox", internal::array_literal(exp.ids), internal::array_literal(exp.topics),
+            internal::array_literal(exp.keys), internal::array_literal(exp.payloads),
+            internal::array_literal(exp.headers), internal::array_literal(exp.created),
             internal::array_literal(x_expires));
     }
-    if (!k_ids.empty()) {
+    if (!park.ids.empty()) {
         // Parked ids come from the outbox's sequence, drawn row by row as unnest yields the
         // batch in stream order, so a key's parked messages sort in their commit order
         // (retry_parked re-emits them in id order).
@@ -473,9 +473,9 @@ mark_outcome wal_source::mark(const mark_request& request) {
                 "$5::bytea[], $6::jsonb[], $7::bigint[], $8::bigint[], $9::text[], $10::text[]) "
                 "AS u(id, topic, key, payload, headers, created, expires, reason, code) "
                 "ON CONFLICT DO NOTHING",
-            _q + ".outbox", internal::array_literal(k_ids), internal::array_literal(k_topics),
-            internal::array_literal(k_keys), internal::array_literal(k_payloads),
-            internal::array_literal(k_headers), internal::array_literal(k_created),
+            _q + ".outbox", internal::array_literal(park.ids), internal::array_literal(park.topics),
+            internal::array_literal(park.keys), internal::array_literal(park.payloads),
+            internal::array_literal(park.headers), internal::array_literal(park.created),
             internal::array_literal(k_expires), internal::array_literal(k_reasons),
             internal::array_literal(k_codes));
     }
