@@ -40,5 +40,6 @@ void register_expired(CLI::App& app, globals& g);  // expired list|show|redrive
 void register_reconcile(CLI::App& app, globals& g);  // reconcile run
 void register_report(CLI::App& app, globals& g);     // report list|show
 void register_inbox(CLI::App& app, globals& g);      // inbox prune
+void register_retention(CLI::App& app, globals& g);  // retention run
 
 }  // namespace ferry::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     ferry::cli::register_reconcile(app, g);
     ferry::cli::register_report(app, g);
     ferry::cli::register_inbox(app, g);
+    ferry::cli::register_retention(app, g);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
