@@ -4,16 +4,20 @@
 // window plus the rows retention must never touch (pending/parked half messages, unreplayed
 // dead letters, open check-back requests, the latest report of each scope, parked messages).
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
+#include <regex>
+#include <thread>
 
 #include "ferry/config/config.hpp"
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/reconcile/retention_from_config.hpp"
+#include "ferry/test/child_process.hpp"
 #include "ferry/test/env.hpp"
 #include "ferry/test/run_command.hpp"
 #include "ferry/test/scoped_schema.hpp"
@@ -291,6 +295,60 @@ TEST_F(RetentionTest, FerryctlRetentionRunPrunesAndReportsEveryTable) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("no retained table named \"outbox\""), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("check_request"), std::string::npos) << r.output;
+}
+
+// ferry-relay runs the job every retention.interval and exports, for every table, its rows and
+// its oldest age on /metrics (the process registry).
+TEST_F(RetentionTest, RelayRunsTheJobOnItsScheduleAndExportsEveryTable) {
+    prepare_rows();
+    write_config("  interval: 1s\nhttp:\n  listen: 127.0.0.1:0\nkafka:\n  brokers: \"" +
+                 ferry::test::kafka_brokers() + "\"\n");
+    ferry::test::child_options opts;
+    opts.stderr_path = "/tmp/" + ferry::test::unique_name("relay") + ".log";
+    ferry::test::child_process relay(FERRY_RELAY_PATH, {"--config", _config}, opts);
+    const auto listen = relay.wait_for_prefix("http.listen=", 30s);
+    ASSERT_TRUE(listen) << "see " << opts.stderr_path;
+    const int port = std::stoi(listen->substr(listen->rfind(':') + 1));
+    httplib::Client http("127.0.0.1", port);
+
+    // Wait until every table has been pruned and measured after the prune.
+    std::string body;
+    std::map<std::string, double> rows, oldest;
+    const std::regex series(
+        R"re((ferry_retention_rows|ferry_retention_oldest_age_seconds)\{table="([a-z_]+)"\} ([0-9.e+-]+))re");
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto res = http.Get("/metrics");
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200);
+        body = res->body;
+        rows.clear();
+        oldest.clear();
+        for (std::sregex_iterator it(body.begin(), body.end(), series), end; it != end; ++it) {
+            ((*it)[1] == "ferry_retention_rows" ? rows : oldest)[(*it)[2]] = std::stod((*it)[3]);
+        }
+        if (rows.size() == k_tables.size() && rows["expired"] == k_fresh &&
+            rows["reconcile_run"] == k_fresh + 1) {
+            break;
+        }
+        std::this_thread::sleep_for(250ms);
+    }
+    for (const auto& t : k_tables) {
+        SCOPED_TRACE(t);
+        ASSERT_TRUE(rows.count(t)) << body;
+        ASSERT_TRUE(oldest.count(t)) << body;
+        EXPECT_EQ(rows[t], static_cast<double>(count(t)));
+    }
+    expect_bounded();
+    // Oldest ages: under the window where the kept rows are younger, 30 days where they are not.
+    EXPECT_LT(oldest["expired"], 3600);
+    EXPECT_GT(oldest["expired"], 500);
+    EXPECT_GT(oldest["parked"], 29 * 24 * 3600.0);
+    EXPECT_GT(oldest["dead_letter"], 29 * 24 * 3600.0);  // the unreplayed one
+    EXPECT_NE(body.find("ferry_retention_deleted_total{table=\"half_message\"} 23"),
+              std::string::npos)
+        << body;
+    EXPECT_TRUE(relay.shutdown(20s).success());
 }
 
 }  // namespace
