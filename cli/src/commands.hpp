@@ -41,5 +41,6 @@ void register_reconcile(CLI::App& app, globals& g);  // reconcile run
 void register_report(CLI::App& app, globals& g);     // report list|show
 void register_inbox(CLI::App& app, globals& g);      // inbox prune
 void register_retention(CLI::App& app, globals& g);  // retention run
+void register_backlog(CLI::App& app, globals& g);    // backlog fan-out
 
 }  // namespace ferry::cli
