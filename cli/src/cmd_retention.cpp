@@ -19,13 +19,6 @@ struct retention_args {
     bool json = false;
 };
 
-std::string window_text(std::chrono::milliseconds d) {
-    if (d.count() == 0) return "-";
-    if (d.count() % 3600000 == 0) return std::to_string(d.count() / 3600000) + "h";
-    if (d.count() % 60000 == 0) return std::to_string(d.count() / 60000) + "m";
-    return std::to_string(d.count()) + "ms";
-}
-
 }  // namespace
 
 void register_retention(CLI::App& app, globals& g) {
@@ -67,9 +60,10 @@ void register_retention(CLI::App& app, globals& g) {
         std::printf("%-16s %-10s %10s %8s %12s %14s\n", "TABLE", "WINDOW", "DELETED", "BATCHES",
                     "ROWS", "OLDEST_AGE_S");
         for (const auto& r : results) {
-            std::printf("%-16s %-10s %10lld %8d %12lld %14.0f\n", r.table.c_str(),
-                        window_text(r.window).c_str(), r.deleted, r.batches, r.after.rows,
-                        r.after.oldest_age_seconds);
+            std::printf(
+                "%-16s %-10s %10lld %8d %12lld %14.0f\n", r.table.c_str(),
+                (r.window.count() == 0 ? std::string("-") : duration_text(r.window)).c_str(),
+                r.deleted, r.batches, r.after.rows, r.after.oldest_age_seconds);
         }
     });
 }

@@ -22,49 +22,26 @@ const char* const k_deleted_help = "Rows the retention job deleted, by table.";
 
 retention::table half_message_retention(const std::string& schema,
                                         std::chrono::milliseconds window) {
-    const std::string q = quote_identifier(schema, "postgres.schema");
-    retention::table t;
-    t.name = "half_message";
-    t.window_key = "retention.half_message";
-    t.window = window;
     // Only decided rows: pending ones wait for their producer or a check-back, parked ones for
     // an operator. Index: half_message_decided_idx (0080).
-    t.prune_batch = [q, window](pqxx::transaction_base& tx, long long batch) {
-        return internal::delete_batch(tx, q, "half_message", "message_id",
-                                      "state IN ('committed', 'rolled_back') AND " +
-                                          internal::older_than_window("decided_at"),
-                                      window, batch);
-    };
-    t.measure = [q](pqxx::transaction_base& tx) {
-        return internal::measure_table(tx, q, "half_message", "prepared_at");
-    };
-    return t;
+    return internal::retained_table(
+        quote_identifier(schema, "postgres.schema"), "half_message", "retention.half_message",
+        window, "message_id",
+        "state IN ('committed', 'rolled_back') AND " + internal::older_than_window("decided_at"),
+        "prepared_at");
 }
 
 retention::table expired_retention(const std::string& schema, std::chrono::milliseconds window) {
-    const std::string q = quote_identifier(schema, "postgres.schema");
-    retention::table t;
-    t.name = "expired";
-    t.window_key = "retention.expired";
-    t.window = window;
-    t.prune_batch = [q, window](pqxx::transaction_base& tx, long long batch) {
-        return internal::delete_batch(tx, q, "expired", "id",
-                                      internal::older_than_window("expired_at"), window, batch);
-    };
-    t.measure = [q](pqxx::transaction_base& tx) {
-        return internal::measure_table(tx, q, "expired", "expired_at");
-    };
-    return t;
+    return internal::retained_table(quote_identifier(schema, "postgres.schema"), "expired",
+                                    "retention.expired", window, "id",
+                                    internal::older_than_window("expired_at"), "expired_at");
 }
 
 retention::table parked_measure(const std::string& schema) {
-    const std::string q = quote_identifier(schema, "postgres.schema");
-    retention::table t;
-    t.name = "parked";
-    t.window_key = "";  // none: retry and discard delete the row
-    t.measure = [q](pqxx::transaction_base& tx) {
-        return internal::measure_table(tx, q, "parked", "parked_at");
-    };
+    // No window: retry and discard delete the row.
+    auto t = internal::retained_table(quote_identifier(schema, "postgres.schema"), "parked", "",
+                                      std::chrono::milliseconds(0), "id", "", "parked_at");
+    t.prune_batch = nullptr;
     return t;
 }
 

@@ -10,6 +10,7 @@
 
 #include <pqxx/pqxx>
 #include <string>
+#include <utility>
 
 #include "ferry/common/retention.hpp"
 #include "ferry/internal/pq.hpp"
@@ -42,6 +43,26 @@ inline retention::table_stats measure_table(pqxx::transaction_base& tx,
     const auto r = tx.exec("SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(" +
                            time_column + ")), 0)::float8 FROM " + quoted_schema + "." + table);
     return {r[0][0].as<long long>(), r[0][1].as<double>()};
+}
+
+/// The usual retained table: `condition` (which may use $1, the window) picks the rows to
+/// delete by `key`; rows and oldest age are measured by `time_column`.
+inline retention::table retained_table(const std::string& quoted_schema, std::string name,
+                                       std::string window_key, std::chrono::milliseconds window,
+                                       const std::string& key, const std::string& condition,
+                                       const std::string& time_column) {
+    retention::table t;
+    t.name = std::move(name);
+    t.window_key = std::move(window_key);
+    t.window = window;
+    t.prune_batch = [quoted_schema, table = t.name, key, condition, window](
+                        pqxx::transaction_base& tx, long long batch) {
+        return delete_batch(tx, quoted_schema, table, key, condition, window, batch);
+    };
+    t.measure = [quoted_schema, table = t.name, time_column](pqxx::transaction_base& tx) {
+        return measure_table(tx, quoted_schema, table, time_column);
+    };
+    return t;
 }
 
 }  // namespace ferry::internal
