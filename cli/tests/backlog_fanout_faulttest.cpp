@@ -369,6 +369,51 @@ TEST_F(BacklogFanoutTest, KilledMidForwardResumesWithoutLossOrReorderThenFinishe
     EXPECT_GT(consume(swapped).order_violations, 0);
 }
 
+// SIGTERM (or Ctrl-C) mid-forward: the run acknowledges and checkpoints what it produced, exits
+// 3, and the rerun resumes exactly there: no duplicates, nothing lost.
+TEST_F(BacklogFanoutTest, StopsCleanlyOnSigtermAndResumesWithoutDuplicates) {
+    produce_source();
+    const auto high = high_watermarks();
+    const auto consumed = commit_group_quarter(high);
+    long long want = 0;
+    for (std::size_t p = 0; p < high.size(); ++p) want += high[p] - consumed[p];
+    {
+        ferry::test::child_process run(
+            FERRY_CTL_PATH,
+            fanout_args({"--max-rate", "4000", "--progress", "20ms", "--checkpoint", "1000000"}));
+        const auto line = run.wait_for_line(
+            [](std::string_view l) {
+                if (l.find("\"event\":\"progress\"") == std::string_view::npos) return false;
+                return nlohmann::json::parse(std::string(l))["forwarded"].get<long long>() > 500;
+            },
+            60s);
+        ASSERT_TRUE(line);
+        run.terminate();
+        const auto st = run.wait(30s);
+        ASSERT_TRUE(st);
+        EXPECT_TRUE(st->exited && st->code == 3) << st->describe();
+        const auto stopped = run.wait_for_line(
+            [](std::string_view l) {
+                return l.find("\"event\":\"stopped\"") != std::string_view::npos;
+            },
+            5s);
+        ASSERT_TRUE(stopped);
+        const auto j = nlohmann::json::parse(*stopped);
+        EXPECT_EQ(j["forwarded"], j["checkpointed"]) << *stopped;
+    }
+    auto r = ferry::test::run_command(std::string(FERRY_CTL_PATH) + " --config " + _config +
+                                      " backlog fan-out --group " + _group + " --from " + _from +
+                                      " --to " + _to + " --partitions " +
+                                      std::to_string(k_target_partitions) + " 2>&1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ferry::test::kafka_reader target(_to, reader_options());
+    (void)target.read(static_cast<std::size_t>(want), 60s);
+    const auto view = consume(target.read_all(1s, 60s));
+    EXPECT_EQ(static_cast<long long>(view.applied_records.size()), want);
+    EXPECT_EQ(view.duplicates, 0);
+    EXPECT_EQ(view.order_violations, 0);
+}
+
 TEST_F(BacklogFanoutTest, RefusesATargetWithAnotherPartitionCountAndBadArguments) {
     const std::string ctl = std::string(FERRY_CTL_PATH) + " --config " + _config +
                             " backlog fan-out --group " + _group + " --from " + _from;
