@@ -4,6 +4,7 @@
 #include <mutex>
 #include <pqxx/pqxx>
 
+#include "ferry/checkback/retention.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
@@ -171,13 +172,16 @@ int scheduler::run_once() {
 
     if (std::chrono::steady_clock::now() >= s.next_cleanup) {
         try {
-            pqxx::work tx{s.db()};
-            (void)internal::exec(tx,
-                                 "DELETE FROM " + q +
-                                     ".check_request WHERE created_at < "
-                                     "clock_timestamp() - $1::bigint * interval '1 millisecond'",
-                                 static_cast<long long>(s.options.request_retention.count()));
-            tx.commit();
+            // Bounded batches, each its own transaction (retention.hpp): a backlog of answered
+            // requests never becomes one long delete holding the mailbox's locks.
+            const auto retained =
+                check_request_retention(s.options.schema, s.options.request_retention);
+            constexpr long long k_batch = 5000;
+            for (long long n = k_batch; n == k_batch;) {
+                pqxx::work tx{s.db()};
+                n = retained.prune_batch(tx, k_batch);
+                tx.commit();
+            }
         } catch (...) {
             s.conn.reset();
             ++_stats.errors;

@@ -89,13 +89,6 @@ prune_plan plan_of(const inbox_args& a, ferry::config::ferry_config cfg) {
     return p;
 }
 
-std::string duration_text(std::chrono::milliseconds d) {
-    if (d.count() % 3600000 == 0) return std::to_string(d.count() / 3600000) + "h";
-    if (d.count() % 60000 == 0) return std::to_string(d.count() / 60000) + "m";
-    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-    return std::to_string(d.count()) + "ms";
-}
-
 }  // namespace
 
 void register_inbox(CLI::App& app, globals& g) {

@@ -13,6 +13,7 @@ struct report_args {
     std::string kind, group, topic, since;
     std::int64_t limit = 100;
     std::int64_t id = 0;
+    bool json = false;  // --json: the same as --format json
 };
 
 reconcile::report_filter filter_of(const report_args& a) {
@@ -33,13 +34,13 @@ std::unique_ptr<reconcile::report_store> open(const globals& g) {
 }
 
 void list(const globals& g, const report_args& a) {
-    const auto f = reconcile::parse_format(a.format);
+    const auto f = reconcile::parse_format(a.json ? "json" : a.format);
     auto store = open(g);
     std::cout << reconcile::render_runs(store->list(filter_of(a)), f);
 }
 
 void show(const globals& g, const report_args& a) {
-    const auto f = reconcile::parse_format(a.format);
+    const auto f = reconcile::parse_format(a.json ? "json" : a.format);
     auto store = open(g);
     const auto run = store->get(a.id);
     if (!run) {
@@ -56,6 +57,7 @@ void show(const globals& g, const report_args& a) {
 void add_common(CLI::App* c, report_args& a, const char* since_help) {
     c->add_option("--format", a.format, "table | json | csv")
         ->check(CLI::IsMember({"table", "json", "csv"}));
+    c->add_flag("--json", a.json, "The same as --format json (as on every list command)");
     c->add_option("--kind", a.kind, "Only this kind (missing, stuck_unpublished, ...)");
     c->add_option("--group", a.group, "Only this consumer group");
     c->add_option("--topic", a.topic, "Only this outbox topic");

@@ -29,6 +29,14 @@ struct globals {
     const ferry::config::ferry_config& cfg, std::string_view prefix,
     std::chrono::milliseconds statement_timeout = std::chrono::minutes(5));
 
+/// A duration as an operator writes it in YAML: "168h", "90m", "30s", else "250ms".
+[[nodiscard]] inline std::string duration_text(std::chrono::milliseconds d) {
+    if (d.count() % 3600000 == 0) return std::to_string(d.count() / 3600000) + "h";
+    if (d.count() % 60000 == 0) return std::to_string(d.count() / 60000) + "m";
+    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+    return std::to_string(d.count()) + "ms";
+}
+
 void register_config(CLI::App& app, globals& g);   // config check FILE | config show
 void register_migrate(CLI::App& app, globals& g);  // migrate
 void register_status(CLI::App& app, globals& g);   // status [--json]
@@ -41,5 +49,7 @@ void register_reconcile(CLI::App& app, globals& g);  // reconcile run
 void register_report(CLI::App& app, globals& g);     // report list|show
 void register_inbox(CLI::App& app, globals& g);      // inbox prune
 void register_wal(CLI::App& app, globals& g);        // wal setup|status|slot|publication
+void register_retention(CLI::App& app, globals& g);  // retention run
+void register_backlog(CLI::App& app, globals& g);    // backlog fan-out
 
 }  // namespace ferry::cli

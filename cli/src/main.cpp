@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
     ferry::cli::register_report(app, g);
     ferry::cli::register_inbox(app, g);
     ferry::cli::register_wal(app, g);
+    ferry::cli::register_retention(app, g);
+    ferry::cli::register_backlog(app, g);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

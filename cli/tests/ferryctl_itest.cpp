@@ -429,3 +429,63 @@ TEST(FerryctlErrorsTest, InboxPruneWithoutDatabaseExitsOne) {
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_EQ(r.output.find("hunter2secret"), std::string::npos) << r.output;
 }
+
+// Every list command takes --json and prints what is stored (issue 14): half, parked and
+// expired list print one JSON array, dlq list one object per line, report list the same JSON as
+// --format json, retention run one array.
+TEST_F(FerryctlTest, EveryListCommandPrintsJson) {
+    ASSERT_EQ(ctl("migrate").exit_code, 0);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto parked = park_one(conn, _schema.name(), "json-1");
+    const std::string s = "\"" + _schema.name() + "\"";
+    {
+        pqxx::work tx{conn};
+        tx.exec("SELECT " + s + ".prepare('orders', 'h', 'x'::bytea, '{}', 'tx-json')");
+        tx.exec("INSERT INTO " + s +
+                ".expired (id, message_id, topic, key, payload, headers, created_at, "
+                "available_at) VALUES (424242, gen_random_uuid(), 'orders', 'e', 'x', '{}', now(), "
+                "now())");
+        tx.exec("INSERT INTO " + s +
+                ".dead_letter (group_id, topic, partition, \"offset\", message_id, payload, "
+                "reason) VALUES ('g-json', 'orders', 0, 7, gen_random_uuid(), 'x', 'handler')");
+        tx.exec("INSERT INTO " + s +
+                ".reconcile_run (scope, window_start, window_end, status, redrive, finished_at) "
+                "VALUES ('g-json', now() - interval '1 hour', now(), 'succeeded', false, now())");
+        tx.commit();
+    }
+    auto r = ctl("half list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 1u) << r.output;
+    EXPECT_EQ(j[0].at("tx_ref"), "tx-json");
+
+    r = ctl("parked list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 1u) << r.output;
+    EXPECT_EQ(j[0].at("id"), parked);
+
+    r = ctl("expired list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 1u) << r.output;
+    EXPECT_EQ(j[0].at("key"), "e");
+
+    r = ctl("dlq list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output.substr(0, r.output.find('\n')));
+    EXPECT_EQ(j.at("group"), "g-json") << r.output;
+
+    r = ctl("report list --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j, nlohmann::json::parse(ctl("report list --format json").output));
+    ASSERT_EQ(j.at("runs").size(), 1u) << r.output;
+    EXPECT_EQ(j["runs"][0].at("scope"), "g-json");
+
+    r = ctl("retention run --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = nlohmann::json::parse(r.output);
+    ASSERT_TRUE(j.is_array()) << r.output;
+    EXPECT_EQ(j.size(), 7u) << r.output;
+}

@@ -1481,6 +1481,26 @@ const std::vector<section_spec>& sections() {
                  std::chrono::hours(24 * 3660)),
              reconcile_groups_key(),
          }},
+        {"retention",
+         {
+             duration_key(
+                 "interval", [](auto& c) -> auto& { return c.retention.interval; }, 0ms,
+                 std::chrono::hours(24)),
+             count_key(
+                 "batch", [](auto& c) -> auto& { return c.retention.batch; }, 1, 100000),
+             duration_key(
+                 "half_message", [](auto& c) -> auto& { return c.retention.half_message; }, 1min,
+                 std::chrono::hours(24 * 3660)),
+             duration_key(
+                 "expired", [](auto& c) -> auto& { return c.retention.expired; }, 1min,
+                 std::chrono::hours(24 * 3660)),
+             duration_key(
+                 "dead_letter", [](auto& c) -> auto& { return c.retention.dead_letter; }, 1min,
+                 std::chrono::hours(24 * 3660)),
+             duration_key(
+                 "check_request", [](auto& c) -> auto& { return c.retention.check_request; }, 1min,
+                 std::chrono::hours(24 * 3660)),
+         }},
         {"consumers", {}, read_consumers, emit_consumers},
     };
     return table;

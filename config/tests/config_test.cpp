@@ -876,6 +876,55 @@ reconcile:
     EXPECT_TRUE(keys.count("reconcile.groups.g1.colour"));
 }
 
+// retention: (issue 14): every key, its default, its range, and a round trip.
+TEST(ConfigTest, RetentionSectionDefaultsValuesAndErrors) {
+    const auto d = load("");
+    ASSERT_TRUE(d.ok());
+    const auto& def = d.config.retention;
+    EXPECT_EQ(def.interval, std::chrono::minutes(1));
+    EXPECT_EQ(def.batch, 5000u);
+    EXPECT_EQ(def.half_message, std::chrono::hours(24 * 7));
+    EXPECT_EQ(def.expired, std::chrono::hours(24 * 30));
+    EXPECT_EQ(def.dead_letter, std::chrono::hours(24 * 30));
+    EXPECT_EQ(def.check_request, std::chrono::hours(1));
+
+    const auto r = load(R"(
+retention:
+  interval: 0ms
+  batch: 200
+  half_message: 48h
+  expired: 90m
+  dead_letter: 720h
+  check_request: 2h
+)");
+    ASSERT_TRUE(r.ok()) << all_messages(r);
+    const auto& c = r.config.retention;
+    EXPECT_EQ(c.interval, std::chrono::milliseconds(0));
+    EXPECT_EQ(c.batch, 200u);
+    EXPECT_EQ(c.half_message, std::chrono::hours(48));
+    EXPECT_EQ(c.expired, std::chrono::minutes(90));
+    EXPECT_EQ(c.dead_letter, std::chrono::hours(720));
+    EXPECT_EQ(c.check_request, std::chrono::hours(2));
+    const auto again = load(ferry::config::render_redacted(r.config));
+    ASSERT_TRUE(again.ok()) << all_messages(again);
+    EXPECT_EQ(again.config.retention.expired, std::chrono::minutes(90));
+    EXPECT_EQ(again.config.retention.batch, 200u);
+
+    const auto bad = load(R"(
+retention:
+  batch: 0
+  expired: 10s
+  dead_letters: 1h
+)");
+    EXPECT_FALSE(bad.ok());
+    EXPECT_NE(only_error_for(bad, "retention.batch").message.find("between 1 and 100000"),
+              std::string::npos);
+    EXPECT_NE(only_error_for(bad, "retention.expired").message.find("between 1m"),
+              std::string::npos);
+    EXPECT_NE(only_error_for(bad, "retention.dead_letters").message.find("dead_letter"),
+              std::string::npos);
+}
+
 // Found by fuzz_config: a literal "${" (written "$${" in the file) was rendered unescaped, so
 // render_redacted() output failed to load ("unterminated ${") or loaded another value.
 TEST(ConfigTest, RenderedLiteralDollarBraceLoadsBackUnchangedFoundByFuzzConfig) {

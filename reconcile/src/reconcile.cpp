@@ -14,6 +14,7 @@
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/reconcile/retention.hpp"
 #include "redis_lookup.hpp"
 
 namespace ferry::reconcile {
@@ -537,12 +538,17 @@ run_result run(const reconcile_options& o) {
                        "clock_timestamp(), scanned = $2, redriven = $3, counts = $4::jsonb "
                        "WHERE id = $1",
                    result.run_id, result.scanned, result.redriven, counts);
-        (void)exec(tx,
-                   "DELETE FROM " + q +
-                       ".reconcile_run WHERE started_at < clock_timestamp() "
-                       "- $1::bigint * interval '1 millisecond'",
-                   ms(o.retention));
         tx.commit();
+        // Reports past reconcile.retention, in bounded batches (retention.hpp): never one
+        // cascading DELETE holding the report tables for the whole backlog.
+        constexpr long long k_batch = 5000;
+        for (const auto& t : report_retention(o.schema, o.retention)) {
+            for (long long n = k_batch; n == k_batch;) {
+                pqxx::work ptx{conn};
+                n = t.prune_batch(ptx, k_batch);
+                ptx.commit();
+            }
+        }
         spdlog::info("reconcile: run {} window [{}, {}) scanned {} ledger rows, {} re-driven",
                      result.run_id, result.window_start, result.window_end, result.scanned,
                      result.redriven);

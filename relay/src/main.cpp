@@ -28,6 +28,7 @@
 #include "ferry/reconcile/from_config.hpp"
 #include "ferry/reconcile/periodic.hpp"
 #include "ferry/reconcile/report.hpp"
+#include "ferry/reconcile/retention_from_config.hpp"
 #include "ferry/relay/relay.hpp"
 #include "http_server.hpp"
 
@@ -313,6 +314,19 @@ int main(int argc, char** argv) {
             spdlog::info("event=reconcile_started groups={} interval_ms={}",
                          cfg.reconcile.groups.size(), cfg.reconcile.interval.count());
         }
+        // Retention of the tables that keep rows after a message's life ended (issue 14).
+        std::unique_ptr<ferry::outbox::retention_runner> retention;
+        if (cfg.retention.interval.count() > 0) {
+            auto o = ferry::reconcile::retention_options(cfg);
+            o.metrics = &metrics;
+            o.on_error = [](const std::string& e) {
+                spdlog::warn("event=retention_failed error=\"{}\"", e);
+            };
+            retention = std::make_unique<ferry::outbox::retention_runner>(
+                ferry::reconcile::retained_tables(cfg), std::move(o));
+            retention->start(cfg.postgres.dsn, cfg.retention.interval,
+                             cfg.postgres.connect_timeout);
+        }
         ferry::relay::http_server http(
             cfg.http.listen, metrics, [&relay] { return relay.ready(); }, make_report_routes(cfg),
             std::move(limits));
@@ -338,6 +352,7 @@ int main(int argc, char** argv) {
         }).detach();
         if (checkback) checkback->stop();
         if (reconciler) reconciler->stop();
+        if (retention) retention->stop();
         relay.stop();
         http.stop();
         const auto c = relay.counts();

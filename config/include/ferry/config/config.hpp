@@ -168,6 +168,25 @@ struct reconcile_config {
     std::map<std::string, reconcile_group_config> groups;
 };
 
+/// Retention of the tables that keep rows after a message's life ended (docs/operations.md,
+/// "Retention"). ferry-relay runs the job every `interval`; `ferryctl retention run` runs it on
+/// demand. Reconciliation runs and reports use reconcile.retention; parked rows are never
+/// pruned (an unresolved parked message holds its key; discard and retry delete the row).
+struct retention_config {
+    /// How often ferry-relay runs the job; 0 turns it off there (run `ferryctl retention run`).
+    std::chrono::milliseconds interval{60 * 1000};
+    /// Rows deleted per statement (each its own transaction), repeated while batches are full.
+    std::size_t batch = 5000;
+    /// Committed or rolled-back half messages, by decided_at.
+    std::chrono::milliseconds half_message{7LL * 24 * 3600 * 1000};
+    /// Expired (TTL) messages, by expired_at.
+    std::chrono::milliseconds expired{30LL * 24 * 3600 * 1000};
+    /// Dead letters already replayed, by replayed_at (purged ones are deleted by the purge).
+    std::chrono::milliseconds dead_letter{30LL * 24 * 3600 * 1000};
+    /// Check-back mailbox requests (answered or past their deadline), by created_at.
+    std::chrono::milliseconds check_request{3600 * 1000};
+};
+
 /// Retry policy and retry workers of one consumer group (consumers[i].retry). Maps onto
 /// ferry::retry::retry_policy and consumer_options.retry_* (ferry::consumer::to_options).
 struct consumer_retry_config {
@@ -260,6 +279,7 @@ struct ferry_config {
     relay_config relay;
     checkback_config checkback;
     reconcile_config reconcile;
+    retention_config retention;
     /// Consumer groups of a consumer process (inventory-service, your service); ferry-relay
     /// ignores them. Empty unless the file has a `consumers:` list.
     std::vector<consumer_config> consumers;
