@@ -208,7 +208,7 @@ struct consumer::impl {
         m_retry_scheduled{0}, m_parked{0}, m_dead{0}, m_malformed{0}, m_redis_errors{0},
         m_commits{0}, m_rebalances{0}, m_fenced{0}, m_header_limit{0}, m_batches{0},
         m_batched_messages{0}, m_batch_fallbacks{0}, m_abandoned{0}, m_inbox_pruned{0},
-        m_retry_chained{0};
+        m_retry_chained{0}, m_pauses{0};
     std::atomic<std::size_t> m_last_batch{0};
     std::atomic<std::int64_t> m_lag{0};
     mutable std::mutex lag_mutex;
@@ -582,6 +582,7 @@ struct consumer::impl {
         if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || parts == nullptr)
             return;
         if (pause) {
+            ++m_pauses;
             rd_kafka_pause_partitions(rk, parts);
         } else {
             // Pausing drops librdkafka's prefetched records. Resume from the next record this
@@ -707,6 +708,10 @@ struct consumer::impl {
         batch.clear();
     }
 
+    // How long the queue may stay full before every partition is paused (see poll_loop): the
+    // longest a rebalance callback waits while the lanes are behind.
+    static constexpr ms pause_grace{500};
+
     void poll_loop() {
         auto last_commit = clock_type::now();
         auto last_lag = clock_type::now();
@@ -718,15 +723,34 @@ struct consumer::impl {
             return batch.size() < o.max_batch && queued_total + batch.size() < o.max_queued &&
                    queued_bytes + batch_bytes < o.max_queued_bytes;
         };
+        std::optional<clock_type::time_point> full_since;
         while (!stopping) {
-            if (queued_total >= o.max_queued || queued_bytes >= o.max_queued_bytes) {
-                set_paused(true);
-            } else if (paused && queued_total < o.max_queued / 2 &&
-                       queued_bytes < o.max_queued_bytes / 2) {
-                set_paused(false);
+            const bool full = queued_total >= o.max_queued || queued_bytes >= o.max_queued_bytes;
+            rd_kafka_message_t* km = nullptr;
+            if (full) {
+                // The lanes are behind: take no records. librdkafka's prefetch (capped to a
+                // quarter of the byte budget) waits in its own queue and is taken the moment
+                // there is room, so lanes that keep up never starve. Only lanes that stay
+                // behind for pause_grace (a stalled handler) get the partitions paused, so that
+                // rebalance callbacks, which arrive through poll, are served again. Pausing
+                // drops the prefetch, and fetching again after the resume left the lanes idle
+                // for about a second per pause (LanesThatKeepUpNeverPause...).
+                const auto now = clock_type::now();
+                if (!full_since) full_since = now;
+                if (!paused && now - *full_since >= pause_grace) set_paused(true);
+                if (paused) {
+                    km = rd_kafka_consumer_poll(rk, static_cast<int>(o.poll_timeout.count()));
+                } else {
+                    std::this_thread::sleep_for(1ms);
+                }
+            } else {
+                full_since.reset();
+                if (paused && queued_total < o.max_queued / 2 &&
+                    queued_bytes < o.max_queued_bytes / 2) {
+                    set_paused(false);
+                }
+                km = rd_kafka_consumer_poll(rk, static_cast<int>(o.poll_timeout.count()));
             }
-            rd_kafka_message_t* km =
-                rd_kafka_consumer_poll(rk, static_cast<int>(o.poll_timeout.count()));
             while (km != nullptr) {
                 if (km->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                     if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -1532,6 +1556,7 @@ struct consumer::impl {
         s.header_limit = m_header_limit;
         s.abandoned = m_abandoned;
         s.inbox_pruned = m_inbox_pruned;
+        s.pauses = m_pauses;
         s.batches = m_batches;
         s.batched_messages = m_batched_messages;
         s.batch_fallbacks = m_batch_fallbacks;
@@ -1617,6 +1642,8 @@ std::string consumer::render_prometheus() const {
             "Failed attempts left unrouted because the partition moved or the consumer stopped.",
             s.abandoned);
     counter("inbox_pruned_total", "Inbox rows deleted by the retention job.", s.inbox_pruned);
+    counter("pauses_total", "Times the partitions were paused because the lanes stayed behind.",
+            s.pauses);
     counter("batches_total", "Batched effect transactions committed.", s.batches);
     counter("batched_messages_total", "Messages applied or absorbed in batched transactions.",
             s.batched_messages);

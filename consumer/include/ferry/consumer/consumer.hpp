@@ -118,11 +118,14 @@ struct consumer_options {
     std::size_t lanes = 4;
     /// Messages polled (and claimed in Redis) together.
     std::size_t max_batch = 500;
-    /// Above this many queued messages the partitions are paused (resumed below half).
+    /// At this many queued messages polling stops taking records until the lanes make room;
+    /// when the queue stays full for 500 ms (a stalled handler) the partitions are paused so
+    /// rebalances are served again (resumed below half).
     std::size_t max_queued = 10000;
     /// Above this many queued bytes (payload + key + headers of records polled and not yet
-    /// started by a lane) every assigned partition is paused, also partitions assigned while
-    /// paused; polling stops taking records once the budget is used, so the queue overshoots it
+    /// started by a lane) polling stops taking records, and after 500 ms without room every
+    /// assigned partition is paused, also partitions assigned while paused; polling stops
+    /// taking records once the budget is used, so the queue overshoots it
     /// by at most one record. librdkafka's own prefetch is capped too (queued.max.messages.kbytes
     /// and fetch.max.bytes default to a quarter of this, at least 1 MiB, unless set in
     /// kafka_properties). Resident memory of the runtime's queues is bounded by about
@@ -208,6 +211,7 @@ struct metrics_snapshot {
     std::uint64_t batch_fallbacks = 0;   // batches rolled back and run one message at a time
     std::size_t last_batch_size = 0;
     std::uint64_t inbox_pruned = 0;  // inbox rows deleted by the retention job
+    std::uint64_t pauses = 0;        // times every partition was paused (memory / queue bound)
 };
 
 class consumer {
