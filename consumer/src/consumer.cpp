@@ -148,8 +148,8 @@ struct consumer::impl {
         std::string malformed_code = "consumer.malformed";
         std::size_t bytes = 0;  // payload + key + headers, counted against max_queued_bytes
         std::uint64_t generation = 0;
-        std::optional<dedup::claim> claim;  // Redis claim from the batch pipeline
-        bool claim_failed = false;          // Redis was unreachable at poll time
+        std::optional<dedup::claim> claim;  // Redis claim, taken by the lane per run
+        bool claim_failed = false;          // Redis was unreachable when the lane claimed it
         topic_entry* entry = nullptr;
     };
 
@@ -666,29 +666,10 @@ struct consumer::impl {
         return h % lanes.size();
     }
 
+    // Hands a polled batch to the lanes. Redis claims are not taken here: each lane claims its
+    // own run, pipelined with the "done" marks of the run before (claim_run), so the poll thread
+    // never waits for Redis and the lanes' round trips overlap.
     void dispatch(std::vector<work_item>& batch) {
-        if (use_redis) {
-            std::vector<std::string> ids;
-            std::vector<std::size_t> idx;
-            for (std::size_t i = 0; i < batch.size(); ++i) {
-                if (batch[i].malformed.empty()) {
-                    ids.push_back(batch[i].msg.message_id);
-                    idx.push_back(i);
-                }
-            }
-            if (!ids.empty()) {
-                try {
-                    auto claims = redis->try_claim_batch(o.group, ids, o.lease);
-                    for (std::size_t j = 0; j < idx.size(); ++j)
-                        batch[idx[j]].claim = std::move(claims[j]);
-                } catch (const ferry::error& e) {
-                    ++m_redis_errors;
-                    for (auto i : idx) batch[i].claim_failed = true;
-                    spdlog::warn("event=redis_claim_failed group={} batch={} error=\"{}\"", o.group,
-                                 ids.size(), e.what());
-                }
-            }
-        }
         for (auto& w : batch) {
             const auto l = lane_of(w);
             auto& ln = *lanes[l];
@@ -1017,6 +998,40 @@ struct consumer::impl {
         }
     }
 
+    // Claims in Redis, in one round trip, `first` and the next items of `local` that still need
+    // a claim (up to claim_ahead in all), after writing the lane's pending "done" marks in the
+    // same pipeline (so a duplicate of a message this lane just applied sees "done"). On a Redis
+    // error the items are marked claim_failed (process_live and batchable decide: the inbox
+    // alone, or wait) and the marks are given up as in flush_completes.
+    void claim_run(lane& ln, work_item& first, std::deque<work_item>& local) {
+        constexpr std::size_t claim_ahead = 512;
+        std::vector<work_item*> items{&first};
+        for (auto& w : local) {
+            if (items.size() >= claim_ahead) break;
+            if (needs_claim(w)) items.push_back(&w);
+        }
+        std::vector<std::string> ids;
+        ids.reserve(items.size());
+        for (const auto* w : items) ids.push_back(w->msg.message_id);
+        if (!ln.pending_claims.empty()) fault_point("redis_after_effect_before_done");
+        try {
+            auto r = redis->complete_and_claim(ln.pending_claims, o.group, ids, o.lease);
+            for (std::size_t i = 0; i < items.size(); ++i) items[i]->claim = std::move(r.claims[i]);
+        } catch (const ferry::error& e) {
+            ++m_redis_errors;
+            for (auto* w : items) w->claim_failed = true;
+            spdlog::warn("event=redis_claim_failed group={} batch={} done_marks={} error=\"{}\"",
+                         o.group, ids.size(), ln.pending_claims.size(), e.what());
+        }
+        ln.pending_claims.clear();
+        for (auto& w : ln.pending_items) finish(w, true);
+        ln.pending_items.clear();
+    }
+
+    bool needs_claim(const work_item& w) const {
+        return redis && w.malformed.empty() && w.entry != nullptr && !w.claim && !w.claim_failed;
+    }
+
     void flush_completes(lane& ln) {
         if (!ln.pending_claims.empty()) {
             // Redis-only crash window: these effects are applied, their "done" marks are not.
@@ -1144,7 +1159,7 @@ struct consumer::impl {
                 if (claim && !claim->token.empty()) {
                     ln.pending_claims.push_back(*claim);
                     ln.pending_items.push_back(std::move(w));
-                    if (ln.pending_claims.size() >= 256) flush_completes(ln);
+                    if (ln.pending_claims.size() >= 1024) flush_completes(ln);
                     return;
                 }
                 return finish(w, true);
@@ -1226,6 +1241,7 @@ struct consumer::impl {
                     finish(w, false);
                     continue;
                 }
+                if (needs_claim(w)) claim_run(ln, w, local);
                 if (batchable(w)) {
                     batch.push_back(std::move(w));
                     if (batch.size() >= o.tx_batch_max) run_batch(ln, batch);
@@ -1352,7 +1368,7 @@ struct consumer::impl {
                     finish(w, true);
                 }
             }
-            if (ln.pending_claims.size() >= 256) flush_completes(ln);
+            if (ln.pending_claims.size() >= 1024) flush_completes(ln);
             next += ran;
         }
         batch.clear();

@@ -3,11 +3,12 @@
 // group, a handler per topic) and applies each message exactly once in effect, per key in order.
 //
 // Flow of one message (docs/adr/0003-consumer-dedup-and-retry.md):
-//   poll a batch -> check the envelope (ferry-message-id) -> Redis claims for the whole batch
-//   (one pipelined round trip) -> keyed lane (hash of topic+key: one key, one lane, in order)
-//   -> [key held by an earlier retry? park it behind] -> handler, with the inbox row in the same
-//   transaction when the inbox is on -> Redis "done" -> the offset becomes complete -> the
-//   per-partition commit position (lowest incomplete offset) is committed.
+//   poll a batch -> check the envelope (ferry-message-id) -> keyed lane (hash of topic+key: one
+//   key, one lane, in order) -> Redis claims for the lane's next run (up to 512 messages, one
+//   pipelined round trip that also writes the "done" marks of the run before) -> [key held by
+//   an earlier retry? park it behind] -> handler, with the inbox row in the same transaction
+//   when the inbox is on -> Redis "done" -> the offset becomes complete -> the per-partition
+//   commit position (lowest incomplete offset) is committed.
 // Failures: immediate tries in the lane, then the retry table (durable, so the offset may move
 // on; later messages of the key wait behind it), then a dead letter. A malformed envelope or a
 // `permanent` error goes straight to dead letters with its reason.
