@@ -4,8 +4,9 @@
 //   inbox           - the PostgreSQL inbox, batched effect transactions (tx_batch_max 100),
 //                     no-op tx_handler,
 //   redis_and_inbox - both tiers,
-//   tx_effect       - no dedup, a tx_handler doing one UPDATE per message, batched the same way
-//                     (the baseline for the inbox's own cost),
+//   tx_effect       - no dedup, a tx_handler doing one UPDATE per message (a prepared statement,
+//                     as a service would write it), batched the same way (the baseline for the
+//                     inbox's own cost),
 //   inbox_tx_effect - the inbox with that same UPDATE handler,
 // and the ratios of issue 12: inbox vs none (target >= 25%), Redis cost vs none (<= 15%), and
 // the inbox's cost vs the same transactional effect without it (<= 20%).
@@ -17,6 +18,9 @@
 // interleaved in rounds so they share machine noise; the medians of the rounds are reported.
 //
 // Needs FERRY_TEST_PG_DSN, FERRY_TEST_REDIS_URL, FERRY_TEST_KAFKA_BROKERS (scripts/bench).
+// Trial runs (profiling one mode): --modes a,b (only those modes, no 100 us profile),
+// --rounds N, --seconds S (minimum measured per mode round); FERRY_BENCH_TX_BATCH_MAX overrides
+// tx_batch_max. The committed JSON comes from a run with the defaults.
 #include <arpa/inet.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
@@ -27,6 +31,8 @@
 #include <cstdlib>
 #include <map>
 #include <pqxx/pqxx>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "bench_util.hpp"
@@ -163,12 +169,18 @@ run_result run_once(const bench_mode& bm, const std::string& topic, int n, const
     o.lanes = 4;
     o.max_batch = 500;
     o.kafka_properties["fetch.wait.max.ms"] = "10";
+    if (const char* b = std::getenv("FERRY_BENCH_TX_BATCH_MAX")) {
+        o.tx_batch_max = static_cast<std::size_t>(std::max(1, std::atoi(b)));
+    }
     consumer::consumer c(o);
     const std::string update = "UPDATE " + schema + ".bench_effect SET n = n + 1 WHERE key = $1";
     if (bm.handler == handler_kind::update) {
         c.subscribe(topic,
                     consumer::tx_handler([update](const consumer::message& m, pqxx::work& tx) {
-                        tx.exec_params(update, m.key.value_or(""));
+                        // Prepared once per connection (libpqxx 6 prepares lazily and accepts
+                        // the same definition again): no parse and plan per message.
+                        tx.conn().prepare("bench_effect_update", update);
+                        tx.exec_prepared("bench_effect_update", m.key.value_or(""));
                     }));
     } else if (mode == consumer::dedup_mode::inbox ||
                mode == consumer::dedup_mode::redis_and_inbox) {
@@ -249,12 +261,23 @@ int main(int argc, char** argv) {
     // 200k x ~330 B over 16 partitions stays below the mock cluster's per-partition log limit
     // (~5 MB; beyond it the mock drops its oldest segments).
     const int produced = a.scaled(200000);
-    const int rounds = 3;
+    int rounds = 3;
+    double min_seconds = 5.0;
+    std::set<std::string> only;
+    for (int i = 1; i + 1 < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--rounds") rounds = std::max(1, std::atoi(argv[i + 1]));
+        if (arg == "--seconds") min_seconds = std::max(0.1, std::atof(argv[i + 1]));
+        if (arg == "--modes") {
+            std::stringstream ss(argv[i + 1]);
+            for (std::string m; std::getline(ss, m, ',');) only.insert(m);
+        }
+    }
     const std::string topic = "bench_consumer_" + std::to_string(::getpid());
     create_topic(topic, 16);
     const int n = produce(brokers, topic, produced);
 
-    const std::vector<bench_mode> modes{
+    std::vector<bench_mode> modes{
         {"none", consumer::dedup_mode::none, handler_kind::noop},
         {"redis", consumer::dedup_mode::redis, handler_kind::noop},
         {"inbox", consumer::dedup_mode::inbox, handler_kind::noop},
@@ -262,19 +285,30 @@ int main(int argc, char** argv) {
         {"tx_effect", consumer::dedup_mode::none, handler_kind::update},
         {"inbox_tx_effect", consumer::dedup_mode::inbox, handler_kind::update},
     };
+    if (!only.empty()) {
+        std::erase_if(modes, [&](const bench_mode& m) { return only.count(m.name) == 0; });
+        if (modes.empty()) {
+            std::cerr << "bench_consumer: --modes names no known mode\n";
+            return 2;
+        }
+    }
     std::map<std::string, std::vector<double>> rates;
     std::map<std::string, double> avg_batch;
     for (int r = 0; r < rounds; ++r) {
         for (const auto& mode : modes) {
-            const auto res = run_round(mode, topic, n, r, dsn, schema);
+            const auto res = run_round(mode, topic, n, r, dsn, schema, {}, min_seconds);
             rates[mode.name].push_back(res.msgs_per_s);
             if (res.batches > 0) {
                 avg_batch[mode.name] =
                     static_cast<double>(res.batched) / static_cast<double>(res.batches);
             }
-            std::printf("round %d %-16s %10.0f msg/s (%llu messages in %.2f s measured)\n", r,
-                        mode.name.c_str(), res.msgs_per_s,
-                        static_cast<unsigned long long>(res.messages), res.seconds);
+            std::printf(
+                "round %d %-16s %10.0f msg/s (%llu messages in %.2f s measured, avg batch %.1f)\n",
+                r, mode.name.c_str(), res.msgs_per_s, static_cast<unsigned long long>(res.messages),
+                res.seconds,
+                res.batches > 0
+                    ? static_cast<double>(res.batched) / static_cast<double>(res.batches)
+                    : 0.0);
             std::fflush(stdout);
         }
     }
@@ -282,6 +316,7 @@ int main(int argc, char** argv) {
         std::sort(v.begin(), v.end());
         return v[v.size() / 2];
     };
+    if (!only.empty()) return 0;  // a trial run: the rounds above are its output
     const double base = median(rates["none"]);
     nlohmann::json j;
     j["benchmark"] = "consumer";

@@ -54,16 +54,20 @@ envelope parse_envelope(const std::vector<raw_header>& headers, const envelope_l
     if (ids == 1 && id->value) e.message_id = canonical_uuid(*id->value);
     if (!limit.empty()) {
         e.malformed = std::move(limit);
+        e.problem = envelope_problem::header_limit;
         e.malformed_code = "consumer.header_limit";
     } else if (ids == 0 || (ids == 1 && !id->value)) {
         e.malformed = "malformed envelope: no ferry-message-id header";
+        e.problem = envelope_problem::malformed;
         e.malformed_code = "consumer.malformed";
     } else if (ids > 1) {
         e.malformed = "malformed envelope: " + std::to_string(ids) +
                       " ferry-message-id headers (exactly one is allowed)";
+        e.problem = envelope_problem::malformed;
         e.malformed_code = "consumer.malformed";
     } else if (e.message_id.empty()) {
         e.malformed = "malformed envelope: ferry-message-id is not a UUID";
+        e.problem = envelope_problem::malformed;
         e.malformed_code = "consumer.malformed";
     }
     return e;

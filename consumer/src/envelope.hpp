@@ -28,12 +28,17 @@ struct raw_header {
     std::size_t size = 0;
 };
 
+/// Why a record cannot be handled (control flow uses this, never the code text).
+enum class envelope_problem { none, malformed, header_limit };
+
 struct envelope {
     std::vector<header> headers;   // every header, in order, byte for byte
     std::string message_id;        // canonical, or empty when malformed
     std::size_t header_bytes = 0;  // sum of name + value sizes
     std::string malformed;         // empty when the envelope is usable; else why not
-    std::string malformed_code;    // "consumer.header_limit" or "consumer.malformed"
+    envelope_problem problem = envelope_problem::none;
+    std::string malformed_code;  // stored with the dead letter: "consumer.header_limit" or
+                                 // "consumer.malformed"
 };
 
 /// Decodes the headers of one record. A record breaking a header limit, without exactly one

@@ -1,8 +1,9 @@
 #pragma once
 // The failure router (private): one pure decision, shared by the live path (a lane) and the
 // retry path (the retry worker), of what to do with a message whose attempt did not apply.
-// No I/O, no clocks, no string comparisons: the caller classifies the attempt, the router
-// returns the route and the dead-letter reason, and the caller carries it out.
+// No I/O, no clocks, no string comparisons: classify() turns the attempt's outcome into a
+// failure, route_failure() returns the route and the dead-letter reason, and the caller carries
+// it out.
 //
 //   revoked      the work is no longer ours (partition revoked / stopping; retry-row claim
 //                lost): abandon it, the next owner redelivers it. Nothing is written.
@@ -17,11 +18,34 @@
 #include <chrono>
 #include <string>
 
+#include "ferry/common/error.hpp"
 #include "ferry/retry/policy.hpp"
 
 namespace ferry::consumer::detail {
 
 enum class failure { retryable, permanent, in_progress, revoked };
+
+/// What one attempt (a handler call with its transaction) came to.
+///   in_progress: another consumer holds the message's inbox row (its transaction is open);
+///   lost_claim:  the retry row was claimed by another worker (ours expired).
+enum class attempt_result { applied, duplicate, failed, in_progress, lost_claim };
+
+struct attempt_outcome {
+    attempt_result result = attempt_result::applied;
+    error_kind kind = error_kind::retryable;  // failed: the kind of the error
+    std::string code;                         // failed: the error code (stored, never compared)
+    std::string error;                        // failed / in_progress: the message
+};
+
+/// The failure of an attempt that did not apply (result is neither applied nor duplicate), for
+/// both paths. `ours`: the work still belongs to this instance (live: partition not revoked and
+/// not stopping; retry: the row's claim is held). Decided on the result and the error kind,
+/// never on the code text.
+[[nodiscard]] inline failure classify(const attempt_outcome& r, bool ours) {
+    if (!ours || r.result == attempt_result::lost_claim) return failure::revoked;
+    if (r.result == attempt_result::in_progress) return failure::in_progress;
+    return r.kind == error_kind::permanent ? failure::permanent : failure::retryable;
+}
 
 enum class path { live, retry_table };
 

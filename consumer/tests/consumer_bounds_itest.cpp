@@ -164,8 +164,12 @@ TEST_F(ConsumerTest, PausingAtTheBudgetLosesNoRecord) {
     o.max_queued = 300;  // pauses every ~300 records
     std::mutex m;
     std::set<std::pair<int, long long>> seen;
+    std::atomic<int> calls{0};
     ferry::consumer::consumer c(o);
     c.subscribe(_topic, ferry::consumer::handler([&](const ferry::consumer::message& msg) {
+                    // Every 1000th call stalls its lane past the pause grace, so the queue
+                    // stays full and the partitions are paused and resumed several times.
+                    if (++calls % 1000 == 0) std::this_thread::sleep_for(1500ms);
                     std::this_thread::sleep_for(std::chrono::microseconds(20));
                     std::lock_guard lock(m);
                     seen.emplace(msg.partition, msg.offset);
@@ -188,8 +192,38 @@ TEST_F(ConsumerTest, PausingAtTheBudgetLosesNoRecord) {
     EXPECT_TRUE(all) << "handled " << seen.size() << " of " << records;
     EXPECT_EQ(gaps, 0);
     EXPECT_EQ(seen.size(), static_cast<std::size_t>(records));
-    std::fprintf(stderr, "pause/resume: handled %zu of %d, queued peak %zu KiB\n", seen.size(),
-                 records, c.metrics().queued_bytes_peak / 1024);
+    EXPECT_GT(c.metrics().pauses, 0u) << "the test did not pause: it proves nothing";
+    std::fprintf(stderr, "pause/resume: handled %zu of %d, queued peak %zu KiB, pauses %llu\n",
+                 seen.size(), records, c.metrics().queued_bytes_peak / 1024,
+                 static_cast<unsigned long long>(c.metrics().pauses));
+}
+
+TEST_F(ConsumerTest, LanesThatKeepUpNeverPauseAndSoNeverWaitForARefetch) {
+    // The queue bound is reached all the time (polling outruns a 200 us handler), but the lanes
+    // keep draining it. Pausing here would drop librdkafka's prefetch and leave the lanes idle
+    // until records are fetched again (about a second per pause with the embedded Kafka, which
+    // was most of the inbox mode's time in the consumer bench); the poll thread must wait for
+    // room instead, and pause only lanes that stay behind (a stalled handler).
+    constexpr int records = 3000;
+    for (int i = 0; i < records; ++i) {
+        _producer->send(_topic, "k" + std::to_string(i % 50), "p", new_message_id());
+    }
+    _producer->flush();
+    auto o = options(dedup_mode::none);
+    o.max_queued = 100;
+    std::atomic<int> handled{0};
+    ferry::consumer::consumer c(o);
+    c.subscribe(_topic, ferry::consumer::handler([&](const ferry::consumer::message&) {
+                    std::this_thread::sleep_for(200us);
+                    ++handled;
+                }));
+    c.start();
+    const bool all = wait_until([&] { return handled.load() >= records; }, 120s);
+    const auto m = c.metrics();
+    c.stop();
+    EXPECT_TRUE(all) << "handled " << handled.load() << " of " << records;
+    EXPECT_GT(m.queued_bytes_peak, 0u);
+    EXPECT_EQ(m.pauses, 0u) << "paused although the lanes kept up";
 }
 
 TEST_F(ConsumerTest, HandlerAbandonedAtRevokeCannotWriteARetryRowAfterThePartitionMoved) {

@@ -5,6 +5,9 @@
 //   consumer_test_app --brokers B --dsn D --schema S --group G --topic T --mode
 //   none|redis|inbox|both
 //                     [--redis URL] [--prefix P] [--name N] [--lease-ms L]
+//                     [--static-id ID] (librdkafka group.instance.id: static membership)
+//                     [--delay-ms D] (each handler call first waits D ms)
+//                     [--session-ms S] (session timeout, default 6000)
 // Other fault points: FERRY_FAULT=redis_after_effect_before_done (SIGKILL with effects applied
 // and their Redis "done" marks not yet written).
 // stdout: "READY", then "STATS processed=N duplicates=M" on exit.
@@ -43,14 +46,18 @@ int main(int argc, char** argv) {
     o.group = a["--group"];
     o.redis_url = a.count("--redis") ? a["--redis"] : "redis://127.0.0.1:6379/0";
     o.redis_key_prefix = a.count("--prefix") ? a["--prefix"] : "ferry:test";
-    o.session_timeout = std::chrono::milliseconds(6000);
+    o.session_timeout =
+        std::chrono::milliseconds(a.count("--session-ms") ? std::stoll(a["--session-ms"]) : 6000);
     o.commit_interval = std::chrono::milliseconds(100);
     if (a.count("--lease-ms")) o.lease = std::chrono::milliseconds(std::stoll(a["--lease-ms"]));
+    if (a.count("--static-id")) o.kafka_properties["group.instance.id"] = a["--static-id"];
     const auto mode = a["--mode"];
     o.dedup = mode == "none"    ? ferry::consumer::dedup_mode::none
               : mode == "redis" ? ferry::consumer::dedup_mode::redis
               : mode == "both"  ? ferry::consumer::dedup_mode::redis_and_inbox
                                 : ferry::consumer::dedup_mode::inbox;
+    const auto delay =
+        std::chrono::milliseconds(a.count("--delay-ms") ? std::stoll(a["--delay-ms"]) : 0);
     const bool tx_mode = o.dedup == ferry::consumer::dedup_mode::inbox ||
                          o.dedup == ferry::consumer::dedup_mode::redis_and_inbox;
     const std::string insert =
@@ -64,6 +71,7 @@ int main(int argc, char** argv) {
             c.subscribe(
                 a["--topic"],
                 ferry::consumer::tx_handler([&](const ferry::consumer::message& m, pqxx::work& tx) {
+                    if (delay.count() > 0) std::this_thread::sleep_for(delay);
                     tx.exec_params(insert, m.message_id, m.key.value_or(""), seq_of(m.payload),
                                    name);
                 }));

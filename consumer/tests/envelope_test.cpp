@@ -41,6 +41,7 @@ TEST(EnvelopeTest, MissingOrNullIdIsMalformed) {
         const auto e = parse_envelope(headers, {});
         EXPECT_EQ(e.malformed, "malformed envelope: no ferry-message-id header");
         EXPECT_EQ(e.malformed_code, "consumer.malformed");
+        EXPECT_EQ(e.problem, ferry::consumer::detail::envelope_problem::malformed);
         EXPECT_EQ(e.message_id, "");
     }
 }
@@ -72,6 +73,7 @@ TEST(EnvelopeTest, HeaderLimitsAreNamedAndTheHeadersKeptWhole) {
     auto e = parse_envelope({h("ferry-message-id", id), h("a", v), h("b", v), h("c", v)}, limits);
     EXPECT_EQ(e.malformed, "header limit: the record has 4 headers, more than max_headers=3");
     EXPECT_EQ(e.malformed_code, "consumer.header_limit");
+    EXPECT_EQ(e.problem, ferry::consumer::detail::envelope_problem::header_limit);
     EXPECT_EQ(e.headers.size(), 4u);
     e = parse_envelope({h("a", v), h("trace", big)}, limits);
     EXPECT_EQ(e.malformed,

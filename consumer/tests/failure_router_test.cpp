@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 using namespace std::chrono_literals;
+using ferry::consumer::detail::attempt_outcome;
+using ferry::consumer::detail::attempt_result;
+using ferry::consumer::detail::classify;
 using ferry::consumer::detail::failure;
 using ferry::consumer::detail::path;
 using ferry::consumer::detail::route;
@@ -79,3 +82,45 @@ TEST(FailureRouterTest, RevokedWorkIsAbandonedWithoutARecord) {
 }
 
 }  // namespace
+
+// classify(): the outcome of an attempt, on both paths, by result and error kind only.
+TEST(FailureRouterTest, ClassifyUsesTheResultAndTheKindNeverTheCode) {
+    attempt_outcome r;
+    r.result = attempt_result::failed;
+    for (const auto kind : {ferry::error_kind::retryable, ferry::error_kind::retry_transaction,
+                            ferry::error_kind::in_doubt}) {
+        r.kind = kind;
+        r.code = "consumer.in_progress";  // a code that looks like another case changes nothing
+        EXPECT_EQ(classify(r, true), failure::retryable);
+    }
+    r.kind = ferry::error_kind::permanent;
+    r.code = "handler.whatever";
+    EXPECT_EQ(classify(r, true), failure::permanent);
+    // Not ours any more: abandoned whatever the error, also a permanent one.
+    EXPECT_EQ(classify(r, false), failure::revoked);
+
+    attempt_outcome busy;
+    busy.result = attempt_result::in_progress;
+    EXPECT_EQ(classify(busy, true), failure::in_progress);
+    EXPECT_EQ(classify(busy, false), failure::revoked);
+
+    attempt_outcome lost;
+    lost.result = attempt_result::lost_claim;  // retry path: another worker has the row
+    EXPECT_EQ(classify(lost, true), failure::revoked);
+}
+
+// The live path and the retry path route the same classified failure the same way, except
+// where the path is meant to differ (the wait of an in-progress message).
+TEST(FailureRouterTest, BothPathsRouteAPermanentFailureToTheSameDeadLetter) {
+    attempt_outcome r;
+    r.result = attempt_result::failed;
+    r.kind = ferry::error_kind::permanent;
+    r.error = "bad sku";
+    const auto live = route_failure(policy(), path::live, classify(r, true), 2, r.error, 0.5);
+    const auto retry =
+        route_failure(policy(), path::retry_table, classify(r, true), 2, r.error, 0.5);
+    EXPECT_EQ(live.action, route::dead_letter);
+    EXPECT_EQ(retry.action, route::dead_letter);
+    EXPECT_EQ(live.reason, retry.reason);
+    EXPECT_EQ(live.reason, "handler: permanent: bad sku");
+}

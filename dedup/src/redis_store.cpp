@@ -21,15 +21,18 @@ namespace {
 // claim: KEYS = message keys; ARGV[1] = lease ms; ARGV[i + 1] = token for KEYS[i].
 // Per key: 0 = fresh (claimed now, or re-claimed by the same token), 1 = done, 2 = in progress
 // (held by another token). A key twice in one call: the second sees the first's token.
+// The common case (a new message) is one SET NX; only a key that exists is read.
 constexpr const char* claim_lua =
     "local out = {} "
     "for i, k in ipairs(KEYS) do "
     "  local t = ARGV[i + 1] "
-    "  local v = redis.call('GET', k) "
-    "  if not v then redis.call('SET', k, t, 'PX', ARGV[1]) out[i] = 0 "
-    "  elseif v == 'done' then out[i] = 1 "
-    "  elseif v == t then redis.call('PEXPIRE', k, ARGV[1]) out[i] = 0 "
-    "  else out[i] = 2 end "
+    "  if redis.call('SET', k, t, 'NX', 'PX', ARGV[1]) then out[i] = 0 "
+    "  else "
+    "    local v = redis.call('GET', k) "
+    "    if v == 'done' then out[i] = 1 "
+    "    elseif v == t then redis.call('PEXPIRE', k, ARGV[1]) out[i] = 0 "
+    "    else out[i] = 2 end "
+    "  end "
     "end "
     "return out";
 // complete: KEYS = message keys; ARGV[1] = done window ms; ARGV[i + 1] = token for KEYS[i].
@@ -190,14 +193,38 @@ struct redis_store::impl {
         return out;
     }
 
-    // EVALSHA of a multi-key script over `keys` in chunks, pipelined; one integer per key.
-    std::vector<long long> eval_keys(const std::string& sha, const std::vector<std::string>& keys,
-                                     const std::string& arg1,
-                                     const std::vector<std::string>& per_key) {
+    // One multi-key script call over many keys: `sha` with ARGV[1] = arg1 and one argument per
+    // key.
+    struct script_job {
+        const std::string* sha;
+        const std::vector<std::string>* keys;
+        std::string arg1;
+        const std::vector<std::string>* per_key;
+    };
+
+    // EVALSHA of each job's script over its keys in chunks, all jobs pipelined in order in one
+    // round trip (Redis runs them in that order); one integer per key, jobs concatenated.
+    std::vector<long long> eval_jobs(const std::vector<script_job>& jobs) {
         constexpr std::size_t chunk = 256;
-        const std::size_t calls = (keys.size() + chunk - 1) / chunk;
-        auto out = pipeline(calls, [&](redisContext* c, std::size_t call) {
-            const std::size_t from = call * chunk;
+        struct call_ref {
+            const script_job* job;
+            std::size_t from;
+        };
+        std::vector<call_ref> calls;
+        std::size_t total = 0;
+        for (const auto& j : jobs) {
+            for (std::size_t from = 0; from < j.keys->size(); from += chunk) {
+                calls.push_back({&j, from});
+            }
+            total += j.keys->size();
+        }
+        auto out = pipeline(calls.size(), [&](redisContext* c, std::size_t call) {
+            const auto& job = *calls[call].job;
+            const auto& keys = *job.keys;
+            const auto& per_key = *job.per_key;
+            const auto& sha = *job.sha;
+            const auto& arg1 = job.arg1;
+            const std::size_t from = calls[call].from;
             const std::size_t to = std::min(keys.size(), from + chunk);
             const std::size_t nk = to - from;
             const std::string numkeys = std::to_string(nk);
@@ -218,8 +245,14 @@ struct redis_store::impl {
             return redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(),
                                           lens.data());
         });
-        if (out.size() != keys.size()) unavailable("short reply from a dedup script");
+        if (out.size() != total) unavailable("short reply from a dedup script");
         return out;
+    }
+
+    std::vector<long long> eval_keys(const std::string& sha, const std::vector<std::string>& keys,
+                                     const std::string& arg1,
+                                     const std::vector<std::string>& per_key) {
+        return eval_jobs({script_job{&sha, &keys, arg1, &per_key}});
     }
 };
 
@@ -255,8 +288,16 @@ claim redis_store::try_claim(std::string_view group, std::string_view message_id
 std::vector<claim> redis_store::try_claim_batch(std::string_view group,
                                                 const std::vector<std::string>& message_ids,
                                                 std::chrono::milliseconds lease) {
-    std::vector<claim> out(message_ids.size());
-    if (message_ids.empty()) return out;
+    return complete_and_claim({}, group, message_ids, lease).claims;
+}
+
+redis_store::complete_and_claim_result redis_store::complete_and_claim(
+    const std::vector<claim>& done, std::string_view group,
+    const std::vector<std::string>& message_ids, std::chrono::milliseconds lease) {
+    complete_and_claim_result result;
+    auto& out = result.claims;
+    out.resize(message_ids.size());
+    if (message_ids.empty() && done.empty()) return result;
     std::vector<std::string> keys(message_ids.size());
     const auto lease_ms = std::to_string(std::max<long long>(1, lease.count()));
     for (std::size_t i = 0; i < message_ids.size(); ++i) {
@@ -267,7 +308,23 @@ std::vector<claim> redis_store::try_claim_batch(std::string_view group,
     }
     std::vector<std::string> tokens(out.size());
     for (std::size_t i = 0; i < out.size(); ++i) tokens[i] = out[i].token;
-    const auto replies = _impl->eval_keys(_impl->shas[0], keys, lease_ms, tokens);
+    std::vector<std::string> done_keys(done.size());
+    std::vector<std::string> done_tokens(done.size());
+    for (std::size_t i = 0; i < done.size(); ++i) {
+        done_keys[i] = key_of(done[i].group, done[i].message_id);
+        done_tokens[i] = done[i].token;
+    }
+    const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
+    // The "done" marks first: a claim in the same round trip of a message just completed (a
+    // duplicate) sees "done".
+    const auto all = _impl->eval_jobs({{&_impl->shas[1], &done_keys, window, &done_tokens},
+                                       {&_impl->shas[0], &keys, lease_ms, &tokens}});
+    result.completed.reserve(done.size());
+    for (std::size_t i = 0; i < done.size(); ++i) {
+        result.completed.push_back(all[i] == 1 ? complete_status::completed
+                                               : complete_status::lease_lost);
+    }
+    const auto* replies = all.data() + done.size();
     for (std::size_t i = 0; i < out.size(); ++i) {
         switch (replies[i]) {
             case 0:
@@ -282,7 +339,7 @@ std::vector<claim> redis_store::try_claim_batch(std::string_view group,
         }
         if (out[i].status != claim_status::fresh) out[i].token.clear();
     }
-    return out;
+    return result;
 }
 
 complete_status redis_store::complete(const claim& c) { return complete_batch({c}).front(); }

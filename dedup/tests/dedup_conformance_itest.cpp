@@ -240,6 +240,39 @@ TEST(RedisStoreTest, DoneWindowExpires) {
     EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::fresh);
 }
 
+// A lane marks the run it applied "done" and claims its next run in one round trip: the marks
+// go first, so a duplicate of a just-applied message in the next run is seen as done; a claim
+// held by another owner stays in progress and a new id is fresh.
+TEST(RedisStoreTest, CompleteAndClaimMarksFirstThenClaimsInOneCall) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = ferry::test::unique_name("cac");
+    ferry::dedup::redis_store s(o);
+    const auto applied = s.try_claim_batch("g", {uuid(1), uuid(2)}, 5s);
+    const auto other = s.try_claim("g", uuid(3), 5s);
+    ASSERT_EQ(other.status, claim_status::fresh);
+    const auto r = s.complete_and_claim(applied, "g", {uuid(1), uuid(3), uuid(4), uuid(2)}, 5s);
+    ASSERT_EQ(r.completed.size(), 2u);
+    EXPECT_EQ(r.completed[0], complete_status::completed);
+    EXPECT_EQ(r.completed[1], complete_status::completed);
+    ASSERT_EQ(r.claims.size(), 4u);
+    EXPECT_EQ(r.claims[0].status, claim_status::done);
+    EXPECT_EQ(r.claims[1].status, claim_status::in_progress);
+    EXPECT_EQ(r.claims[2].status, claim_status::fresh);
+    EXPECT_FALSE(r.claims[2].token.empty());
+    EXPECT_EQ(r.claims[3].status, claim_status::done);
+    // The fresh claim is a real lease: another owner cannot take it, its owner completes it.
+    EXPECT_EQ(s.try_claim("g", uuid(4), 5s).status, claim_status::in_progress);
+    EXPECT_EQ(s.complete(r.claims[2]), complete_status::completed);
+    // Only marks, no claims: the marks are written.
+    const auto later = s.try_claim("g", uuid(5), 5s);
+    const auto only = s.complete_and_claim({later}, "g", {}, 5s);
+    EXPECT_TRUE(only.claims.empty());
+    ASSERT_EQ(only.completed.size(), 1u);
+    EXPECT_EQ(only.completed[0], complete_status::completed);
+    EXPECT_EQ(s.try_claim("g", uuid(5), 5s).status, claim_status::done);
+}
+
 // What one "done" mark costs in Redis (docs/guarantees.md, "Redis memory: the done window"):
 // MEMORY USAGE of 1000 done keys with a realistic prefix and group, UUID message ids. MEMORY
 // USAGE counts the key, the value and the main dict entry; the expiry entry comes on top.

@@ -3,11 +3,12 @@
 // group, a handler per topic) and applies each message exactly once in effect, per key in order.
 //
 // Flow of one message (docs/adr/0003-consumer-dedup-and-retry.md):
-//   poll a batch -> check the envelope (ferry-message-id) -> Redis claims for the whole batch
-//   (one pipelined round trip) -> keyed lane (hash of topic+key: one key, one lane, in order)
-//   -> [key held by an earlier retry? park it behind] -> handler, with the inbox row in the same
-//   transaction when the inbox is on -> Redis "done" -> the offset becomes complete -> the
-//   per-partition commit position (lowest incomplete offset) is committed.
+//   poll a batch -> check the envelope (ferry-message-id) -> keyed lane (hash of topic+key: one
+//   key, one lane, in order) -> Redis claims for the lane's next run (up to 512 messages, one
+//   pipelined round trip that also writes the "done" marks of the run before) -> [key held by
+//   an earlier retry? park it behind] -> handler, with the inbox row in the same transaction
+//   when the inbox is on -> Redis "done" -> the offset becomes complete -> the per-partition
+//   commit position (lowest incomplete offset) is committed.
 // Failures: immediate tries in the lane, then the retry table (durable, so the offset may move
 // on; later messages of the key wait behind it), then a dead letter. A malformed envelope or a
 // `permanent` error goes straight to dead letters with its reason.
@@ -118,11 +119,14 @@ struct consumer_options {
     std::size_t lanes = 4;
     /// Messages polled (and claimed in Redis) together.
     std::size_t max_batch = 500;
-    /// Above this many queued messages the partitions are paused (resumed below half).
+    /// At this many queued messages polling stops taking records until the lanes make room;
+    /// when the queue stays full for 500 ms (a stalled handler) the partitions are paused so
+    /// rebalances are served again (resumed below half).
     std::size_t max_queued = 10000;
     /// Above this many queued bytes (payload + key + headers of records polled and not yet
-    /// started by a lane) every assigned partition is paused, also partitions assigned while
-    /// paused; polling stops taking records once the budget is used, so the queue overshoots it
+    /// started by a lane) polling stops taking records, and after 500 ms without room every
+    /// assigned partition is paused, also partitions assigned while paused; polling stops
+    /// taking records once the budget is used, so the queue overshoots it
     /// by at most one record. librdkafka's own prefetch is capped too (queued.max.messages.kbytes
     /// and fetch.max.bytes default to a quarter of this, at least 1 MiB, unless set in
     /// kafka_properties). Resident memory of the runtime's queues is bounded by about
@@ -208,6 +212,7 @@ struct metrics_snapshot {
     std::uint64_t batch_fallbacks = 0;   // batches rolled back and run one message at a time
     std::size_t last_batch_size = 0;
     std::uint64_t inbox_pruned = 0;  // inbox rows deleted by the retention job
+    std::uint64_t pauses = 0;        // times every partition was paused (memory / queue bound)
 };
 
 class consumer {

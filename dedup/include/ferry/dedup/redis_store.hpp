@@ -5,7 +5,8 @@
 // processes the message (expiring after the lease) and the string "done" for `done_window`
 // afterwards. claim, complete and release are each one Lua script, so every check-and-set is
 // atomic on the server; try_claim_batch pipelines the claims of a polled batch
-// (redisAppendCommand + redisGetReply: one round trip).
+// (redisAppendCommand + redisGetReply: one round trip), and complete_and_claim the "done" marks
+// of one run with the claims of the next.
 //
 // Memory: about 134 B per "done" key (key ~70 B + value + dict entry + expiry entry), so the
 // window costs rate x window x 134 B: 1k msg/s for 1 h is ~0.5 GB; 5k msg/s for 24 h is ~58 GB.
@@ -66,6 +67,18 @@ public:
     [[nodiscard]] complete_status complete(const claim& c) override;
     /// Completes several claims in one round trip; one status per claim, in order.
     [[nodiscard]] std::vector<complete_status> complete_batch(const std::vector<claim>& claims);
+
+    struct complete_and_claim_result {
+        std::vector<complete_status> completed;  // one per `done` claim, in order
+        std::vector<claim> claims;               // one per message id, in order
+    };
+    /// complete_batch(done) then try_claim_batch(message_ids), pipelined in one round trip and
+    /// run by Redis in that order (a claim of a message completed in the same call sees
+    /// "done"). A consumer lane marks the run it applied and claims the next one together.
+    /// Throws like both; on a throw neither outcome is known.
+    [[nodiscard]] complete_and_claim_result complete_and_claim(
+        const std::vector<claim>& done, std::string_view group,
+        const std::vector<std::string>& message_ids, std::chrono::milliseconds lease);
     bool release(const claim& c) override;
     [[nodiscard]] bool lease_expires() const noexcept override { return true; }
 

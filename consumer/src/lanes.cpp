@@ -1,0 +1,512 @@
+// Keyed lanes: each lane takes its queue in order, claims the next run in Redis (pipelined
+// with the done marks of the run before), applies runs of transactional messages in one
+// transaction (set-based inbox rows, one commit), and falls back to one transaction per message
+// when a run fails, routing a failure with the shared failure router.
+#include "runtime.hpp"
+
+namespace ferry::consumer {
+
+pqxx::connection& consumer::impl::lane_conn(std::unique_ptr<pqxx::connection>& conn) {
+    if (!conn || !conn->is_open()) conn = connect_pg();
+    return *conn;
+}
+
+bool consumer::impl::still_mine(const work_item& w) const {
+    return !abandon_all && tracker.current({w.msg.topic, w.msg.partition}, w.generation);
+}
+
+// One handler call with its transaction (and inbox row / retry-row delete).
+attempt_outcome consumer::impl::attempt(std::unique_ptr<pqxx::connection>& conn,
+                                        const topic_entry& e, const message& m,
+                                        std::optional<long long> retry_row_id) {
+    attempt_outcome out;
+    try {
+        if (e.tx) {
+            auto& c = lane_conn(conn);
+            pqxx::work tx{c};
+            if (box) {
+                const auto r = box->insert(tx, o.group, m.message_id, o.inbox_lock_wait);
+                if (r == dedup::inbox_result::duplicate) {
+                    tx.abort();
+                    if (retry_row_id) {
+                        pqxx::work t2{c};
+                        (void)retries->remove(t2, *retry_row_id, o.instance_id);
+                        t2.commit();
+                    }
+                    out.result = attempt_result::duplicate;
+                    return out;
+                }
+                if (r == dedup::inbox_result::in_progress) {
+                    out.result = attempt_result::in_progress;
+                    out.error = "another consumer holds this message in its inbox transaction";
+                    return out;
+                }
+            }
+            if (retry_row_id && !retries->remove(tx, *retry_row_id, o.instance_id)) {
+                out.result = attempt_result::lost_claim;
+                return out;
+            }
+            e.tx(m, tx);
+            tx.commit();
+            if (m.attempt == 1 && fault_armed("lost_commit_ack")) {
+                // The commit went through; the runtime is told the connection broke while
+                // committing, as when the COMMIT acknowledgement is lost.
+                throw pqxx::in_doubt_error(
+                    "fault point lost_commit_ack: COMMIT sent, acknowledgement lost");
+            }
+        } else {
+            e.plain(m);
+            if (retry_row_id) {
+                auto& c = lane_conn(conn);
+                pqxx::work tx{c};
+                (void)retries->remove(tx, *retry_row_id, o.instance_id);
+                tx.commit();
+            }
+        }
+        if (!retry_row_id) fault_point("after_effect_before_offset");
+        out.result = attempt_result::applied;
+        return out;
+    } catch (...) {
+        out = failed_outcome();
+        if (conn && !conn->is_open()) conn.reset();
+        return out;
+    }
+}
+
+// The outcome of the exception in flight (call inside a catch block): ferry::error keeps
+// its kind and code, database errors are translated, anything else is retryable.
+attempt_outcome consumer::impl::failed_outcome() {
+    attempt_outcome out;
+    out.result = attempt_result::failed;
+    try {
+        try {
+            throw;
+        } catch (const ferry::error&) {
+            throw;
+        } catch (const pqxx::failure&) {
+            internal::rethrow_translated("handler", "consumer");
+        } catch (const pqxx::usage_error&) {
+            internal::rethrow_translated("handler", "consumer");
+        }
+    } catch (const ferry::error& fe) {
+        out.kind = fe.kind();
+        out.code = fe.code();
+        out.error = fe.what();
+    } catch (const std::exception& se) {
+        out.kind = error_kind::retryable;
+        out.code = "consumer.handler";
+        out.error = se.what();
+    } catch (...) {
+        out.kind = error_kind::retryable;
+        out.code = "consumer.handler";
+        out.error = "unknown exception";
+    }
+    return out;
+}
+
+void consumer::impl::publish_dead_letter(const message& m, const std::string& reason) {
+    if (dlq) dlq->publish(m, reason);
+}
+
+void consumer::impl::mark_blocked(const message& m, bool ordered) {
+    if (!ordered || !m.key) return;
+    std::lock_guard lock(blocked_mutex);
+    blocked.emplace(m.topic, *m.key);
+}
+
+bool consumer::impl::maybe_blocked(const message& m, bool ordered) {
+    if (!ordered || !m.key) return false;
+    if (!blocked_loaded) return true;
+    std::lock_guard lock(blocked_mutex);
+    return blocked.count({m.topic, *m.key}) > 0;
+}
+
+void consumer::impl::release_claim(const std::optional<dedup::claim>& c) {
+    if (!redis || !c || c->token.empty()) return;
+    try {
+        (void)redis->release(*c);
+    } catch (const ferry::error&) {
+        ++m_redis_errors;  // the lease expires by itself
+    }
+}
+
+// Claims in Redis, in one round trip, `first` and the next items of `local` that still need
+// a claim (up to claim_ahead in all), after writing the lane's pending "done" marks in the
+// same pipeline (so a duplicate of a message this lane just applied sees "done"). On a Redis
+// error the items are marked claim_failed (process_live and batchable decide: the inbox
+// alone, or wait) and the marks are given up as in flush_completes.
+void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>& local) {
+    constexpr std::size_t claim_ahead = 512;
+    std::vector<work_item*> items{&first};
+    for (auto& w : local) {
+        if (items.size() >= claim_ahead) break;
+        if (needs_claim(w)) items.push_back(&w);
+    }
+    std::vector<std::string> ids;
+    ids.reserve(items.size());
+    for (const auto* w : items) ids.push_back(w->msg.message_id);
+    if (!ln.pending_claims.empty()) fault_point("redis_after_effect_before_done");
+    try {
+        auto r = redis->complete_and_claim(ln.pending_claims, o.group, ids, o.lease);
+        for (std::size_t i = 0; i < items.size(); ++i) items[i]->claim = std::move(r.claims[i]);
+    } catch (const ferry::error& e) {
+        ++m_redis_errors;
+        for (auto* w : items) w->claim_failed = true;
+        spdlog::warn("event=redis_claim_failed group={} batch={} done_marks={} error=\"{}\"",
+                     o.group, ids.size(), ln.pending_claims.size(), e.what());
+    }
+    ln.pending_claims.clear();
+    for (auto& w : ln.pending_items) finish(w, true);
+    ln.pending_items.clear();
+}
+
+bool consumer::impl::needs_claim(const work_item& w) const {
+    return redis && w.malformed.empty() && w.entry != nullptr && !w.claim && !w.claim_failed;
+}
+
+void consumer::impl::flush_completes(lane& ln) {
+    if (!ln.pending_claims.empty()) {
+        // Redis-only crash window: these effects are applied, their "done" marks are not.
+        fault_point("redis_after_effect_before_done");
+        try {
+            (void)redis->complete_batch(ln.pending_claims);
+        } catch (const ferry::error& e) {
+            // The effects are durable; only the fast filter misses them. With the inbox on,
+            // the inbox still absorbs a redelivery.
+            ++m_redis_errors;
+            spdlog::warn("event=redis_complete_failed group={} count={} error=\"{}\"", o.group,
+                         ln.pending_claims.size(), e.what());
+        }
+        ln.pending_claims.clear();
+    }
+    for (auto& w : ln.pending_items) finish(w, true);
+    ln.pending_items.clear();
+}
+
+void consumer::impl::finish(const work_item& w, bool complete) {
+    tracker.finish({w.msg.topic, w.msg.partition}, w.generation, w.msg.offset, complete);
+}
+
+// Redis claim for a live message that could not use the batch claim. Returns the claim, or
+// nullopt when processing should go ahead without one (inbox on, Redis down).
+// `abandon` is set when the work was abandoned while waiting.
+std::optional<dedup::claim> consumer::impl::reclaim(lane& ln, const work_item& w, bool& abandon) {
+    ms backoff = 50ms;
+    flush_completes(ln);  // a duplicate of a message this lane just applied must see "done"
+    while (true) {
+        try {
+            auto c = redis->try_claim(o.group, w.msg.message_id, o.lease);
+            if (c.status != dedup::claim_status::in_progress || use_inbox) return c;
+        } catch (const ferry::error& e) {
+            ++m_redis_errors;
+            if (use_inbox) return std::nullopt;  // the inbox alone is authoritative
+            spdlog::warn(
+                "event=redis_unavailable group={} message_id={} retry_in_ms={} error=\"{}\"",
+                o.group, w.msg.message_id, backoff.count(), e.what());
+        }
+        // Redis-only: another owner holds the lease (or Redis is down): wait, never apply
+        // concurrently. Our own pending completes go first, so a duplicate in this lane
+        // sees "done".
+        flush_completes(ln);
+        if (lanes_exit || !still_mine(w)) {
+            abandon = true;
+            return std::nullopt;
+        }
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min<ms>(backoff * 2, 1s);
+    }
+}
+
+// `first`: the outcome of attempt 1 when it already ran (a handler that failed inside a
+// batched transaction): it is routed like any failed attempt, without calling again.
+void consumer::impl::process_live(lane& ln, work_item& w,
+                                  const std::optional<attempt_outcome>& first) {
+    const auto* e = w.entry;
+    const bool ordered = e != nullptr && e->options.ordered_retry;
+    // Revoked since it was begun (a batch's fallback runs items begun before the revoke):
+    // abandoned like queued work. An earlier message of its key may have failed without a
+    // durable record (its retry write was fenced), so applying this one could overtake it.
+    if (!still_mine(w)) return finish(w, false);
+    if (!w.malformed.empty() || e == nullptr) {
+        const auto reason =
+            !w.malformed.empty() ? w.malformed : "no handler for topic " + w.msg.topic;
+        const auto stored = to_stored(w.msg, ordered);
+        const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
+            dead->add(tx, o.group, stored, reason, w.malformed_code, 0, false, false);
+        });
+        if (wr != record_write::written) return finish(w, false);
+        ++m_dead;
+        ++m_malformed;
+        spdlog::warn("event=dead_letter group={} topic={} partition={} offset={} reason=\"{}\"",
+                     o.group, w.msg.topic, w.msg.partition, w.msg.offset, reason);
+        publish_dead_letter(w.msg, reason);
+        return finish(w, true);
+    }
+    // Ordered retry: a key with a message in retry holds its later messages.
+    if (maybe_blocked(w.msg, ordered)) {
+        bool parked = false;
+        const auto stored = to_stored(w.msg, ordered);
+        const auto wr = fenced_write(
+            ln, w, "park", [&](pqxx::work& tx) { parked = retries->park_if_blocked(tx, stored); });
+        if (wr != record_write::written) {
+            release_claim(w.claim);
+            return finish(w, false);
+        }
+        if (parked) {
+            ++m_parked;
+            release_claim(w.claim);
+            retry_cv.notify_all();
+            return finish(w, true);
+        }
+        std::lock_guard lock(blocked_mutex);
+        blocked.erase({w.msg.topic, *w.msg.key});
+    }
+    // Redis filter.
+    std::optional<dedup::claim> claim;
+    if (redis) {
+        if (w.claim_failed || (w.claim && w.claim->status == dedup::claim_status::in_progress)) {
+            bool abandon = false;
+            claim = reclaim(ln, w, abandon);
+            if (abandon) return finish(w, false);
+        } else {
+            claim = w.claim;
+        }
+        if (claim && claim->status == dedup::claim_status::done) {
+            ++m_duplicates;
+            return finish(w, true);
+        }
+        if (claim && claim->status == dedup::claim_status::in_progress) claim.reset();
+    }
+    for (int n = 1;; ++n) {
+        w.msg.attempt = n;
+        const auto r = n == 1 && first ? *first : attempt(ln.conn, *e, w.msg, std::nullopt);
+        if (r.result == attempt_result::applied || r.result == attempt_result::duplicate) {
+            if (r.result == attempt_result::applied) {
+                ++m_processed;
+            } else {
+                ++m_duplicates;
+            }
+            if (claim && !claim->token.empty()) {
+                ln.pending_claims.push_back(*claim);
+                ln.pending_items.push_back(std::move(w));
+                if (ln.pending_claims.size() >= 1024) flush_completes(ln);
+                return;
+            }
+            return finish(w, true);
+        }
+        const auto f = detail::classify(r, still_mine(w) && !lanes_exit);
+        const auto rt = detail::route_failure(o.retry, detail::path::live, f, n, r.error,
+                                              retry::jitter_source());
+        if (rt.action == detail::route::abandon) {
+            ++m_abandoned;
+            release_claim(claim);
+            return finish(w, false);
+        }
+        if (rt.action == detail::route::wait || rt.action == detail::route::retry_now) {
+            // wait: another consumer's inbox transaction holds it (then: duplicate, or it
+            // rolls back); not an attempt of this message.
+            if (!rt.counts_attempt) --n;
+            if (rt.action == detail::route::retry_now) ++m_retries;
+            std::this_thread::sleep_for(rt.delay);
+            continue;
+        }
+        const auto stored = to_stored(w.msg, ordered);
+        if (rt.action == detail::route::retry_later) {
+            ++m_retries;
+            const auto wr = fenced_write(ln, w, "retry_schedule", [&](pqxx::work& tx) {
+                (void)retries->schedule(tx, stored, n, rt.delay, r.error);
+            });
+            release_claim(claim);
+            if (wr != record_write::written) return finish(w, false);
+            mark_blocked(w.msg, ordered);
+            ++m_retry_scheduled;
+            retry_cv.notify_all();
+            return finish(w, true);
+        }
+        const auto& reason = rt.reason;
+        const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
+            dead->add(tx, o.group, stored, reason, r.code, n, true, ordered);
+        });
+        release_claim(claim);
+        if (wr != record_write::written) return finish(w, false);
+        mark_blocked(w.msg, ordered);
+        ++m_dead;
+        spdlog::warn("event=dead_letter group={} topic={} message_id={} attempts={} reason=\"{}\"",
+                     o.group, w.msg.topic, w.msg.message_id, n, reason);
+        publish_dead_letter(w.msg, reason);
+        return finish(w, true);
+    }
+}
+
+// Takes everything queued at once (a polled batch spreads over the lanes), processes it in
+// order, and completes the Redis claims of the whole run in one pipelined round trip.
+void consumer::impl::lane_loop(lane& ln) {
+    std::deque<work_item> local;
+    std::vector<work_item> batch;
+    while (true) {
+        {
+            std::unique_lock lock(ln.mutex);
+            if (ln.queue.empty() && !ln.pending_items.empty()) {
+                lock.unlock();
+                flush_completes(ln);
+                continue;
+            }
+            ln.cv.wait(lock, [&] { return !ln.queue.empty() || lanes_exit; });
+            if (ln.queue.empty()) break;
+            local.swap(ln.queue);
+        }
+        while (!local.empty()) {
+            work_item w = std::move(local.front());
+            local.pop_front();
+            {
+                std::lock_guard lock(ln.mutex);
+                ln.depth = ln.queue.size() + local.size();
+            }
+            const bool mine = tracker.begin({w.msg.topic, w.msg.partition}, w.generation);
+            --queued_total;
+            queued_bytes -= w.bytes;
+            if (!mine) continue;  // revoked: abandoned, its offset is never committed past
+            if (abandon_all) {
+                finish(w, false);
+                continue;
+            }
+            if (needs_claim(w)) claim_run(ln, w, local);
+            if (batchable(w)) {
+                batch.push_back(std::move(w));
+                if (batch.size() >= o.tx_batch_max) run_batch(ln, batch);
+                continue;
+            }
+            run_batch(ln, batch);  // the earlier messages first: per-key order
+            process_live(ln, w);
+        }
+        run_batch(ln, batch);
+        flush_completes(ln);
+    }
+    flush_completes(ln);
+}
+
+// Can `w` join a batched effect transaction? Only the plain success path is batched:
+// everything that needs a decision of its own (malformed, parked behind its key, Redis
+// claim not fresh, plain handler) runs alone, after the batch before it has committed.
+bool consumer::impl::batchable(const work_item& w) {
+    if (o.tx_batch_max <= 1 || !w.malformed.empty() || w.entry == nullptr || !w.entry->tx) {
+        return false;
+    }
+    if (maybe_blocked(w.msg, w.entry->options.ordered_retry)) return false;
+    if (redis) {
+        if (w.claim_failed) return use_inbox;  // Redis down: the inbox alone decides
+        if (!w.claim || w.claim->status != dedup::claim_status::fresh) return false;
+    }
+    return true;
+}
+
+// Applies `batch` (items already begun, in lane order) in as few transactions as the
+// bounds allow: each one inserts the inbox rows set-based, runs the handlers of the fresh
+// messages in order and commits once. On any failure that transaction rolls back (no effect
+// of it is durable) and its messages run one transaction each through process_live, which
+// routes a failing one alone. Offsets complete only after the commit.
+void consumer::impl::run_batch(lane& ln, std::vector<work_item>& batch) {
+    std::size_t next = 0;
+    while (next < batch.size()) {
+        const std::size_t n = batch.size() - next;
+        if (n == 1) {
+            process_live(ln, batch[next]);
+            break;
+        }
+        std::vector<bool> fresh(n, true);
+        std::size_t ran = 0;
+        bool committed = false;
+        std::optional<std::size_t> failed_at;  // the handler that threw, if one did
+        std::optional<attempt_outcome> failure;
+        try {
+            auto& c = lane_conn(ln.conn);
+            pqxx::work tx{c};
+            if (box) {
+                std::vector<std::string> ids;
+                ids.reserve(n);
+                for (std::size_t i = 0; i < n; ++i) ids.push_back(batch[next + i].msg.message_id);
+                fresh = box->insert_batch(tx, o.group, ids, o.inbox_lock_wait);
+            }
+            const auto t0 = clock_type::now();
+            for (; ran < n; ++ran) {
+                if (ran > 0 && clock_type::now() - t0 >= o.tx_batch_max_time) break;
+                auto& w = batch[next + ran];
+                w.msg.attempt = 1;
+                if (fresh[ran]) {
+                    try {
+                        w.entry->tx(w.msg, tx);
+                    } catch (...) {
+                        failed_at = ran;
+                        failure = failed_outcome();
+                        throw;
+                    }
+                }
+                if (ran + 1 == n / 2) fault_point("mid_batch_before_commit");
+            }
+            if (ran < n && box) {
+                // Cut short by the time bound: the rest was not applied in this transaction.
+                std::vector<std::string> rest;
+                for (std::size_t i = ran; i < n; ++i) {
+                    if (fresh[i]) rest.push_back(batch[next + i].msg.message_id);
+                }
+                box->remove_batch(tx, o.group, rest);
+            }
+            tx.commit();
+            if (fault_armed("lost_batch_commit_ack")) {
+                throw pqxx::in_doubt_error(
+                    "fault point lost_batch_commit_ack: COMMIT sent, acknowledgement lost");
+            }
+            committed = true;
+        } catch (const std::exception& e) {
+            batch_failed(ln, n, e.what());
+        } catch (...) {
+            batch_failed(ln, n, "unknown exception");
+        }
+        if (!committed) {
+            // Nothing of this transaction is durable. The messages before the failing one
+            // run again alone; the failing one is routed from its failure (its attempt 1);
+            // the rest run alone after it.
+            for (std::size_t i = next; i < batch.size(); ++i) {
+                if (failed_at && i == next + *failed_at) {
+                    process_live(ln, batch[i], failure);
+                } else {
+                    process_live(ln, batch[i]);
+                }
+            }
+            break;
+        }
+        fault_point("after_effect_before_offset");
+        fault_point("after_batch_commit_before_offset");
+        ++m_batches;
+        m_batched_messages += ran;
+        m_last_batch = ran;
+        for (std::size_t i = 0; i < ran; ++i) {
+            auto& w = batch[next + i];
+            if (fresh[i]) {
+                ++m_processed;
+            } else {
+                ++m_duplicates;
+            }
+            if (w.claim && !w.claim->token.empty()) {
+                ln.pending_claims.push_back(*w.claim);
+                ln.pending_items.push_back(std::move(w));
+            } else {
+                finish(w, true);
+            }
+        }
+        if (ln.pending_claims.size() >= 1024) flush_completes(ln);
+        next += ran;
+    }
+    batch.clear();
+}
+
+void consumer::impl::batch_failed(lane& ln, std::size_t n, const char* why) {
+    if (ln.conn && !ln.conn->is_open()) ln.conn.reset();
+    ++m_batch_fallbacks;
+    spdlog::info(
+        "event=batch_fallback group={} size={} action=one_transaction_per_message "
+        "error=\"{}\"",
+        o.group, n, why);
+}
+
+}  // namespace ferry::consumer
