@@ -14,20 +14,21 @@
 CREATE OR REPLACE FUNCTION @SCHEMA@.retry_parked(parked_id bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
+    retried boolean;
     first_row @SCHEMA@.parked%ROWTYPE;
     r @SCHEMA@.parked%ROWTYPE;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @SCHEMA@.wal_slot) THEN
-        RETURN EXISTS (
-            WITH moved AS (DELETE FROM @SCHEMA@.parked WHERE id = parked_id RETURNING *),
-            restored AS (
-                INSERT INTO @SCHEMA@.outbox (id, message_id, topic, key, payload, headers,
-                                             created_at, available_at, expires_at)
-                OVERRIDING SYSTEM VALUE
-                SELECT id, message_id, topic, key, payload, headers, created_at,
-                       clock_timestamp(), expires_at FROM moved
-                RETURNING 1)
-            SELECT 1 FROM restored);
+        WITH moved AS (DELETE FROM @SCHEMA@.parked WHERE id = parked_id RETURNING *),
+        restored AS (
+            INSERT INTO @SCHEMA@.outbox (id, message_id, topic, key, payload, headers,
+                                         created_at, available_at, expires_at)
+            OVERRIDING SYSTEM VALUE
+            SELECT id, message_id, topic, key, payload, headers, created_at,
+                   clock_timestamp(), expires_at FROM moved
+            RETURNING 1)
+        SELECT count(*) > 0 INTO retried FROM restored;
+        RETURN retried;
     END IF;
     SELECT * INTO first_row FROM @SCHEMA@.parked WHERE id = parked_id FOR UPDATE;
     IF NOT FOUND THEN
