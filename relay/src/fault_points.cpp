@@ -34,6 +34,11 @@ bool produce_guard_enabled() {
     return !disabled;
 }
 
+bool wal_confirm_on_receipt() {
+    static const bool unsafe = std::getenv("FERRY_RELAY_UNSAFE_WAL_CONFIRM_ON_RECEIPT") != nullptr;
+    return unsafe;
+}
+
 bool fatal_producer_armed(std::size_t groups) {
     static std::atomic<bool> fired{false};
     if (groups < 2 || std::getenv("FERRY_RELAY_FAULT_FATAL_PRODUCER") == nullptr) return false;

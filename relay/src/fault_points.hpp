@@ -15,7 +15,9 @@
 // fatal_producer (FERRY_RELAY_FAULT_FATAL_PRODUCER): the first round over two or more held
 // groups raises a fatal producer error just before its first batch with rows produces.
 // FERRY_RELAY_UNSAFE_NO_PRODUCE_GUARD switches the zombie produce guard off (the negative
-// control of the zombie test).
+// control of the zombie test). FERRY_RELAY_UNSAFE_WAL_CONFIRM_ON_RECEIPT makes the WAL source
+// confirm the slot as soon as it has read messages, before producing them (the negative control
+// of "confirm only what is recorded").
 
 #include <cstddef>
 #include <cstdint>
@@ -27,10 +29,12 @@ void sleep_point(const char* name, const char* env_name, int group, std::int64_t
                  std::size_t rows);
 bool produce_guard_enabled();
 bool fatal_producer_armed(std::size_t groups);
+bool wal_confirm_on_receipt();
 #else
 inline void sleep_point(const char*, const char*, int, std::int64_t, std::size_t) {}
 inline bool produce_guard_enabled() { return true; }
 inline bool fatal_producer_armed(std::size_t) { return false; }
+inline bool wal_confirm_on_receipt() { return false; }
 #endif
 
 inline void before_produce(int group, std::int64_t epoch, std::size_t rows) {

@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "fault_points.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
@@ -322,8 +323,17 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
         std::lock_guard lock(_mu);
         const auto now_us = server_now_us();
         for (auto i = first; i < out.rows.size(); ++i) {
-            const auto& e = _window.at(out.rows[i].id);
+            auto& e = _window.at(out.rows[i].id);
             out.rows[i].expired = e.expires_at_us && *e.expires_at_us <= now_us;
+            if (fault::wal_confirm_on_receipt()) {
+                // Negative control (test builds only): confirm before producing.
+                _tracker.finish(e.ticket);
+                e.finished_early = true;
+            }
+        }
+        if (fault::wal_confirm_on_receipt()) {
+            _stream->acknowledge(_tracker.confirmable());
+            _stream->send_status();
         }
     }
     const auto lease = check_lease(group, epoch, out.rows);
@@ -485,7 +495,8 @@ mark_outcome wal_source::mark(const mark_request& request) {
     std::lock_guard lock(_mu);
     if (generation != _generation) return mark_outcome::marked;  // the stream restarted
     for (const auto& [id, ticket] : finished) {
-        _tracker.finish(ticket);
+        const auto it = _window.find(id);
+        if (it != _window.end() && !it->second.finished_early) _tracker.finish(ticket);
         _window.erase(id);
     }
     return mark_outcome::marked;

@@ -84,6 +84,7 @@ private:
         source_row row;  // as yielded (payload kept: a row may be yielded again, or parked)
         std::optional<std::int64_t> expires_at_us;
         wal::confirm_tracker::ticket ticket = 0;
+        bool finished_early = false;  // the negative control's confirm on receipt
     };
     struct rejected_entry {
         wal::rejected_message message;

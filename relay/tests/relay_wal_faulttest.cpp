@@ -274,4 +274,61 @@ TEST(WalRelayFaultTest, StoppedRelayLetsTheSlotLagThenCatchesUp) {
     EXPECT_EQ(order_violations(reader.read_all(1s, 30s)), 0u);
 }
 
+// kill -9 after the claim and before anything was produced (fault point before_produce): the
+// batch read from the slot was not confirmed, so the next relay publishes it. Negative control:
+// with the source confirming on receipt (FERRY_RELAY_UNSAFE_WAL_CONFIRM_ON_RECEIPT, test builds
+// only), the same kill loses that batch, which this check catches.
+std::size_t lost_after_kill_before_produce(bool confirm_on_receipt) {
+    wal_env env;
+    constexpr int n = 400;
+    std::set<std::string> committed;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        for (int i = 0; i < n; ++i) {
+            pqxx::work tx{conn};
+            committed.insert(enqueue_wal(tx, env.schema.name(), env.topic,
+                                         "k" + std::to_string(i % 10), std::to_string(i)));
+            tx.commit();
+        }
+    }
+    auto c = wal_config(env);
+    c.env["FERRY_RELAY_FAULT_BEFORE_PRODUCE_MS"] = "20000";
+    if (confirm_on_receipt) c.env["FERRY_RELAY_UNSAFE_WAL_CONFIRM_ON_RECEIPT"] = "1";
+    {
+        relay_process first(env, c);
+        EXPECT_TRUE(eventually(
+            [&] { return first.log().find("name=before_produce") != std::string::npos; }, 30s))
+            << first.log();
+        std::this_thread::sleep_for(500ms);
+        first.proc().kill();
+        EXPECT_TRUE(first.proc().wait(5s).has_value());
+    }
+    relay_process second(env, wal_config(env));
+    // Everything the slot still holds is published; what it no longer holds never will be.
+    EXPECT_TRUE(eventually(
+        [&] {
+            pqxx::connection conn{ferry::test::pg_dsn()};
+            const auto s = ferry::wal::inspect_slot(conn, env.slot);
+            return s && s->lag_bytes && *s->lag_bytes < 64 * 1024 && distinct_published(env) > 0;
+        },
+        60s));
+    std::this_thread::sleep_for(2s);
+    kafka_reader reader(env.topic);
+    (void)reader.read(committed.size(), 30s);
+    const auto check = check_delivery(reader.read_all(1s, 30s), committed);
+    std::cerr << "[wal kill before_produce confirm_on_receipt=" << confirm_on_receipt << "] "
+              << describe(check) << "\n";
+    EXPECT_EQ(check.phantoms, 0u);
+    return check.lost;
+}
+
+TEST(WalRelayFaultTest, KillBeforeProduceLosesNothingBecauseTheSlotIsNotYetConfirmed) {
+    EXPECT_EQ(lost_after_kill_before_produce(false), 0u);
+}
+
+TEST(WalRelayFaultTest, NegativeControlConfirmingOnReceiptLosesTheKilledBatch) {
+    EXPECT_GT(lost_after_kill_before_produce(true), 0u)
+        << "confirming before producing must lose the batch a kill interrupts";
+}
+
 }  // namespace
