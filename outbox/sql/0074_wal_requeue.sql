@@ -11,6 +11,7 @@
 CREATE FUNCTION @SCHEMA@.requeue(message_id uuid, topic text, key text, payload bytea,
                                  headers jsonb, created_at timestamptz)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $fn$
+#variable_conflict use_column
 BEGIN
     IF EXISTS (SELECT 1 FROM @SCHEMA@.wal_slot) THEN
         PERFORM @SCHEMA@.emit_wal(requeue.message_id, requeue.topic, requeue.key,

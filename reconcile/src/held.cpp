@@ -139,17 +139,15 @@ redrive_status held_store::redrive_expired(const std::string& message_id) {
                  .empty()) {
             return redrive_status::already_in_outbox;
         }
+        // requeue() (migration 0074): an outbox row in polling mode, a logical decoding
+        // message in WAL mode, so the re-drive reaches whichever relay the schema runs.
         const auto moved =
             exec(tx,
                  "WITH gone AS (DELETE FROM " + q +
-                     ".expired WHERE message_id = $1::uuid RETURNING *) "
-                     "INSERT INTO " +
-                     q +
-                     ".outbox (message_id, topic, key, payload, headers, created_at, "
-                     "available_at, expires_at) SELECT message_id, topic, key, payload, headers, "
-                     "created_at, clock_timestamp(), NULL FROM gone RETURNING 1",
+                     ".expired WHERE message_id = $1::uuid RETURNING *) SELECT " + q +
+                     ".requeue(message_id, topic, key, payload, headers, created_at) FROM gone",
                  message_id);
-        if (moved.affected_rows() != 1) return redrive_status::not_found;
+        if (moved.empty() || !moved[0][0].as<bool>()) return redrive_status::not_found;
         tx.commit();
         return redrive_status::redriven;
     } catch (...) {

@@ -264,18 +264,21 @@ private:
         }
         std::set<std::string> redriven_now;
         if (!to_redrive.empty()) {
-            // A fresh outbox row with the original message_id, payload and headers: consumers'
-            // dedup makes a second delivery harmless; the key's later messages are not held.
+            // The original message_id, payload and headers queued again through requeue()
+            // (migration 0074: an outbox row in polling mode, a logical decoding message in WAL
+            // mode): consumers' dedup makes a second delivery harmless; the key's later
+            // messages are not held.
             for (const auto& row :
                  exec(tx,
-                      "INSERT INTO " + _q +
-                          ".outbox (message_id, topic, key, payload, headers) "
-                          "SELECT DISTINCT ON (message_id) message_id, topic, key, payload, "
-                          "headers FROM " +
+                      "SELECT l.message_id::text FROM (SELECT DISTINCT ON (message_id) "
+                      "message_id, topic, key, payload, headers, created_at FROM " +
                           _q +
                           ".published WHERE message_id = ANY($1::uuid[]) "
-                          "AND payload IS NOT NULL ORDER BY message_id, published_at DESC "
-                          "ON CONFLICT (message_id) DO NOTHING RETURNING message_id::text",
+                          "AND payload IS NOT NULL ORDER BY message_id, published_at DESC) AS l "
+                          "WHERE " +
+                          _q +
+                          ".requeue(l.message_id, l.topic, l.key, l.payload, l.headers, "
+                          "clock_timestamp())",
                       array_literal(to_redrive))) {
                 redriven_now.insert(row[0].as<std::string>());
             }

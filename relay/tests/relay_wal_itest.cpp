@@ -11,6 +11,7 @@
 #include "ferry/common/error.hpp"
 #include "ferry/common/metrics.hpp"
 #include "ferry/outbox/writer.hpp"
+#include "ferry/reconcile/held.hpp"
 #include "ferry/relay/relay.hpp"
 #include "relay_fixture.hpp"
 
@@ -311,6 +312,14 @@ TEST(WalRelayTest, ExpiredMessageIsRecordedAndNeverPublished) {
                               expired + "'") == 1;
         },
         30s));
+    // An operator's re-drive (ferryctl expired redrive) reaches the WAL relay: in WAL mode it
+    // emits the message instead of inserting an outbox row no WAL relay would read (0074).
+    ferry::reconcile::held_store store(ferry::test::pg_dsn(), env.schema.name());
+    EXPECT_EQ(store.redrive_expired(expired), ferry::reconcile::redrive_status::redriven);
+    (void)reader.read(2, 60s);
+    const auto after = reader.read_all(1s, 30s);
+    EXPECT_EQ(payloads_of_key(after, "k"), (std::vector<std::string>{"fresh", "old"}));
+    expect_outbox_untouched(env);
 }
 
 // WAL mode streams one slot in commit order: more than one lease group is refused with the
