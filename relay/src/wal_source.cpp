@@ -205,9 +205,10 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
     const auto deadline = std::chrono::steady_clock::now() + wait;
     const auto before = rows.size();
     while (rows.size() < limit) {
-        // Wait for the first row only; after it, take what has already arrived.
+        // Wait for the first row only; after it, take what has already arrived (the negative
+        // control waits for a full batch).
         auto timeout = 0ms;
-        if (rows.size() == before) {
+        if (rows.size() == before || fault::wal_confirm_on_receipt()) {
             const auto now = std::chrono::steady_clock::now();
             if (now < deadline) {
                 timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
@@ -215,7 +216,10 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
         }
         auto item = _stream->next(timeout);
         if (!item) {
-            if (rows.size() == before && std::chrono::steady_clock::now() < deadline) continue;
+            if ((rows.size() == before || fault::wal_confirm_on_receipt()) &&
+                std::chrono::steady_clock::now() < deadline) {
+                continue;
+            }
             break;
         }
         auto event = _assembler->feed(item->message());
@@ -319,7 +323,10 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
     }
     if (out.rows.size() < limit) {
         const auto first = out.rows.size();
-        read_stream(out.rows, limit, first > 0 ? 0ms : _o.poll_max);
+        // The negative control reads a whole batch (up to 2 s) so that it confirms complete
+        // transactions whatever the machine's speed.
+        read_stream(out.rows, limit,
+                    fault::wal_confirm_on_receipt() ? 2000ms : (first > 0 ? 0ms : _o.poll_max));
         std::lock_guard lock(_mu);
         const auto now_us = server_now_us();
         for (auto i = first; i < out.rows.size(); ++i) {

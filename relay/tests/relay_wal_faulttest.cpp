@@ -302,6 +302,10 @@ std::size_t lost_after_kill_before_produce(bool confirm_on_receipt) {
         std::this_thread::sleep_for(500ms);
         first.proc().kill();
         EXPECT_TRUE(first.proc().wait(5s).has_value());
+        const auto log = first.log();
+        const auto at = log.find("name=before_produce");
+        std::cerr << "[wal kill before_produce] " << log.substr(at, log.find('\n', at) - at)
+                  << "\n";
     }
     relay_process second(env, wal_config(env));
     // Everything the slot still holds is published; what it no longer holds never will be.
