@@ -33,6 +33,19 @@ std::string nested_lists(const std::string& prefix, std::size_t lists) {
     return prefix + std::string(lists, '[') + std::string(lists, ']') + "\n";
 }
 
+// load_string on its own thread: a parser that never returns fails the test (and ends the
+// process, since that thread cannot be stopped) instead of hanging the suite.
+load_result load_or_fail(const std::string& yaml, std::chrono::seconds limit) {
+    auto result =
+        std::async(std::launch::async, [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
+    if (result.wait_for(limit) != std::future_status::ready) {
+        ADD_FAILURE() << "load_string did not return within " << limit.count() << " s on: " << yaml;
+        std::fflush(nullptr);
+        std::_Exit(1);
+    }
+    return result.get();
+}
+
 TEST(ConfigLimitsTest, TextOverTheSizeLimitIsOneErrorNamingTheLimit) {
     load_limits limits;
     limits.max_bytes = 64;
@@ -159,14 +172,7 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
         {"&a,x\n", {1, 3}},
     };
     for (const auto& [yaml, at] : cases) {
-        auto result = std::async(std::launch::async,
-                                 [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
-        if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-            ADD_FAILURE() << "load_string did not return within 20 s on: " << yaml;
-            std::fflush(nullptr);
-            std::_Exit(1);  // the parser thread cannot be stopped
-        }
-        const auto loaded = result.get();
+        const auto loaded = load_or_fail(yaml, std::chrono::seconds(20));
         ASSERT_FALSE(loaded.ok()) << yaml;
         ASSERT_EQ(loaded.errors.size(), 1u) << yaml;
         EXPECT_EQ(loaded.errors.front().line, at.first) << yaml;
@@ -178,14 +184,7 @@ TEST(ConfigLimitsTest, DocumentStartingWithACommaIsRefusedNotHungFoundByFuzzConf
     for (const auto& [yaml, at] : std::vector<std::pair<std::string, std::pair<int, int>>>{
              {std::string("\0,", 2), {1, 1}},
              {std::string("log:\n  le\0vel: info\n", 20), {2, 5}}}) {
-        auto result = std::async(std::launch::async,
-                                 [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
-        if (result.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-            ADD_FAILURE() << "load_string did not return within 20 s on a text with a NUL";
-            std::fflush(nullptr);
-            std::_Exit(1);
-        }
-        const auto loaded = result.get();
+        const auto loaded = load_or_fail(yaml, std::chrono::seconds(20));
         ASSERT_EQ(loaded.errors.size(), 1u);
         EXPECT_EQ(loaded.errors.front().line, at.first);
         EXPECT_EQ(loaded.errors.front().column, at.second);
@@ -218,14 +217,7 @@ TEST(ConfigLimitsTest, TagWithAStrayByteIntoAFlowIndicatorIsATimeoutNotAHangFoun
     };
     for (const auto& yaml : cases) {
         const auto t0 = std::chrono::steady_clock::now();
-        auto result = std::async(std::launch::async,
-                                 [&yaml] { return load_string(yaml, "t.yaml", no_env()); });
-        if (result.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-            ADD_FAILURE() << "load_string did not return within 30 s on: " << yaml;
-            std::fflush(nullptr);
-            std::_Exit(1);  // the parser thread cannot be stopped
-        }
-        const auto loaded = result.get();
+        const auto loaded = load_or_fail(yaml, std::chrono::seconds(30));
         const auto took = std::chrono::steady_clock::now() - t0;
         ASSERT_EQ(loaded.errors.size(), 1u) << yaml;
         EXPECT_EQ(loaded.errors.front().to_string(),
