@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <string>
 
 namespace ferry::config::detail {
 namespace {
@@ -18,6 +20,7 @@ namespace {
 // The child's verdicts, one byte each.
 constexpr char k_finished = 'F';
 constexpr char k_out_of_memory = 'M';
+constexpr int k_wall_factor = 10;
 
 std::string errno_text(const char* what, int err) {
     return std::string(what) + ": " + std::strerror(err);
@@ -33,6 +36,30 @@ std::size_t mapped_bytes() {
     std::fclose(f);
     const long page = ::sysconf(_SC_PAGESIZE);
     return ok && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+}
+
+// How long the child has run on a CPU (user + system, /proc/PID/stat), or a value past any
+// limit when that cannot be read, so the wall-clock limit applies then.
+std::chrono::milliseconds cpu_time(pid_t pid) {
+    const auto unknown = std::chrono::milliseconds::max();
+    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    std::FILE* f = std::fopen(path.c_str(), "re");
+    if (f == nullptr) return unknown;
+    char buf[1024];
+    const auto n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    // Fields after the command name, which is in parentheses and may hold anything.
+    const char* rest = std::strrchr(buf, ')');
+    unsigned long utime = 0, stime = 0;
+    if (rest == nullptr ||
+        std::sscanf(rest + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                    &stime) != 2) {
+        return unknown;
+    }
+    const long ticks = ::sysconf(_SC_CLK_TCK);
+    if (ticks <= 0) return unknown;
+    return std::chrono::milliseconds(static_cast<long long>(utime + stime) * 1000 / ticks);
 }
 
 void write_verdict(int fd, char verdict) {
@@ -100,23 +127,34 @@ isolation_outcome run_isolated(const std::function<void()>& work, const isolatio
     }
 
     ::close(fds[1]);
-    const auto deadline = t0 + limits.time;
+    // The limit is on the child's CPU time, checked when that much wall time has passed: on a
+    // loaded machine a starved child has not used its time yet and gets more, up to
+    // k_wall_factor times the limit (the backstop for a child that waits instead of working).
+    const auto wall_deadline = t0 + limits.time * k_wall_factor;
+    auto next_check = t0 + limits.time;
     char verdict = 0;
     bool timed_out = false;
     for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= wall_deadline) {
             timed_out = true;
             break;
         }
+        if (now >= next_check) {
+            const auto used = cpu_time(pid);
+            if (used >= limits.time) {
+                timed_out = true;
+                break;
+            }
+            next_check = now + std::max(limits.time - used, std::chrono::milliseconds(10));
+            continue;
+        }
+        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::min(next_check, wall_deadline) - now);
         pollfd p{fds[0], POLLIN, 0};
-        const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+        const int ready = ::poll(&p, 1, static_cast<int>(std::max<long long>(wait.count(), 1)));
         if (ready < 0 && errno == EINTR) continue;
-        if (ready == 0) {
-            timed_out = true;
-            break;
-        }
+        if (ready == 0) continue;
         // Readable, hung up or an error: read says which (a verdict byte, or 0 at EOF).
         ssize_t n = 0;
         while ((n = ::read(fds[0], &verdict, 1)) < 0 && errno == EINTR) {

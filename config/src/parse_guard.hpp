@@ -1,4 +1,4 @@
-// Runs a piece of work in a forked child with a wall-clock and a memory limit, and reports
+// Runs a piece of work in a forked child with a time and a memory limit, and reports
 // whether it finished. config/ uses it to prove that yaml-cpp's parse of an untrusted text
 // terminates before the process parses that text itself (ADR 0050, third amendment).
 //
@@ -32,7 +32,10 @@ inline constexpr bool k_memory_limit_applies = true;
 #endif
 
 struct isolation_limits {
-    /// Wall-clock time the child may take, from fork to its verdict.
+    /// CPU time the child may use before its verdict (checked from /proc at 10 ms
+    /// resolution once this much wall time has passed), and at most 10 times this in wall
+    /// time, so a child starved by a loaded machine is not taken for a hang and one that waits
+    /// forever is still stopped.
     std::chrono::milliseconds time{2000};
     /// Address space the child may add to what the parent had mapped at the fork
     /// (RLIMIT_AS). Not applied in a sanitizer build: ASan and TSan reserve terabytes of
@@ -42,7 +45,7 @@ struct isolation_limits {
 
 enum class isolation_status {
     finished,       ///< the work returned (or threw something other than std::bad_alloc)
-    timed_out,      ///< no verdict within the time limit; the child was killed (SIGKILL)
+    timed_out,      ///< no verdict within the time limits; the child was killed (SIGKILL)
     out_of_memory,  ///< the work threw std::bad_alloc under the memory limit
     crashed,        ///< the child died without a verdict (a signal, or an exit of its own)
     unavailable,    ///< no child could be started (pipe or fork failed); nothing ran
@@ -61,8 +64,8 @@ struct isolation_outcome {
 
 /// Forks; the child applies the memory limit, runs `work` and writes a one-byte verdict to a
 /// pipe, then leaves with _exit (no atexit handlers, no stdio flush, no leak check). The parent
-/// waits for the verdict at most `limits.time`, kills the child when it does not come, and
-/// always reaps it.
+/// waits for the verdict within `limits.time` (see there), kills the child when it does not come,
+/// and always reaps it.
 ///
 /// Forking a process with threads: the child has only the calling thread, and any lock another
 /// thread held at the fork stays locked in the child forever. glibc makes malloc fork-safe and

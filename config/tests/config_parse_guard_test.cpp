@@ -75,6 +75,19 @@ TEST(ConfigParseGuardTest, EndlessWorkIsKilledAtTheTimeLimit) {
     EXPECT_LT(took, 10s);
 }
 
+// The limit is on CPU time: a child that uses none (starved, or waiting on something that never
+// comes) is stopped by the wall-clock backstop at 10 times the limit instead.
+TEST(ConfigParseGuardTest, IdleWorkIsKilledAtTenTimesTheLimitInWallTime) {
+    const auto out = run_isolated(
+        [] {
+            for (;;) ::pause();
+        },
+        {100ms, 0});
+    EXPECT_EQ(out.status, isolation_status::timed_out);
+    EXPECT_GE(out.elapsed, 1000ms);
+    EXPECT_LT(out.elapsed, 10s);
+}
+
 TEST(ConfigParseGuardTest, ACrashIsReportedWithItsSignalOrExitCode) {
     const auto aborted = run_isolated([] { std::abort(); }, {10s, 0});
     EXPECT_EQ(aborted.status, isolation_status::crashed);
