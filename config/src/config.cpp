@@ -24,12 +24,14 @@
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
+#include <mutex>
 #include <sstream>
 #include <utility>
 
 #include "ferry/common/redact.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/redis_url.hpp"
+#include "parse_guard.hpp"
 #include "units.hpp"
 
 namespace ferry::config {
@@ -1713,8 +1715,10 @@ std::optional<std::pair<std::size_t, std::size_t>> top_level_flow_entry(const st
     return std::nullopt;
 }
 
-// The text's problem with the limits, as a diagnostic, or nullopt when it is within them. A
-// syntax error is left to the real parse, which reports it the same way either way.
+// The checks that need no parser: the size limit, a zero byte and the known yaml-cpp hangs,
+// each as one diagnostic with its place, or nullopt. A syntax error is left to the real parse.
+// The known hangs are also caught by the time limit of parse_text_guarded; refusing them here
+// gives the place and the reason instead of a timeout 2 s later.
 std::optional<diagnostic> check_limits(const std::string& text, const std::string& source,
                                        const load_limits& limits) {
     if (text.size() > limits.max_bytes) {
@@ -1743,6 +1747,21 @@ std::optional<diagnostic> check_limits(const std::string& text, const std::strin
                           "node (a flow entry outside any [...] or {...}); the YAML parser would "
                           "never return on it"};
     }
+    return std::nullopt;
+}
+
+// All of yaml-cpp's work on an untrusted text: the depth limit on the event stream, then the
+// documents as nodes; a problem is one diagnostic. Deterministic: the same bytes take the same
+// path through the same code, which is what lets a child's run of it vouch for the parent's.
+// The caller holds yaml_mutex().
+struct parsed_text {
+    std::optional<diagnostic> problem;
+    std::vector<YAML::Node> docs;
+};
+
+parsed_text parse_text(const std::string& text, const std::string& source,
+                       const load_limits& limits) {
+    parsed_text out;
     std::istringstream in(text);
     YAML::Parser parser(in);
     depth_probe probe(limits.max_depth);
@@ -1750,13 +1769,66 @@ std::optional<diagnostic> check_limits(const std::string& text, const std::strin
         while (parser.HandleNextDocument(probe)) {
         }
     } catch (const depth_probe::too_deep& e) {
-        return diagnostic{source, one_based(e.mark.line), one_based(e.mark.column), "",
-                          "nesting is deeper than the depth limit of " +
-                              std::to_string(limits.max_depth) +
-                              " levels of maps and lists (load_limits.max_depth)"};
+        out.problem = diagnostic{source, one_based(e.mark.line), one_based(e.mark.column), "",
+                                 "nesting is deeper than the depth limit of " +
+                                     std::to_string(limits.max_depth) +
+                                     " levels of maps and lists (load_limits.max_depth)"};
+        return out;
     } catch (const YAML::Exception&) {
+        // A syntax error: LoadAll below reports it with its place.
     }
-    return std::nullopt;
+    try {
+        out.docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+        // A syntax error ends parsing: yaml-cpp cannot recover, and what follows the error would
+        // be guesswork. It is still one diagnostic with its place, not an exception.
+        out.problem = diagnostic{source, one_based(e.mark.line), one_based(e.mark.column), "",
+                                 "YAML syntax error: " + e.msg};
+    }
+    return out;
+}
+
+std::string duration_text(std::chrono::milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + " s"
+                                 : std::to_string(d.count()) + " ms";
+}
+
+// parse_text, but first in a forked child with load_limits' time and memory limits, so a
+// yaml-cpp hang (or crash) on malformed input becomes a diagnostic instead of this process's
+// fate. Only a text whose parse finished in the child is parsed here (ADR 0050, third
+// amendment). The caller holds yaml_mutex().
+parsed_text parse_text_guarded(const std::string& text, const std::string& source,
+                               const load_limits& limits) {
+    if (limits.parse_timeout.count() <= 0) return parse_text(text, source, limits);
+    const auto trial = detail::run_isolated([&] { (void)parse_text(text, source, limits); },
+                                            {limits.parse_timeout, limits.parse_memory});
+    const auto refused = [&](std::string message) {
+        parsed_text out;
+        out.problem = diagnostic{source, 0, 0, "", std::move(message)};
+        return out;
+    };
+    switch (trial.status) {
+        case detail::isolation_status::finished:
+            return parse_text(text, source, limits);
+        case detail::isolation_status::timed_out:
+            return refused("YAML parse did not finish within " +
+                           duration_text(limits.parse_timeout) +
+                           " (yaml-cpp hang on malformed input; load_limits.parse_timeout)");
+        case detail::isolation_status::out_of_memory:
+            return refused("YAML parse needed more than " +
+                           std::to_string(limits.parse_memory / k_mib) +
+                           " MiB of memory (load_limits.parse_memory)");
+        case detail::isolation_status::crashed:
+            return refused("the YAML parser crashed on this text (" +
+                           (trial.signal != 0 ? "signal " + std::to_string(trial.signal) + ", " +
+                                                    std::string(strsignal(trial.signal))
+                                              : "exit code " + std::to_string(trial.code)) +
+                           ")");
+        case detail::isolation_status::unavailable:
+            break;
+    }
+    return refused("cannot run the YAML parse in a child process (" + trial.reason +
+                   "); load_limits.parse_timeout = 0 parses in-process instead");
 }
 
 }  // namespace
@@ -1796,17 +1868,18 @@ load_result load_string(std::string_view yaml, const std::string& source, const 
         finish(result, env);
         return result;
     }
-    try {
-        const auto docs = YAML::LoadAll(text);
-        if (!docs.empty()) r.read_root(docs.front(), result.config);
-        if (docs.size() > 1) {
-            r.error(docs[1].Mark(), "", "only one YAML document is allowed (remove \"---\")");
+    {
+        const std::lock_guard lock(detail::yaml_mutex());
+        auto parsed = parse_text_guarded(text, source, limits);
+        if (parsed.problem) {
+            result.errors.push_back(std::move(*parsed.problem));
+        } else {
+            if (!parsed.docs.empty()) r.read_root(parsed.docs.front(), result.config);
+            if (parsed.docs.size() > 1) {
+                r.error(parsed.docs[1].Mark(), "",
+                        "only one YAML document is allowed (remove \"---\")");
+            }
         }
-    } catch (const YAML::Exception& e) {
-        // A syntax error ends parsing: yaml-cpp cannot recover, and what follows the error would
-        // be guesswork. It is still one diagnostic with its place, not an exception.
-        result.errors.push_back(diagnostic{source, one_based(e.mark.line), one_based(e.mark.column),
-                                           "", "YAML syntax error: " + e.msg});
     }
     finish(result, env);
     return result;
@@ -1855,6 +1928,7 @@ const consumer_config* find_consumer(const ferry_config& cfg, std::string_view g
 }
 
 std::string render_redacted(const ferry_config& cfg) {
+    const std::lock_guard lock(detail::yaml_mutex());
     YAML::Emitter out;
     out << YAML::BeginMap;
     for (const auto& section : sections()) {

@@ -324,6 +324,17 @@ struct load_limits {
     /// Deepest accepted nesting of maps and lists; the root map is level 1. Ferry's own
     /// configuration needs 5 (checkback.groups.<name>.headers.<header>).
     std::size_t max_depth = 32;
+    /// Time limit on yaml-cpp's parse of the text. The parse first runs in a forked child
+    /// process; only when it finished there does this process parse the same text (yaml-cpp 0.7
+    /// never returns on some malformed input, ADR 0050). The limit is on the child's CPU time,
+    /// so a busy machine that starves the child does not make a valid text fail, with 10 times
+    /// it in wall time as a backstop. A parse that does not finish is one diagnostic naming
+    /// this limit. Zero skips the child and parses in-process, for a
+    /// host process that cannot fork (then a malformed text can hang the load).
+    std::chrono::milliseconds parse_timeout{2000};
+    /// Memory the child's parse may add to the process's address space (RLIMIT_AS); running
+    /// out is one diagnostic naming this limit. Not enforced in ASan or TSan builds.
+    std::size_t parse_memory = 512 * 1024 * 1024;
 };
 
 /// Defaults plus environment overrides; no file.
