@@ -169,7 +169,7 @@ long long pending(pqxx::connection& conn, const bench_schema& s) {
 
 long long published_rows(pqxx::connection& conn, const bench_schema& s) {
     pqxx::nontransaction tx{conn};
-    return tx.exec("SELECT count(*) FROM " + s.name + ".published")[0][0].as<long long>();
+    return tx.exec("SELECT count(*) FROM " + s.name + ".ledger")[0][0].as<long long>();
 }
 
 // --- librdkafka producer for the baselines -------------------------------------------------
@@ -476,7 +476,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         while (published_rows(conn, s) == 0 && clock_type::now() < deadline)
             std::this_thread::sleep_for(10ms);
         pqxx::work clear{conn};
-        clear.exec("TRUNCATE " + s.name + ".published");
+        clear.exec("TRUNCATE " + s.name + ".published, " + s.name + ".published_batch");
         clear.commit();
     }
     // 8 producer sessions, each committing a transaction every 8 ms (1k commits/s in all), with
@@ -537,7 +537,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         pqxx::nontransaction tx{conn};
         for (const auto& row :
              tx.exec("SELECT message_id::text, extract(epoch FROM published_at)::float8 FROM " +
-                     s.name + ".published")) {
+                     s.name + ".ledger")) {
             published.emplace(row[0].c_str(), row[1].as<double>());
         }
     }

@@ -45,6 +45,8 @@ std::string ts(const std::string& expr) {
 
 struct ledger_row {
     std::string id, topic, key, created_at, published_at;
+    /// published_at at full precision (timestamptz text): finds this copy again.
+    std::string published_exact;
 };
 
 class job {
@@ -134,7 +136,17 @@ public:
 
         if (cdb_ptr) dead_letters(g, *cdb_ptr, cq, topics, all_topics);
 
-        // Walk the ledger window in keyset chunks.
+        redis_lookup* rl = redis ? &*redis : nullptr;
+        walk_published_rows(g, cdb_ptr, cq, use_inbox, rl, topics, all_topics);
+        walk_published_batches(g, cdb_ptr, cq, use_inbox, rl, topics, all_topics);
+        duplicates(g, cdb_ptr, cq, use_inbox, redis ? &*redis : nullptr, topics, all_topics);
+    }
+
+    /// The per-message ledger rows of `published` (written before migration 0090, or by hand)
+    /// in the window, in keyset chunks of (published_at, message_id).
+    void walk_published_rows(const group_options& g, pqxx::connection* cdb, const std::string& cq,
+                             bool use_inbox, redis_lookup* redis, const std::string& topics,
+                             bool all_topics) {
         std::string last_ts = _ws;
         std::string last_id = "00000000-0000-0000-0000-000000000000";
         for (;;) {
@@ -156,17 +168,65 @@ public:
                 for (const auto& row : r) {
                     chunk.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
                                      row[2].as<std::string>(), row[3].as<std::string>(),
-                                     row[4].as<std::string>()});
+                                     row[4].as<std::string>(), row[5].as<std::string>()});
                     last_ts = row[5].as<std::string>();
                     last_id = chunk.back().id;
                 }
             }
             if (chunk.empty()) break;
             _scanned += static_cast<std::int64_t>(chunk.size());
-            check_chunk(g, chunk, cdb_ptr, cq, use_inbox, redis ? &*redis : nullptr);
+            check_chunk(g, chunk, cdb, cq, use_inbox, redis);
             if (static_cast<std::int64_t>(chunk.size()) < _o.chunk_size) break;
         }
-        duplicates(g, cdb_ptr, cq, use_inbox, redis ? &*redis : nullptr, topics, all_topics);
+    }
+
+    /// The batch rows of `published_batch` (migration 0090, ADR 0011) in the window, whole
+    /// batches at a time in keyset order of (published_at, batch_id), about chunk_size
+    /// messages a chunk. Each batch is expanded once; rows of other topics come back flagged
+    /// so that a chunk without a match still moves the keyset on.
+    void walk_published_batches(const group_options& g, pqxx::connection* cdb,
+                                const std::string& cq, bool use_inbox, redis_lookup* redis,
+                                const std::string& topics, bool all_topics) {
+        std::string last_ts = _ws;
+        std::string last_batch = "0";
+        for (;;) {
+            std::vector<ledger_row> chunk;
+            bool any = false;
+            {
+                pqxx::read_transaction tx{_conn};
+                const auto r = exec(
+                    tx,
+                    "SELECT x.message_id::text, x.topic, x.key, " + ts("x.created_at") + ", " +
+                        ts("b.published_at") +
+                        ", b.published_at::text, b.batch_id::text, ($5 OR x.topic = "
+                        "ANY($6::text[])) FROM (SELECT s.* FROM (SELECT b.published_at, "
+                        "b.batch_id, b.message_ids, b.topics, b.keys, b.created_ats, "
+                        "sum(b.message_count) OVER (ORDER BY b.published_at, b.batch_id ROWS "
+                        "UNBOUNDED PRECEDING) - b.message_count AS before FROM " +
+                        _q +
+                        ".published_batch b WHERE b.published_at >= $1::timestamptz AND "
+                        "b.published_at < $2::timestamptz AND (b.published_at, b.batch_id) > "
+                        "($1::timestamptz, $3::bigint) ORDER BY b.published_at, b.batch_id "
+                        "LIMIT $4) AS s WHERE s.before < $4) AS b CROSS JOIN LATERAL "
+                        "unnest(b.message_ids, b.topics, b.keys, b.created_ats) WITH ORDINALITY "
+                        "AS x(message_id, topic, key, created_at, n) ORDER BY b.published_at, "
+                        "b.batch_id, x.n",
+                    last_ts, _we, last_batch, _o.chunk_size, all_topics, topics);
+                for (const auto& row : r) {
+                    any = true;
+                    last_ts = row[5].as<std::string>();
+                    last_batch = row[6].as<std::string>();
+                    if (!row[7].as<bool>()) continue;
+                    chunk.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
+                                     row[2].as<std::string>(), row[3].as<std::string>(),
+                                     row[4].as<std::string>(), row[5].as<std::string>()});
+                }
+            }
+            if (!any) break;
+            if (chunk.empty()) continue;
+            _scanned += static_cast<std::int64_t>(chunk.size());
+            check_chunk(g, chunk, cdb, cq, use_inbox, redis);
+        }
     }
 
     std::int64_t scanned() const { return _scanned; }
@@ -230,9 +290,11 @@ private:
         std::set<std::string> in_flight, pending;
         for (const auto& row :
              exec(tx,
-                  "SELECT m::text, EXISTS (SELECT 1 FROM " + _q +
-                      ".published p WHERE p.message_id = m AND p.published_at >= "
-                      "$2::timestamptz), EXISTS (SELECT 1 FROM " +
+                  // The ledger after the window is expanded once (a hashed subplan), not
+                  // once per id: batch rows have no message_id index (ADR 0011).
+                  "SELECT m::text, m IN (SELECT p.message_id FROM " + _q +
+                      ".ledger p WHERE p.published_at >= $2::timestamptz AND p.message_id = "
+                      "ANY($1::uuid[])), EXISTS (SELECT 1 FROM " +
                       _q + ".outbox o WHERE o.message_id = m) FROM unnest($1::uuid[]) AS m",
                   array_literal(mids), _we)) {
             if (row[1].as<bool>())
@@ -240,7 +302,7 @@ private:
             else if (row[2].as<bool>())
                 pending.insert(row[0].as<std::string>());
         }
-        std::vector<std::string> to_redrive;
+        std::vector<std::string> to_redrive, redrive_at;
         std::vector<std::string> i_id, i_topic, i_key, i_created, i_pub, i_action;
         for (const auto* m : missing) {
             if (in_flight.count(m->id)) continue;
@@ -250,6 +312,7 @@ private:
             } else if (_o.redrive) {
                 if (_redriven + static_cast<std::int64_t>(to_redrive.size()) < _o.redrive_cap) {
                     to_redrive.push_back(m->id);
+                    redrive_at.push_back(m->published_exact);
                     action = "redrive";  // resolved below
                 } else {
                     action = "cap_reached";
@@ -267,19 +330,22 @@ private:
             // The original message_id, payload and headers queued again through requeue()
             // (migration 0074: an outbox row in polling mode, a logical decoding message in WAL
             // mode): consumers' dedup makes a second delivery harmless; the key's later
-            // messages are not held.
+            // messages are not held. The payload comes from the copy the walk found, looked
+            // up by its exact published_at (an index probe; batch rows have no message_id
+            // index, ADR 0011).
             for (const auto& row :
                  exec(tx,
                       "SELECT l.message_id::text FROM (SELECT DISTINCT ON (message_id) "
                       "message_id, topic, key, payload, headers, created_at FROM " +
                           _q +
-                          ".published WHERE message_id = ANY($1::uuid[]) "
-                          "AND payload IS NOT NULL ORDER BY message_id, published_at DESC) AS l "
+                          ".ledger WHERE message_id = ANY($1::uuid[]) AND published_at = "
+                          "ANY($2::timestamptz[]) AND payload IS NOT NULL ORDER BY message_id, "
+                          "published_at DESC) AS l "
                           "WHERE " +
                           _q +
                           ".requeue(l.message_id, l.topic, l.key, l.payload, l.headers, "
                           "clock_timestamp())",
-                      array_literal(to_redrive))) {
+                      array_literal(to_redrive), array_literal(redrive_at))) {
                 redriven_now.insert(row[0].as<std::string>());
             }
             _redriven += static_cast<std::int64_t>(redriven_now.size());
@@ -322,14 +388,14 @@ private:
                           "SELECT p.message_id::text, min(p.topic), min(p.key), " +
                               ts("min(p.created_at)") + ", " + ts("max(p.published_at)") +
                               ", count(*) FROM " + _q +
-                              ".published p WHERE p.published_at >= $1::timestamptz AND "
+                              ".ledger p WHERE p.published_at >= $1::timestamptz AND "
                               "p.published_at < $2::timestamptz AND p.message_id > $3::uuid "
                               "AND ($4 OR p.topic = ANY($5::text[])) GROUP BY p.message_id "
                               "HAVING count(*) > 1 ORDER BY p.message_id LIMIT $6",
                           _ws, _we, last, all_topics, topics, _o.chunk_size)) {
                     rows.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
                                     row[2].as<std::string>(), row[3].as<std::string>(),
-                                    row[4].as<std::string>()});
+                                    row[4].as<std::string>(), std::string()});
                     counts.push_back(row[5].as<std::string>());
                     last = rows.back().id;
                 }

@@ -190,7 +190,7 @@ TEST_F(ReconcileTest, ReportsExactlyTheInjectedAnomaliesAndRedriveAppliesOnce) {
         tx.exec_params("INSERT INTO " + q() +
                            ".outbox (message_id, topic, key, payload) SELECT "
                            "message_id, topic, key, payload FROM " +
-                           q() + ".published WHERE message_id = $1::uuid LIMIT 1",
+                           q() + ".ledger WHERE message_id = $1::uuid LIMIT 1",
                        dup);
         tx.commit();
     }

@@ -190,67 +190,78 @@ void maintenance::maintain_ledger(pqxx::connection& conn) {
     const std::int64_t retention_s =
         std::chrono::duration_cast<std::chrono::seconds>(_o.published_retention).count();
     std::int64_t now_s = 0;
-    std::vector<std::pair<std::int64_t, std::string>> ranged;  // (upper bound, name)
-    std::int64_t max_upper = 0;
     {
         pqxx::nontransaction tx{conn};
         now_s = tx.exec("SELECT floor(extract(epoch FROM clock_timestamp()))::bigint")[0][0]
                     .as<std::int64_t>();
-        const auto r = internal::exec(
-            tx,
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = "
-            "to_regclass($1) AND n.nspname = $2 AND c.relname ~ '^published_p[0-9]+_[0-9]+$'",
-            _q + ".published", _o.schema);
-        for (const auto& row : r) {
-            const auto name = row[0].as<std::string>();
-            const std::int64_t upper = std::stoll(name.substr(name.rfind('_') + 1));
-            ranged.emplace_back(upper, name);
-            max_upper = std::max(max_upper, upper);
-        }
     }
-    // Drop partitions wholly past the retention.
     int dropped = 0;
-    for (const auto& [upper, name] : ranged) {
-        if (upper > now_s - retention_s) continue;
-        if (!ledger_ddl(conn,
-                        "DROP TABLE IF EXISTS " + _q + "." + quote_identifier(name, "partition"))) {
-            break;
-        }
-        ++dropped;
-    }
-    // Create partitions up to three widths ahead. After a gap (no partition covers now),
-    // start at the next boundary a second ahead: rows already in the default partition for
-    // the current range would make the creation fail.
-    std::int64_t from = max_upper;
-    if (from <= now_s) from = ((now_s + 1) / width + 1) * width;
     int created = 0;
-    while (from < now_s + 3 * width) {
-        const std::int64_t to = from + width;
-        const auto name = "published_p" + std::to_string(from) + "_" + std::to_string(to);
-        if (!ledger_ddl(conn, "CREATE TABLE IF NOT EXISTS " + _q + "." +
-                                  quote_identifier(name, "partition") + " PARTITION OF " + _q +
-                                  ".published FOR VALUES FROM ('" + utc_literal(from) + "') TO ('" +
-                                  utc_literal(to) + "')")) {
-            break;
-        }
-        ++created;
-        from = to;
-    }
-    // Rows outside every range: bounded deletes, as before partitioning.
     long trimmed = 0;
-    for (int i = 0; i < 20; ++i) {
-        pqxx::work tx{conn};
-        const auto r = internal::exec(
-            tx,
-            "DELETE FROM " + _q + ".published_default WHERE ctid = ANY(ARRAY(SELECT ctid FROM " +
-                _q +
-                ".published_default WHERE published_at < clock_timestamp() - $1::bigint * "
-                "interval '1 millisecond' LIMIT 5000))",
-            std::to_string(_o.published_retention.count()));
-        tx.commit();
-        trimmed += static_cast<long>(r.affected_rows());
-        if (r.affected_rows() < 5000) break;
+    // The ledger's two tables (migration 0090): a row per batch, and the per-message rows of
+    // earlier versions. Both are partitioned the same way and kept for the same time.
+    for (const std::string table : {"published_batch", "published"}) {
+        const std::string prefix = table + "_p";
+        std::vector<std::pair<std::int64_t, std::string>> ranged;  // (upper bound, name)
+        std::int64_t max_upper = 0;
+        {
+            pqxx::nontransaction tx{conn};
+            const auto r = internal::exec(
+                tx,
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = "
+                "to_regclass($1) AND n.nspname = $2 AND c.relname ~ ('^' || $3 || "
+                "'[0-9]+_[0-9]+$')",
+                _q + "." + table, _o.schema, prefix);
+            for (const auto& row : r) {
+                const auto name = row[0].as<std::string>();
+                const std::int64_t upper = std::stoll(name.substr(name.rfind('_') + 1));
+                ranged.emplace_back(upper, name);
+                max_upper = std::max(max_upper, upper);
+            }
+        }
+        // Drop partitions wholly past the retention.
+        for (const auto& [upper, name] : ranged) {
+            if (upper > now_s - retention_s) continue;
+            if (!ledger_ddl(conn, "DROP TABLE IF EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition"))) {
+                break;
+            }
+            ++dropped;
+        }
+        // Create partitions up to three widths ahead. After a gap (no partition covers now),
+        // start at the next boundary a second ahead: rows already in the default partition for
+        // the current range would make the creation fail.
+        std::int64_t from = max_upper;
+        if (from <= now_s) from = ((now_s + 1) / width + 1) * width;
+        while (from < now_s + 3 * width) {
+            const std::int64_t to = from + width;
+            const auto name = prefix + std::to_string(from) + "_" + std::to_string(to);
+            if (!ledger_ddl(conn, "CREATE TABLE IF NOT EXISTS " + _q + "." +
+                                      quote_identifier(name, "partition") + " PARTITION OF " + _q +
+                                      "." + table + " FOR VALUES FROM ('" + utc_literal(from) +
+                                      "') TO ('" + utc_literal(to) + "')")) {
+                break;
+            }
+            ++created;
+            from = to;
+        }
+        // Rows outside every range: bounded deletes, as before partitioning.
+        for (int i = 0; i < 20; ++i) {
+            pqxx::work tx{conn};
+            const auto r =
+                internal::exec(tx,
+                               "DELETE FROM " + _q + "." + table +
+                                   "_default WHERE ctid = ANY(ARRAY(SELECT ctid "
+                                   "FROM " +
+                                   _q + "." + table +
+                                   "_default WHERE published_at < clock_timestamp() - $1::bigint * "
+                                   "interval '1 millisecond' LIMIT 5000))",
+                               std::to_string(_o.published_retention.count()));
+            tx.commit();
+            trimmed += static_cast<long>(r.affected_rows());
+            if (r.affected_rows() < 5000) break;
+        }
     }
     if (dropped > 0 || created > 0 || trimmed > 0) {
         spdlog::debug("event=ledger_maintained dropped={} created={} trimmed_default={}", dropped,

@@ -39,21 +39,23 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
             parts.push_back(p.partition);
             offsets.push_back(p.offset);
         }
+        // One ledger row for the batch (migration 0090, ADR 0011): the deleted rows' columns
+        // as parallel arrays, aggregated in one pass so element i of every array is the same
+        // message, and the payloads back to back with their lengths.
         (void)internal::exec_cached(
             tx, "ferry_relay_mark_published",
             "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) "
             "AS t(id, part, off)), moved AS (DELETE FROM " +
                 q +
-                ".outbox o USING info "
-                "WHERE o.id = info.id RETURNING o.message_id, o.topic, o.key, "
-                "o.created_at, o.payload, o.headers, "
-                "info.part, info.off) INSERT INTO " +
+                ".outbox o USING info WHERE o.id = info.id RETURNING o.message_id, o.topic, "
+                "o.key, o.created_at, o.payload, o.headers, info.part, info.off) INSERT INTO " +
                 q +
-                ".published (message_id, topic, "
-                "key, partition, \"offset\", created_at, relay_epoch, lease_group, "
-                "payload, headers) SELECT "
-                "message_id, topic, key, part, off, created_at, $4, $5, payload, headers "
-                "FROM moved",
+                ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
+                "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
+                "$4, $5, count(*), array_agg(message_id), array_agg(topic), array_agg(key), array_agg(part), "
+                "array_agg(off), array_agg(created_at), array_agg(octet_length(payload)), "
+                "string_agg(payload, ''::bytea), array_agg(headers) FROM moved "
+                "HAVING count(*) > 0",
             internal::array_literal(ids), internal::array_literal(parts),
             internal::array_literal(offsets), request.epoch, request.group);
     }

@@ -391,13 +391,33 @@ struct row_columns {
     }
 };
 
+// The published rows of a mark, as one ledger batch row (migration 0090, ADR 0011): parallel
+// arrays, and the payloads back to back in one binary parameter (no hex on either side).
+struct ledger_columns {
+    std::vector<std::string> ids, topics, keys, headers;
+    std::vector<std::int64_t> created, offsets;
+    std::vector<int> parts, lens;
+    std::string payloads;
+    void add(const source_row& r, int partition, std::int64_t offset) {
+        ids.push_back(r.message_id);
+        topics.push_back(r.topic);
+        keys.push_back(r.key);
+        headers.push_back(r.headers_json);
+        created.push_back(r.created_at_us);
+        parts.push_back(partition);
+        offsets.push_back(offset);
+        lens.push_back(static_cast<int>(r.payload.size()));
+        payloads += r.payload;
+    }
+};
+
 }  // namespace
 
 mark_outcome wal_source::mark(const mark_request& request) {
     // The rows' content, from the window (the marker holds no copy).
-    row_columns pub, exp, park;
-    std::vector<int> p_parts;
-    std::vector<std::int64_t> p_offsets, x_expires;
+    ledger_columns pub;
+    row_columns exp, park;
+    std::vector<std::int64_t> x_expires;
     std::vector<std::optional<std::string>> k_expires;
     std::vector<std::string> k_reasons, k_codes;
     std::vector<std::pair<std::int64_t, wal::confirm_tracker::ticket>> finished;
@@ -416,9 +436,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
         for (const auto& p : request.publish) {
             const auto* e = find(p.id);
             if (e == nullptr) continue;
-            pub.add(e->row);
-            p_parts.push_back(p.partition);
-            p_offsets.push_back(p.offset);
+            pub.add(e->row, p.partition, p.offset);
         }
         for (const auto id : request.expire) {
             const auto* e = find(id);
@@ -449,18 +467,17 @@ mark_outcome wal_source::mark(const mark_request& request) {
         (void)internal::exec_cached(
             tx, "ferry_relay_wal_mark_published",
             "INSERT INTO " + _q +
-                ".published (message_id, topic, key, partition, \"offset\", created_at, "
-                "relay_epoch, lease_group, payload, headers) SELECT u.id, u.topic, u.key, "
-                "u.part, u.off, " +
-                ts_expr("u.created") +
-                ", $1, $2, u.payload, u.headers FROM unnest($3::uuid[], $4::text[], "
-                "$5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bytea[], $10::jsonb[]) "
-                "AS u(id, topic, key, part, off, created, payload, headers)",
+                ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
+                "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
+                "$1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], $5::text[], $6::int[], $7::bigint[], ARRAY(SELECT " +
+                ts_expr("c") +
+                " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), "
+                "$9::int[], $10::bytea, $11::jsonb[]",
             request.epoch, request.group, internal::array_literal(pub.ids),
             internal::array_literal(pub.topics), internal::array_literal(pub.keys),
-            internal::array_literal(p_parts), internal::array_literal(p_offsets),
-            internal::array_literal(pub.created), internal::array_literal(pub.payloads),
-            internal::array_literal(pub.headers));
+            internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
+            internal::array_literal(pub.created), internal::array_literal(pub.lens),
+            internal::bytea_param(pub.payloads), internal::array_literal(pub.headers));
     }
     if (!exp.ids.empty()) {
         (void)internal::exec_cached(

@@ -70,7 +70,7 @@ private:
 };
 
 long published_count(const relay_env& env) {
-    return count_rows("SELECT count(*) FROM " + env.q() + ".published");
+    return count_rows("SELECT count(*) FROM " + env.q() + ".ledger");
 }
 
 bool outbox_drained(const relay_env& env, std::chrono::milliseconds timeout) {
@@ -279,7 +279,7 @@ TEST(RelayFaultTest, ZombieCannotMarkAfterTakeoverAndNothingIsLost) {
     std::this_thread::sleep_for(1s);
     // The zombie marked nothing under its old epoch, and still holds nothing.
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
-                         ".published WHERE relay_epoch = " + std::to_string(zombie_epoch)),
+                         ".ledger WHERE relay_epoch = " + std::to_string(zombie_epoch)),
               0);
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".relay_lease WHERE owner = 'peer-b'"),
               1);

@@ -106,7 +106,7 @@ TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
         const auto expected = q.exec_params(
             "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
             "FROM " +
-                env.q() + ".published WHERE message_id = $1::uuid",
+                env.q() + ".ledger WHERE message_id = $1::uuid",
             id);
         ASSERT_EQ(expected.size(), 1u);
         EXPECT_EQ(by_id[id].header("ferry-created-at"),
@@ -114,14 +114,20 @@ TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
     }
     pqxx::nontransaction tx{conn};
     for (const auto& [id, r] : by_id) {
-        const auto row =
-            tx.exec_params("SELECT partition, \"offset\", relay_epoch, lease_group FROM " +
-                               env.q() + ".published WHERE message_id = $1::uuid",
-                           id);
+        const auto row = tx.exec_params(
+            "SELECT partition, \"offset\", relay_epoch, lease_group, encode(payload, 'escape'), "
+            "headers::text FROM " +
+                env.q() + ".ledger WHERE message_id = $1::uuid",
+            id);
         ASSERT_EQ(row.size(), 1u) << id;
         EXPECT_EQ(row[0][0].as<int>(), r.partition);
         EXPECT_EQ(row[0][1].as<long>(), r.offset);
         EXPECT_GE(row[0][2].as<long>(), 1);
+        // The batch row's payload slice and headers element are this message's (ADR 0011).
+        EXPECT_EQ(std::optional<std::string>(row[0][4].as<std::string>()), r.value) << id;
+        EXPECT_EQ(row[0][5].as<std::string>(),
+                  id == a ? R"({"tenant": "x", "trace-id": "t-1"})" : "{}")
+            << id;
     }
     relay.stop();
     EXPECT_EQ(relay.counts().published, 3u);
@@ -451,6 +457,12 @@ TEST(RelayTest, PublishedLedgerRetentionDeletesOnlyOldRows) {
                 "\"offset\", created_at, published_at, relay_epoch, lease_group) SELECT "
                 "gen_random_uuid(), 't', 'k', 0, g, now(), now() - interval '2 days', 1, 0 "
                 "FROM generate_series(1, 7000) g");
+        // And 7000 old batch rows, as marks since migration 0090 write them.
+        tx.exec("INSERT INTO " + env.q() +
+                ".published_batch (published_at, relay_epoch, lease_group, message_count, "
+                "message_ids, topics, keys, partitions, offsets, created_ats) SELECT now() - "
+                "interval '2 days', 1, 0, 1, ARRAY[gen_random_uuid()], '{t}', '{k}', '{0}', ARRAY[g], "
+                "ARRAY[now()] FROM generate_series(1, 7000) g");
         tx.commit();
     }
     auto opts = options_for(env);
@@ -461,11 +473,11 @@ TEST(RelayTest, PublishedLedgerRetentionDeletesOnlyOldRows) {
     const auto fresh = enqueue_committed(conn, env.schema.name(), env.topic, {"r", "fresh"});
     kafka_reader reader(env.topic);
     ASSERT_EQ(reader.read(1, 15s).size(), 1u);
-    // 7000 old rows take two bounded deletes (5000 + 2000); the fresh row stays.
+    // 7000 old rows of each table take two bounded deletes (5000 + 2000); the fresh row stays.
     EXPECT_TRUE(eventually(
-        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".published") == 1; }, 10s))
-        << count_rows("SELECT count(*) FROM " + env.q() + ".published");
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id = '" +
+        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".ledger") == 1; }, 10s))
+        << count_rows("SELECT count(*) FROM " + env.q() + ".ledger");
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger WHERE message_id = '" +
                          fresh + "'"),
               1);
     relay.stop();
@@ -590,15 +602,19 @@ TEST(RelayTest, PublishedLedgerStaysBoundedUnderSustainedLoad) {
     long peak_late = 0;
     while (std::chrono::steady_clock::now() - t0 < 14s) {
         pqxx::work tx{conn};
+        // A batch row of 4000 messages, as the relay's mark writes it (migration 0090).
         tx.exec("INSERT INTO " + env.q() +
-                ".published (message_id, topic, key, partition, \"offset\", created_at, "
-                "relay_epoch, lease_group, payload, headers) SELECT gen_random_uuid(), 't', 'k', "
-                "0, g, now(), 1, 0, '\\x00', '{}' FROM generate_series(1, 4000) g");
+                ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
+                "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
+                "1, 0, count(*), array_agg(gen_random_uuid()), array_agg('t'::text), array_agg('k'::text), "
+                "array_agg(0), array_agg(g::bigint), array_agg(now()), array_agg(1), "
+                "string_agg('\\x00'::bytea, ''::bytea), array_agg('{}'::jsonb) FROM "
+                "generate_series(1, 4000) g");
         tx.commit();
         inserted += 4000;
         if (std::chrono::steady_clock::now() - t0 > 8s) {
             peak_late =
-                std::max(peak_late, count_rows("SELECT count(*) FROM " + env.q() + ".published"));
+                std::max(peak_late, count_rows("SELECT count(*) FROM " + env.q() + ".ledger"));
         }
         std::this_thread::sleep_for(100ms);
     }
@@ -613,7 +629,7 @@ TEST(RelayTest, PublishedLedgerStaysBoundedUnderSustainedLoad) {
     EXPECT_LE(static_cast<double>(peak_late), rate * 7.0);
     // The ledger stays readable by name, as reconciliation reads it.
     EXPECT_GT(count_rows("SELECT count(*) FROM " + env.q() +
-                         ".published WHERE published_at > now() - interval '1 second'"),
+                         ".ledger WHERE published_at > now() - interval '1 second'"),
               0);
     relay.stop();
 }

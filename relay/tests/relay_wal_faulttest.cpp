@@ -135,7 +135,7 @@ std::size_t expect_no_loss_allowing_unknown(kafka_reader& reader, wal_workload& 
 }
 
 long distinct_published(const wal_env& env) {
-    return count_rows("SELECT count(DISTINCT message_id) FROM " + env.q() + ".published");
+    return count_rows("SELECT count(DISTINCT message_id) FROM " + env.q() + ".ledger");
 }
 
 bool all_published(const wal_env& env, std::size_t n, std::chrono::milliseconds timeout) {

@@ -48,7 +48,7 @@ std::vector<std::string> payloads_of_key(const std::vector<kafka_record>& record
 }
 
 long ledger_count(const wal_env& env) {
-    return count_rows("SELECT count(*) FROM " + env.q() + ".published");
+    return count_rows("SELECT count(*) FROM " + env.q() + ".ledger");
 }
 
 // Whatever the relay did, it never touched the outbox table: no row, no insert, no dead tuple.
@@ -85,8 +85,8 @@ TEST(WalRelayTest, PublishesEachKeyInCommitOrderNotBeginOrder) {
     EXPECT_EQ(payloads_of_key(records, "order-2"), (std::vector<std::string>{"C"}));
     ASSERT_TRUE(eventually([&] { return ledger_count(env) == 3; }, 30s));
     relay.stop();
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id IN ('" +
-                         a + "', '" + b + "', '" + c + "')"),
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger WHERE message_id IN ('" + a +
+                         "', '" + b + "', '" + c + "')"),
               3);
     expect_outbox_untouched(env);
 }
@@ -123,9 +123,24 @@ TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
     EXPECT_TRUE(records[0].header("ferry-created-at").has_value());
     EXPECT_EQ(records[1].header("ferry-message-id"), last);
     ASSERT_TRUE(eventually([&] { return ledger_count(env) == 2; }, 30s));
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published WHERE message_id = '" +
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger WHERE message_id = '" +
                          rolled_back + "'"),
               0);
+    // Each ledger row carries its own message's place in Kafka, payload and headers (the batch
+    // row's arrays and payload slice line up, ADR 0011).
+    pqxx::nontransaction q{conn};
+    for (const auto& r : records) {
+        const auto row = q.exec_params(
+            "SELECT partition, \"offset\", encode(payload, 'escape'), headers::text FROM " +
+                env.q() + ".ledger WHERE message_id = $1::uuid",
+            *r.header("ferry-message-id"));
+        ASSERT_EQ(row.size(), 1u);
+        EXPECT_EQ(row[0][0].as<int>(), r.partition);
+        EXPECT_EQ(row[0][1].as<long>(), r.offset);
+        EXPECT_EQ(std::optional<std::string>(row[0][2].as<std::string>()), r.value);
+        EXPECT_EQ(row[0][3].as<std::string>(),
+                  r.header("ferry-message-id") == first ? R"({"trace": "t-1"})" : "{}");
+    }
 }
 
 // One transaction of 100k messages: streamed (the relay starts publishing before it has read

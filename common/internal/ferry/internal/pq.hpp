@@ -42,6 +42,18 @@ pqxx::result exec_cached(pqxx::transaction_base& tx, const std::string& name,
 #endif
 }
 
+/// A bytea parameter sent in binary format: no hex escaping in the client, no decoding in the
+/// server.
+#if PQXX_VERSION_MAJOR < 7
+inline pqxx::binarystring bytea_param(const std::string& bytes) {
+    return pqxx::binarystring(bytes);
+}
+#else
+inline std::basic_string<std::byte> bytea_param(const std::string& bytes) {
+    return {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()};
+}
+#endif
+
 inline std::string sqlstate_of(const pqxx::sql_error& e) { return e.sqlstate(); }
 
 /// Rethrows the current exception (call inside a catch block) as ferry::error.
