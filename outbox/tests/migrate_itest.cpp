@@ -2,8 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "catalog_dump.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/outbox/migrate.hpp"
 #include "ferry/outbox/status.hpp"
@@ -133,4 +137,29 @@ TEST(StatusTest, CountsPendingDelayedAndOldestAge) {
     EXPECT_GE(s.oldest_pending_age_s, 90.0);
     EXPECT_LT(s.oldest_pending_age_s, 120.0);
     EXPECT_EQ(s.schema_version, outbox::migrations().back().version);
+}
+
+// The golden catalog: what a full migration gave before migrations moved into per-module
+// folders (written by the migrator of that time, with FERRY_WRITE_EXPECTED_CATALOG=1). A full
+// migration today must give exactly the same catalog for the same migrations.
+TEST(MigrateTest, FullMigrationGivesTheRecordedCatalog) {
+    test::scoped_schema schema("migrate_golden");
+    pqxx::connection conn{test::pg_dsn()};
+    (void)outbox::migrate(conn, schema.name());
+    const auto dump = test::catalog_dump(conn, schema.name());
+    std::string versions = "# versions:";
+    for (const auto& m : outbox::migrations()) versions += " " + std::to_string(m.version);
+    const std::string path = FERRY_EXPECTED_CATALOG;
+    if (std::getenv("FERRY_WRITE_EXPECTED_CATALOG") != nullptr) {
+        std::ofstream out(path);
+        out << versions << "\n";
+        for (const auto& line : dump) out << line << "\n";
+    }
+    std::ifstream in(path);
+    ASSERT_TRUE(in) << path;
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string actual = versions + "\n";
+    for (const auto& line : dump) actual += line + "\n";
+    EXPECT_EQ(text.str(), actual);
 }
