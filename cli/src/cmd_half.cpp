@@ -4,8 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "ferry/common/sql_ident.hpp"
-#include "ferry/internal/pq.hpp"
+#include "ferry/outbox/half.hpp"
 #include "ferry/outbox/message_id.hpp"
 #include "ferry/reconcile/held.hpp"
 #include "held_json.hpp"
@@ -33,38 +32,39 @@ std::string require_id(const std::string& text) {
     return text;
 }
 
+outbox::writer make_writer(const ferry::config::ferry_config& cfg) {
+    auto o = cfg.outbox;
+    o.schema = cfg.postgres.schema;
+    return outbox::writer(o);
+}
+
 void list(const globals& g, const half_args& a) {
     const auto cfg = g.load_config();
     auto conn = open(cfg);
-    const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::read_transaction tx{*conn};
-    const auto rows = internal::exec(
-        tx,
-        "SELECT message_id::text, state, producer_group, coalesce(producer_instance, ''), tx_ref, "
-        "topic, key, "
-        "check_count, max_checks, coalesce(last_check_result, ''), "
-        "to_char(prepared_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "coalesce(decided_by, '') "
-        "FROM " +
-            q +
-            ".half_message WHERE ($1 = '' OR state = $1) AND ($2 = '' OR producer_group = $2) "
-            "ORDER BY prepared_at LIMIT $3",
-        a.state, a.group, a.limit);
+    outbox::half_filter filter;
+    if (!a.state.empty()) filter.state = outbox::parse_half_state(a.state);  // IsMember-checked
+    if (!a.group.empty()) filter.producer_group = a.group;
+    filter.limit = a.limit;
+    const auto rows = outbox::list_half(make_writer(cfg), *conn, filter);
+    auto prepared = [](const outbox::half_message_info& h) { return h.prepared_at; };
+    auto checks = [](const outbox::half_message_info& h) {
+        return std::to_string(h.check_count) + "/" + std::to_string(h.max_checks);
+    };
     if (a.json) {
         auto arr = nlohmann::json::array();
-        for (const auto& r : rows) {
-            arr.push_back({{"message_id", r[0].c_str()},
-                           {"state", r[1].c_str()},
-                           {"producer_group", r[2].c_str()},
-                           {"producer_instance", r[3].c_str()},
-                           {"tx_ref", r[4].c_str()},
-                           {"topic", r[5].c_str()},
-                           {"key", r[6].c_str()},
-                           {"check_count", r[7].as<int>()},
-                           {"max_checks", r[8].as<int>()},
-                           {"last_check_result", r[9].c_str()},
-                           {"prepared_at", r[10].c_str()},
-                           {"decided_by", r[11].c_str()}});
+        for (const auto& h : rows) {
+            arr.push_back({{"message_id", h.id.to_string()},
+                           {"state", std::string(outbox::to_string(h.state))},
+                           {"producer_group", h.producer_group},
+                           {"producer_instance", h.producer_instance.value_or("")},
+                           {"tx_ref", h.tx_ref},
+                           {"topic", h.topic},
+                           {"key", h.key},
+                           {"check_count", h.check_count},
+                           {"max_checks", h.max_checks},
+                           {"last_check_result", h.last_check_result.value_or("")},
+                           {"prepared_at", prepared(h)},
+                           {"decided_by", h.decided_by.value_or("")}});
         }
         std::cout << arr.dump(2) << "\n";
         return;
@@ -72,37 +72,21 @@ void list(const globals& g, const half_args& a) {
     std::cout << std::left << std::setw(38) << "MESSAGE ID" << std::setw(13) << "STATE"
               << std::setw(16) << "GROUP" << std::setw(8) << "CHECKS" << std::setw(22) << "PREPARED"
               << "LAST CHECK\n";
-    for (const auto& r : rows) {
-        std::cout << std::left << std::setw(38) << r[0].c_str() << std::setw(13) << r[1].c_str()
-                  << std::setw(16) << r[2].c_str() << std::setw(8)
-                  << (std::to_string(r[7].as<int>()) + "/" + std::to_string(r[8].as<int>()))
-                  << std::setw(22) << r[10].c_str() << r[9].c_str() << "\n";
+    for (const auto& h : rows) {
+        std::cout << std::left << std::setw(38) << h.id.to_string() << std::setw(13)
+                  << outbox::to_string(h.state) << std::setw(16) << h.producer_group << std::setw(8)
+                  << checks(h) << std::setw(22) << prepared(h) << h.last_check_result.value_or("")
+                  << "\n";
     }
     std::cout << rows.size() << " half message(s)\n";
 }
 
-void decide(const globals& g, const half_args& a, const char* decision) {
+void decide(const globals& g, const half_args& a, outbox::half_decision decision) {
     const auto cfg = g.load_config();
+    const auto id = outbox::message_id::parse(require_id(a.id));
     auto conn = open(cfg);
-    const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    const auto id = require_id(a.id);
-    try {
-        pqxx::work tx{*conn};
-        const auto state =
-            internal::exec(tx, "SELECT " + q + ".decide_half($1::uuid, $2, 'operator')", id,
-                           std::string(decision))[0][0]
-                .as<std::string>();
-        tx.commit();
-        std::cout << "half message " << id << ": " << state << "\n";
-    } catch (const pqxx::sql_error& e) {
-        std::string msg = e.what();
-        msg = msg.substr(0, msg.find('\n'));
-        if (e.sqlstate() == "FH001")
-            throw ferry::error(error_kind::permanent, "outbox.half_conflict", msg, "ID");
-        if (e.sqlstate() == "FH002")
-            throw ferry::error(error_kind::permanent, "outbox.half_unknown", msg, "ID");
-        throw;
-    }
+    const auto state = outbox::decide_as_operator(make_writer(cfg), *conn, *id, decision);
+    std::cout << "half message " << a.id << ": " << outbox::to_string(state) << "\n";
 }
 
 void show(globals& g, const half_args& a) {
@@ -161,11 +145,11 @@ void register_half(CLI::App& app, globals& g) {
     auto* commit = half->add_subcommand(
         "commit", "Commit a pending or parked half message (operator decision)");
     commit->add_option("ID", a.id, "Message id")->required();
-    commit->callback([&g] { decide(g, a, "commit"); });
+    commit->callback([&g] { decide(g, a, outbox::half_decision::commit); });
     auto* rollback = half->add_subcommand(
         "rollback", "Roll back a pending or parked half message (operator decision)");
     rollback->add_option("ID", a.id, "Message id")->required();
-    rollback->callback([&g] { decide(g, a, "rollback"); });
+    rollback->callback([&g] { decide(g, a, outbox::half_decision::rollback); });
 }
 
 }  // namespace ferry::cli

@@ -6,8 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "ferry/common/sql_ident.hpp"
-#include "ferry/internal/pq.hpp"
 #include "ferry/reconcile/held.hpp"
 #include "held_json.hpp"
 
@@ -63,14 +61,11 @@ void list(const globals& g, const parked_args& a) {
     std::cout << rows.size() << " parked message(s)\n";
 }
 
-void act(const globals& g, const parked_args& a, const char* function, const char* done) {
+void act(const globals& g, const parked_args& a, bool retry, const char* done) {
     const auto cfg = g.load_config();
-    auto conn = connect(cfg, "parked");
-    const auto q = quote_identifier(cfg.postgres.schema, "postgres.schema");
-    pqxx::work tx{*conn};
-    const bool ok =
-        internal::exec(tx, "SELECT " + q + "." + function + "($1)", a.id)[0][0].as<bool>();
-    tx.commit();
+    reconcile::held_store store(cfg.postgres.dsn, cfg.postgres.schema,
+                                cfg.postgres.connect_timeout);
+    const bool ok = retry ? store.retry_parked(a.id) : store.discard_parked(a.id);
     if (!ok) {
         throw ferry::error(error_kind::permanent, "cli.not_parked",
                            "ID: no parked message has id " + std::to_string(a.id) +
@@ -102,13 +97,13 @@ void register_parked(CLI::App& app, globals& g) {
         "retry", "Put a parked message back into the outbox (original id and order)");
     retry->add_option("ID", a.id, "Parked message id (the ID column)")->required();
     retry->callback([&g] {
-        act(g, a, "retry_parked",
+        act(g, a, true,
             "back in the outbox; it will be published before the messages held behind it");
     });
     auto* discard = parked->add_subcommand(
         "discard", "Delete a parked message; the messages held behind it flow again");
     discard->add_option("ID", a.id, "Parked message id (the ID column)")->required();
-    discard->callback([&g] { act(g, a, "discard_parked", "discarded"); });
+    discard->callback([&g] { act(g, a, false, "discarded"); });
 }
 
 }  // namespace ferry::cli

@@ -60,13 +60,6 @@ nlohmann::json slot_json(const std::optional<ferry::wal::slot_info>& s) {
     return j;
 }
 
-bool registered(pqxx::connection& conn, const std::string& schema, const std::string& slot) {
-    pqxx::nontransaction tx{conn};
-    return !tx.exec_params(
-                  "SELECT 1 FROM " + tx.quote_name(schema) + ".wal_slot WHERE slot_name = $1", slot)
-                .empty();
-}
-
 }  // namespace
 
 void register_wal(CLI::App& app, globals& g) {
@@ -114,7 +107,7 @@ void register_wal(CLI::App& app, globals& g) {
         auto conn = connect(n.cfg, "wal");
         const auto slot = ferry::wal::inspect_slot(*conn, n.slot);
         const bool pub = ferry::wal::publication_exists(*conn, n.publication);
-        const bool reg = registered(*conn, n.cfg.postgres.schema, n.slot);
+        const bool reg = ferry::wal::slot_registered(*conn, n.cfg.postgres.schema, n.slot);
         if (a.json) {
             std::cout << nlohmann::json{{"slot", slot_json(slot)},
                                         {"slot_name", n.slot},

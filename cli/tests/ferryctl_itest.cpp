@@ -47,6 +47,22 @@ TEST_F(FerryctlTest, MigrateIsIdempotent) {
     EXPECT_NE(r.output.find("up to date"), std::string::npos) << r.output;
 }
 
+TEST_F(FerryctlTest, MigrateOnlyRefusesAnUnknownModuleAndNamesTheKnownOnes) {
+    auto r = ctl("migrate --only consumer,inboxes");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("unknown module \"inboxes\""), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("outbox, relay, wal, reconcile, consumer"), std::string::npos)
+        << r.output;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    pqxx::nontransaction tx{conn};
+    EXPECT_FALSE(tx.exec_params("SELECT count(*) > 0 FROM pg_namespace WHERE nspname = $1",
+                                _schema.name())[0][0]
+                     .as<bool>());
+    r = ctl("migrate --only consumer");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("modules: consumer)"), std::string::npos) << r.output;
+}
+
 TEST_F(FerryctlTest, TwoMigratesAtOnceBothSucceedAndApplyOnce) {
     auto a = std::async(std::launch::async, [&] { return ctl("migrate"); });
     auto b = std::async(std::launch::async, [&] { return ctl("migrate"); });

@@ -24,13 +24,13 @@ half_state parse_state(const std::string& s) {
 
 // Calls decide_half and maps its custom SQLSTATEs onto ferry::error.
 half_state decide(const writer& w, pqxx::transaction_base& tx, const message_id& id,
-                  const char* decision) {
+                  const char* decision, const char* decided_by = "producer") {
     const auto schema = quote_identifier(w.options().schema, "schema");
     const std::string op = std::string(decision) + " half message " + id.to_string();
     try {
         const auto r =
-            internal::exec(tx, "SELECT " + schema + ".decide_half($1::uuid, $2, 'producer')",
-                           id.to_string(), std::string(decision));
+            internal::exec(tx, "SELECT " + schema + ".decide_half($1::uuid, $2, $3)",
+                           id.to_string(), std::string(decision), std::string(decided_by));
         return parse_state(r[0][0].as<std::string>());
     } catch (const pqxx::sql_error& e) {
         const auto state = e.sqlstate();
@@ -148,32 +148,89 @@ half_state rollback(const writer& w, pqxx::connection& conn, const message_id& i
         conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, "rollback"); });
 }
 
+std::optional<half_state> parse_half_state(std::string_view text) noexcept {
+    if (text == "pending") return half_state::pending;
+    if (text == "committed") return half_state::committed;
+    if (text == "rolled_back") return half_state::rolled_back;
+    if (text == "parked") return half_state::parked;
+    return std::nullopt;
+}
+
+half_state decide_as_operator(const writer& w, pqxx::connection& conn, const message_id& id,
+                              half_decision decision) {
+    const char* d = decision == half_decision::commit ? "commit" : "rollback";
+    return in_own_transaction(
+        conn, [&](pqxx::transaction_base& tx) { return decide(w, tx, id, d, "operator"); });
+}
+
+namespace {
+
+constexpr const char* half_columns =
+    "SELECT message_id::text, topic, key, tx_ref, producer_group, state, decided_by, "
+    "check_count, max_checks, last_check_result, producer_instance, "
+    "to_char(prepared_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM ";
+
+half_message_info half_from_row(const pqxx::row& r) {
+    half_message_info info;
+    auto id = message_id::parse(r[0].as<std::string>());
+    if (!id) {
+        throw ferry::error(error_kind::permanent, "outbox.database",
+                           "half_message holds a message_id that is not a UUID");
+    }
+    info.id = *id;
+    info.topic = r[1].as<std::string>();
+    info.key = r[2].as<std::string>();
+    info.tx_ref = r[3].as<std::string>();
+    info.producer_group = r[4].as<std::string>();
+    info.state = parse_state(r[5].as<std::string>());
+    if (!r[6].is_null()) info.decided_by = r[6].as<std::string>();
+    info.check_count = r[7].as<int>();
+    info.max_checks = r[8].as<int>();
+    if (!r[9].is_null()) info.last_check_result = r[9].as<std::string>();
+    if (!r[10].is_null()) info.producer_instance = r[10].as<std::string>();
+    info.prepared_at = r[11].as<std::string>();
+    return info;
+}
+
+}  // namespace
+
 std::optional<half_message_info> find_half(const writer& w, pqxx::connection& conn,
                                            const message_id& id) {
     const auto schema = quote_identifier(w.options().schema, "schema");
     try {
         pqxx::read_transaction tx{conn};
-        const auto r =
-            internal::exec(tx,
-                           "SELECT topic, key, tx_ref, producer_group, state, decided_by, "
-                           "check_count, max_checks, last_check_result FROM " +
-                               schema + ".half_message WHERE message_id = $1::uuid",
-                           id.to_string());
+        const auto r = internal::exec(
+            tx, std::string(half_columns) + schema + ".half_message WHERE message_id = $1::uuid",
+            id.to_string());
         if (r.empty()) return std::nullopt;
-        half_message_info info;
-        info.id = id;
-        info.topic = r[0][0].as<std::string>();
-        info.key = r[0][1].as<std::string>();
-        info.tx_ref = r[0][2].as<std::string>();
-        info.producer_group = r[0][3].as<std::string>();
-        info.state = parse_state(r[0][4].as<std::string>());
-        if (!r[0][5].is_null()) info.decided_by = r[0][5].as<std::string>();
-        info.check_count = r[0][6].as<int>();
-        info.max_checks = r[0][7].as<int>();
-        if (!r[0][8].is_null()) info.last_check_result = r[0][8].as<std::string>();
-        return info;
+        return half_from_row(r[0]);
     } catch (...) {
         internal::rethrow_translated("find half message", "outbox");
+    }
+}
+
+std::vector<half_message_info> list_half(const writer& w, pqxx::connection& conn,
+                                         const half_filter& filter) {
+    if (filter.limit < 1 || filter.limit > 100000) {
+        throw ferry::error(error_kind::permanent, "outbox.invalid_limit",
+                           "limit: must be 1-100000, got " + std::to_string(filter.limit), "limit");
+    }
+    const auto schema = quote_identifier(w.options().schema, "schema");
+    const std::string state = filter.state ? std::string(to_string(*filter.state)) : "";
+    try {
+        pqxx::read_transaction tx{conn};
+        const auto rows = internal::exec(
+            tx,
+            std::string(half_columns) + schema +
+                ".half_message WHERE ($1 = '' OR state = $1) AND ($2 = '' OR producer_group = $2) "
+                "ORDER BY prepared_at, message_id LIMIT $3",
+            state, filter.producer_group.value_or(""), filter.limit);
+        std::vector<half_message_info> out;
+        out.reserve(rows.size());
+        for (const auto& r : rows) out.push_back(half_from_row(r));
+        return out;
+    } catch (...) {
+        internal::rethrow_translated("list half messages", "outbox");
     }
 }
 

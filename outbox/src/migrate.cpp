@@ -3,10 +3,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "ferry/common/error.hpp"
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "migration_plan.hpp"
 
 namespace ferry::outbox {
 namespace {
@@ -34,8 +36,28 @@ std::string render(const std::string& sql, const std::string& quoted_schema) {
 
 }  // namespace
 
+const std::vector<std::string>& schema_modules() {
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> out;
+        for (const auto& m : detail::module_manifest()) out.push_back(m.name);
+        return out;
+    }();
+    return names;
+}
+
+std::vector<std::string> modules_for(const std::vector<std::string>& only) {
+    const auto selected = detail::closure(only);
+    return {selected.begin(), selected.end()};
+}
+
 migration_result migrate(pqxx::connection& conn, const std::string& schema) {
+    return migrate(conn, schema, migrate_options{});
+}
+
+migration_result migrate(pqxx::connection& conn, const std::string& schema,
+                         const migrate_options& options) {
     const auto q = quote_identifier(schema, "schema");
+    const auto selected = detail::closure(options.only);  // throws before connecting work
     migration_result result;
     try {
         pqxx::work tx{conn};
@@ -47,35 +69,39 @@ migration_result migrate(pqxx::connection& conn, const std::string& schema) {
         tx.exec("CREATE TABLE IF NOT EXISTS " + q +
                 ".schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
                 "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-        std::map<int, std::string> applied;
+        std::map<int, std::string> recorded;
         for (const auto& row :
              tx.exec("SELECT version, checksum FROM " + q + ".schema_migrations")) {
-            applied.emplace(row[0].as<int>(), row[1].as<std::string>());
+            recorded.emplace(row[0].as<int>(), row[1].as<std::string>());
         }
+        std::set<int> applied;
         for (const auto& m : migrations()) {
-            const auto sum = checksum(m.sql);
-            if (auto it = applied.find(m.version); it != applied.end()) {
-                if (it->second != sum) {
-                    throw ferry::error(
-                        error_kind::permanent, "outbox.migration_checksum",
-                        "migration " + std::to_string(m.version) + " (" + m.name +
-                            ") was applied to schema " + schema +
-                            " with different SQL than this build carries; refusing to continue",
-                        "schema");
-                }
-                continue;
+            const auto it = recorded.find(m.version);
+            if (it == recorded.end()) continue;
+            if (it->second != checksum(m.sql)) {
+                throw ferry::error(
+                    error_kind::permanent, "outbox.migration_checksum",
+                    "migration " + std::to_string(m.version) + " (" + m.name +
+                        ") was applied to schema " + schema +
+                        " with different SQL than this build carries; refusing to continue",
+                    "schema");
             }
-            tx.exec(render(m.sql, q));
+            applied.insert(m.version);
+        }
+        for (const auto* m : detail::plan(migrations(), applied, selected)) {
+            tx.exec(render(m->sql, q));
             (void)internal::exec(
                 tx,
                 "INSERT INTO " + q +
                     ".schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                m.version, m.name, sum);
-            result.applied.push_back(m.version);
+                m->version, m->name, checksum(m->sql));
+            result.applied.push_back(m->version);
+            applied.insert(m->version);
         }
         result.current_version =
             tx.exec("SELECT coalesce(max(version), 0) FROM " + q + ".schema_migrations")[0][0]
                 .as<int>();
+        result.modules = detail::installed_modules(migrations(), applied);
         tx.commit();
     } catch (...) {
         internal::rethrow_translated("migrate", "outbox");

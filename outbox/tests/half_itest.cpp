@@ -229,3 +229,72 @@ TEST_F(HalfTest, SqlApiHasTheSameRules) {
         EXPECT_NE(std::string(e.what()).find("already committed"), std::string::npos) << e.what();
     }
 }
+
+// ferryctl half list reads through this API (no SQL of its own).
+TEST_F(HalfTest, ListFiltersByStateAndGroupInPrepareOrder) {
+    half_options pay;
+    pay.producer_group = "payments";
+    pay.producer_instance = "payments-1";
+    const auto a = prepare_one("list-a", pay);
+    const auto b = prepare_one("list-b");
+    const auto c = prepare_one("list-c", pay);
+    (void)commit(writer(), conn(), c);
+
+    auto all = list_half(writer(), conn());
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[0].id, a);
+    EXPECT_EQ(all[0].producer_instance.value_or(""), "payments-1");
+    EXPECT_EQ(all[0].prepared_at.size(), 20u) << all[0].prepared_at;  // 2026-01-01T00:00:00Z
+    EXPECT_EQ(all[0].prepared_at.back(), 'Z');
+
+    half_filter pending_payments;
+    pending_payments.state = half_state::pending;
+    pending_payments.producer_group = "payments";
+    const auto p = list_half(writer(), conn(), pending_payments);
+    ASSERT_EQ(p.size(), 1u);
+    EXPECT_EQ(p[0].id, a);
+
+    half_filter committed;
+    committed.state = half_state::committed;
+    const auto cm = list_half(writer(), conn(), committed);
+    ASSERT_EQ(cm.size(), 1u);
+    EXPECT_EQ(cm[0].id, c);
+    EXPECT_EQ(cm[0].decided_by.value_or(""), "producer");
+
+    half_filter one;
+    one.limit = 1;
+    EXPECT_EQ(list_half(writer(), conn(), one).size(), 1u);
+    one.limit = 0;
+    try {
+        (void)list_half(writer(), conn(), one);
+        FAIL() << "limit 0 accepted";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.field(), "limit");
+    }
+    EXPECT_EQ(b, all[1].id);
+    EXPECT_EQ(parse_half_state("rolled_back"), half_state::rolled_back);
+    EXPECT_FALSE(parse_half_state("rolledback").has_value());
+}
+
+// ferryctl half commit|rollback: recorded as the operator's decision, conflicts refused.
+TEST_F(HalfTest, OperatorDecisionIsRecordedAsTheOperators) {
+    const auto a = prepare_one("op-a");
+    EXPECT_EQ(decide_as_operator(writer(), conn(), a, half_decision::rollback),
+              half_state::rolled_back);
+    const auto info = find_half(writer(), conn(), a);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->decided_by.value_or(""), "operator");
+    try {
+        (void)decide_as_operator(writer(), conn(), a, half_decision::commit);
+        FAIL() << "commit after rollback accepted";
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.code(), "outbox.half_conflict");
+    }
+    try {
+        (void)decide_as_operator(writer(), conn(), message_id::generate(), half_decision::commit);
+        FAIL();
+    } catch (const ferry::error& e) {
+        EXPECT_EQ(e.code(), "outbox.half_unknown");
+    }
+    EXPECT_EQ(count_rows(), 0);
+}

@@ -210,6 +210,29 @@ std::optional<held_message> held_store::parked_message(const std::string& id) {
     }
 }
 
+namespace {
+// retry_parked() / discard_parked() (migrations 0002, 0072): true when the row was parked.
+bool parked_action(pqxx::connection& conn, const std::string& q, const char* function,
+                   std::int64_t id, const char* what) {
+    try {
+        pqxx::work tx{conn};
+        const bool ok = exec(tx, "SELECT " + q + "." + function + "($1)", id)[0][0].as<bool>();
+        tx.commit();
+        return ok;
+    } catch (...) {
+        internal::rethrow_translated(what, "reconcile");
+    }
+}
+}  // namespace
+
+bool held_store::retry_parked(std::int64_t id) {
+    return parked_action(*_impl->conn, _impl->q, "retry_parked", id, "parked retry");
+}
+
+bool held_store::discard_parked(std::int64_t id) {
+    return parked_action(*_impl->conn, _impl->q, "discard_parked", id, "parked discard");
+}
+
 std::optional<half_details> held_store::half_message(const std::string& message_id) {
     require_uuid(message_id);
     try {

@@ -153,6 +153,18 @@ void register_slot(pqxx::connection& conn, const std::string& schema, const std:
     }
 }
 
+bool slot_registered(pqxx::connection& conn, const std::string& schema, const std::string& slot) {
+    validate_slot_name(slot);
+    const auto q = quote_identifier(schema, "schema");
+    try {
+        pqxx::nontransaction tx{conn};
+        return !internal::exec(tx, "SELECT 1 FROM " + q + ".wal_slot WHERE slot_name = $1", slot)
+                    .empty();
+    } catch (...) {
+        internal::rethrow_translated("slot_registered", "wal");
+    }
+}
+
 bool unregister_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot) {
     validate_slot_name(slot);
     const auto q = quote_identifier(schema, "schema");

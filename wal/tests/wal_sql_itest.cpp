@@ -84,7 +84,9 @@ TEST_F(WalSqlTest, RefusesToEmitWithoutAUsableRegisteredSlot) {
     // A message emitted while no slot decodes it would never be published: refuse loudly.
     const std::string args = "'t', 'k', 'x'::bytea";
     EXPECT_EQ(error_of("enqueue_wal", args), "");
+    EXPECT_TRUE(slot_registered(*_conn, _schema.name(), _slot));
     ASSERT_TRUE(unregister_slot(*_conn, _schema.name(), _slot));
+    EXPECT_FALSE(slot_registered(*_conn, _schema.name(), _slot));
     auto e = error_of("enqueue_wal", args);
     EXPECT_EQ(e.substr(0, 5), "55000") << e;
     EXPECT_NE(e.find("no usable replication slot is registered"), std::string::npos) << e;

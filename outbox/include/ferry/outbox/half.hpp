@@ -15,6 +15,8 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "ferry/common/error.hpp"  // every call here throws ferry::error
 #include "ferry/outbox/message.hpp"
@@ -51,7 +53,21 @@ struct half_message_info {
     int check_count = 0;
     int max_checks = 0;
     std::optional<std::string> last_check_result;
+    std::optional<std::string> producer_instance;
+    std::string prepared_at;  // RFC 3339 UTC, whole seconds
 };
+
+/// Which half messages list_half() returns; an unset field matches every message.
+struct half_filter {
+    std::optional<half_state> state;
+    std::optional<std::string> producer_group;
+    int limit = 100;  // 1..100000
+};
+
+enum class half_decision { commit, rollback };
+
+/// Parses "pending", "committed", "rolled_back" or "parked"; nullopt otherwise.
+[[nodiscard]] std::optional<half_state> parse_half_state(std::string_view text) noexcept;
 
 /// Prepares a half message in `tx` (it exists once `tx` commits). `tx_ref` identifies the local
 /// transaction to the resolver (1-1024 characters). Validation is the writer's.
@@ -74,6 +90,17 @@ struct half_message_info {
 [[nodiscard]] half_state rollback(const writer& w, pqxx::transaction_base& tx,
                                   const message_id& id);
 [[nodiscard]] half_state rollback(const writer& w, pqxx::connection& conn, const message_id& id);
+
+/// An operator's decision (ferryctl half commit|rollback), recorded with decided_by "operator".
+/// Like commit()/rollback() it may also resolve a parked half message (check-backs ran out).
+/// Same errors: "outbox.half_conflict", "outbox.half_unknown".
+[[nodiscard]] half_state decide_as_operator(const writer& w, pqxx::connection& conn,
+                                            const message_id& id, half_decision decision);
+
+/// Half messages matching `filter`, oldest prepared first, at most filter.limit of them.
+/// Throws ferry::error "outbox.invalid_limit" (field "limit") for a limit outside 1..100000.
+[[nodiscard]] std::vector<half_message_info> list_half(const writer& w, pqxx::connection& conn,
+                                                       const half_filter& filter = {});
 
 /// Reads a half message; nullopt when the id is unknown.
 [[nodiscard]] std::optional<half_message_info> find_half(const writer& w, pqxx::connection& conn,

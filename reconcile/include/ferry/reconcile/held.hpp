@@ -1,7 +1,7 @@
 #pragma once
 // Messages held out of the normal flow, for operators (ferryctl) and reconciliation:
 //   expired  the TTL passed before the relay published them (never sent): list, show, re-drive;
-//   parked   Kafka refused them permanently: list, show (retry/discard stay ferryctl verbs);
+//   parked   Kafka refused them permanently: list, show, retry, discard;
 //   half     half messages: show one with its check-back history.
 // ferryctl reaches these tables through this API, never with SQL of its own.
 //
@@ -79,6 +79,14 @@ public:
     [[nodiscard]] std::vector<held_message> parked(const held_filter& filter = {});
     /// By parked id (a number) or message id (a UUID).
     [[nodiscard]] std::optional<held_message> parked_message(const std::string& id);
+
+    /// Puts parked message `id` (the parked id) back on its way with its original outbox id and
+    /// message id, ahead of the messages of its key held behind it (retry_parked(), migrations
+    /// 0002 and 0072: an outbox row in polling mode, logical messages in WAL mode). False when
+    /// no message with that id is parked.
+    [[nodiscard]] bool retry_parked(std::int64_t id);
+    /// Deletes parked message `id`; the messages held behind it flow again. False when absent.
+    [[nodiscard]] bool discard_parked(std::int64_t id);
 
     [[nodiscard]] std::optional<half_details> half_message(const std::string& message_id);
 

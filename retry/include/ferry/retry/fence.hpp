@@ -1,6 +1,6 @@
 #pragma once
 // Partition ownership fencing for the consumer's durable failure records
-// (outbox/sql/0020_consumer_partition_owner.sql, docs/adr/0020-consumer-partition-fencing.md).
+// (consumer/sql/0020_consumer_partition_owner.sql, docs/adr/0020-consumer-partition-fencing.md).
 //
 // When a consumer is assigned a partition it calls acquire(): the row of (group, topic,
 // partition) names it as owner with a new, larger epoch. Every retry, parking and dead-letter

@@ -1,5 +1,5 @@
 #pragma once
-// Retention of dead letters (dead_letter, outbox/sql/0003_consumer.sql), window
+// Retention of dead letters (dead_letter, consumer/sql/0003_consumer.sql), window
 // retention.dead_letter (ferry/common/retention.hpp). A purge already deletes its rows; a replay
 // keeps the row (replayed_at set) as the record of what was replayed, and those rows are
 // deleted once replayed_at is past the window. A dead letter that was never replayed is never

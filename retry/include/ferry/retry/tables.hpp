@@ -1,6 +1,6 @@
 #pragma once
 // The consumer's durable failure records: the retry table and the dead-letter table
-// (outbox/sql/0003_consumer.sql). Every function runs in the caller's transaction, so a record
+// (consumer/sql/0003_consumer.sql). Every function runs in the caller's transaction, so a record
 // commits together with whatever else the caller does (the effect, the inbox row, the delete of
 // the retry row it replaces).
 //

@@ -66,6 +66,10 @@ bool drop_slot(pqxx::connection& conn, const std::string& slot);
 /// lost, so no message is written that no relay would decode. Idempotent.
 void register_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot);
 
+/// True when `slot` is registered for `schema` (register_slot).
+[[nodiscard]] bool slot_registered(pqxx::connection& conn, const std::string& schema,
+                                   const std::string& slot);
+
 /// Removes the registration (before dropping the slot deliberately). Returns false if absent.
 bool unregister_slot(pqxx::connection& conn, const std::string& schema, const std::string& slot);
 
