@@ -30,6 +30,24 @@ void redis_flushall() {
     redisFree(c);
 }
 
+// GET of one key straight from the test Redis ("(nil)" when it does not exist).
+std::string redis_get(const std::string& key) {
+    const auto addr = ferry::test::redis_address();
+    redisContext* c = redisConnect(addr.host.c_str(), addr.port);
+    if (c == nullptr || c->err != 0) return "(no connection)";
+    if (!addr.password.empty()) {
+        freeReplyObject(redisCommand(c, "AUTH %s", addr.password.c_str()));
+    }
+    freeReplyObject(redisCommand(c, "SELECT %d", addr.db));
+    auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()));
+    std::string v = r == nullptr                    ? "(no reply)"
+                    : r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len)
+                                                    : "(nil)";
+    if (r != nullptr) freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 class ConsumerFaultTest : public ConsumerTest {
 protected:
     std::unique_ptr<ferry::test::child_process> app(const std::string& mode,
@@ -381,6 +399,70 @@ INSTANTIATE_TEST_SUITE_P(Modes, RedisOutage,
                          [](const ::testing::TestParamInfo<dedup_mode>& p) {
                              return std::string(ferry::consumer::to_string(p.param));
                          });
+
+// Redis-only: an offset never commits past a "done" mark Redis has not acknowledged. X's
+// handler returns while Redis is away (our proxy resets and refuses connections), so X's mark
+// cannot be written: X stays uncommitted (lag 1) for as long as Redis is away, instead of its
+// offset moving on with the mark lost (which would let a later duplicate of X apply again).
+// Once Redis is back the mark is written, then the offset moves.
+TEST_F(ConsumerFaultTest, RedisOnlyOffsetWaitsForAnAcknowledgedDoneMark) {
+    const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
+    const auto colon = url.rfind(':');
+    const auto slash = url.find('/', colon);
+    const auto redis_port =
+        static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
+    proxy.start();
+    auto o = options(dedup_mode::redis);
+    o.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) + url.substr(slash);
+    o.shutdown_timeout = 1000ms;
+    std::mutex m;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::redis, "a", [&](const ferry::consumer::message&) {
+        std::unique_lock lock(m);
+        entered = true;
+        cv.notify_all();
+        cv.wait_for(lock, 30s, [&] { return released; });
+    });
+    c.start();
+    const std::vector<sent_message> sent{{new_message_id(), "x", 0}};
+    _producer->send(_topic, sent[0]);
+    _producer->flush();
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return entered; })) << "X never arrived";
+    }
+    // While X's handler runs, the lag (refreshed every second) counts X.
+    ASSERT_TRUE(wait_until([&] { return c.metrics().lag == 1; }, 10s)) << c.metrics().lag;
+    ASSERT_EQ(proxy.command("reset redis").rfind("ok", 0), 0u);
+    ASSERT_EQ(proxy.command("refuse redis").rfind("ok", 0), 0u);
+    {
+        std::lock_guard lock(m);
+        released = true;
+        cv.notify_all();
+    }
+    ASSERT_TRUE(wait_until([&] { return c.metrics().processed >= 1; }, 30s));
+    ASSERT_TRUE(wait_until([&] { return c.metrics().redis_errors >= 1; }, 30s))
+        << "the mark write never failed";
+    // Over the next 2.5 s (two lag refreshes and more) X must stay uncommitted.
+    const auto until = std::chrono::steady_clock::now() + 2500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        ASSERT_EQ(c.metrics().lag, 1) << "X's offset moved on while its done mark was not written";
+        std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_EQ(proxy.command("heal redis").rfind("ok", 0), 0u);
+    EXPECT_TRUE(wait_until([&] { return c.metrics().lag == 0; }, 30s))
+        << "the offset did not move once Redis was back";
+    // The mark is in Redis (`<prefix>:<group>:<message_id>` = "done"): a duplicate of X is
+    // now absorbed.
+    EXPECT_EQ(redis_get(o.redis_key_prefix + ":" + o.group + ":" + sent[0].id), "done");
+    c.stop();
+    proxy.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 1) << r.describe();
+}
 
 class LeaseExpiry : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
 
