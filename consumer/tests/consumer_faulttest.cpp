@@ -30,6 +30,25 @@ void redis_flushall() {
     redisFree(c);
 }
 
+// A fault proxy in front of the test Redis ("redis" route), started, and the Redis URL that
+// goes through it (same db).
+struct redis_proxy {
+    static std::uint16_t redis_port() {
+        const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
+        const auto colon = url.rfind(':');
+        const auto slash = url.find('/', colon);
+        return static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    }
+    ferry::test::fault_proxy proxy{{{"redis", "127.0.0.1", redis_port(), 0}}};
+    std::string url;
+    redis_proxy() {
+        proxy.start();
+        const auto direct = ferry::test::redis_url();
+        url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) +
+              direct.substr(direct.find('/', direct.rfind(':')));
+    }
+};
+
 // GET of one key straight from the test Redis ("(nil)" when it does not exist).
 std::string redis_get(const std::string& key) {
     const auto addr = ferry::test::redis_address();
@@ -106,12 +125,17 @@ protected:
         return stall;
     }
 
+    // A 3 s session timeout for the kill tests: the survivor's join waits for the killed
+    // member's session (about two of them with the embedded Kafka, see below), so this cuts
+    // about 5 s per test; 3 s is the shortest the mock group settles with on a loaded machine.
+    const std::vector<std::string> short_session{"--session-ms", "3000"};
+
     // Kills the app at the fault point, restarts it, and returns the checked history.
     check_result kill_between_effect_and_offset(
         const std::string& mode, const std::string& fault = "after_effect_before_offset") {
         const auto sent = send_workload(60, 10);
         {
-            auto victim = app(mode, "victim", {{"FERRY_FAULT", fault}});
+            auto victim = app(mode, "victim", {{"FERRY_FAULT", fault}}, short_session);
             const auto st = victim->wait(60s);
             EXPECT_TRUE(st.has_value()) << "the fault point never fired";
             if (st) {
@@ -119,7 +143,7 @@ protected:
             }
         }
         EXPECT_GE(effects(), 1);  // the effect committed before the kill
-        auto survivor = app(mode, "survivor");
+        auto survivor = app(mode, "survivor", {}, short_session);
         EXPECT_TRUE(survivor->wait_for_prefix("READY", 30s).has_value());
         EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s))
             << distinct_effects();
@@ -183,14 +207,15 @@ TEST_F(ConsumerFaultTest, BatchKillAfterCommitBeforeOffsetGivesOneEffectEach) {
 TEST_F(ConsumerFaultTest, BatchKillMidBatchBeforeCommitGivesOneEffectEach) {
     const auto sent = send_workload(60, 10);
     {
-        auto victim = app("inbox", "victim", {{"FERRY_FAULT", "mid_batch_before_commit"}});
+        auto victim =
+            app("inbox", "victim", {{"FERRY_FAULT", "mid_batch_before_commit"}}, short_session);
         const auto st = victim->wait(60s);
         ASSERT_TRUE(st.has_value()) << "the fault point never fired";
         EXPECT_EQ(st->signal, SIGKILL) << st->describe();
     }
     const auto before = effects();  // other lanes may have committed their batches
     EXPECT_LT(before, 60);
-    auto survivor = app("inbox", "survivor");
+    auto survivor = app("inbox", "survivor", {}, short_session);
     EXPECT_TRUE(survivor->wait_for_prefix("READY", 30s).has_value());
     EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s)) << distinct_effects();
     std::this_thread::sleep_for(1s);
@@ -347,15 +372,10 @@ class RedisOutage : public ConsumerFaultTest, public ::testing::WithParamInterfa
 
 TEST_P(RedisOutage, MidRunStallsRedisOnlyAndNeverAppliesWithoutAClaim) {
     const auto mode = GetParam();
-    const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
-    const auto colon = url.rfind(':');
-    const auto slash = url.find('/', colon);
-    const auto redis_port =
-        static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-    ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
-    proxy.start();
+    redis_proxy rp;
+    auto& proxy = rp.proxy;
     auto o = options(mode);
-    o.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) + url.substr(slash);
+    o.redis_url = rp.url;
     ferry::consumer::consumer c(o);
     subscribe_witness(c, mode, "a");
     c.start();
@@ -406,15 +426,10 @@ INSTANTIATE_TEST_SUITE_P(Modes, RedisOutage,
 // offset moving on with the mark lost (which would let a later duplicate of X apply again).
 // Once Redis is back the mark is written, then the offset moves.
 TEST_F(ConsumerFaultTest, RedisOnlyOffsetWaitsForAnAcknowledgedDoneMark) {
-    const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
-    const auto colon = url.rfind(':');
-    const auto slash = url.find('/', colon);
-    const auto redis_port =
-        static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-    ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
-    proxy.start();
+    redis_proxy rp;
+    auto& proxy = rp.proxy;
     auto o = options(dedup_mode::redis);
-    o.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) + url.substr(slash);
+    o.redis_url = rp.url;
     o.shutdown_timeout = 1000ms;
     std::mutex m;
     std::condition_variable cv;
