@@ -134,7 +134,8 @@ void consumer::impl::release_claim(const std::optional<dedup::claim>& c) {
 // a claim (up to claim_ahead in all), after writing the lane's pending "done" marks in the
 // same pipeline (so a duplicate of a message this lane just applied sees "done"). On a Redis
 // error the items are marked claim_failed (process_live and batchable decide: the inbox
-// alone, or wait) and the marks are given up as in flush_completes.
+// alone, or wait) and the marks are handled as in flush_completes (marks_failed: kept
+// pending in Redis-only mode, so their offsets do not complete).
 void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>& local) {
     constexpr std::size_t claim_ahead = 512;
     std::vector<work_item*> items{&first};
@@ -150,36 +151,56 @@ void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>
         auto r = redis->complete_and_claim(ln.pending_claims, o.group, ids, o.lease);
         for (std::size_t i = 0; i < items.size(); ++i) items[i]->claim = std::move(r.claims[i]);
     } catch (const ferry::error& e) {
-        ++m_redis_errors;
         for (auto* w : items) w->claim_failed = true;
-        spdlog::warn("event=redis_claim_failed group={} batch={} done_marks={} error=\"{}\"",
-                     o.group, ids.size(), ln.pending_claims.size(), e.what());
+        spdlog::warn("event=redis_claim_failed group={} batch={} error=\"{}\"", o.group, ids.size(),
+                     e.what());
+        marks_failed(ln, e, false);
+        return;
     }
     ln.pending_claims.clear();
     for (auto& w : ln.pending_items) finish(w, true);
     ln.pending_items.clear();
+    ln.mark_backoff = 50ms;
 }
 
 bool consumer::impl::needs_claim(const work_item& w) const {
     return redis && w.malformed.empty() && w.entry != nullptr && !w.claim && !w.claim_failed;
 }
 
-void consumer::impl::flush_completes(lane& ln) {
+bool consumer::impl::flush_completes(lane& ln, bool giving_up) {
     if (!ln.pending_claims.empty()) {
         // Redis-only crash window: these effects are applied, their "done" marks are not.
         fault_point("redis_after_effect_before_done");
         try {
-            (void)redis->complete_batch(ln.pending_claims);
+            (void)redis->mark_done(ln.pending_claims);
         } catch (const ferry::error& e) {
-            // The effects are durable; only the fast filter misses them. With the inbox on,
-            // the inbox still absorbs a redelivery.
-            ++m_redis_errors;
-            spdlog::warn("event=redis_complete_failed group={} count={} error=\"{}\"", o.group,
-                         ln.pending_claims.size(), e.what());
+            marks_failed(ln, e, giving_up);
+            return ln.pending_items.empty();
         }
         ln.pending_claims.clear();
+        ln.mark_backoff = 50ms;
     }
     for (auto& w : ln.pending_items) finish(w, true);
+    ln.pending_items.clear();
+    return true;
+}
+
+void consumer::impl::marks_failed(lane& ln, const ferry::error& e, bool giving_up) {
+    ++m_redis_errors;
+    if (ln.pending_claims.empty()) return;
+    spdlog::warn("event=redis_done_marks_failed group={} count={} action={} error=\"{}\"", o.group,
+                 ln.pending_claims.size(),
+                 use_inbox   ? "inbox_absorbs"
+                 : giving_up ? "offsets_left_uncommitted"
+                             : "retry",
+                 e.what());
+    if (!use_inbox && !giving_up) return;  // Redis-only: marks and offsets stay pending
+    // With the inbox the effects are durable and the inbox absorbs a redelivery: the offsets
+    // complete, only the fast filter misses them. Redis-only at lane exit: the offsets stay
+    // uncommitted, so the next owner gets the messages again (the crash window of
+    // docs/guarantees.md), never an offset past an unacknowledged mark.
+    for (auto& w : ln.pending_items) finish(w, use_inbox);
+    ln.pending_claims.clear();
     ln.pending_items.clear();
 }
 
@@ -192,7 +213,7 @@ void consumer::impl::finish(const work_item& w, bool complete) {
 // `abandon` is set when the work was abandoned while waiting.
 std::optional<dedup::claim> consumer::impl::reclaim(lane& ln, const work_item& w, bool& abandon) {
     ms backoff = 50ms;
-    flush_completes(ln);  // a duplicate of a message this lane just applied must see "done"
+    (void)flush_completes(ln);  // a duplicate of a message this lane just applied sees "done"
     while (true) {
         try {
             auto c = redis->try_claim(o.group, w.msg.message_id, o.lease);
@@ -207,7 +228,7 @@ std::optional<dedup::claim> consumer::impl::reclaim(lane& ln, const work_item& w
         // Redis-only: another owner holds the lease (or Redis is down): wait, never apply
         // concurrently. Our own pending completes go first, so a duplicate in this lane
         // sees "done".
-        flush_completes(ln);
+        (void)flush_completes(ln);
         if (lanes_exit || !still_mine(w)) {
             abandon = true;
             return std::nullopt;
@@ -269,7 +290,7 @@ void consumer::impl::process_live(lane& ln, work_item& w,
             claim = reclaim(ln, w, abandon);
             if (abandon) return finish(w, false);
         } else {
-            claim = w.claim;
+            claim = std::move(w.claim);
         }
         if (claim && claim->status == dedup::claim_status::done) {
             ++m_duplicates;
@@ -287,9 +308,9 @@ void consumer::impl::process_live(lane& ln, work_item& w,
                 ++m_duplicates;
             }
             if (claim && !claim->token.empty()) {
-                ln.pending_claims.push_back(*claim);
+                ln.pending_claims.push_back(std::move(*claim));
                 ln.pending_items.push_back(std::move(w));
-                if (ln.pending_claims.size() >= 1024) flush_completes(ln);
+                if (ln.pending_claims.size() >= 1024) (void)flush_completes(ln);
                 return;
             }
             return finish(w, true);
@@ -339,16 +360,24 @@ void consumer::impl::process_live(lane& ln, work_item& w,
 }
 
 // Takes everything queued at once (a polled batch spreads over the lanes), processes it in
-// order, and completes the Redis claims of the whole run in one pipelined round trip.
+// order; the Redis "done" marks of the run go out with the next run's claims in one pipelined
+// round trip, or alone when the lane has nothing else to do.
 void consumer::impl::lane_loop(lane& ln) {
     std::deque<work_item> local;
     std::vector<work_item> batch;
     while (true) {
         {
             std::unique_lock lock(ln.mutex);
-            if (ln.queue.empty() && !ln.pending_items.empty()) {
+            if (ln.queue.empty() && !ln.pending_items.empty() && !lanes_exit) {
                 lock.unlock();
-                flush_completes(ln);
+                if (!flush_completes(ln)) {
+                    // Redis-only and Redis refused the marks: try again after a backoff, or
+                    // with the claims of new work, whichever comes first.
+                    lock.lock();
+                    ln.cv.wait_for(lock, ln.mark_backoff,
+                                   [&] { return !ln.queue.empty() || lanes_exit.load(); });
+                    ln.mark_backoff = std::min<ms>(ln.mark_backoff * 2, 1s);
+                }
                 continue;
             }
             ln.cv.wait(lock, [&] { return !ln.queue.empty() || lanes_exit; });
@@ -380,9 +409,11 @@ void consumer::impl::lane_loop(lane& ln) {
             process_live(ln, w);
         }
         run_batch(ln, batch);
-        flush_completes(ln);
+        // The "done" marks of this run stay pending: when more work is queued they go out
+        // in the next run's claim round trip (claim_run), otherwise at the top of the loop.
+        // Their offsets complete only once they are written.
     }
-    flush_completes(ln);
+    (void)flush_completes(ln, /*giving_up=*/true);
 }
 
 // Can `w` join a batched effect transaction? Only the plain success path is batched:
@@ -488,13 +519,13 @@ void consumer::impl::run_batch(lane& ln, std::vector<work_item>& batch) {
                 ++m_duplicates;
             }
             if (w.claim && !w.claim->token.empty()) {
-                ln.pending_claims.push_back(*w.claim);
+                ln.pending_claims.push_back(std::move(*w.claim));
                 ln.pending_items.push_back(std::move(w));
             } else {
                 finish(w, true);
             }
         }
-        if (ln.pending_claims.size() >= 1024) flush_completes(ln);
+        if (ln.pending_claims.size() >= 1024) (void)flush_completes(ln);
         next += ran;
     }
     batch.clear();

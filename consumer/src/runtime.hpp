@@ -152,6 +152,8 @@ struct consumer::impl {
         // Redis completes waiting for one pipelined round trip, with the offsets they free.
         std::vector<dedup::claim> pending_claims;
         std::vector<work_item> pending_items;
+        // Redis-only: wait before writing marks Redis refused again (doubles to 1 s).
+        std::chrono::milliseconds mark_backoff{50};
     };
 
     consumer_options o;
@@ -319,7 +321,13 @@ struct consumer::impl {
     void release_claim(const std::optional<dedup::claim>& c);
     void claim_run(lane& ln, work_item& first, std::deque<work_item>& local);
     bool needs_claim(const work_item& w) const;
-    void flush_completes(lane& ln);
+    /// Writes the lane's pending "done" marks and completes their offsets. Returns false when
+    /// Redis did not acknowledge them in Redis-only mode: marks and offsets then stay pending
+    /// (an offset never commits past an unacknowledged mark) unless `giving_up` (lane exit),
+    /// when the offsets are left uncommitted. With the inbox the offsets complete regardless.
+    bool flush_completes(lane& ln, bool giving_up = false);
+    /// After a failed mark write: finish the pending items (inbox on) or keep them.
+    void marks_failed(lane& ln, const ferry::error& e, bool giving_up);
     void finish(const work_item& w, bool complete);
     std::optional<dedup::claim> reclaim(lane& ln, const work_item& w, bool& abandon);
     void process_live(lane& ln, work_item& w,

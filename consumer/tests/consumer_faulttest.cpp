@@ -30,6 +30,43 @@ void redis_flushall() {
     redisFree(c);
 }
 
+// A fault proxy in front of the test Redis ("redis" route), started, and the Redis URL that
+// goes through it (same db).
+struct redis_proxy {
+    static std::uint16_t redis_port() {
+        const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
+        const auto colon = url.rfind(':');
+        const auto slash = url.find('/', colon);
+        return static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    }
+    ferry::test::fault_proxy proxy{{{"redis", "127.0.0.1", redis_port(), 0}}};
+    std::string url;
+    redis_proxy() {
+        proxy.start();
+        const auto direct = ferry::test::redis_url();
+        url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) +
+              direct.substr(direct.find('/', direct.rfind(':')));
+    }
+};
+
+// GET of one key straight from the test Redis ("(nil)" when it does not exist).
+std::string redis_get(const std::string& key) {
+    const auto addr = ferry::test::redis_address();
+    redisContext* c = redisConnect(addr.host.c_str(), addr.port);
+    if (c == nullptr || c->err != 0) return "(no connection)";
+    if (!addr.password.empty()) {
+        freeReplyObject(redisCommand(c, "AUTH %s", addr.password.c_str()));
+    }
+    freeReplyObject(redisCommand(c, "SELECT %d", addr.db));
+    auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()));
+    std::string v = r == nullptr                    ? "(no reply)"
+                    : r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len)
+                                                    : "(nil)";
+    if (r != nullptr) freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 class ConsumerFaultTest : public ConsumerTest {
 protected:
     std::unique_ptr<ferry::test::child_process> app(const std::string& mode,
@@ -88,12 +125,17 @@ protected:
         return stall;
     }
 
+    // A 3 s session timeout for the kill tests: the survivor's join waits for the killed
+    // member's session (about two of them with the embedded Kafka, see below), so this cuts
+    // about 5 s per test; 3 s is the shortest the mock group settles with on a loaded machine.
+    const std::vector<std::string> short_session{"--session-ms", "3000"};
+
     // Kills the app at the fault point, restarts it, and returns the checked history.
     check_result kill_between_effect_and_offset(
         const std::string& mode, const std::string& fault = "after_effect_before_offset") {
         const auto sent = send_workload(60, 10);
         {
-            auto victim = app(mode, "victim", {{"FERRY_FAULT", fault}});
+            auto victim = app(mode, "victim", {{"FERRY_FAULT", fault}}, short_session);
             const auto st = victim->wait(60s);
             EXPECT_TRUE(st.has_value()) << "the fault point never fired";
             if (st) {
@@ -101,7 +143,7 @@ protected:
             }
         }
         EXPECT_GE(effects(), 1);  // the effect committed before the kill
-        auto survivor = app(mode, "survivor");
+        auto survivor = app(mode, "survivor", {}, short_session);
         EXPECT_TRUE(survivor->wait_for_prefix("READY", 30s).has_value());
         EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s))
             << distinct_effects();
@@ -165,14 +207,15 @@ TEST_F(ConsumerFaultTest, BatchKillAfterCommitBeforeOffsetGivesOneEffectEach) {
 TEST_F(ConsumerFaultTest, BatchKillMidBatchBeforeCommitGivesOneEffectEach) {
     const auto sent = send_workload(60, 10);
     {
-        auto victim = app("inbox", "victim", {{"FERRY_FAULT", "mid_batch_before_commit"}});
+        auto victim =
+            app("inbox", "victim", {{"FERRY_FAULT", "mid_batch_before_commit"}}, short_session);
         const auto st = victim->wait(60s);
         ASSERT_TRUE(st.has_value()) << "the fault point never fired";
         EXPECT_EQ(st->signal, SIGKILL) << st->describe();
     }
     const auto before = effects();  // other lanes may have committed their batches
     EXPECT_LT(before, 60);
-    auto survivor = app("inbox", "survivor");
+    auto survivor = app("inbox", "survivor", {}, short_session);
     EXPECT_TRUE(survivor->wait_for_prefix("READY", 30s).has_value());
     EXPECT_TRUE(wait_until([&] { return distinct_effects() >= 60; }, 60s)) << distinct_effects();
     std::this_thread::sleep_for(1s);
@@ -329,15 +372,10 @@ class RedisOutage : public ConsumerFaultTest, public ::testing::WithParamInterfa
 
 TEST_P(RedisOutage, MidRunStallsRedisOnlyAndNeverAppliesWithoutAClaim) {
     const auto mode = GetParam();
-    const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
-    const auto colon = url.rfind(':');
-    const auto slash = url.find('/', colon);
-    const auto redis_port =
-        static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
-    ferry::test::fault_proxy proxy({{"redis", "127.0.0.1", redis_port, 0}});
-    proxy.start();
+    redis_proxy rp;
+    auto& proxy = rp.proxy;
     auto o = options(mode);
-    o.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port("redis")) + url.substr(slash);
+    o.redis_url = rp.url;
     ferry::consumer::consumer c(o);
     subscribe_witness(c, mode, "a");
     c.start();
@@ -381,6 +419,65 @@ INSTANTIATE_TEST_SUITE_P(Modes, RedisOutage,
                          [](const ::testing::TestParamInfo<dedup_mode>& p) {
                              return std::string(ferry::consumer::to_string(p.param));
                          });
+
+// Redis-only: an offset never commits past a "done" mark Redis has not acknowledged. X's
+// handler returns while Redis is away (our proxy resets and refuses connections), so X's mark
+// cannot be written: X stays uncommitted (lag 1) for as long as Redis is away, instead of its
+// offset moving on with the mark lost (which would let a later duplicate of X apply again).
+// Once Redis is back the mark is written, then the offset moves.
+TEST_F(ConsumerFaultTest, RedisOnlyOffsetWaitsForAnAcknowledgedDoneMark) {
+    redis_proxy rp;
+    auto& proxy = rp.proxy;
+    auto o = options(dedup_mode::redis);
+    o.redis_url = rp.url;
+    o.shutdown_timeout = 1000ms;
+    std::mutex m;
+    std::condition_variable cv;
+    bool entered = false, released = false;
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::redis, "a", [&](const ferry::consumer::message&) {
+        std::unique_lock lock(m);
+        entered = true;
+        cv.notify_all();
+        cv.wait_for(lock, 30s, [&] { return released; });
+    });
+    c.start();
+    const std::vector<sent_message> sent{{new_message_id(), "x", 0}};
+    _producer->send(_topic, sent[0]);
+    _producer->flush();
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return entered; })) << "X never arrived";
+    }
+    // While X's handler runs, the lag (refreshed every second) counts X.
+    ASSERT_TRUE(wait_until([&] { return c.metrics().lag == 1; }, 10s)) << c.metrics().lag;
+    ASSERT_EQ(proxy.command("reset redis").rfind("ok", 0), 0u);
+    ASSERT_EQ(proxy.command("refuse redis").rfind("ok", 0), 0u);
+    {
+        std::lock_guard lock(m);
+        released = true;
+        cv.notify_all();
+    }
+    ASSERT_TRUE(wait_until([&] { return c.metrics().processed >= 1; }, 30s));
+    ASSERT_TRUE(wait_until([&] { return c.metrics().redis_errors >= 1; }, 30s))
+        << "the mark write never failed";
+    // Over the next 2.5 s (two lag refreshes and more) X must stay uncommitted.
+    const auto until = std::chrono::steady_clock::now() + 2500ms;
+    while (std::chrono::steady_clock::now() < until) {
+        ASSERT_EQ(c.metrics().lag, 1) << "X's offset moved on while its done mark was not written";
+        std::this_thread::sleep_for(100ms);
+    }
+    ASSERT_EQ(proxy.command("heal redis").rfind("ok", 0), 0u);
+    EXPECT_TRUE(wait_until([&] { return c.metrics().lag == 0; }, 30s))
+        << "the offset did not move once Redis was back";
+    // The mark is in Redis (`<prefix>:<group>:<message_id>` = "done"): a duplicate of X is
+    // now absorbed.
+    EXPECT_EQ(redis_get(o.redis_key_prefix + ":" + o.group + ":" + sent[0].id), "done");
+    c.stop();
+    proxy.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 1) << r.describe();
+}
 
 class LeaseExpiry : public ConsumerFaultTest, public ::testing::WithParamInterface<dedup_mode> {};
 

@@ -15,26 +15,10 @@
 namespace ferry::dedup {
 namespace {
 
-// Both scripts take many keys at once (one call per chunk of a polled batch): the per-call cost
-// of EVALSHA is paid once per chunk, not per message. Standalone Redis (or keys of one hash slot).
+// Claims and "done" marks are plain pipelined SET commands (below); only the compare-and-set
+// operations of the store contract (complete, release) are scripts. A script call costs the
+// server several times a SET per key (measured, ADR 0023), and claims and marks are the hot path.
 //
-// claim: KEYS = message keys; ARGV[1] = lease ms; ARGV[i + 1] = token for KEYS[i].
-// Per key: 0 = fresh (claimed now, or re-claimed by the same token), 1 = done, 2 = in progress
-// (held by another token). A key twice in one call: the second sees the first's token.
-// The common case (a new message) is one SET NX; only a key that exists is read.
-constexpr const char* claim_lua =
-    "local out = {} "
-    "for i, k in ipairs(KEYS) do "
-    "  local t = ARGV[i + 1] "
-    "  if redis.call('SET', k, t, 'NX', 'PX', ARGV[1]) then out[i] = 0 "
-    "  else "
-    "    local v = redis.call('GET', k) "
-    "    if v == 'done' then out[i] = 1 "
-    "    elseif v == t then redis.call('PEXPIRE', k, ARGV[1]) out[i] = 0 "
-    "    else out[i] = 2 end "
-    "  end "
-    "end "
-    "return out";
 // complete: KEYS = message keys; ARGV[1] = done window ms; ARGV[i + 1] = token for KEYS[i].
 // Per key: 1 = completed (compare-and-set owner -> "done"), 0 = another owner holds it or it was
 // done already. A key that expired (lease over, nobody else claimed it) is completed as well:
@@ -73,7 +57,7 @@ struct redis_store::impl {
     std::vector<redisContext*> idle;
     std::string token_prefix;
     std::atomic<unsigned long long> counter{0};
-    std::string shas[3];  // claim, complete, release (set once, read under no lock after)
+    std::string shas[2];  // complete, release (set once, read under no lock after)
 
     ~impl() {
         for (auto* c : idle) redisFree(c);
@@ -95,8 +79,8 @@ struct redis_store::impl {
         // loads them again.
         std::lock_guard lock(mutex);
         if (shas[0].empty()) {
-            const char* scripts[3] = {claim_lua, complete_lua, release_lua};
-            for (int i = 0; i < 3; ++i) {
+            const char* scripts[2] = {complete_lua, release_lua};
+            for (int i = 0; i < 2; ++i) {
                 auto* r = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i]));
                 if (r == nullptr || r->type != REDIS_REPLY_STRING) {
                     std::string e = (r != nullptr && r->type == REDIS_REPLY_ERROR)
@@ -110,8 +94,8 @@ struct redis_store::impl {
                 freeReplyObject(r);
             }
         } else {
-            for (int i = 0; i < 3; ++i) {
-                const char* scripts[3] = {claim_lua, complete_lua, release_lua};
+            for (int i = 0; i < 2; ++i) {
+                const char* scripts[2] = {complete_lua, release_lua};
                 check(static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i])),
                       "SCRIPT LOAD");
             }
@@ -147,14 +131,22 @@ struct redis_store::impl {
         return lease_conn{this, open()};
     }
 
+    // `<key_prefix>:<group>:<message_id>` into `k`, reusing its buffer.
+    void key_into(std::string& k, std::string_view group, std::string_view message_id) const {
+        k.clear();
+        k.append(o.key_prefix).append(":").append(group).append(":").append(message_id);
+    }
+
     std::string new_token() {
         return token_prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
     }
 
-    // Sends n pipelined commands and returns their integer replies, flattening array replies
-    // (the multi-key scripts return one integer per key).
-    template <typename Append>
-    std::vector<long long> pipeline(std::size_t n, Append&& append) {
+    // Sends n pipelined commands (append(c, i) queues command i) and hands each reply to
+    // on_reply(i, reply) in order. Every reply is read even after an error reply, so the
+    // connection stays in step; then the first error is thrown (retryable, and the connection
+    // is dropped: NOSCRIPT after a restart makes the next connection reload the scripts).
+    template <typename Append, typename OnReply>
+    void pipeline_each(std::size_t n, Append&& append, OnReply&& on_reply) {
         auto conn = get();
         for (std::size_t i = 0; i < n; ++i) {
             if (append(conn.c, i) != REDIS_OK) {
@@ -162,7 +154,6 @@ struct redis_store::impl {
                 unavailable(std::string("send: ") + conn.c->errstr);
             }
         }
-        std::vector<long long> out;
         std::string failure;
         for (std::size_t i = 0; i < n; ++i) {
             void* raw = nullptr;
@@ -172,24 +163,39 @@ struct redis_store::impl {
                 unavailable(std::string("reply: ") + conn.c->errstr);
             }
             reply_ptr r{static_cast<redisReply*>(raw)};
-            if (r.r != nullptr && r.r->type == REDIS_REPLY_INTEGER) {
-                out.push_back(r.r->integer);
-            } else if (r.r != nullptr && r.r->type == REDIS_REPLY_ARRAY) {
-                for (std::size_t j = 0; j < r.r->elements; ++j) {
-                    const auto* e = r.r->element[j];
-                    out.push_back(e->type == REDIS_REPLY_INTEGER ? e->integer : -1);
-                }
-            } else if (failure.empty()) {
-                // Keep reading the other replies so the connection stays in step.
-                failure = (r.r != nullptr && r.r->type == REDIS_REPLY_ERROR)
-                              ? std::string(r.r->str, r.r->len)
-                              : std::string("unexpected reply type");
+            if (r.r != nullptr && r.r->type == REDIS_REPLY_ERROR) {
+                if (failure.empty()) failure.assign(r.r->str, r.r->len);
+                continue;
+            }
+            if (r.r == nullptr || !on_reply(i, *r.r)) {
+                if (failure.empty()) failure = "unexpected reply type";
             }
         }
         if (!failure.empty()) {
-            conn.broken = true;  // NOSCRIPT after a restart: the next connection reloads scripts
+            conn.broken = true;
             unavailable(failure);
         }
+    }
+
+    // Sends n pipelined commands and returns their integer replies, flattening array replies
+    // (the multi-key scripts return one integer per key).
+    template <typename Append>
+    std::vector<long long> pipeline(std::size_t n, Append&& append) {
+        std::vector<long long> out;
+        pipeline_each(n, append, [&](std::size_t, const redisReply& r) {
+            if (r.type == REDIS_REPLY_INTEGER) {
+                out.push_back(r.integer);
+                return true;
+            }
+            if (r.type == REDIS_REPLY_ARRAY) {
+                for (std::size_t j = 0; j < r.elements; ++j) {
+                    const auto* e = r.element[j];
+                    out.push_back(e->type == REDIS_REPLY_INTEGER ? e->integer : -1);
+                }
+                return true;
+            }
+            return false;
+        });
         return out;
     }
 
@@ -274,8 +280,7 @@ redis_store::~redis_store() = default;
 
 std::string redis_store::key_of(std::string_view group, std::string_view message_id) const {
     std::string k;
-    k.reserve(_impl->o.key_prefix.size() + group.size() + message_id.size() + 2);
-    k.append(_impl->o.key_prefix).append(":").append(group).append(":").append(message_id);
+    _impl->key_into(k, group, message_id);
     return k;
 }
 
@@ -291,55 +296,79 @@ std::vector<claim> redis_store::try_claim_batch(std::string_view group,
     return complete_and_claim({}, group, message_ids, lease).claims;
 }
 
+// One pipelined round trip: `SET key done PX window` per mark, then
+// `SET key token NX PX lease` per claim. A claim whose SET finds the key (a duplicate, or a
+// message another owner holds) is read back with GET in a second round trip: "done" -> done,
+// anything else (a token, or a key that vanished meanwhile) -> in_progress, which the caller
+// asks again later. The common case, a new message, costs the server one SET.
 redis_store::complete_and_claim_result redis_store::complete_and_claim(
     const std::vector<claim>& done, std::string_view group,
     const std::vector<std::string>& message_ids, std::chrono::milliseconds lease) {
     complete_and_claim_result result;
     auto& out = result.claims;
     out.resize(message_ids.size());
+    result.completed.assign(done.size(), complete_status::completed);
     if (message_ids.empty() && done.empty()) return result;
-    std::vector<std::string> keys(message_ids.size());
     const auto lease_ms = std::to_string(std::max<long long>(1, lease.count()));
+    const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
     for (std::size_t i = 0; i < message_ids.size(); ++i) {
-        keys[i] = key_of(group, message_ids[i]);
         out[i].group = std::string(group);
         out[i].message_id = message_ids[i];
         out[i].token = _impl->new_token();
     }
-    std::vector<std::string> tokens(out.size());
-    for (std::size_t i = 0; i < out.size(); ++i) tokens[i] = out[i].token;
-    std::vector<std::string> done_keys(done.size());
-    std::vector<std::string> done_tokens(done.size());
-    for (std::size_t i = 0; i < done.size(); ++i) {
-        done_keys[i] = key_of(done[i].group, done[i].message_id);
-        done_tokens[i] = done[i].token;
-    }
-    const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
-    // The "done" marks first: a claim in the same round trip of a message just completed (a
-    // duplicate) sees "done".
-    const auto all = _impl->eval_jobs({{&_impl->shas[1], &done_keys, window, &done_tokens},
-                                       {&_impl->shas[0], &keys, lease_ms, &tokens}});
-    result.completed.reserve(done.size());
-    for (std::size_t i = 0; i < done.size(); ++i) {
-        result.completed.push_back(all[i] == 1 ? complete_status::completed
-                                               : complete_status::lease_lost);
-    }
-    const auto* replies = all.data() + done.size();
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        switch (replies[i]) {
-            case 0:
-                out[i].status = claim_status::fresh;
-                break;
-            case 1:
-                out[i].status = claim_status::done;
-                break;
-            default:
-                out[i].status = claim_status::in_progress;
-                break;
-        }
-        if (out[i].status != claim_status::fresh) out[i].token.clear();
-    }
+    static const std::string set = "SET", nx = "NX", px = "PX", done_value = "done";
+    std::string key;
+    std::vector<std::size_t> taken;  // claims whose key existed
+    _impl->pipeline_each(
+        done.size() + out.size(),
+        [&](redisContext* c, std::size_t i) {
+            const bool mark = i < done.size();
+            const claim& cl = mark ? done[i] : out[i - done.size()];
+            _impl->key_into(key, cl.group, cl.message_id);
+            if (mark) {
+                const char* argv[5] = {set.data(), key.data(), done_value.data(), px.data(),
+                                       window.data()};
+                const size_t lens[5] = {set.size(), key.size(), done_value.size(), px.size(),
+                                        window.size()};
+                return redisAppendCommandArgv(c, 5, argv, lens);
+            }
+            const char* argv[6] = {set.data(), key.data(), cl.token.data(),
+                                   nx.data(),  px.data(),  lease_ms.data()};
+            const size_t lens[6] = {set.size(), key.size(), cl.token.size(),
+                                    nx.size(),  px.size(),  lease_ms.size()};
+            return redisAppendCommandArgv(c, 6, argv, lens);
+        },
+        [&](std::size_t i, const redisReply& r) {
+            if (r.type == REDIS_REPLY_STATUS) return true;  // OK: marked, or claimed
+            if (r.type != REDIS_REPLY_NIL || i < done.size()) return false;
+            taken.push_back(i - done.size());  // NX found the key
+            return true;
+        });
+    for (auto& c : out) c.status = claim_status::fresh;
+    if (taken.empty()) return result;
+    static const std::string get = "GET";
+    _impl->pipeline_each(
+        taken.size(),
+        [&](redisContext* c, std::size_t j) {
+            _impl->key_into(key, group, message_ids[taken[j]]);
+            const char* argv[2] = {get.data(), key.data()};
+            const size_t lens[2] = {get.size(), key.size()};
+            return redisAppendCommandArgv(c, 2, argv, lens);
+        },
+        [&](std::size_t j, const redisReply& r) {
+            auto& c = out[taken[j]];
+            const bool is_done =
+                r.type == REDIS_REPLY_STRING && std::string_view(r.str, r.len) == done_value;
+            if (r.type != REDIS_REPLY_STRING && r.type != REDIS_REPLY_NIL) return false;
+            c.status = is_done ? claim_status::done : claim_status::in_progress;
+            c.token.clear();
+            return true;
+        });
     return result;
+}
+
+std::vector<complete_status> redis_store::mark_done(const std::vector<claim>& applied) {
+    return complete_and_claim(applied, "", {}, std::chrono::milliseconds(1)).completed;
 }
 
 complete_status redis_store::complete(const claim& c) { return complete_batch({c}).front(); }
@@ -354,7 +383,7 @@ std::vector<complete_status> redis_store::complete_batch(const std::vector<claim
     const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
     std::vector<std::string> tokens(claims.size());
     for (std::size_t i = 0; i < claims.size(); ++i) tokens[i] = claims[i].token;
-    const auto replies = _impl->eval_keys(_impl->shas[1], keys, window, tokens);
+    const auto replies = _impl->eval_keys(_impl->shas[0], keys, window, tokens);
     out.reserve(claims.size());
     for (auto r : replies)
         out.push_back(r == 1 ? complete_status::completed : complete_status::lease_lost);
@@ -365,7 +394,7 @@ bool redis_store::release(const claim& c) {
     if (c.token.empty()) return false;
     const auto key = key_of(c.group, c.message_id);
     const auto r = _impl->pipeline(1, [&](redisContext* ctx, std::size_t) {
-        return redisAppendCommand(ctx, "EVALSHA %s 1 %s %s", _impl->shas[2].c_str(), key.c_str(),
+        return redisAppendCommand(ctx, "EVALSHA %s 1 %s %s", _impl->shas[1].c_str(), key.c_str(),
                                   c.token.c_str());
     });
     return r.front() == 1;

@@ -273,6 +273,44 @@ TEST(RedisStoreTest, CompleteAndClaimMarksFirstThenClaimsInOneCall) {
     EXPECT_EQ(s.try_claim("g", uuid(5), 5s).status, claim_status::done);
 }
 
+// The "done" marks a lane writes (complete_and_claim, mark_done) are plain SETs, not the
+// compare-and-set of complete() (ADR 0023): the lane applied those effects, so "done" is true
+// whoever holds the key. A lease that expired and was claimed by another owner is overwritten;
+// that owner's release cannot undo it, and every later claim sees "done".
+TEST(RedisStoreTest, DoneMarkOfAnAppliedEffectReplacesALeaseAnotherOwnerTookOver) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = ferry::test::unique_name("mark");
+    ferry::dedup::redis_store s(o);
+    const auto first = s.try_claim("g", uuid(1), 100ms);
+    ASSERT_EQ(first.status, claim_status::fresh);
+    ferry::dedup::claim second;
+    for (int i = 0; i < 200; ++i) {  // poll until the first lease has expired
+        second = s.try_claim("g", uuid(1), 30s);
+        if (second.status == claim_status::fresh) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_EQ(second.status, claim_status::fresh) << "the 100 ms lease never expired";
+    const auto r = s.complete_and_claim({first}, "g", {uuid(2)}, 5s);
+    ASSERT_EQ(r.completed.size(), 1u);
+    EXPECT_EQ(r.completed[0], complete_status::completed);
+    EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::done);
+    EXPECT_FALSE(s.release(second)) << "the other owner's release must not undo the mark";
+    EXPECT_EQ(s.try_claim("g", uuid(1), 5s).status, claim_status::done);
+    // mark_done alone: the same plain mark, over a lease of another owner.
+    const auto third = s.try_claim("g", uuid(3), 30s);
+    ferry::dedup::claim stale = third;
+    stale.token = "not-the-owner";
+    ASSERT_EQ(s.mark_done({stale}).front(), complete_status::completed);
+    EXPECT_EQ(s.try_claim("g", uuid(3), 5s).status, claim_status::done);
+    // complete() keeps the store contract's compare-and-set: a stale token changes nothing.
+    const auto fourth = s.try_claim("g", uuid(4), 30s);
+    stale = fourth;
+    stale.token = "not-the-owner";
+    EXPECT_EQ(s.complete(stale), complete_status::lease_lost);
+    EXPECT_EQ(s.try_claim("g", uuid(4), 5s).status, claim_status::in_progress);
+}
+
 // What one "done" mark costs in Redis (docs/guarantees.md, "Redis memory: the done window"):
 // MEMORY USAGE of 1000 done keys with a realistic prefix and group, UUID message ids. MEMORY
 // USAGE counts the key, the value and the main dict entry; the expiry entry comes on top.

@@ -28,4 +28,15 @@ orders=$(sed -E 's/^demo: orders=([0-9]+).*/\1/' <<<"$line")
 ((orders > 0)) || { echo "FAIL: no orders"; exit 1; }
 ((lost == 0)) || { echo "FAIL: lost=$lost (only duplicates were expected)"; exit 1; }
 grep -qE 'units ordered=([0-9]+) units decremented=' "$out" || { echo "FAIL: no stock line"; exit 1; }
+# The progress line printed when the demo settled shows the effects the database holds: the
+# same counts as the summary (nothing is published after it settles; a re-drive by the
+# reconciliation can only add duplicate effects, so duplicate_effects may grow, effects not).
+settled=$(grep -E '^demo: \[ *[0-9]+s\] settled: ' "$out" | tail -n 1 || true)
+[[ -n $settled ]] || { echo "FAIL: the demo did not settle (no 'settled:' progress line)"; exit 1; }
+s_effects=$(sed -E 's/.* effects=([0-9]+).*/\1/' <<<"$settled")
+s_dup=$(sed -E 's/.* duplicate_effects=([0-9]+).*/\1/' <<<"$settled")
+[[ $s_effects == "$(value effects)" ]] ||
+    { echo "FAIL: settled line effects=$s_effects, summary effects=$(value effects)"; exit 1; }
+((s_dup > 0 && s_dup <= dup)) ||
+    { echo "FAIL: settled line duplicate_effects=$s_dup, summary duplicate_effects=$dup"; exit 1; }
 echo "PASS: with the inbox off the demo reported duplicate_effects=$dup and exited $rc"

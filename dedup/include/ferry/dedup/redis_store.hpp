@@ -3,10 +3,12 @@
 //
 // Keys are `<key_prefix>:<group>:<message_id>`. A key holds the owner token while a consumer
 // processes the message (expiring after the lease) and the string "done" for `done_window`
-// afterwards. claim, complete and release are each one Lua script, so every check-and-set is
-// atomic on the server; try_claim_batch pipelines the claims of a polled batch
-// (redisAppendCommand + redisGetReply: one round trip), and complete_and_claim the "done" marks
-// of one run with the claims of the next.
+// afterwards. A claim is one `SET key token NX PX lease` (atomic on the server; a key that
+// exists is read back to tell "done" from "in progress"); complete and release are Lua
+// compare-and-set scripts on the owner token; mark_done and complete_and_claim write "done"
+// with a plain SET. try_claim_batch pipelines the claims of a polled batch
+// (redisAppendCommandArgv + redisGetReply: one round trip), and complete_and_claim the "done"
+// marks of one run with the claims of the next.
 //
 // Memory: about 134 B per "done" key (key ~70 B + value + dict entry + expiry entry), so the
 // window costs rate x window x 134 B: 1k msg/s for 1 h is ~0.5 GB; 5k msg/s for 24 h is ~58 GB.
@@ -72,13 +74,21 @@ public:
         std::vector<complete_status> completed;  // one per `done` claim, in order
         std::vector<claim> claims;               // one per message id, in order
     };
-    /// complete_batch(done) then try_claim_batch(message_ids), pipelined in one round trip and
-    /// run by Redis in that order (a claim of a message completed in the same call sees
+    /// Writes the "done" marks of `done` and claims `message_ids`, pipelined in one round trip
+    /// and run by Redis in that order (a claim of a message marked in the same call sees
     /// "done"). A consumer lane marks the run it applied and claims the next one together.
-    /// Throws like both; on a throw neither outcome is known.
+    /// The marks are plain `SET key done PX done_window`, not compare-and-set: the caller
+    /// applied those effects, so "done" is true whoever holds the key now (a lease that expired
+    /// and was claimed again is overwritten, and that owner then sees "done"); every status in
+    /// `completed` is therefore `completed`. A claim is `SET key token NX PX lease`; only keys
+    /// that exist cost a second round trip (GET: "done" -> done, else in_progress).
+    /// Throws like try_claim_batch; on a throw no outcome is known (marks and claims may or may
+    /// not have been written; unknown claims expire after `lease`).
     [[nodiscard]] complete_and_claim_result complete_and_claim(
         const std::vector<claim>& done, std::string_view group,
         const std::vector<std::string>& message_ids, std::chrono::milliseconds lease);
+    /// The marks of complete_and_claim alone: one pipelined round trip of plain SETs.
+    std::vector<complete_status> mark_done(const std::vector<claim>& applied);
     bool release(const claim& c) override;
     [[nodiscard]] bool lease_expires() const noexcept override { return true; }
 
