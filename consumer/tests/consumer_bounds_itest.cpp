@@ -137,7 +137,13 @@ TEST_F(ConsumerTest, MemoryStaysBoundedWithStalledHandlerRebalanceAndOneMiBRecor
                  ma.queued_bytes_peak / mib, mb.queued_bytes_peak / mib,
                  static_cast<unsigned long long>(ma.consumed),
                  static_cast<unsigned long long>(mb.consumed));
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Resident memory says nothing about the runtime's bound here: TSan's shadow grows with
+    // every byte touched and ASan's quarantine keeps freed records resident (256 MiB by
+    // default). The queue peaks and the record counts below still bound what was taken.
+#else
     EXPECT_LE(growth, bound) << "resident memory grew past the bound";
+#endif
     EXPECT_LE(ma.queued_bytes_peak, 4 * mib + 2 * mib);
     EXPECT_LE(mb.queued_bytes_peak, 4 * mib + 2 * mib);
     EXPECT_GT(ma.queued_bytes_peak, 0u);
