@@ -52,7 +52,8 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                 q +
                 ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
                 "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
-                "$4, $5, count(*), array_agg(message_id), array_agg(topic), array_agg(key), array_agg(part), "
+                "$4, $5, count(*), array_agg(message_id), array_agg(topic), array_agg(key), "
+                "array_agg(part), "
                 "array_agg(off), array_agg(created_at), array_agg(octet_length(payload)), "
                 "string_agg(payload, ''::bytea), array_agg(headers) FROM moved "
                 "HAVING count(*) > 0",

@@ -469,7 +469,8 @@ mark_outcome wal_source::mark(const mark_request& request) {
             "INSERT INTO " + _q +
                 ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
                 "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
-                "$1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], $5::text[], $6::int[], $7::bigint[], ARRAY(SELECT " +
+                "$1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], $5::text[], $6::int[], "
+                "$7::bigint[], ARRAY(SELECT " +
                 ts_expr("c") +
                 " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), "
                 "$9::int[], $10::bytea, $11::jsonb[]",

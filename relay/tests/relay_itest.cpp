@@ -458,11 +458,12 @@ TEST(RelayTest, PublishedLedgerRetentionDeletesOnlyOldRows) {
                 "gen_random_uuid(), 't', 'k', 0, g, now(), now() - interval '2 days', 1, 0 "
                 "FROM generate_series(1, 7000) g");
         // And 7000 old batch rows, as marks since migration 0090 write them.
-        tx.exec("INSERT INTO " + env.q() +
-                ".published_batch (published_at, relay_epoch, lease_group, message_count, "
-                "message_ids, topics, keys, partitions, offsets, created_ats) SELECT now() - "
-                "interval '2 days', 1, 0, 1, ARRAY[gen_random_uuid()], '{t}', '{k}', '{0}', ARRAY[g], "
-                "ARRAY[now()] FROM generate_series(1, 7000) g");
+        tx.exec(
+            "INSERT INTO " + env.q() +
+            ".published_batch (published_at, relay_epoch, lease_group, message_count, "
+            "message_ids, topics, keys, partitions, offsets, created_ats) SELECT now() - "
+            "interval '2 days', 1, 0, 1, ARRAY[gen_random_uuid()], '{t}', '{k}', '{0}', ARRAY[g], "
+            "ARRAY[now()] FROM generate_series(1, 7000) g");
         tx.commit();
     }
     auto opts = options_for(env);
@@ -606,7 +607,8 @@ TEST(RelayTest, PublishedLedgerStaysBoundedUnderSustainedLoad) {
         tx.exec("INSERT INTO " + env.q() +
                 ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
                 "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
-                "1, 0, count(*), array_agg(gen_random_uuid()), array_agg('t'::text), array_agg('k'::text), "
+                "1, 0, count(*), array_agg(gen_random_uuid()), array_agg('t'::text), "
+                "array_agg('k'::text), "
                 "array_agg(0), array_agg(g::bigint), array_agg(now()), array_agg(1), "
                 "string_agg('\\x00'::bytea, ''::bytea), array_agg('{}'::jsonb) FROM "
                 "generate_series(1, 4000) g");
