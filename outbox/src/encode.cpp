@@ -1,5 +1,7 @@
 #include "encode.hpp"
 
+#include <cstdint>
+
 namespace ferry::outbox::detail {
 namespace {
 
@@ -68,6 +70,23 @@ std::string headers_json(const std::map<std::string, std::string>& headers) {
         append_json_string(out, value);
     }
     out += '}';
+    return out;
+}
+
+std::string wal_frame_tail(std::string_view schema, std::string_view topic, std::string_view key,
+                           std::string_view headers_json, std::string_view payload) {
+    std::string out;
+    out.reserve(20 + schema.size() + topic.size() + key.size() + headers_json.size() +
+                payload.size());
+    for (const auto field : {schema, topic, key, headers_json, payload}) {
+        // Sizes are bounded far below 4 GiB by the writer's limits (validate_message).
+        const auto n = static_cast<std::uint32_t>(field.size());
+        out += static_cast<char>((n >> 24) & 0xff);
+        out += static_cast<char>((n >> 16) & 0xff);
+        out += static_cast<char>((n >> 8) & 0xff);
+        out += static_cast<char>(n & 0xff);
+        out.append(field);
+    }
     return out;
 }
 

@@ -55,22 +55,36 @@ writer::writer(writer_options options) : _options(std::move(options)) {
     // The delay and expiry are measured from one clock_timestamp() of the database, so producer
     // hosts with skewed clocks cannot release a message early.
     if (_options.mode == emit_mode::wal) {
-        // WAL mode: emit_wal encodes the frame and emits it transactionally (migration 0070,
-        // with 0071's slot guard); $6 (the delay) is always 0 here, refused before.
-        _insert_one_sql =
-            "SELECT " + schema +
-            ".emit_wal($1::uuid, $2::text, $3::text, $4::bytea, $5::jsonb, c.t, "
-            "CASE WHEN $7::bigint < 0 THEN NULL ELSE c.t + $7::bigint * interval '1 millisecond' "
-            "END) FROM (SELECT clock_timestamp() AS t, $6::bigint AS delay_ms) AS c";
-        // The function scan yields the array in order and each row is emitted as it is
-        // produced, so a batch's messages are in the WAL in input order.
-        _insert_batch_sql =
-            "SELECT count(*) FROM (SELECT " + schema +
-            ".emit_wal(u.mid, u.topic, u.key, u.payload, u.headers, c.t, "
-            "CASE WHEN u.ttl_ms < 0 THEN NULL ELSE c.t + u.ttl_ms * interval '1 millisecond' END) "
-            "FROM (SELECT clock_timestamp() AS t) AS c, "
-            "unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[], $6::bigint[], "
-            "$7::bigint[]) AS u(mid, topic, key, payload, headers, delay_ms, ttl_ms)) AS e";
+        // WAL mode (migrations 0070, 0071, 0075): the writer sends each frame's variable part
+        // (detail::wal_frame_tail) and the statement prepends the fixed part, with created_at
+        // and expires_at from one reading of the database clock that wal_emit_guard() takes
+        // after its checks (wal_level, a usable registered slot). The MATERIALIZED CTE runs the
+        // guard once per statement. The function scan yields the array in order and each row
+        // is emitted as it is produced, so a batch's messages are in the WAL in input order.
+        const std::string frame =
+            "'\\x01'::bytea || CASE WHEN {ttl} < 0 THEN '\\x00'::bytea ELSE '\\x01'::bytea "
+            "END || uuid_send({mid}) || int8send(c.us) || int8send(CASE WHEN {ttl} < 0 THEN 0 "
+            "ELSE c.us + {ttl} * 1000 END) || {tail}";
+        const auto fill = [&](std::string mid, std::string ttl, std::string tail) {
+            std::string out = frame;
+            for (const auto& [k, v] : {std::pair<std::string, std::string>{"{mid}", mid},
+                                       {"{ttl}", ttl},
+                                       {"{tail}", tail}}) {
+                for (auto at = out.find(k); at != std::string::npos; at = out.find(k, at)) {
+                    out.replace(at, k.size(), v);
+                    at += v.size();
+                }
+            }
+            return out;
+        };
+        const std::string guard =
+            "WITH c AS MATERIALIZED (SELECT " + schema + ".wal_emit_guard() AS us) ";
+        _insert_one_sql = guard + "SELECT pg_logical_emit_message(true, 'ferry', " +
+                          fill("$1::uuid", "$2::bigint", "$3::bytea") + ") FROM c";
+        _insert_batch_sql = guard + "SELECT count(pg_logical_emit_message(true, 'ferry', " +
+                            fill("u.mid", "u.ttl_ms", "u.tail") +
+                            ")) FROM c, unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS "
+                            "u(mid, ttl_ms, tail)";
         _insert_one_name = "ferry_emit_" + _options.schema;
         _insert_batch_name = "ferry_emit_batch_" + _options.schema;
         return;
@@ -111,6 +125,14 @@ message_id writer::enqueue(pqxx::transaction_base& tx, const message& m) const {
     require_open(tx, "enqueue");
     const auto id = message_id::generate();
     try {
+        if (_options.mode == emit_mode::wal) {
+            (void)internal::exec_cached(
+                tx, _insert_one_name, _insert_one_sql, id.to_string(),
+                millis_or(m.expires_after, -1),
+                internal::bytea_param(detail::wal_frame_tail(_options.schema, m.topic, m.key,
+                                                             headers_json(m.headers), m.payload)));
+            return id;
+        }
         (void)internal::exec_cached(tx, _insert_one_name, _insert_one_sql, id.to_string(), m.topic,
                                     m.key, bytea_literal(m.payload), headers_json(m.headers),
                                     millis_or(m.deliver_after, 0), millis_or(m.expires_after, -1));
@@ -205,6 +227,7 @@ std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
     require_open(tx, "enqueue_batch");
     ids.reserve(batch.size());
 
+    if (_options.mode == emit_mode::wal) return enqueue_batch_wal(tx, batch);
     std::string mids = "{", topics = "{", keys = "{", payloads = "{", headers = "{", delays = "{",
                 ttls = "{";
     std::size_t payload_bytes = 0;
@@ -236,6 +259,38 @@ std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
     try {
         (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, topics, keys,
                                     payloads, headers, delays, ttls);
+    } catch (...) {
+        internal::rethrow_translated("enqueue_batch", "outbox");
+    }
+    return ids;
+}
+
+std::vector<message_id> writer::enqueue_batch_wal(pqxx::transaction_base& tx,
+                                                  std::span<const message> batch) const {
+    std::vector<message_id> ids;
+    ids.reserve(batch.size());
+    std::string mids = "{", ttls = "{", tails = "{";
+    std::size_t bytes = 0;
+    for (const auto& m : batch) bytes += m.payload.size() + m.topic.size() + m.key.size() + 64;
+    tails.reserve(bytes * 2 + batch.size() * 8 + 2);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& m = batch[i];
+        if (i > 0) {
+            mids += ',';
+            ttls += ',';
+            tails += ',';
+        }
+        ids.push_back(message_id::generate());
+        mids += ids.back().to_string();
+        ttls += std::to_string(millis_or(m.expires_after, -1));
+        tails += "\"\\\\x";  // "\\x inside a quoted array element is \x for bytea
+        append_hex(tails, detail::wal_frame_tail(_options.schema, m.topic, m.key,
+                                                 headers_json(m.headers), m.payload));
+        tails += '"';
+    }
+    for (auto* s : {&mids, &ttls, &tails}) *s += '}';
+    try {
+        (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, ttls, tails);
     } catch (...) {
         internal::rethrow_translated("enqueue_batch", "outbox");
     }

@@ -410,6 +410,23 @@ TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
         EXPECT_EQ(result[0][0].as<int>(), 42);
         tx.commit();
     }
+    // Messages whose time to live passes before the relay runs: expired on the database clock
+    // that the writer's statement wrote into their frames (migration 0075), one alone and one
+    // in a batch.
+    std::vector<std::string> short_lived;
+    {
+        pqxx::work tx{conn};
+        ferry::outbox::message m;
+        m.topic = env.topic;
+        m.key = "order-2";
+        m.payload = "brief";
+        m.expires_after = 1ms;
+        short_lived.push_back(w.enqueue(tx, m).to_string());
+        const std::vector<ferry::outbox::message> one{m};
+        short_lived.push_back(w.enqueue_batch(tx, one).at(0).to_string());
+        tx.commit();
+    }
+    std::this_thread::sleep_for(50ms);
     {
         pqxx::work tx{conn};
         ferry::outbox::message delayed;
@@ -437,6 +454,23 @@ TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
         EXPECT_EQ(records[i].header("ferry-message-id"), ids[i]);
         EXPECT_EQ(records[i].header("trace"), "t-1");
     }
+    // created_at is the database clock of the writer's statement (not 1970, not the future).
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) == 5; }, 30s));
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
+                         ".ledger WHERE created_at BETWEEN now() - interval '10 minutes' AND "
+                         "now()"),
+              5);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".expired WHERE message_id IN ('" + short_lived[0] + "', '" +
+                              short_lived[1] + "')") == 2;
+        },
+        30s));
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
+                         ".expired WHERE expires_at - created_at = interval '1 millisecond' AND "
+                         "created_at > now() - interval '10 minutes'"),
+              2);
     expect_outbox_untouched(env);
 }
 

@@ -59,6 +59,10 @@ public:
     [[nodiscard]] const writer_options& options() const noexcept { return _options; }
 
 private:
+    /// enqueue_batch in WAL mode: frames' variable parts built here, one statement.
+    std::vector<message_id> enqueue_batch_wal(pqxx::transaction_base& tx,
+                                              std::span<const message> batch) const;
+
     writer_options _options;
     std::string _insert_one_sql;
     std::string _schema_quoted;
