@@ -1,5 +1,6 @@
 #include "ferry/outbox/writer.hpp"
 
+#include <array>
 #include <string>
 #include <utility>
 
@@ -25,6 +26,28 @@ void append_array_element(std::string& out, std::string_view s) {
     }
     out += '"';
 }
+
+// A bytea element of an array literal: "\\x<hex>" ("\\x" inside a quoted element is \x).
+void append_bytea_element(std::string& out, std::string_view bytes) {
+    out += "\"\\\\x";
+    append_hex(out, bytes);
+    out += '"';
+}
+
+// The array literals of one batch statement, built element by element: next() separates the
+// elements, close() ends every literal.
+template <std::size_t N>
+struct array_literals {
+    std::array<std::string, N> text;
+    array_literals() { text.fill("{"); }
+    void next(std::size_t i) {
+        if (i == 0) return;
+        for (auto& t : text) t += ',';
+    }
+    void close() {
+        for (auto& t : text) t += '}';
+    }
+};
 
 std::int64_t millis_or(const std::optional<std::chrono::milliseconds>& d, std::int64_t none) {
     return d ? static_cast<std::int64_t>(d->count()) : none;
@@ -228,34 +251,24 @@ std::vector<message_id> writer::enqueue_batch(pqxx::transaction_base& tx,
     ids.reserve(batch.size());
 
     if (_options.mode == emit_mode::wal) return enqueue_batch_wal(tx, batch);
-    std::string mids = "{", topics = "{", keys = "{", payloads = "{", headers = "{", delays = "{",
-                ttls = "{";
+    array_literals<7> a;
+    auto& [mids, topics, keys, payloads, headers, delays, ttls] = a.text;
     std::size_t payload_bytes = 0;
     for (const auto& m : batch) payload_bytes += m.payload.size();
     payloads.reserve(payload_bytes * 2 + batch.size() * 6 + 2);
     for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& m = batch[i];
-        if (i > 0) {
-            mids += ',';
-            topics += ',';
-            keys += ',';
-            payloads += ',';
-            headers += ',';
-            delays += ',';
-            ttls += ',';
-        }
+        a.next(i);
         ids.push_back(message_id::generate());
         mids += ids.back().to_string();
         append_array_element(topics, m.topic);
         append_array_element(keys, m.key);
-        payloads += "\"\\\\x";  // "\\x inside a quoted array element is \x for bytea
-        append_hex(payloads, m.payload);
-        payloads += '"';
+        append_bytea_element(payloads, m.payload);
         append_array_element(headers, headers_json(m.headers));
         delays += std::to_string(millis_or(m.deliver_after, 0));
         ttls += std::to_string(millis_or(m.expires_after, -1));
     }
-    for (auto* s : {&mids, &topics, &keys, &payloads, &headers, &delays, &ttls}) *s += '}';
+    a.close();
     try {
         (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, topics, keys,
                                     payloads, headers, delays, ttls);
@@ -269,26 +282,21 @@ std::vector<message_id> writer::enqueue_batch_wal(pqxx::transaction_base& tx,
                                                   std::span<const message> batch) const {
     std::vector<message_id> ids;
     ids.reserve(batch.size());
-    std::string mids = "{", ttls = "{", tails = "{";
+    array_literals<3> a;
+    auto& [mids, ttls, tails] = a.text;
     std::size_t bytes = 0;
     for (const auto& m : batch) bytes += m.payload.size() + m.topic.size() + m.key.size() + 64;
     tails.reserve(bytes * 2 + batch.size() * 8 + 2);
     for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& m = batch[i];
-        if (i > 0) {
-            mids += ',';
-            ttls += ',';
-            tails += ',';
-        }
+        a.next(i);
         ids.push_back(message_id::generate());
         mids += ids.back().to_string();
         ttls += std::to_string(millis_or(m.expires_after, -1));
-        tails += "\"\\\\x";  // "\\x inside a quoted array element is \x for bytea
-        append_hex(tails, detail::wal_frame_tail(_options.schema, m.topic, m.key,
-                                                 headers_json(m.headers), m.payload));
-        tails += '"';
+        append_bytea_element(tails, detail::wal_frame_tail(_options.schema, m.topic, m.key,
+                                                           headers_json(m.headers), m.payload));
     }
-    for (auto* s : {&mids, &ttls, &tails}) *s += '}';
+    a.close();
     try {
         (void)internal::exec_cached(tx, _insert_batch_name, _insert_batch_sql, mids, ttls, tails);
     } catch (...) {

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <string>
+#include <utility>
 
 #include "ferry/common/error.hpp"
 #include "ferry/common/metrics.hpp"
@@ -52,6 +54,14 @@ long ledger_count(const wal_env& env) {
 }
 
 // Whatever the relay did, it never touched the outbox table: no row, no insert, no dead tuple.
+ferry::outbox::message wal_message(const wal_env& env, std::string key, std::string payload) {
+    ferry::outbox::message m;
+    m.topic = env.topic;
+    m.key = std::move(key);
+    m.payload = std::move(payload);
+    return m;
+}
+
 void expect_outbox_untouched(const wal_env& env) {
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);
     EXPECT_EQ(count_rows("SELECT coalesce(sum(n_tup_ins + n_dead_tup), 0) FROM "
@@ -393,10 +403,7 @@ TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
     std::vector<std::string> ids;
     {
         pqxx::work tx{conn};
-        ferry::outbox::message m;
-        m.topic = env.topic;
-        m.key = "order-1";
-        m.payload = "one";
+        auto m = wal_message(env, "order-1", "one");
         m.headers = {{"trace", "t-1"}};
         ids.push_back(w.enqueue(tx, m).to_string());
         std::vector<ferry::outbox::message> batch(3, m);
@@ -416,10 +423,7 @@ TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
     std::vector<std::string> short_lived;
     {
         pqxx::work tx{conn};
-        ferry::outbox::message m;
-        m.topic = env.topic;
-        m.key = "order-2";
-        m.payload = "brief";
+        auto m = wal_message(env, "order-2", "brief");
         m.expires_after = 1ms;
         short_lived.push_back(w.enqueue(tx, m).to_string());
         const std::vector<ferry::outbox::message> one{m};
