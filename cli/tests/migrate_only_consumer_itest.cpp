@@ -30,12 +30,7 @@ protected:
         ASSERT_EQ(r.exit_code, 0) << r.output;
         ASSERT_NE(r.output.find("modules: consumer)"), std::string::npos) << r.output;
         _conn = std::make_unique<pqxx::connection>(ferry::test::pg_dsn());
-        create_witness(*_conn, schema());
-        _topic = ferry::test::unique_name("t");
-        _group = ferry::test::unique_name("g");
-        kafka()->create_topic(_topic, partitions);
-        _producer = std::make_unique<test_producer>(kafka()->bootstrap());
-        _witness = std::make_unique<witness_writer>(ferry::test::pg_dsn(), schema());
+        prepare_run();
     }
     void TearDown() override { std::remove(_config.c_str()); }
 

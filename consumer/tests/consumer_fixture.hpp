@@ -277,6 +277,12 @@ protected:
         _schema = std::make_unique<ferry::test::scoped_schema>("cons");
         _conn = std::make_unique<pqxx::connection>(ferry::test::pg_dsn());
         (void)ferry::outbox::migrate(*_conn, schema());
+        prepare_run();
+    }
+
+    // What a test needs beside the schema's tables: the witness table, a fresh topic and group,
+    // a producer. Fixtures that create the tables another way call it after they have.
+    void prepare_run() {
         create_witness(*_conn, schema());
         _topic = ferry::test::unique_name("t");
         _group = ferry::test::unique_name("g");
