@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <unordered_set>
@@ -15,6 +16,7 @@
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/reconcile/retention.hpp"
+#include "ferry/wal/slot.hpp"
 #include "redis_lookup.hpp"
 
 namespace ferry::reconcile {
@@ -109,6 +111,86 @@ public:
                        ".expired WHERE expired_at >= $2::timestamptz AND expired_at < "
                        "$3::timestamptz ON CONFLICT DO NOTHING",
                    _run, _ws, _we);
+        tx.commit();
+    }
+
+    // WAL mode (ADR 0070, rule 10): a committed message that is not published yet has no outbox
+    // row; it waits in the WAL behind the confirmed position of the relay's slot. So the run
+    // records the state of every slot registered for the schema, and a registered slot that is
+    // missing, lost or unusable becomes an item `slot_lost`, with the last confirmed position on
+    // record (the slot's own, else the one an earlier run recorded): the one way a committed
+    // message can go unpublished in WAL mode. Nothing here creates or repairs a slot.
+    void wal_side() {
+        std::vector<std::string> names;
+        std::string database;
+        {
+            pqxx::nontransaction tx{_conn};
+            for (const auto& r :
+                 exec(tx, "SELECT slot_name FROM " + _q + ".wal_slot ORDER BY slot_name")) {
+                names.push_back(r[0].as<std::string>());
+            }
+            database = exec(tx, "SELECT current_database()::text")[0][0].as<std::string>();
+        }
+        struct problem {
+            std::string slot;
+            std::string what;
+            std::string confirmed;  // empty: the slot has none
+        };
+        std::vector<problem> problems;
+        auto slots = nlohmann::json::array();
+        for (const auto& name : names) {
+            const auto info = wal::inspect_slot(_conn, name);
+            nlohmann::json s = {{"slot", name}};
+            std::string state = "ok", what, confirmed;
+            if (!info) {
+                state = "missing";
+                what = "missing (dropped, or never created in this database)";
+            } else {
+                s["wal_status"] = info->wal_status;
+                s["active"] = info->active;
+                if (info->confirmed_flush_lsn) {
+                    confirmed = wal::format_lsn(*info->confirmed_flush_lsn);
+                    s["confirmed_flush_lsn"] = confirmed;
+                }
+                if (info->lag_bytes) s["lag_bytes"] = *info->lag_bytes;
+                if (info->safe_wal_size) s["safe_wal_size"] = *info->safe_wal_size;
+                if (info->plugin != "pgoutput" || info->database != database) {
+                    state = "unusable";
+                    what = "unusable: a slot of plugin \"" + info->plugin + "\" in database \"" +
+                           info->database + "\", not a pgoutput slot of this database";
+                } else if (info->lost()) {
+                    state = "lost";
+                    what = info->wal_status == "lost"
+                               ? "lost (wal_status lost: PostgreSQL removed WAL it still needed)"
+                               : "without a confirmed position";
+                }
+            }
+            s["state"] = state;
+            slots.push_back(std::move(s));
+            if (state != "ok") problems.push_back({name, what, confirmed});
+        }
+        pqxx::work tx{_conn};
+        (void)exec(tx, "UPDATE " + _q + ".reconcile_run SET wal_slots = $2::jsonb WHERE id = $1",
+                   _run, slots.dump());
+        for (const auto& p : problems) {
+            (void)exec(
+                tx,
+                "WITH known AS (SELECT 1 AS pri, $3::text AS lsn, clock_timestamp() AS at WHERE $3 "
+                "<> '' UNION ALL (SELECT 2, e->>'confirmed_flush_lsn', r.started_at FROM " +
+                    _q +
+                    ".reconcile_run AS r, jsonb_array_elements(r.wal_slots) AS e WHERE r.id < $1 "
+                    "AND e->>'slot' = $2 AND e ? 'confirmed_flush_lsn' ORDER BY r.id DESC LIMIT "
+                    "1)), last AS (SELECT lsn, at FROM known ORDER BY pri LIMIT 1) INSERT INTO " +
+                    _q +
+                    ".reconcile_item (run_id, kind, event_at, detail) SELECT $1, 'slot_lost', "
+                    "last.at, 'WAL slot ' || $2 || ' is ' || $4 || '; ' || CASE WHEN last.lsn IS "
+                    "NULL THEN 'no confirmed position is on record, so any message committed "
+                    "since the slot was registered may be unpublished' ELSE 'messages committed "
+                    "after its last confirmed position ' || last.lsn || ' may never be "
+                    "published' END || '; see docs/operations.md, \"WAL slot lost\"' FROM (SELECT "
+                    "1) AS one LEFT JOIN last ON true",
+                _run, p.slot, p.confirmed, p.what);
+        }
         tx.commit();
     }
 
@@ -510,8 +592,8 @@ private:
 
 const std::vector<std::string>& kinds() {
     static const std::vector<std::string> k{
-        "missing", "stuck_unpublished", "stuck_half",         "parked",
-        "expired", "dead_lettered",     "duplicate_absorbed", "redriven"};
+        "missing",       "stuck_unpublished",  "stuck_half", "parked",   "expired",
+        "dead_lettered", "duplicate_absorbed", "redriven",   "slot_lost"};
     return k;
 }
 
@@ -570,6 +652,7 @@ run_result run(const reconcile_options& o) {
             job j(o, conn, result.run_id, r[0][1].as<std::string>(), r[0][2].as<std::string>());
             try {
                 j.producer_side();
+                j.wal_side();
                 for (const auto& g : o.groups) j.consumer_side(g);
             } catch (const std::exception& e) {
                 try {

@@ -22,7 +22,7 @@ std::string run_columns() {
     return "r.id, r.scope, " + ts("r.window_start") + ", " + ts("r.window_end") + ", " +
            ts("r.started_at") + ", " + ts("r.finished_at") +
            ", r.status, r.redrive, r.scanned, r.redriven, r.counts::text, coalesce(r.owner, ''), "
-           "coalesce(r.error, '')";
+           "coalesce(r.error, ''), r.wal_slots::text";
 }
 
 run_summary to_run(const pqxx::row& row) {
@@ -43,6 +43,7 @@ run_summary to_run(const pqxx::row& row) {
     }
     s.owner = row[11].as<std::string>();
     s.error = row[12].as<std::string>();
+    s.wal_slots = row[13].as<std::string>();
     return s;
 }
 
@@ -61,7 +62,8 @@ nlohmann::json run_to_json(const run_summary& r) {
             {"redriven", r.redriven},
             {"counts", counts},
             {"owner", r.owner},
-            {"error", r.error}};
+            {"error", r.error},
+            {"wal_slots", nlohmann::json::parse(r.wal_slots)}};
 }
 
 nlohmann::json item_to_json(const report_item& i) {
@@ -272,6 +274,17 @@ std::string render_report(const run_summary& run, const std::vector<report_item>
       << run.window_end << ")  scope " << run.scope << "\n"
       << "scanned " << run.scanned << " ledger rows; " << counts_text(run) << "\n";
     if (!run.error.empty()) s << "error: " << run.error << "\n";
+    for (const auto& slot : nlohmann::json::parse(run.wal_slots)) {
+        s << "WAL slot " << slot.value("slot", "?") << ": " << slot.value("state", "?");
+        if (slot.contains("wal_status"))
+            s << ", wal_status " << slot["wal_status"].get<std::string>();
+        if (slot.contains("confirmed_flush_lsn")) {
+            s << ", confirmed " << slot["confirmed_flush_lsn"].get<std::string>();
+        }
+        if (slot.contains("lag_bytes"))
+            s << ", lag " << slot["lag_bytes"].get<std::int64_t>() << " bytes";
+        s << "\n";
+    }
     s << "\n" << (items.empty() ? std::string("no anomalies\n") : table(rows));
     return s.str();
 }

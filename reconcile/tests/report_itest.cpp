@@ -22,6 +22,7 @@
 #include "ferry/test/run_command.hpp"
 #include "ferry/test/scoped_schema.hpp"
 #include "ferry/test/unique_name.hpp"
+#include "ferry/wal/slot.hpp"
 
 namespace {
 
@@ -282,6 +283,71 @@ TEST_F(ReportTest, RedisOnlyGroupUsesDoneKeys) {
     std::set<std::string> got;
     for (const auto& i : store.items(r.run_id)) got.insert(i.message_id);
     EXPECT_EQ(got, missing);
+}
+
+// WAL mode (ADR 0070, rule 10): a committed message that is not published yet waits in the WAL
+// behind its slot, not in a table. So every run records the state of each registered slot, and
+// a registered slot that disappears is reported as `slot_lost` with the last confirmed position
+// an earlier run recorded: the one way a committed message goes unpublished in WAL mode.
+TEST_F(ReportTest, WalSlotStateIsRecordedAndALostSlotIsReportedWithItsLastConfirmedPosition) {
+    rc::reconcile_options o;
+    o.dsn = ferry::test::pg_dsn();
+    o.schema = s();
+    o.grace = 0ms;
+    rc::report_store store(ferry::test::pg_dsn(), s());
+
+    const auto polling = rc::run(o);  // no slot registered: nothing to record, nothing lost
+    EXPECT_EQ(store.get(polling.run_id)->wal_slots, "[]");
+    EXPECT_EQ(polling.counts.at("slot_lost"), 0);
+
+    const auto slot = ferry::test::unique_name("report_slot");
+    (void)ferry::wal::create_slot(*_conn, slot);
+    ferry::wal::register_slot(*_conn, s(), slot);
+    bool dropped = false;
+    struct drop_at_exit {
+        pqxx::connection& conn;
+        const std::string& slot;
+        bool& dropped;
+        ~drop_at_exit() {
+            if (!dropped) (void)ferry::wal::drop_slot(conn, slot);  // a leftover slot pins WAL
+        }
+    } guard{*_conn, slot, dropped};
+
+    const auto healthy = rc::run(o);
+    const auto healthy_run = store.get(healthy.run_id);
+    auto slots = nlohmann::json::parse(healthy_run->wal_slots);
+    ASSERT_EQ(slots.size(), 1u) << healthy_run->wal_slots;
+    EXPECT_EQ(slots[0]["slot"], slot);
+    EXPECT_EQ(slots[0]["state"], "ok");
+    EXPECT_EQ(slots[0]["wal_status"], "reserved");
+    ASSERT_TRUE(slots[0].contains("confirmed_flush_lsn")) << healthy_run->wal_slots;
+    const std::string confirmed = slots[0]["confirmed_flush_lsn"];
+    EXPECT_NE(confirmed.find('/'), std::string::npos) << confirmed;
+    EXPECT_GE(slots[0]["lag_bytes"].get<long long>(), 0);
+    EXPECT_EQ(healthy.counts.at("slot_lost"), 0);
+
+    dropped = ferry::wal::drop_slot(*_conn, slot);  // lost: dropped while still registered
+    ASSERT_TRUE(dropped);
+    const auto lost = rc::run(o);
+    EXPECT_EQ(lost.counts.at("slot_lost"), 1);
+    const auto lost_run = store.get(lost.run_id);
+    slots = nlohmann::json::parse(lost_run->wal_slots);
+    ASSERT_EQ(slots.size(), 1u);
+    EXPECT_EQ(slots[0]["state"], "missing");
+    rc::report_filter f;
+    f.kind = "slot_lost";
+    const auto items = store.items(lost.run_id, f);
+    ASSERT_EQ(items.size(), 1u);
+    EXPECT_NE(items[0].detail.find("WAL slot " + slot + " is missing"), std::string::npos)
+        << items[0].detail;
+    EXPECT_NE(items[0].detail.find("after its last confirmed position " + confirmed +
+                                   " may never be published"),
+              std::string::npos)
+        << items[0].detail;
+    EXPECT_EQ(items[0].event_at, healthy_run->started_at);  // when that position was recorded
+    const auto text = rc::render_report(*lost_run, items, rc::report_format::table);
+    EXPECT_NE(text.find("WAL slot " + slot + ": missing"), std::string::npos) << text;
+    EXPECT_NE(text.find("slot_lost=1"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -27,6 +27,10 @@ struct run_summary {
     std::map<std::string, std::int64_t> counts;
     std::string owner;
     std::string error;
+    /// WAL mode: the registered replication slots at the time of the run, a JSON array of
+    /// objects (slot, state ok|missing|lost|unusable, wal_status, active, confirmed_flush_lsn,
+    /// lag_bytes, safe_wal_size); "[]" in polling mode. See ADR 0070, rule 10.
+    std::string wal_slots = "[]";
 };
 
 struct report_item {
