@@ -308,10 +308,36 @@ TEST_F(SqlApiTest, UuidV7HasVersionVariantTimestampAndSortsByTime) {
 }
 
 TEST_F(SqlApiTest, TableConstraintsGuardDirectInserts) {
-    // A client that bypasses enqueue() still cannot store a topic Kafka would refuse.
-    pqxx::work tx{conn()};
-    EXPECT_THROW(
-        tx.exec("INSERT INTO " + table() +
-                " (message_id, topic, payload) VALUES (gen_random_uuid(), 'bad topic', 'x')"),
-        pqxx::check_violation);
+    // A client that bypasses enqueue() still cannot store a topic Kafka would refuse, or headers
+    // that are not a JSON object (migration 0104: the rules are domains on the columns now).
+    const std::string long_topic(250, 't');
+    auto refused = [&](const std::string& topic, const std::string& headers) {
+        pqxx::work tx{conn()};
+        try {
+            tx.exec_params("INSERT INTO " + table() +
+                               " (message_id, topic, payload, headers) VALUES "
+                               "(gen_random_uuid(), $1, 'x', $2::jsonb)",
+                           topic, headers);
+        } catch (const pqxx::check_violation&) {
+            return true;
+        }
+        return false;
+    };
+    for (const std::string topic :
+         {"bad topic", "", ".", "..", "caf\xc3\xa9", long_topic.c_str()}) {
+        EXPECT_TRUE(refused(topic, "{}")) << "topic \"" << topic << "\"";
+    }
+    for (const std::string headers : {"[]", "\"x\"", "1", "null"}) {
+        EXPECT_TRUE(refused("orders", headers)) << "headers " << headers;
+    }
+    EXPECT_FALSE(refused(std::string(249, 't'), "{\"a\": \"b\"}"));
+    EXPECT_FALSE(refused("orders.v1_x-y", "{}"));
+    {
+        pqxx::work tx{conn()};
+        EXPECT_THROW(tx.exec("INSERT INTO \"" + schema() +
+                             "\".half_message (message_id, topic, key, payload, "
+                             "tx_ref, producer_group) VALUES (gen_random_uuid(), 'bad topic', '', "
+                             "'x', 'r', 'g')"),
+                     pqxx::check_violation);
+    }
 }
