@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
@@ -68,7 +69,11 @@ wal_metrics::wal_metrics(ferry::metrics::registry& m)
                              "Logical messages with Ferry's prefix that could not be decoded; "
                              "parked with the reason.")),
       stream_starts(m.add_counter("ferry_wal_stream_starts_total",
-                                  "Replication streams started (the first and every restart).")) {}
+                                  "Replication streams started (the first and every restart).")),
+      snapshot_waits(m.add_counter(
+          "ferry_wal_snapshot_waits_total",
+          "Claims that waited because a transaction reached the stream before the database "
+          "showed it to new snapshots (its rows are yielded again at once).")) {}
 
 wal_source::wal_source(const relay_options& options, std::string quoted_schema,
                        ferry::metrics::counter reconnects, wal_metrics& metrics)
@@ -165,7 +170,8 @@ std::int64_t wal_source::server_now_us() const {
 }
 
 wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
-                                               const std::vector<source_row>& rows) {
+                                               const std::vector<source_row>& rows,
+                                               const std::vector<std::int64_t>& xids) {
     std::vector<std::string> topics;
     std::vector<std::string> keys;
     std::set<std::pair<std::string, std::string>> distinct;
@@ -178,24 +184,31 @@ wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
     pqxx::nontransaction tx{_claim.get()};
     // The lease on the database clock and, only if it is ours, which of the batch's keys have
     // a parked message (the oldest parked id of each), in one round trip.
+    //
+    // The same statement says whether its snapshot already sees every transaction of the batch
+    // (wal_xids_visible, migration 0105): a commit can reach the stream a moment before it is
+    // visible, and a lookup in that moment would see parked rows the message's own transaction
+    // deleted (retry_parked) and park the re-emitted messages again. When not, the caller
+    // yields the rows again next time.
     const auto r = internal::exec_cached(
         tx, "ferry_relay_wal_lease",
         "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
         "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 AS "
-        "remaining_ms FROM " +
-            _q +
+        "remaining_ms, " +
+            _q + ".wal_xids_visible($6::bigint[]) AS visible FROM " + _q +
             ".relay_lease WHERE lease_group = $3) "
-            "SELECT lease.ours, lease.remaining_ms, h.topic, h.key, h.first_id FROM lease LEFT "
-            "JOIN LATERAL (SELECT p.topic, p.key, min(p.id) AS first_id FROM " +
+            "SELECT lease.ours, lease.remaining_ms, h.topic, h.key, h.first_id, lease.visible "
+            "FROM lease LEFT JOIN LATERAL (SELECT p.topic, p.key, min(p.id) AS first_id FROM " +
             _q +
             ".parked p JOIN unnest($4::text[], $5::text[]) AS b(topic, key) ON p.topic = "
             "b.topic AND p.key = b.key WHERE lease.ours GROUP BY p.topic, p.key) h ON true",
         _o.instance_id, epoch, group, internal::array_literal(topics),
-        internal::array_literal(keys));
+        internal::array_literal(keys), internal::array_literal(xids));
     lease_view v;
     if (r.empty() || !r[0][0].as<bool>()) return v;
     v.ours = true;
     v.remaining_ms = r[0][1].as<double>();
+    v.visible = r[0][5].as<bool>();
     for (const auto& row : r) {
         if (row[2].is_null()) continue;
         v.parked.emplace(std::make_pair(row[2].as<std::string>(), row[3].as<std::string>()),
@@ -241,6 +254,7 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
             row.headers_json = std::move(m->message.headers_json);
             row.created_at_us = unix_us(m->message.created_at);
             if (m->message.expires_at) e.expires_at_us = unix_us(*m->message.expires_at);
+            e.xid = m->xid;
             rows.push_back(row);
             _window.emplace(row.id, std::move(e));
             _wm.received.inc();
@@ -305,7 +319,7 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
     claim_result out;
     if (!_stream) {
         // No stream is started unless the lease is ours.
-        const auto lease = check_lease(group, epoch, {});
+        const auto lease = check_lease(group, epoch, {}, {});
         if (!lease.ours) return out;
         start_stream();
     }
@@ -347,7 +361,14 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
             _stream->send_status();
         }
     }
-    const auto lease = check_lease(group, epoch, out.rows);
+    std::vector<std::int64_t> xids;
+    {
+        std::lock_guard lock(_mu);
+        for (const auto& row : out.rows) xids.push_back(_window.at(row.id).xid);
+    }
+    std::sort(xids.begin(), xids.end());
+    xids.erase(std::unique(xids.begin(), xids.end()), xids.end());
+    const auto lease = check_lease(group, epoch, out.rows, xids);
     if (!lease.ours) {
         spdlog::warn("event=wal_stream_stop slot={} reason=lease_lost", _o.wal_slot);
         drop_stream();
@@ -361,6 +382,12 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
     out.lease_remaining_ms = lease.remaining_ms;
     if (lease.remaining_ms < min_remaining_ms) {
         out.rows.clear();  // still unfinished in the window: yielded again next time
+        return out;
+    }
+    if (!lease.visible) {
+        // Its own transactions are not visible to the lookup yet (see check_lease): a moment.
+        _wm.snapshot_waits.inc();
+        out.rows.clear();
         return out;
     }
     if (!lease.parked.empty()) {

@@ -63,6 +63,7 @@ struct wal_metrics {
     ferry::metrics::counter received;
     ferry::metrics::counter rejected;
     ferry::metrics::counter stream_starts;
+    ferry::metrics::counter snapshot_waits;
 };
 
 class wal_source final : public source {
@@ -85,6 +86,7 @@ private:
         std::optional<std::int64_t> expires_at_us;
         wal::confirm_tracker::ticket ticket = 0;
         bool finished_early = false;  // the negative control's confirm on receipt
+        std::uint32_t xid = 0;        // the transaction that emitted it
     };
     struct rejected_entry {
         wal::rejected_message message;
@@ -93,10 +95,13 @@ private:
     struct lease_view {
         bool ours = false;
         double remaining_ms = 0;
+        /// Every transaction of the rows is visible to the lookup (see check_lease).
+        bool visible = true;
         std::map<std::pair<std::string, std::string>, std::int64_t> parked;  // key -> parked id
     };
 
-    lease_view check_lease(int group, std::int64_t epoch, const std::vector<source_row>& rows);
+    lease_view check_lease(int group, std::int64_t epoch, const std::vector<source_row>& rows,
+                           const std::vector<std::int64_t>& xids);
     void start_stream();
     void drop_stream() noexcept;
     void read_stream(std::vector<source_row>& rows, std::size_t limit,

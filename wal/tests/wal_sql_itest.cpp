@@ -160,5 +160,37 @@ TEST_F(WalSqlTest, SqlFrameIsTheCppFrame) {
     EXPECT_EQ(sql_frame2, encode_frame(m2));
 }
 
+// A commit can reach the replication stream a moment before new snapshots see it; the relay asks
+// wal_xids_visible (migration 0105) in the statement of its lookup and waits while it is false.
+// The 32-bit ids pgoutput sends are widened against the snapshot's xmax.
+TEST_F(WalSqlTest, XidsVisibleIsFalseUntilTheTransactionIsVisibleToTheSnapshot) {
+    pqxx::connection other{ferry::test::pg_dsn()};
+    auto visible = [&](const std::string& xids) {
+        pqxx::nontransaction tx{*_conn};
+        return tx.exec("SELECT " + q() + ".wal_xids_visible('" + xids + "'::bigint[])")[0][0]
+            .as<bool>();
+    };
+    std::int64_t done = 0;
+    {
+        pqxx::work tx{other};
+        done = tx.exec("SELECT txid_current() % 4294967296")[0][0].as<std::int64_t>();
+        tx.commit();
+    }
+    pqxx::work open{other};
+    const auto running = open.exec("SELECT txid_current() % 4294967296")[0][0].as<std::int64_t>();
+    const auto ids = [](std::initializer_list<std::int64_t> v) {
+        std::string s = "{";
+        for (auto x : v) s += (s.size() > 1 ? "," : "") + std::to_string(x);
+        return s + "}";
+    };
+    EXPECT_TRUE(visible("{}"));
+    EXPECT_TRUE(visible(ids({done})));
+    EXPECT_FALSE(visible(ids({running})));                        // still in progress
+    EXPECT_FALSE(visible(ids({done, running})));                  // all of them, or false
+    EXPECT_FALSE(visible(ids({(running + 1000) % 4294967296})));  // not even started
+    open.commit();
+    EXPECT_TRUE(visible(ids({done, running})));
+}
+
 }  // namespace
 }  // namespace ferry::wal
