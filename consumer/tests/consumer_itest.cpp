@@ -451,6 +451,50 @@ TEST_F(ConsumerTest, RedisOnlyMessageRetriedOutOfAMarkedRunIsStillApplied) {
     EXPECT_GE(by_run, 1) << "no message was marked done by its run";
 }
 
+// Redis-only: a run of claims whose lane is abandoned mid-run (stop() past shutdown_timeout
+// while the run's first handler still runs). The rest of the run was claimed but never applied
+// and never released, so the run must never be marked "done" as a whole (ADR 0024): the
+// applied message gets its own mark, the others keep keys naming a run whose lease key then
+// expires, and the next consumer takes them over and applies each once. Marking the run would
+// make them read "done": lost (checked by letting marks_due mark broken runs by hand: the
+// second consumer absorbed the 29 as duplicates, `lost` 29).
+TEST_F(ConsumerTest, RedisOnlyAbandonedRunIsNeverMarkedItsUnappliedMessagesApplyOnceLater) {
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 30; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i), i});
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    auto o = options(dedup_mode::redis);
+    o.lanes = 1;
+    o.lease = 1500ms;
+    o.shutdown_timeout = 100ms;
+    std::atomic<bool> entered{false};
+    {
+        ferry::consumer::consumer first(o);
+        subscribe_witness(first, dedup_mode::redis, "first", [&](const ferry::consumer::message&) {
+            if (!entered.exchange(true)) std::this_thread::sleep_for(1000ms);
+        });
+        first.start();
+        ASSERT_TRUE(wait_until([&] { return entered.load(); }, 30s));
+        first.stop();  // abandons what the lane holds after shutdown_timeout
+        EXPECT_EQ(first.metrics().processed, 1u) << first.render_prometheus();
+    }
+    ferry::consumer::consumer second(o);
+    subscribe_witness(second, dedup_mode::redis, "second");
+    second.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return second.metrics().processed + second.metrics().duplicates_absorbed >= 29; },
+        60s))
+        << second.render_prometheus();
+    second.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 30) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    // The applied message's own mark was written and its offset committed at the first
+    // consumer's stop; the 29 it abandoned were taken over once its run's lease key expired.
+    EXPECT_EQ(second.metrics().processed, 29u);
+}
+
 TEST_F(ConsumerTest, RedisDownWithInboxRunsOnTheInboxAlone) {
     std::vector<sent_message> sent;
     for (int i = 0; i < 10; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 3), i});
