@@ -2,6 +2,8 @@
 // with the done marks of the run before), applies runs of transactional messages in one
 // transaction (set-based inbox rows, one commit), and falls back to one transaction per message
 // when a run fails, routing a failure with the shared failure router.
+#include <algorithm>
+
 #include "runtime.hpp"
 
 namespace ferry::consumer {
@@ -130,12 +132,104 @@ void consumer::impl::release_claim(const std::optional<dedup::claim>& c) {
     }
 }
 
+void consumer::impl::release_run_claim(lane& ln, std::optional<dedup::claim>& c) {
+    if (!redis || !c || c->token.empty() || c->status != dedup::claim_status::fresh) return;
+    try {
+        (void)redis->release(*c);  // false: another owner took it over; either way not ours
+        run_decided(ln, c->token, false);
+    } catch (const ferry::error&) {
+        ++m_redis_errors;  // the key may still name the run: the run must never be marked
+        if (auto it = ln.runs.find(c->token); it != ln.runs.end()) it->second.broken = true;
+    }
+    c->token.clear();
+}
+
+void consumer::impl::run_claimed(lane& ln, const dedup::claim& c) {
+    if (c.status == dedup::claim_status::fresh && !c.token.empty()) ++ln.runs[c.token].undecided;
+}
+
+void consumer::impl::run_decided(lane& ln, const std::string& token, bool applied) {
+    auto it = ln.runs.find(token);
+    if (it == ln.runs.end()) return;  // not booked: its marks are per message
+    auto& r = it->second;
+    if (r.undecided == 0) {
+        r.broken = true;  // more decisions than claims: the books are wrong, never mark it
+    } else {
+        --r.undecided;
+    }
+    if (applied) {
+        ++r.pending;
+    } else if (r.pending == 0 && (r.undecided == 0 || r.broken)) {
+        ln.runs.erase(it);
+    }
+}
+
+void consumer::impl::settle_runs(lane& ln) {
+    for (auto it = ln.runs.begin(); it != ln.runs.end();) {
+        if (it->second.undecided > 0) it->second.broken = true;
+        if (it->second.pending == 0) {
+            it = ln.runs.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+consumer::impl::mark_set consumer::impl::marks_due(const lane& ln, bool all) const {
+    mark_set m;
+    for (std::size_t i = 0; i < ln.pending_claims.size(); ++i) {
+        const auto& c = ln.pending_claims[i];
+        const auto it = ln.runs.find(c.token);
+        const bool whole = it != ln.runs.end() && !it->second.broken && it->second.undecided == 0;
+        if (whole) {
+            if (std::find(m.runs.begin(), m.runs.end(), c.token) == m.runs.end()) {
+                m.runs.push_back(c.token);
+            }
+        } else if (all) {
+            m.messages.push_back(c);
+        } else {
+            continue;
+        }
+        m.items.push_back(i);
+    }
+    return m;
+}
+
+void consumer::impl::unpend(lane& ln, const std::string& token) {
+    auto it = ln.runs.find(token);
+    if (it == ln.runs.end()) return;
+    if (it->second.pending > 0) --it->second.pending;
+    if (it->second.pending == 0 && (it->second.undecided == 0 || it->second.broken)) {
+        ln.runs.erase(it);
+    }
+}
+
+void consumer::impl::marks_written(lane& ln, const mark_set& m) {
+    if (m.items.empty()) return;
+    std::vector<dedup::claim> claims;
+    std::vector<work_item> items;
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < ln.pending_claims.size(); ++i) {
+        if (next < m.items.size() && m.items[next] == i) {
+            ++next;
+            finish(ln.pending_items[i], true);
+            unpend(ln, ln.pending_claims[i].token);
+            continue;
+        }
+        claims.push_back(std::move(ln.pending_claims[i]));
+        items.push_back(std::move(ln.pending_items[i]));
+    }
+    ln.pending_claims.swap(claims);
+    ln.pending_items.swap(items);
+}
+
 // Claims in Redis, in one round trip, `first` and the next items of `local` that still need
-// a claim (up to claim_ahead in all), after writing the lane's pending "done" marks in the
-// same pipeline (so a duplicate of a message this lane just applied sees "done"). On a Redis
-// error the items are marked claim_failed (process_live and batchable decide: the inbox
-// alone, or wait) and the marks are handled as in flush_completes (marks_failed: kept
-// pending in Redis-only mode, so their offsets do not complete).
+// a claim (up to claim_ahead in all, one run: ADR 0024), after writing the "done" marks of the
+// lane's runs whose claims were all decided in the same pipeline (so a duplicate of a message
+// this lane just applied sees "done"). On a Redis error the items are marked claim_failed
+// (process_live and batchable decide: the inbox alone, or wait) and the marks are handled as
+// in flush_completes (marks_failed: kept pending in Redis-only mode, so their offsets do not
+// complete).
 void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>& local) {
     constexpr std::size_t claim_ahead = 512;
     std::vector<work_item*> items{&first};
@@ -146,10 +240,14 @@ void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>
     std::vector<std::string> ids;
     ids.reserve(items.size());
     for (const auto* w : items) ids.push_back(w->msg.message_id);
-    if (!ln.pending_claims.empty()) fault_point("redis_after_effect_before_done");
+    const auto due = marks_due(ln, false);
+    if (!due.items.empty()) fault_point("redis_after_effect_before_done");
     try {
-        auto r = redis->complete_and_claim(ln.pending_claims, o.group, ids, o.lease);
-        for (std::size_t i = 0; i < items.size(); ++i) items[i]->claim = std::move(r.claims[i]);
+        auto r = redis->complete_and_claim(due.messages, due.runs, o.group, ids, o.lease);
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            run_claimed(ln, r.claims[i]);
+            items[i]->claim = std::move(r.claims[i]);
+        }
     } catch (const ferry::error& e) {
         for (auto* w : items) w->claim_failed = true;
         spdlog::warn("event=redis_claim_failed group={} batch={} error=\"{}\"", o.group, ids.size(),
@@ -157,10 +255,8 @@ void consumer::impl::claim_run(lane& ln, work_item& first, std::deque<work_item>
         marks_failed(ln, e, false);
         return;
     }
-    ln.pending_claims.clear();
-    for (auto& w : ln.pending_items) finish(w, true);
-    ln.pending_items.clear();
-    ln.mark_backoff = 50ms;
+    marks_written(ln, due);
+    if (!due.items.empty()) ln.mark_backoff = 50ms;
 }
 
 bool consumer::impl::needs_claim(const work_item& w) const {
@@ -171,17 +267,16 @@ bool consumer::impl::flush_completes(lane& ln, bool giving_up) {
     if (!ln.pending_claims.empty()) {
         // Redis-only crash window: these effects are applied, their "done" marks are not.
         fault_point("redis_after_effect_before_done");
+        const auto due = marks_due(ln, true);
         try {
-            (void)redis->mark_done(ln.pending_claims);
+            (void)redis->complete_and_claim(due.messages, due.runs, o.group, {}, o.lease);
         } catch (const ferry::error& e) {
             marks_failed(ln, e, giving_up);
             return ln.pending_items.empty();
         }
-        ln.pending_claims.clear();
+        marks_written(ln, due);
         ln.mark_backoff = 50ms;
     }
-    for (auto& w : ln.pending_items) finish(w, true);
-    ln.pending_items.clear();
     return true;
 }
 
@@ -200,6 +295,7 @@ void consumer::impl::marks_failed(lane& ln, const ferry::error& e, bool giving_u
     // uncommitted, so the next owner gets the messages again (the crash window of
     // docs/guarantees.md), never an offset past an unacknowledged mark.
     for (auto& w : ln.pending_items) finish(w, use_inbox);
+    for (const auto& c : ln.pending_claims) unpend(ln, c.token);
     ln.pending_claims.clear();
     ln.pending_items.clear();
 }
@@ -217,6 +313,7 @@ std::optional<dedup::claim> consumer::impl::reclaim(lane& ln, const work_item& w
     while (true) {
         try {
             auto c = redis->try_claim(o.group, w.msg.message_id, o.lease);
+            run_claimed(ln, c);
             if (c.status != dedup::claim_status::in_progress || use_inbox) return c;
         } catch (const ferry::error& e) {
             ++m_redis_errors;
@@ -270,12 +367,12 @@ void consumer::impl::process_live(lane& ln, work_item& w,
         const auto wr = fenced_write(
             ln, w, "park", [&](pqxx::work& tx) { parked = retries->park_if_blocked(tx, stored); });
         if (wr != record_write::written) {
-            release_claim(w.claim);
+            release_run_claim(ln, w.claim);
             return finish(w, false);
         }
         if (parked) {
             ++m_parked;
-            release_claim(w.claim);
+            release_run_claim(ln, w.claim);
             retry_cv.notify_all();
             return finish(w, true);
         }
@@ -308,6 +405,7 @@ void consumer::impl::process_live(lane& ln, work_item& w,
                 ++m_duplicates;
             }
             if (claim && !claim->token.empty()) {
+                run_decided(ln, claim->token, true);
                 ln.pending_claims.push_back(std::move(*claim));
                 ln.pending_items.push_back(std::move(w));
                 if (ln.pending_claims.size() >= 1024) (void)flush_completes(ln);
@@ -320,7 +418,7 @@ void consumer::impl::process_live(lane& ln, work_item& w,
                                               retry::jitter_source());
         if (rt.action == detail::route::abandon) {
             ++m_abandoned;
-            release_claim(claim);
+            release_run_claim(ln, claim);
             return finish(w, false);
         }
         if (rt.action == detail::route::wait || rt.action == detail::route::retry_now) {
@@ -337,7 +435,7 @@ void consumer::impl::process_live(lane& ln, work_item& w,
             const auto wr = fenced_write(ln, w, "retry_schedule", [&](pqxx::work& tx) {
                 (void)retries->schedule(tx, stored, n, rt.delay, r.error);
             });
-            release_claim(claim);
+            release_run_claim(ln, claim);
             if (wr != record_write::written) return finish(w, false);
             mark_blocked(w.msg, ordered);
             ++m_retry_scheduled;
@@ -348,7 +446,7 @@ void consumer::impl::process_live(lane& ln, work_item& w,
         const auto wr = fenced_write(ln, w, "dead_letter", [&](pqxx::work& tx) {
             dead->add(tx, o.group, stored, reason, r.code, n, true, ordered);
         });
-        release_claim(claim);
+        release_run_claim(ln, claim);
         if (wr != record_write::written) return finish(w, false);
         mark_blocked(w.msg, ordered);
         ++m_dead;
@@ -409,6 +507,7 @@ void consumer::impl::lane_loop(lane& ln) {
             process_live(ln, w);
         }
         run_batch(ln, batch);
+        settle_runs(ln);
         // The "done" marks of this run stay pending: when more work is queued they go out
         // in the next run's claim round trip (claim_run), otherwise at the top of the loop.
         // Their offsets complete only once they are written.
@@ -519,6 +618,7 @@ void consumer::impl::run_batch(lane& ln, std::vector<work_item>& batch) {
                 ++m_duplicates;
             }
             if (w.claim && !w.claim->token.empty()) {
+                run_decided(ln, w.claim->token, true);
                 ln.pending_claims.push_back(std::move(*w.claim));
                 ln.pending_items.push_back(std::move(w));
             } else {

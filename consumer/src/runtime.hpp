@@ -25,6 +25,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 #include "dead_letter_publisher.hpp"
 #include "envelope.hpp"
@@ -152,6 +153,17 @@ struct consumer::impl {
         // Redis completes waiting for one pipelined round trip, with the offsets they free.
         std::vector<dedup::claim> pending_claims;
         std::vector<work_item> pending_items;
+        // The lane's runs of Redis claims (ADR 0024), by run token. A run is marked "done" with
+        // one write only when every fresh claim of it was decided: applied (then pending) or
+        // given back (release returned). `broken`: a claim left without a decision (revoked,
+        // abandoned, a release that threw) - its key still names the run, so the run is never
+        // marked and its applied messages take per-message marks.
+        struct run_state {
+            std::size_t undecided = 0;  // fresh claims neither applied nor given back
+            std::size_t pending = 0;    // applied claims of it in pending_claims
+            bool broken = false;
+        };
+        std::unordered_map<std::string, run_state> runs;
         // Redis-only: wait before writing marks Redis refused again (doubles to 1 s).
         std::chrono::milliseconds mark_backoff{50};
     };
@@ -319,6 +331,29 @@ struct consumer::impl {
     void mark_blocked(const message& m, bool ordered);
     bool maybe_blocked(const message& m, bool ordered);
     void release_claim(const std::optional<dedup::claim>& c);
+    /// release_claim for a lane's claim: the run's books learn the decision (a release that
+    /// threw breaks the run). Clears the token.
+    void release_run_claim(lane& ln, std::optional<dedup::claim>& c);
+    /// Books a fresh claim under its run.
+    void run_claimed(lane& ln, const dedup::claim& c);
+    /// A fresh claim of run `token` was decided: applied (`applied`: its mark is now pending)
+    /// or given back.
+    void run_decided(lane& ln, const std::string& token, bool applied);
+    /// After the lane processed everything it took: a run still counting undecided claims
+    /// lost one (revoked or abandoned) and is never marked as a whole; idle runs are dropped.
+    void settle_runs(lane& ln);
+    struct mark_set {
+        std::vector<dedup::claim> messages;  // per-message marks
+        std::vector<std::string> runs;       // whole-run marks
+        std::vector<std::size_t> items;      // indexes into pending_* they cover
+    };
+    /// The pending marks to write now: every run whose claims were all decided as one run
+    /// mark; with `all`, the applied messages of the other runs as per-message marks.
+    mark_set marks_due(const lane& ln, bool all) const;
+    /// After Redis acknowledged `m`: complete those offsets and drop them from the books.
+    void marks_written(lane& ln, const mark_set& m);
+    /// Takes pending item `i` out of its run's books (the mark was written or dropped).
+    void unpend(lane& ln, const std::string& token);
     void claim_run(lane& ln, work_item& first, std::deque<work_item>& local);
     bool needs_claim(const work_item& w) const;
     /// Writes the lane's pending "done" marks and completes their offsets. Returns false when

@@ -5,6 +5,7 @@
 // history checker (lost / duplicated / out-of-order effects).
 
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
@@ -248,6 +249,32 @@ inline check_result check_history(pqxx::connection& c, const std::string& schema
 inline long count_rows(pqxx::connection& c, const std::string& sql) {
     pqxx::read_transaction tx{c};
     return tx.exec(sql)[0][0].as<long>();
+}
+
+// GET of one key straight from the test Redis ("(nil)" when it does not exist).
+inline std::string redis_get(const std::string& key) {
+    const auto addr = ferry::test::redis_address();
+    redisContext* c = redisConnect(addr.host.c_str(), addr.port);
+    if (c == nullptr || c->err != 0) return "(no connection)";
+    if (!addr.password.empty()) {
+        freeReplyObject(redisCommand(c, "AUTH %s", addr.password.c_str()));
+    }
+    freeReplyObject(redisCommand(c, "SELECT %d", addr.db));
+    auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()));
+    std::string v = r == nullptr                    ? "(no reply)"
+                    : r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len)
+                                                    : "(nil)";
+    if (r != nullptr) freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+// Whether a message reads "done" in the test Redis: its key holds "done" itself, or names a run
+// (ADR 0024) whose key `<prefix>:run:<token>` holds "done".
+inline bool redis_done(const std::string& prefix, const std::string& group,
+                       const std::string& message_id) {
+    const auto v = redis_get(prefix + ":" + group + ":" + message_id);
+    return v == "done" || (v.rfind("r:", 0) == 0 && redis_get(prefix + ":run:" + v) == "done");
 }
 
 inline bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {

@@ -405,6 +405,96 @@ TEST_F(ConsumerTest, RetryBacklogsOfManyKeysDrainInKeyOrderAcrossRetryWorkers) {
     EXPECT_EQ(count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".retry"), 0);
 }
 
+// Redis-only: a run of claims in which one message fails in the lane and goes to the retry
+// table. Its claim is given back before the run is marked done with one write (ADR 0024), so
+// the retry worker claims it fresh and applies it. A run marked without that release would
+// make the retry worker read "done" and drop the row: the message lost (checked by breaking
+// the release by hand: `lost` 1, the row absorbed as a duplicate).
+TEST_F(ConsumerTest, RedisOnlyMessageRetriedOutOfAMarkedRunIsStillApplied) {
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 30; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i), i});
+    const std::string flaky = sent[7].id;
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    std::atomic<int> flaky_calls{0};
+    auto o = options(dedup_mode::redis);
+    o.lanes = 1;  // one lane: the polled messages are claimed as few runs
+    ferry::consumer::consumer c(o);
+    subscribe_witness(c, dedup_mode::redis, "a", [&](const ferry::consumer::message& m) {
+        if (m.message_id == flaky && ++flaky_calls <= 2) {
+            throw ferry::error(ferry::error_kind::retryable, "test.flaky", "flaky");
+        }
+    });
+    c.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return c.metrics().processed + c.metrics().duplicates_absorbed >= 30; }, 60s))
+        << c.render_prometheus();
+    c.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 30) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    EXPECT_EQ(flaky_calls.load(), 3);
+    EXPECT_EQ(c.metrics().retry_scheduled, 1u);
+    EXPECT_EQ(c.metrics().duplicates_absorbed, 0u);
+    // The runs were marked as runs: a message key names its run, whose key reads "done"; the
+    // retried message was completed on its own key by the retry worker.
+    int by_run = 0;
+    for (const auto& m : sent) {
+        const auto v = redis_get(_topic + ":" + _group + ":" + m.id);
+        if (m.id == flaky) {
+            EXPECT_EQ(v, "done");
+        } else if (v != "done" && redis_get(_topic + ":run:" + v) == "done") {
+            ++by_run;
+        }
+    }
+    EXPECT_GE(by_run, 1) << "no message was marked done by its run";
+}
+
+// Redis-only: a run of claims whose lane is abandoned mid-run (stop() past shutdown_timeout
+// while the run's first handler still runs). The rest of the run was claimed but never applied
+// and never released, so the run must never be marked "done" as a whole (ADR 0024): the
+// applied message gets its own mark, the others keep keys naming a run whose lease key then
+// expires, and the next consumer takes them over and applies each once. Marking the run would
+// make them read "done": lost (checked by letting marks_due mark broken runs by hand: the
+// second consumer absorbed the 29 as duplicates, `lost` 29).
+TEST_F(ConsumerTest, RedisOnlyAbandonedRunIsNeverMarkedItsUnappliedMessagesApplyOnceLater) {
+    std::vector<sent_message> sent;
+    for (int i = 0; i < 30; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i), i});
+    for (const auto& m : sent) _producer->send(_topic, m);
+    _producer->flush();
+    auto o = options(dedup_mode::redis);
+    o.lanes = 1;
+    o.lease = 1500ms;
+    o.shutdown_timeout = 100ms;
+    std::atomic<bool> entered{false};
+    {
+        ferry::consumer::consumer first(o);
+        subscribe_witness(first, dedup_mode::redis, "first", [&](const ferry::consumer::message&) {
+            if (!entered.exchange(true)) std::this_thread::sleep_for(1000ms);
+        });
+        first.start();
+        ASSERT_TRUE(wait_until([&] { return entered.load(); }, 30s));
+        first.stop();  // abandons what the lane holds after shutdown_timeout
+        EXPECT_EQ(first.metrics().processed, 1u) << first.render_prometheus();
+    }
+    ferry::consumer::consumer second(o);
+    subscribe_witness(second, dedup_mode::redis, "second");
+    second.start();
+    ASSERT_TRUE(wait_until(
+        [&] { return second.metrics().processed + second.metrics().duplicates_absorbed >= 29; },
+        60s))
+        << second.render_prometheus();
+    second.stop();
+    const auto r = check_history(*_conn, schema(), sent);
+    EXPECT_EQ(r.effects, 30) << r.describe();
+    EXPECT_EQ(r.lost, 0) << r.describe();
+    EXPECT_EQ(r.duplicates, 0) << r.describe();
+    // The applied message's own mark was written and its offset committed at the first
+    // consumer's stop; the 29 it abandoned were taken over once its run's lease key expired.
+    EXPECT_EQ(second.metrics().processed, 29u);
+}
+
 TEST_F(ConsumerTest, RedisDownWithInboxRunsOnTheInboxAlone) {
     std::vector<sent_message> sent;
     for (int i = 0; i < 10; ++i) sent.push_back({new_message_id(), "k" + std::to_string(i % 3), i});

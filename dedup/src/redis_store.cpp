@@ -35,6 +35,31 @@ constexpr const char* complete_lua =
 constexpr const char* release_lua =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end "
     "return 0";
+// resolve: the claims whose `SET key token NX` found the key (a duplicate, a message another
+// run holds, or one whose run was abandoned). KEYS = message keys; ARGV[1] = run key prefix,
+// ARGV[2] = the claiming run's token, ARGV[3] = message key TTL (ms). Per key: 2 = done,
+// 0 = in progress (its run's lease key exists; or it is the claiming run's own: the same id
+// twice in one call; or the value is not a run token ("r:..."): a lease written by a consumer
+// of an earlier version, which expires by itself), 1 = fresh: the key vanished meanwhile, or it
+// names a run whose lease key is gone (its owner died or overran its lease) and is taken over
+// for the claiming run, compare-and-set inside the script. Run keys are built from ARGV[1]
+// (standalone Redis, or a hash tag in the key prefix, as for the other multi-key scripts).
+constexpr const char* resolve_lua =
+    "local out = {} "
+    "for i, k in ipairs(KEYS) do "
+    "  local v = redis.call('GET', k) "
+    "  if not v then redis.call('SET', k, ARGV[2], 'PX', ARGV[3]) out[i] = 1 "
+    "  elseif v == 'done' then out[i] = 2 "
+    "  elseif v == ARGV[2] or string.sub(v, 1, 2) ~= 'r:' then out[i] = 0 "
+    "  else "
+    "    local r = redis.call('GET', ARGV[1] .. v) "
+    "    if r == 'done' then out[i] = 2 "
+    "    elseif r then out[i] = 0 "
+    "    else redis.call('SET', k, ARGV[2], 'PX', ARGV[3]) out[i] = 1 end "
+    "  end "
+    "end "
+    "return out";
+constexpr int script_count = 3;
 
 [[noreturn]] void unavailable(const std::string& what) {
     throw ferry::error(error_kind::retryable, "dedup.redis_unavailable",
@@ -57,7 +82,8 @@ struct redis_store::impl {
     std::vector<redisContext*> idle;
     std::string token_prefix;
     std::atomic<unsigned long long> counter{0};
-    std::string shas[2];  // complete, release (set once, read under no lock after)
+    std::atomic<long long> max_lease{1};  // the longest lease claimed with (run "done" TTL)
+    std::string shas[script_count];       // complete, release, resolve (set once, read after)
 
     ~impl() {
         for (auto* c : idle) redisFree(c);
@@ -78,27 +104,24 @@ struct redis_store::impl {
         // FLUSHALL but not a restart; a reply of NOSCRIPT drops the connection, and the next one
         // loads them again.
         std::lock_guard lock(mutex);
-        if (shas[0].empty()) {
-            const char* scripts[2] = {complete_lua, release_lua};
-            for (int i = 0; i < 2; ++i) {
-                auto* r = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i]));
-                if (r == nullptr || r->type != REDIS_REPLY_STRING) {
-                    std::string e = (r != nullptr && r->type == REDIS_REPLY_ERROR)
-                                        ? std::string(r->str, r->len)
-                                        : std::string(c->errstr);
-                    if (r != nullptr) freeReplyObject(r);
-                    redisFree(c);
-                    unavailable("SCRIPT LOAD: " + e);
-                }
-                shas[i].assign(r->str, r->len);
-                freeReplyObject(r);
-            }
-        } else {
-            for (int i = 0; i < 2; ++i) {
-                const char* scripts[2] = {complete_lua, release_lua};
+        const char* scripts[script_count] = {complete_lua, release_lua, resolve_lua};
+        for (int i = 0; i < script_count; ++i) {
+            if (!shas[i].empty()) {
                 check(static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i])),
                       "SCRIPT LOAD");
+                continue;
             }
+            auto* r = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", scripts[i]));
+            if (r == nullptr || r->type != REDIS_REPLY_STRING) {
+                std::string e = (r != nullptr && r->type == REDIS_REPLY_ERROR)
+                                    ? std::string(r->str, r->len)
+                                    : std::string(c->errstr);
+                if (r != nullptr) freeReplyObject(r);
+                redisFree(c);
+                unavailable("SCRIPT LOAD: " + e);
+            }
+            shas[i].assign(r->str, r->len);
+            freeReplyObject(r);
         }
         return c;
     }
@@ -135,6 +158,14 @@ struct redis_store::impl {
     void key_into(std::string& k, std::string_view group, std::string_view message_id) const {
         k.clear();
         k.append(o.key_prefix).append(":").append(group).append(":").append(message_id);
+    }
+
+    // `<key_prefix>:run:<token>`: the lease key ("lease") and then the outcome ("done") of one
+    // run of claims. Tokens are this store's random prefix and a counter (never a UUID), so a
+    // run key cannot be a message key.
+    void run_key_into(std::string& k, std::string_view token) const {
+        k.clear();
+        k.append(o.key_prefix).append(":run:").append(token);
     }
 
     std::string new_token() {
@@ -255,6 +286,38 @@ struct redis_store::impl {
         return out;
     }
 
+    // The resolve script over `keys` (one call per chunk of 256, pipelined): 0 in progress,
+    // 1 fresh, 2 done, one per key.
+    std::vector<long long> eval_resolve(const std::vector<std::string>& keys,
+                                        const std::string& run_prefix, const std::string& token,
+                                        const std::string& key_ttl) {
+        constexpr std::size_t chunk = 256;
+        const std::size_t calls = (keys.size() + chunk - 1) / chunk;
+        static const std::string evalsha = "EVALSHA";
+        auto out = pipeline(calls, [&](redisContext* c, std::size_t call) {
+            const std::size_t from = call * chunk;
+            const std::size_t to = std::min(keys.size(), from + chunk);
+            const std::string numkeys = std::to_string(to - from);
+            std::vector<const char*> argv;
+            std::vector<size_t> lens;
+            auto push = [&](const std::string& x) {
+                argv.push_back(x.data());
+                lens.push_back(x.size());
+            };
+            push(evalsha);
+            push(shas[2]);
+            push(numkeys);
+            for (std::size_t i = from; i < to; ++i) push(keys[i]);
+            push(run_prefix);
+            push(token);
+            push(key_ttl);
+            return redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(),
+                                          lens.data());
+        });
+        if (out.size() != keys.size()) unavailable("short reply from the resolve script");
+        return out;
+    }
+
     std::vector<long long> eval_keys(const std::string& sha, const std::vector<std::string>& keys,
                                      const std::string& arg1,
                                      const std::vector<std::string>& per_key) {
@@ -272,7 +335,7 @@ redis_store::redis_store(redis_options options) : _impl(std::make_unique<impl>()
     _impl->url = std::move(*parsed.target);
     std::random_device rd;
     std::ostringstream t;
-    t << std::hex << rd() << rd() << ':';
+    t << "r:" << std::hex << rd() << rd() << ':';  // "r:": a run token (resolve_lua)
     _impl->token_prefix = t.str();
 }
 
@@ -296,74 +359,105 @@ std::vector<claim> redis_store::try_claim_batch(std::string_view group,
     return complete_and_claim({}, group, message_ids, lease).claims;
 }
 
-// One pipelined round trip: `SET key done PX window` per mark, then
-// `SET key token NX PX lease` per claim. A claim whose SET finds the key (a duplicate, or a
-// message another owner holds) is read back with GET in a second round trip: "done" -> done,
-// anything else (a token, or a key that vanished meanwhile) -> in_progress, which the caller
-// asks again later. The common case, a new message, costs the server one SET.
 redis_store::complete_and_claim_result redis_store::complete_and_claim(
     const std::vector<claim>& done, std::string_view group,
     const std::vector<std::string>& message_ids, std::chrono::milliseconds lease) {
+    return complete_and_claim(done, {}, group, message_ids, lease);
+}
+
+// One pipelined round trip, run by Redis in this order: `SET key done PX window` per message
+// mark, `SET <prefix>:run:<token> done PX window+lease` per run mark, then (when there is
+// something to claim) the new run's lease key `SET <prefix>:run:<token> lease PX lease` and
+// `SET key token NX PX window+lease` per message. A message key thus names its run; the run
+// key says what the run's claims are (lease: in progress; done: done; gone: abandoned). The
+// lease key goes first, so no reader sees a message key whose run key was not written yet.
+// Message keys outlive their lease by the done window because a run mark is one write for the
+// whole run; a run's "done" key outlives every message key naming it (written later, with the
+// longest lease this store claimed with). A claim whose SET found the key (a duplicate, a
+// message another run holds, an abandoned run) is resolved by one script call in a second
+// round trip. The common case, a new message, costs the server one SET.
+redis_store::complete_and_claim_result redis_store::complete_and_claim(
+    const std::vector<claim>& done, const std::vector<std::string>& done_runs,
+    std::string_view group, const std::vector<std::string>& message_ids,
+    std::chrono::milliseconds lease) {
     complete_and_claim_result result;
     auto& out = result.claims;
     out.resize(message_ids.size());
     result.completed.assign(done.size(), complete_status::completed);
-    if (message_ids.empty() && done.empty()) return result;
-    const auto lease_ms = std::to_string(std::max<long long>(1, lease.count()));
-    const auto window = std::to_string(std::max<long long>(1, _impl->o.done_window.count()));
+    if (message_ids.empty() && done.empty() && done_runs.empty()) return result;
+    const long long lease_count = std::max<long long>(1, lease.count());
+    if (!message_ids.empty()) {
+        long long seen = _impl->max_lease.load();
+        while (seen < lease_count && !_impl->max_lease.compare_exchange_weak(seen, lease_count)) {
+        }
+    }
+    const long long window_count = std::max<long long>(1, _impl->o.done_window.count());
+    const auto lease_ms = std::to_string(lease_count);
+    const auto window = std::to_string(window_count);
+    const auto key_ttl = std::to_string(window_count + lease_count);
+    const auto run_done_ttl = std::to_string(window_count + _impl->max_lease.load());
+    const std::string token = message_ids.empty() ? std::string() : _impl->new_token();
     for (std::size_t i = 0; i < message_ids.size(); ++i) {
         out[i].group = std::string(group);
         out[i].message_id = message_ids[i];
-        out[i].token = _impl->new_token();
+        out[i].token = token;
     }
-    static const std::string set = "SET", nx = "NX", px = "PX", done_value = "done";
+    static const std::string set = "SET", nx = "NX", px = "PX", done_value = "done",
+                             lease_value = "lease";
+    const std::size_t n_marks = done.size() + done_runs.size();
+    const std::size_t n_lease = message_ids.empty() ? 0 : 1;
     std::string key;
     std::vector<std::size_t> taken;  // claims whose key existed
     _impl->pipeline_each(
-        done.size() + out.size(),
+        n_marks + n_lease + out.size(),
         [&](redisContext* c, std::size_t i) {
-            const bool mark = i < done.size();
-            const claim& cl = mark ? done[i] : out[i - done.size()];
-            _impl->key_into(key, cl.group, cl.message_id);
-            if (mark) {
+            if (i < done.size()) {
+                _impl->key_into(key, done[i].group, done[i].message_id);
                 const char* argv[5] = {set.data(), key.data(), done_value.data(), px.data(),
                                        window.data()};
                 const size_t lens[5] = {set.size(), key.size(), done_value.size(), px.size(),
                                         window.size()};
                 return redisAppendCommandArgv(c, 5, argv, lens);
             }
-            const char* argv[6] = {set.data(), key.data(), cl.token.data(),
-                                   nx.data(),  px.data(),  lease_ms.data()};
-            const size_t lens[6] = {set.size(), key.size(), cl.token.size(),
-                                    nx.size(),  px.size(),  lease_ms.size()};
+            if (i < n_marks + n_lease) {
+                const bool mark = i < n_marks;
+                _impl->run_key_into(key, mark ? done_runs[i - done.size()] : token);
+                const std::string& value = mark ? done_value : lease_value;
+                const std::string& ttl = mark ? run_done_ttl : lease_ms;
+                const char* argv[5] = {set.data(), key.data(), value.data(), px.data(), ttl.data()};
+                const size_t lens[5] = {set.size(), key.size(), value.size(), px.size(),
+                                        ttl.size()};
+                return redisAppendCommandArgv(c, 5, argv, lens);
+            }
+            const claim& cl = out[i - n_marks - n_lease];
+            _impl->key_into(key, cl.group, cl.message_id);
+            const char* argv[6] = {set.data(), key.data(), token.data(),
+                                   nx.data(),  px.data(),  key_ttl.data()};
+            const size_t lens[6] = {set.size(), key.size(), token.size(),
+                                    nx.size(),  px.size(),  key_ttl.size()};
             return redisAppendCommandArgv(c, 6, argv, lens);
         },
         [&](std::size_t i, const redisReply& r) {
-            if (r.type == REDIS_REPLY_STATUS) return true;  // OK: marked, or claimed
-            if (r.type != REDIS_REPLY_NIL || i < done.size()) return false;
-            taken.push_back(i - done.size());  // NX found the key
+            if (r.type == REDIS_REPLY_STATUS) return true;  // OK: marked, leased, or claimed
+            if (r.type != REDIS_REPLY_NIL || i < n_marks + n_lease) return false;
+            taken.push_back(i - n_marks - n_lease);  // NX found the key
             return true;
         });
     for (auto& c : out) c.status = claim_status::fresh;
     if (taken.empty()) return result;
-    static const std::string get = "GET";
-    _impl->pipeline_each(
-        taken.size(),
-        [&](redisContext* c, std::size_t j) {
-            _impl->key_into(key, group, message_ids[taken[j]]);
-            const char* argv[2] = {get.data(), key.data()};
-            const size_t lens[2] = {get.size(), key.size()};
-            return redisAppendCommandArgv(c, 2, argv, lens);
-        },
-        [&](std::size_t j, const redisReply& r) {
-            auto& c = out[taken[j]];
-            const bool is_done =
-                r.type == REDIS_REPLY_STRING && std::string_view(r.str, r.len) == done_value;
-            if (r.type != REDIS_REPLY_STRING && r.type != REDIS_REPLY_NIL) return false;
-            c.status = is_done ? claim_status::done : claim_status::in_progress;
-            c.token.clear();
-            return true;
-        });
+    std::vector<std::string> keys(taken.size());
+    for (std::size_t j = 0; j < taken.size(); ++j) {
+        _impl->key_into(keys[j], group, message_ids[taken[j]]);
+    }
+    std::string run_prefix;
+    _impl->run_key_into(run_prefix, "");
+    const auto states = _impl->eval_resolve(keys, run_prefix, token, key_ttl);
+    for (std::size_t j = 0; j < taken.size(); ++j) {
+        auto& c = out[taken[j]];
+        if (states[j] == 1) continue;  // fresh: taken over for this run
+        c.status = states[j] == 2 ? claim_status::done : claim_status::in_progress;
+        c.token.clear();
+    }
     return result;
 }
 

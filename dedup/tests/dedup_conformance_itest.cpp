@@ -311,6 +311,151 @@ TEST(RedisStoreTest, DoneMarkOfAnAppliedEffectReplacesALeaseAnotherOwnerTookOver
     EXPECT_EQ(s.try_claim("g", uuid(4), 5s).status, claim_status::in_progress);
 }
 
+// Raw GET / PTTL on the test Redis, to look at the keys a store wrote.
+struct raw_redis {
+    redisContext* c = nullptr;
+    raw_redis() {
+        const auto url = ferry::test::redis_url();  // redis://HOST:PORT/DB
+        const auto colon = url.rfind(':');
+        const int port = std::stoi(url.substr(colon + 1, url.find('/', colon) - colon - 1));
+        c = redisConnect("127.0.0.1", port);
+        const auto slash = url.find('/', colon);
+        if (c != nullptr && slash != std::string::npos && slash + 1 < url.size()) {
+            freeReplyObject(redisCommand(c, "SELECT %s", url.substr(slash + 1).c_str()));
+        }
+    }
+    ~raw_redis() {
+        if (c != nullptr) redisFree(c);
+    }
+    raw_redis(const raw_redis&) = delete;
+    raw_redis& operator=(const raw_redis&) = delete;
+    std::string get(const std::string& key) {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()));
+        std::string v =
+            r != nullptr && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : "(nil)";
+        if (r != nullptr) freeReplyObject(r);
+        return v;
+    }
+    // MEMORY USAGE (key, value, dict entry; not the expiry entry); -1000000 when unknown.
+    long long memory_usage(const std::string& key) {
+        auto* r = static_cast<redisReply*>(
+            redisCommand(c, "MEMORY USAGE %b SAMPLES 0", key.data(), key.size()));
+        const long long v = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : -1000000;
+        if (r != nullptr) freeReplyObject(r);
+        return v;
+    }
+    long long pttl(const std::string& key) {
+        auto* r = static_cast<redisReply*>(redisCommand(c, "PTTL %b", key.data(), key.size()));
+        const long long v = r != nullptr && r->type == REDIS_REPLY_INTEGER ? r->integer : -100;
+        if (r != nullptr) freeReplyObject(r);
+        return v;
+    }
+};
+
+ferry::dedup::redis_options run_options(const std::string& name) {
+    ferry::dedup::redis_options o;
+    o.url = ferry::test::redis_url();
+    o.key_prefix = ferry::test::unique_name(name);
+    o.done_window = 60s;
+    return o;
+}
+
+// One write marks a whole run (ADR 0024): the claims of one call share a run token, each
+// message key names the run, and `SET <prefix>:run:<token> done` makes all of them done. Before
+// the mark another owner sees them in progress; the run's "done" key outlives every message key
+// that names it.
+TEST(RedisRunTest, RunMarkMakesEveryClaimOfTheRunDone) {
+    const auto o = run_options("run");
+    ferry::dedup::redis_store a(o), b(o);
+    const auto claims = a.try_claim_batch("g", {uuid(1), uuid(2), uuid(3)}, 5s);
+    ASSERT_EQ(claims.size(), 3u);
+    for (const auto& c : claims) {
+        ASSERT_EQ(c.status, claim_status::fresh);
+        EXPECT_EQ(c.token, claims[0].token) << "one run token per call";
+    }
+    raw_redis raw;
+    EXPECT_EQ(raw.get(a.key_of("g", uuid(2))), claims[0].token);
+    EXPECT_EQ(raw.get(o.key_prefix + ":run:" + claims[0].token), "lease");
+    EXPECT_EQ(b.try_claim("g", uuid(2), 5s).status, claim_status::in_progress);
+    const auto r = a.complete_and_claim({}, {claims[0].token}, "g", {uuid(4)}, 5s);
+    ASSERT_EQ(r.claims.size(), 1u);
+    EXPECT_EQ(r.claims[0].status, claim_status::fresh);
+    EXPECT_NE(r.claims[0].token, claims[0].token) << "every call is a new run";
+    for (int i = 1; i <= 3; ++i) {
+        EXPECT_EQ(b.try_claim("g", uuid(i), 5s).status, claim_status::done) << i;
+    }
+    EXPECT_EQ(b.try_claim("g", uuid(4), 5s).status, claim_status::in_progress);
+    EXPECT_EQ(raw.get(a.key_of("g", uuid(1))), claims[0].token) << "the message key is unchanged";
+    const auto run_ttl = raw.pttl(o.key_prefix + ":run:" + claims[0].token);
+    EXPECT_GE(run_ttl, raw.pttl(a.key_of("g", uuid(1))));
+    EXPECT_GT(raw.pttl(a.key_of("g", uuid(1))), 60000 - 5000) << "message keys last the window";
+}
+
+// A message of a run that was not applied is given back (release, compare-and-set on the run
+// token) BEFORE the run is marked: it then reads fresh, the applied ones done. The second half
+// is the negative control: a run marked without giving back its unapplied message makes that
+// message read "done" - in Redis-only mode a message that is never applied (the lane's run
+// books exist to prevent exactly this).
+TEST(RedisRunTest, ReleasedClaimOfADoneRunIsFreshNotDone) {
+    const auto o = run_options("rel");
+    ferry::dedup::redis_store a(o), b(o);
+    const auto run = a.try_claim_batch("g", {uuid(1), uuid(2), uuid(3)}, 5s);
+    ASSERT_TRUE(a.release(run[1]));
+    (void)a.complete_and_claim({}, {run[0].token}, "g", {}, 5s);
+    EXPECT_EQ(b.try_claim("g", uuid(1), 5s).status, claim_status::done);
+    EXPECT_EQ(b.try_claim("g", uuid(2), 5s).status, claim_status::fresh);
+    EXPECT_EQ(b.try_claim("g", uuid(3), 5s).status, claim_status::done);
+    // Negative control: the unapplied message of a run marked without its release.
+    const auto unreleased = a.try_claim_batch("g", {uuid(4), uuid(5)}, 5s);
+    (void)a.complete_and_claim({}, {unreleased[0].token}, "g", {}, 5s);
+    EXPECT_EQ(b.try_claim("g", uuid(5), 5s).status, claim_status::done)
+        << "a run mark covers every message key that still names the run";
+}
+
+// A run whose lease key is gone (its owner died, or overran the lease) is abandoned: the next
+// claim of one of its messages takes the key over (compare-and-set in the resolve script) for
+// its own run. The old owner's complete and release then change nothing, and its late run mark
+// does not touch the message it lost (the key names the new run), only the ones it kept.
+TEST(RedisRunTest, AbandonedRunIsTakenOverAndItsLateMarkSkipsTheTakenMessage) {
+    const auto o = run_options("take");
+    ferry::dedup::redis_store a(o), b(o), c(o);
+    const auto old_run = a.try_claim_batch("g", {uuid(1), uuid(2)}, 100ms);
+    ASSERT_EQ(old_run[0].status, claim_status::fresh);
+    ferry::dedup::claim taken;
+    for (int i = 0; i < 200; ++i) {  // poll until the 100 ms run lease has expired
+        taken = b.try_claim("g", uuid(1), 30s);
+        if (taken.status == claim_status::fresh) break;
+        ASSERT_EQ(taken.status, claim_status::in_progress);
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_EQ(taken.status, claim_status::fresh) << "the 100 ms run lease never expired";
+    EXPECT_NE(taken.token, old_run[0].token);
+    raw_redis raw;
+    EXPECT_EQ(raw.get(a.key_of("g", uuid(1))), taken.token);
+    EXPECT_EQ(c.try_claim("g", uuid(1), 5s).status, claim_status::in_progress);
+    EXPECT_EQ(a.complete(old_run[0]), complete_status::lease_lost);
+    EXPECT_FALSE(a.release(old_run[0]));
+    (void)a.complete_and_claim({}, {old_run[0].token}, "g", {}, 5s);  // late run mark
+    EXPECT_EQ(c.try_claim("g", uuid(1), 5s).status, claim_status::in_progress)
+        << "the late mark of the old run must not mark a message another run took over";
+    EXPECT_EQ(c.try_claim("g", uuid(2), 5s).status, claim_status::done);
+    EXPECT_EQ(b.complete(taken), complete_status::completed);
+    EXPECT_EQ(c.try_claim("g", uuid(1), 5s).status, claim_status::done);
+}
+
+// The same id twice in one call: the first copy is the run's fresh claim, the second is in
+// progress (never a second fresh claim of the same run, even once its lease has run out).
+TEST(RedisRunTest, SameIdTwiceInOneRunIsFreshThenInProgress) {
+    const auto o = run_options("twice");
+    ferry::dedup::redis_store a(o);
+    const auto r = a.try_claim_batch("g", {uuid(1), uuid(1)}, 5s);
+    EXPECT_EQ(r[0].status, claim_status::fresh);
+    EXPECT_EQ(r[1].status, claim_status::in_progress);
+    const auto expired = a.try_claim_batch("g", {uuid(2), uuid(3), uuid(2)}, 1ms);
+    EXPECT_EQ(expired[0].status, claim_status::fresh);
+    EXPECT_EQ(expired[2].status, claim_status::in_progress);
+}
+
 // What one "done" mark costs in Redis (docs/guarantees.md, "Redis memory: the done window"):
 // MEMORY USAGE of 1000 done keys with a realistic prefix and group, UUID message ids. MEMORY
 // USAGE counts the key, the value and the main dict entry; the expiry entry comes on top.
@@ -323,25 +468,30 @@ TEST(RedisStoreTest, OneDoneMarkCostsAboutOneHundredFortyBytesPlusItsExpiry) {
     for (int i = 0; i < 1000; ++i) ids.push_back(uuid(100000 + i));
     const auto claims = s.try_claim_batch("orders-service", ids, 5s);
     for (const auto st : s.complete_batch(claims)) ASSERT_EQ(st, complete_status::completed);
-    const auto colon = o.url.rfind(':');
-    const int port = std::stoi(o.url.substr(colon + 1, o.url.find('/', colon) - colon - 1));
-    redisContext* rc = redisConnect("127.0.0.1", port);
-    ASSERT_TRUE(rc != nullptr && rc->err == 0);
-    long long total = 0;
-    for (const auto& id : ids) {
-        auto* r = static_cast<redisReply*>(
-            redisCommand(rc, "MEMORY USAGE %s SAMPLES 0", s.key_of("orders-service", id).c_str()));
-        ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_INTEGER);
-        total += r->integer;
-        freeReplyObject(r);
-    }
-    redisFree(rc);
-    const double per_key = static_cast<double>(total) / static_cast<double>(ids.size());
+    raw_redis raw;
+    ASSERT_TRUE(raw.c != nullptr && raw.c->err == 0);
+    auto average_usage = [&](const std::vector<std::string>& of) {
+        long long total = 0;
+        for (const auto& id : of) total += raw.memory_usage(s.key_of("orders-service", id));
+        return static_cast<double>(total) / static_cast<double>(of.size());
+    };
+    const double per_key = average_usage(ids);
     std::fprintf(stderr,
                  "[redis memory] done key %s: %.1f B (MEMORY USAGE, without the expiry entry)\n",
                  s.key_of("orders-service", ids[0]).c_str(), per_key);
     EXPECT_GT(per_key, 100.0);
     EXPECT_LT(per_key, 180.0);
+    // A message marked done by its run (ADR 0024) keeps the run token as its value.
+    std::vector<std::string> run_ids;
+    for (int i = 0; i < 1000; ++i) run_ids.push_back(uuid(200000 + i));
+    const auto run = s.try_claim_batch("orders-service", run_ids, 5s);
+    (void)s.complete_and_claim({}, {run[0].token}, "orders-service", {}, 5s);
+    const double per_run_key = average_usage(run_ids);
+    std::fprintf(stderr, "[redis memory] key marked by its run (value %s): %.1f B\n",
+                 run[0].token.c_str(), per_run_key);
+    EXPECT_EQ(s.try_claim("orders-service", run_ids[999], 5s).status, claim_status::done);
+    EXPECT_GT(per_run_key, 100.0);
+    EXPECT_LT(per_run_key, 200.0);
 }
 
 TEST(InboxTest, InsertInCallersTransactionRollsBackOnDuplicate) {

@@ -244,7 +244,7 @@ TEST_F(ReportTest, RelayServesReportsOverHttpAndExportsMetrics) {
 TEST_F(ReportTest, RedisOnlyGroupUsesDoneKeys) {
     const auto prefix = ferry::test::unique_name("rk");
     std::vector<std::string> ids;
-    for (int i = 0; i < 25; ++i) ids.push_back(publish(_topic, "k" + std::to_string(i)));
+    for (int i = 0; i < 31; ++i) ids.push_back(publish(_topic, "k" + std::to_string(i)));
     const auto ep = ferry::test::redis_address();
     redisContext* c = redisConnect(ep.host.c_str(), ep.port);
     ASSERT_TRUE(c != nullptr && c->err == 0);
@@ -262,6 +262,19 @@ TEST_F(ReportTest, RedisOnlyGroupUsesDoneKeys) {
         }
         freeReplyObject(redisCommand(c, "SET %s done PX 60000", key.c_str()));
     }
+    // Keys that name a run (ADR 0024): done when the run key says so; a run still leased or
+    // gone (abandoned) is not done.
+    const std::string done_run = "r:reconcile-test:1", leased_run = "r:reconcile-test:2";
+    freeReplyObject(
+        redisCommand(c, "SET %s:run:%s done PX 60000", prefix.c_str(), done_run.c_str()));
+    freeReplyObject(
+        redisCommand(c, "SET %s:run:%s lease PX 60000", prefix.c_str(), leased_run.c_str()));
+    for (int i = 25; i < 31; ++i) {
+        const auto key = prefix + ":" + _group + ":" + ids[i];
+        const std::string run = i < 28 ? done_run : i < 30 ? leased_run : "r:reconcile-test:gone";
+        freeReplyObject(redisCommand(c, "SET %s %s PX 60000", key.c_str(), run.c_str()));
+        if (i >= 28) missing.insert(ids[i]);
+    }
     redisFree(c);
     rc::reconcile_options o;
     o.dsn = ferry::test::pg_dsn();
@@ -277,8 +290,8 @@ TEST_F(ReportTest, RedisOnlyGroupUsesDoneKeys) {
     g.redis_only = true;
     o.groups.push_back(g);
     const auto r = rc::run(o);
-    EXPECT_EQ(r.counts.at("missing"), 5);
-    EXPECT_EQ(r.scanned, 25);
+    EXPECT_EQ(r.counts.at("missing"), 8);
+    EXPECT_EQ(r.scanned, 31);
     rc::report_store store(ferry::test::pg_dsn(), s());
     std::set<std::string> got;
     for (const auto& i : store.items(r.run_id)) got.insert(i.message_id);
