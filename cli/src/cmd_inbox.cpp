@@ -31,7 +31,7 @@ struct prune_plan {
     std::string source;  // where the defaults came from, for the output
 };
 
-[[noreturn]] void usage(const std::string& message, const std::string& field) {
+[[noreturn]] void inbox_usage(const std::string& message, const std::string& field) {
     throw ferry::error(error_kind::permanent, "inbox.usage", message, field);
 }
 
@@ -42,8 +42,8 @@ prune_plan plan_of(const inbox_args& a, ferry::config::ferry_config cfg) {
     if (!a.group.empty()) {
         entry = ferry::config::find_consumer(cfg, a.group);
         if (entry == nullptr) {
-            usage("no consumers: entry for group \"" + a.group + "\" in the configuration",
-                  "--group");
+            inbox_usage("no consumers: entry for group \"" + a.group + "\" in the configuration",
+                        "--group");
         }
     } else if (cfg.consumers.size() == 1) {
         entry = &cfg.consumers.front();
@@ -62,8 +62,8 @@ prune_plan plan_of(const inbox_args& a, ferry::config::ferry_config cfg) {
             p.older_than = std::max(p.older_than, c.inbox.retention);
         }
         if (p.older_than.count() == 0) {
-            usage("the consumers: entries use their own databases; name one with --group",
-                  "--group");
+            inbox_usage("the consumers: entries use their own databases; name one with --group",
+                        "--group");
         }
         p.source = "longest retention of the consumers: entries";
     } else {
@@ -75,14 +75,15 @@ prune_plan plan_of(const inbox_args& a, ferry::config::ferry_config cfg) {
         const auto d = ferry::config::parse_duration(a.older_than);
         // The config's own floor: pruning younger rows would let redeliveries apply twice.
         if (!d || *d < std::chrono::minutes(1)) {
-            usage("--older-than must be a duration of at least 1m (like 90m or 168h), got \"" +
-                      a.older_than.substr(0, 40) + "\"",
-                  "--older-than");
+            inbox_usage(
+                "--older-than must be a duration of at least 1m (like 90m or 168h), got \"" +
+                    a.older_than.substr(0, 40) + "\"",
+                "--older-than");
         }
         p.older_than = *d;
     }
     if (a.batch != 0) {
-        if (a.batch < 1 || a.batch > 1000000) usage("--batch must be 1..1000000", "--batch");
+        if (a.batch < 1 || a.batch > 1000000) inbox_usage("--batch must be 1..1000000", "--batch");
         p.batch = a.batch;
     }
     p.cfg = std::move(cfg);

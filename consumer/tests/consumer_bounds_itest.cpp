@@ -19,6 +19,13 @@
 using namespace ferry_consumer_test;
 using ferry::consumer::dedup_mode;
 
+// clang (the ASan preset) defines no __SANITIZE_ADDRESS__; it answers __has_feature instead.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define FERRY_CLANG_SANITIZED 1
+#endif
+#endif
+
 namespace {
 
 // Resident set size of this process, from /proc/self/status (kB -> bytes).
@@ -137,7 +144,7 @@ TEST_F(ConsumerTest, MemoryStaysBoundedWithStalledHandlerRebalanceAndOneMiBRecor
                  ma.queued_bytes_peak / mib, mb.queued_bytes_peak / mib,
                  static_cast<unsigned long long>(ma.consumed),
                  static_cast<unsigned long long>(mb.consumed));
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(FERRY_CLANG_SANITIZED)
     // Resident memory says nothing about the runtime's bound here: TSan's shadow grows with
     // every byte touched and ASan's quarantine keeps freed records resident (256 MiB by
     // default). The queue peaks and the record counts below still bound what was taken.

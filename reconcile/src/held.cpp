@@ -4,16 +4,12 @@
 
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "utc_text.hpp"
 
 namespace ferry::reconcile {
 namespace {
 
 using internal::exec;
-
-std::string ts(const std::string& col) {
-    return "coalesce(to_char(" + col +
-           " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')";
-}
 
 std::string unhex(const std::string& hex) {
     auto nibble = [](char c) -> int {
@@ -40,8 +36,8 @@ std::string require_uuid(const std::string& id) {
 // Columns shared by expired and parked (alias m); the table-specific ones follow.
 std::string held_columns(const std::string& held_at) {
     return "m.id, m.message_id::text, m.topic, m.key, encode(m.payload, 'hex'), m.headers::text, " +
-           ts("m.created_at") + ", " + ts("m.available_at") + ", " + ts("m.expires_at") + ", " +
-           ts("m." + held_at);
+           utc_text_or_empty("m.created_at") + ", " + utc_text_or_empty("m.available_at") + ", " +
+           utc_text_or_empty("m.expires_at") + ", " + utc_text_or_empty("m." + held_at);
 }
 
 held_message to_held(const pqxx::row& r) {
@@ -237,19 +233,20 @@ std::optional<half_details> held_store::half_message(const std::string& message_
     require_uuid(message_id);
     try {
         pqxx::read_transaction tx{*_impl->conn};
-        const auto r = exec(
-            tx,
-            "SELECT h.message_id::text, h.topic, h.key, h.tx_ref, h.producer_group, "
-            "coalesce(h.producer_instance, ''), h.state, encode(h.payload, 'hex'), "
-            "h.headers::text, " +
-                ts("h.prepared_at") + ", " + ts("h.decided_at") + ", coalesce(h.decided_by, ''), " +
-                ts("h.next_check_at") + ", " + ts("h.last_check_at") +
-                ", coalesce(h.last_check_result, ''), h.check_count, h.max_checks, "
-                "extract(epoch FROM h.check_interval)::float8, "
-                "extract(epoch FROM h.check_first_after)::float8, EXISTS (SELECT 1 FROM " +
-                _impl->q + ".outbox o WHERE o.message_id = h.message_id) FROM " + _impl->q +
-                ".half_message h WHERE h.message_id = $1::uuid",
-            message_id);
+        const auto r =
+            exec(tx,
+                 "SELECT h.message_id::text, h.topic, h.key, h.tx_ref, h.producer_group, "
+                 "coalesce(h.producer_instance, ''), h.state, encode(h.payload, 'hex'), "
+                 "h.headers::text, " +
+                     utc_text_or_empty("h.prepared_at") + ", " + utc_text_or_empty("h.decided_at") +
+                     ", coalesce(h.decided_by, ''), " + utc_text_or_empty("h.next_check_at") +
+                     ", " + utc_text_or_empty("h.last_check_at") +
+                     ", coalesce(h.last_check_result, ''), h.check_count, h.max_checks, "
+                     "extract(epoch FROM h.check_interval)::float8, "
+                     "extract(epoch FROM h.check_first_after)::float8, EXISTS (SELECT 1 FROM " +
+                     _impl->q + ".outbox o WHERE o.message_id = h.message_id) FROM " + _impl->q +
+                     ".half_message h WHERE h.message_id = $1::uuid",
+                 message_id);
         if (r.empty()) return std::nullopt;
         const auto& x = r[0];
         half_details h;

@@ -7,20 +7,17 @@
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
 #include "ferry/reconcile/reconcile.hpp"
+#include "utc_text.hpp"
 
 namespace ferry::reconcile {
 namespace {
 
 using internal::exec;
 
-std::string ts(const std::string& col) {
-    return "coalesce(to_char(" + col +
-           " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')";
-}
-
 std::string run_columns() {
-    return "r.id, r.scope, " + ts("r.window_start") + ", " + ts("r.window_end") + ", " +
-           ts("r.started_at") + ", " + ts("r.finished_at") +
+    return "r.id, r.scope, " + utc_text_or_empty("r.window_start") + ", " +
+           utc_text_or_empty("r.window_end") + ", " + utc_text_or_empty("r.started_at") + ", " +
+           utc_text_or_empty("r.finished_at") +
            ", r.status, r.redrive, r.scanned, r.redriven, r.counts::text, coalesce(r.owner, ''), "
            "coalesce(r.error, ''), r.wal_slots::text";
 }
@@ -222,7 +219,8 @@ std::vector<report_item> report_store::items(std::int64_t run_id, const report_f
             tx,
             "SELECT id, run_id, kind, coalesce(group_id, ''), coalesce(message_id::text, ''), "
             "coalesce(topic, ''), coalesce(key, ''), " +
-                ts("created_at") + ", " + ts("event_at") + ", detail, action FROM " + _impl->q +
+                utc_text_or_empty("created_at") + ", " + utc_text_or_empty("event_at") +
+                ", detail, action FROM " + _impl->q +
                 ".reconcile_item WHERE run_id = $1 AND ($2 = '' OR kind = $2) AND "
                 "($3 = '' OR group_id = $3) AND ($4 = '' OR topic = $4) AND "
                 "($5 = '' OR event_at >= nullif($5, '')::timestamptz) ORDER BY kind, id LIMIT $6",

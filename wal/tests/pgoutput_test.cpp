@@ -37,7 +37,10 @@ TEST(PgoutputTest, LsnFormatsAndParsesLikePostgres) {
 }
 
 TEST(PgoutputTest, XLogDataAndKeepalive) {
-    const auto x = parse_copy_data(xlog(0x100, 0x200, "B..."));
+    // xlog_data::data views the bytes parsed, so they must outlive x (a temporary here was a
+    // heap-use-after-free that only ASan saw: the freed bytes still compared equal).
+    const std::string wire = xlog(0x100, 0x200, "B...");
+    const auto x = parse_copy_data(wire);
     ASSERT_TRUE(std::holds_alternative<xlog_data>(x));
     EXPECT_EQ(std::get<xlog_data>(x).wal_start, 0x100u);
     EXPECT_EQ(std::get<xlog_data>(x).wal_end, 0x200u);

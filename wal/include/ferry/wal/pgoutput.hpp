@@ -33,7 +33,7 @@ struct xlog_data {
     lsn wal_start = 0;
     lsn wal_end = 0;
     pg_timestamp send_time = 0;
-    std::string_view data;  // one pgoutput message
+    std::string_view data;  // one pgoutput message: a view into the bytes parsed
 };
 
 struct primary_keepalive {
