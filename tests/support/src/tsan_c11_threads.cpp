@@ -22,6 +22,9 @@ static_assert(sizeof(mtx_t) >= sizeof(pthread_mutex_t));
 static_assert(sizeof(cnd_t) >= sizeof(pthread_cond_t));
 static_assert(sizeof(thrd_t) == sizeof(pthread_t));
 
+// Named, so that a unity build (presets asan and tsan) never merges these helpers with a test
+// file's own anonymous-namespace names.
+namespace ferry_tsan_shim {
 namespace {
 
 struct thread_start {
@@ -40,12 +43,13 @@ pthread_cond_t* as_pthread(cnd_t* c) { return reinterpret_cast<pthread_cond_t*>(
 int result(int pthread_rc) { return pthread_rc == 0 ? thrd_success : thrd_error; }
 
 }  // namespace
+}  // namespace ferry_tsan_shim
 
 extern "C" {
 
 int thrd_create(thrd_t* thr, thrd_start_t fn, void* arg) {
-    auto* start = new thread_start{fn, arg};
-    const int rc = pthread_create(thr, nullptr, run_thread, start);
+    auto* start = new ferry_tsan_shim::thread_start{fn, arg};
+    const int rc = pthread_create(thr, nullptr, ferry_tsan_shim::run_thread, start);
     if (rc != 0) {
         delete start;
         return rc == EAGAIN || rc == ENOMEM ? thrd_nomem : thrd_error;
@@ -70,27 +74,41 @@ int mtx_init(mtx_t* m, int type) {
     if ((type & mtx_recursive) != 0) {
         pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
     }
-    const int rc = pthread_mutex_init(as_pthread(m), &attr);
+    const int rc = pthread_mutex_init(ferry_tsan_shim::as_pthread(m), &attr);
     pthread_mutexattr_destroy(&attr);
-    return result(rc);
+    return ferry_tsan_shim::result(rc);
 }
 
-int mtx_lock(mtx_t* m) { return result(pthread_mutex_lock(as_pthread(m))); }
-int mtx_unlock(mtx_t* m) { return result(pthread_mutex_unlock(as_pthread(m))); }
-void mtx_destroy(mtx_t* m) { pthread_mutex_destroy(as_pthread(m)); }
+int mtx_lock(mtx_t* m) {
+    return ferry_tsan_shim::result(pthread_mutex_lock(ferry_tsan_shim::as_pthread(m)));
+}
+int mtx_unlock(mtx_t* m) {
+    return ferry_tsan_shim::result(pthread_mutex_unlock(ferry_tsan_shim::as_pthread(m)));
+}
+void mtx_destroy(mtx_t* m) { pthread_mutex_destroy(ferry_tsan_shim::as_pthread(m)); }
 
-int cnd_init(cnd_t* c) { return result(pthread_cond_init(as_pthread(c), nullptr)); }
-int cnd_signal(cnd_t* c) { return result(pthread_cond_signal(as_pthread(c))); }
-int cnd_broadcast(cnd_t* c) { return result(pthread_cond_broadcast(as_pthread(c))); }
-int cnd_wait(cnd_t* c, mtx_t* m) { return result(pthread_cond_wait(as_pthread(c), as_pthread(m))); }
-void cnd_destroy(cnd_t* c) { pthread_cond_destroy(as_pthread(c)); }
+int cnd_init(cnd_t* c) {
+    return ferry_tsan_shim::result(pthread_cond_init(ferry_tsan_shim::as_pthread(c), nullptr));
+}
+int cnd_signal(cnd_t* c) {
+    return ferry_tsan_shim::result(pthread_cond_signal(ferry_tsan_shim::as_pthread(c)));
+}
+int cnd_broadcast(cnd_t* c) {
+    return ferry_tsan_shim::result(pthread_cond_broadcast(ferry_tsan_shim::as_pthread(c)));
+}
+int cnd_wait(cnd_t* c, mtx_t* m) {
+    return ferry_tsan_shim::result(
+        pthread_cond_wait(ferry_tsan_shim::as_pthread(c), ferry_tsan_shim::as_pthread(m)));
+}
+void cnd_destroy(cnd_t* c) { pthread_cond_destroy(ferry_tsan_shim::as_pthread(c)); }
 
 int cnd_timedwait(cnd_t* c, mtx_t* m, const struct timespec* deadline) {
-    const int rc = pthread_cond_timedwait(as_pthread(c), as_pthread(m), deadline);
+    const int rc = pthread_cond_timedwait(ferry_tsan_shim::as_pthread(c),
+                                          ferry_tsan_shim::as_pthread(m), deadline);
     if (rc == ETIMEDOUT) {
         return thrd_timedout;
     }
-    return result(rc);
+    return ferry_tsan_shim::result(rc);
 }
 
 }  // extern "C"
