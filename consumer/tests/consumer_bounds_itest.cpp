@@ -305,6 +305,12 @@ TEST_F(ConsumerTest, BatchFallbackAfterRevokeNeverAppliesALaterMessageOfTheFaile
     o.shutdown_timeout = 300ms;
     o.revoke_timeout = 300ms;
     ASSERT_GT(o.tx_batch_max, 1u) << "the test needs batched effect transactions";
+    // The second message must share a batch with another, however the lane takes the six
+    // records: when it takes 0 alone, 1-5 queue up behind 0's second and form the next batch;
+    // when it takes 0 with 1 (and perhaps more), they share one transaction. With the default
+    // 100 ms time bound that second case committed 0 alone and then ran 1 alone, so no batch
+    // failed (seen once under TSan in CI, where the lane woke between two records).
+    o.tx_batch_max_time = 60s;
     gate g;
     auto a = std::make_unique<ferry::consumer::consumer>(o);
     subscribe_witness(*a, dedup_mode::inbox, "a", [&](const ferry::consumer::message& m) {
