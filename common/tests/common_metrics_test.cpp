@@ -3,6 +3,7 @@
 // Debian package `prometheus`; the test fails when it is missing).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -284,6 +285,21 @@ TEST(PgArrayTest, QuotesAndEscapesTextElements) {
               "{\"a\",NULL}");
     EXPECT_EQ(array_literal(std::vector<long long>{1, -2, 3}), "{1,-2,3}");
     EXPECT_EQ(array_literal(std::vector<int>{}), "{}");
+    // Escapes at the start, in the middle and at the end of an element, and runs of them.
+    EXPECT_EQ(array_literal(std::vector<std::string>{"\"ab\\c\"", "\\\\", "", "{}"}),
+              "{\"\\\"ab\\\\c\\\"\",\"\\\\\\\\\",\"\",\"{}\"}");
+    EXPECT_EQ(array_literal(std::vector<std::int64_t>{INT64_MIN, INT64_MAX, 0}),
+              "{-9223372036854775808,9223372036854775807,0}");
+}
+
+TEST(PgArrayTest, BuilderQuotesLikeArrayLiteral) {
+    ferry::internal::array_builder empty;
+    EXPECT_EQ(std::move(empty).take(), "{}");
+    ferry::internal::array_builder b(3, 8);
+    b.add("a\"b");
+    b.add_null();
+    b.add("c\\");
+    EXPECT_EQ(std::move(b).take(), "{\"a\\\"b\",NULL,\"c\\\\\"}");
 }
 
 TEST(InstanceIdTest, HostPidAndSixHexDigits) {

@@ -29,12 +29,22 @@ std::string rfc3339_millis(std::int64_t micros) {
         rem += 1000000;
         --secs;
     }
-    const auto t = static_cast<std::time_t>(secs);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[48];
-    const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::string out(buf, n);
+    // The rows of a batch were mostly committed within the same second: format each second
+    // once per thread (gmtime_r and strftime were 4% of the WAL relay's CPU).
+    thread_local std::int64_t cached_secs = 0;
+    thread_local std::string cached_text;
+    if (cached_text.empty() || cached_secs != secs) {
+        const auto t = static_cast<std::time_t>(secs);
+        std::tm tm{};
+        ::gmtime_r(&t, &tm);
+        char buf[48];
+        const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_text.assign(buf, n);
+        cached_secs = secs;
+    }
+    std::string out;
+    out.reserve(cached_text.size() + 5);
+    out += cached_text;
     const auto ms = static_cast<int>(rem / 1000);
     out += '.';
     out += static_cast<char>('0' + ms / 100);

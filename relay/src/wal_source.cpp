@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <tuple>
 #include <utility>
 
 #include "fault_points.hpp"
@@ -172,14 +172,24 @@ std::int64_t wal_source::server_now_us() const {
 wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
                                                const std::vector<source_row>& rows,
                                                const std::vector<std::int64_t>& xids) {
-    std::vector<std::string> topics;
-    std::vector<std::string> keys;
-    std::set<std::pair<std::string, std::string>> distinct;
+    // The batch's distinct (topic, key) pairs, as two parallel array literals: sorted pointers,
+    // not a set of copied strings (this ran for every row of every batch).
+    std::vector<const source_row*> by_key;
+    by_key.reserve(rows.size());
+    std::size_t bytes = 0;
     for (const auto& r : rows) {
-        if (distinct.emplace(r.topic, r.key).second) {
-            topics.push_back(r.topic);
-            keys.push_back(r.key);
-        }
+        by_key.push_back(&r);
+        bytes += r.topic.size() + r.key.size();
+    }
+    const auto less = [](const source_row* a, const source_row* b) {
+        return std::tie(a->topic, a->key) < std::tie(b->topic, b->key);
+    };
+    std::sort(by_key.begin(), by_key.end(), less);
+    internal::array_builder topics(by_key.size(), bytes), keys(by_key.size(), bytes);
+    for (std::size_t i = 0; i < by_key.size(); ++i) {
+        if (i > 0 && !less(by_key[i - 1], by_key[i])) continue;  // same pair as the previous
+        topics.add(by_key[i]->topic);
+        keys.add(by_key[i]->key);
     }
     pqxx::nontransaction tx{_claim.get()};
     // The lease on the database clock and, only if it is ours, which of the batch's keys have
@@ -202,8 +212,8 @@ wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
             _q +
             ".parked p JOIN unnest($4::text[], $5::text[]) AS b(topic, key) ON p.topic = "
             "b.topic AND p.key = b.key WHERE lease.ours GROUP BY p.topic, p.key) h ON true",
-        _o.instance_id, epoch, group, internal::array_literal(topics),
-        internal::array_literal(keys), internal::array_literal(xids));
+        _o.instance_id, epoch, group, std::move(topics).take(), std::move(keys).take(),
+        internal::array_literal(xids));
     lease_view v;
     if (r.empty() || !r[0][0].as<bool>()) return v;
     v.ours = true;
@@ -221,6 +231,7 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
                              std::chrono::milliseconds wait) {
     const auto deadline = std::chrono::steady_clock::now() + wait;
     const auto before = rows.size();
+    std::size_t received = 0;
     while (rows.size() < limit) {
         // Wait for the first row only; after it, take what has already arrived (the negative
         // control waits for a full batch).
@@ -257,7 +268,7 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
             e.xid = m->xid;
             rows.push_back(row);
             _window.emplace(row.id, std::move(e));
-            _wm.received.inc();
+            ++received;
         } else if (auto* rej = std::get_if<wal::rejected_message>(&*event)) {
             _rejected.push_back({std::move(*rej), _tracker.add_message()});
             _wm.rejected.inc();
@@ -265,6 +276,7 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
             _tracker.add_end(std::get<wal::transaction_end>(*event).end_lsn);
         }
     }
+    if (received > 0) _wm.received.inc(static_cast<double>(received));
 }
 
 bool wal_source::park_rejected(int group, std::int64_t epoch) {
@@ -330,11 +342,13 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
         _wm.unconfirmed.set(static_cast<double>(_tracker.unfinished()));
         _wm.confirmed_lsn.set(static_cast<double>(_stream->confirmed()));
         // Unfinished rows first, in stream order, except the batch being marked.
-        const std::set<std::int64_t> skip(exclude.begin(), exclude.end());
+        std::vector<std::int64_t> skip(exclude.begin(), exclude.end());
+        std::sort(skip.begin(), skip.end());
+        out.rows.reserve(std::min<std::size_t>(limit, 10000));
         const auto now_us = server_now_us();
         for (auto& [id, e] : _window) {
             if (out.rows.size() >= limit) break;
-            if (skip.count(id) != 0) continue;
+            if (std::binary_search(skip.begin(), skip.end(), id)) continue;
             out.rows.push_back(e.row);
             out.rows.back().expired = e.expires_at_us && *e.expires_at_us <= now_us;
         }
@@ -420,16 +434,25 @@ struct row_columns {
 
 // The published rows of a mark, as one ledger batch row (migration 0090, ADR 0011): parallel
 // arrays, and the payloads back to back in one binary parameter (no hex on either side).
+// The text columns are built as array literals as the rows are added (no copies of the strings).
 struct ledger_columns {
-    std::vector<std::string> ids, topics, keys, headers;
+    explicit ledger_columns(std::size_t n)
+        : ids(n, n * 36), topics(n, n * 16), keys(n, n * 16), headers(n, n * 16) {
+        created.reserve(n);
+        offsets.reserve(n);
+        parts.reserve(n);
+        lens.reserve(n);
+    }
+    internal::array_builder ids, topics, keys, headers;
     std::vector<std::int64_t> created, offsets;
     std::vector<int> parts, lens;
     std::string payloads;
+    [[nodiscard]] bool empty() const { return created.empty(); }
     void add(const source_row& r, int partition, std::int64_t offset) {
-        ids.push_back(r.message_id);
-        topics.push_back(r.topic);
-        keys.push_back(r.key);
-        headers.push_back(r.headers_json);
+        ids.add(r.message_id);
+        topics.add(r.topic);
+        keys.add(r.key);
+        headers.add(r.headers_json);
         created.push_back(r.created_at_us);
         parts.push_back(partition);
         offsets.push_back(offset);
@@ -442,7 +465,7 @@ struct ledger_columns {
 
 mark_outcome wal_source::mark(const mark_request& request) {
     // The rows' content, from the window (the marker holds no copy).
-    ledger_columns pub;
+    ledger_columns pub(request.publish.size());
     row_columns exp, park;
     std::vector<std::int64_t> x_expires;
     std::vector<std::optional<std::string>> k_expires;
@@ -460,6 +483,12 @@ mark_outcome wal_source::mark(const mark_request& request) {
             finished.emplace_back(id, it->second.ticket);
             return &it->second;
         };
+        std::size_t payload_bytes = 0;
+        for (const auto& p : request.publish) {
+            const auto it = _window.find(p.id);
+            if (it != _window.end()) payload_bytes += it->second.row.payload.size();
+        }
+        pub.payloads.reserve(payload_bytes);
         for (const auto& p : request.publish) {
             const auto* e = find(p.id);
             if (e == nullptr) continue;
@@ -490,7 +519,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
         tx.abort();
         return mark_outcome::fenced;
     }
-    if (!pub.ids.empty()) {
+    if (!pub.empty()) {
         (void)internal::exec_cached(
             tx, "ferry_relay_wal_mark_published",
             "INSERT INTO " + _q +
@@ -501,11 +530,11 @@ mark_outcome wal_source::mark(const mark_request& request) {
                 ts_expr("c") +
                 " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), "
                 "$9::int[], $10::bytea, $11::jsonb[]",
-            request.epoch, request.group, internal::array_literal(pub.ids),
-            internal::array_literal(pub.topics), internal::array_literal(pub.keys),
-            internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
-            internal::array_literal(pub.created), internal::array_literal(pub.lens),
-            internal::bytea_param(pub.payloads), internal::array_literal(pub.headers));
+            request.epoch, request.group, std::move(pub.ids).take(), std::move(pub.topics).take(),
+            std::move(pub.keys).take(), internal::array_literal(pub.parts),
+            internal::array_literal(pub.offsets), internal::array_literal(pub.created),
+            internal::array_literal(pub.lens), internal::bytea_param(pub.payloads),
+            std::move(pub.headers).take());
     }
     if (!exp.ids.empty()) {
         (void)internal::exec_cached(

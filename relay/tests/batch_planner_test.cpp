@@ -223,6 +223,14 @@ TEST(BatchPlannerTest, CreatedAtHeaderIsRfc3339UtcWithTruncatedMilliseconds) {
     EXPECT_EQ(rfc3339_millis(1796025600005000), "2026-11-30T08:00:00.005Z");
     EXPECT_EQ(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
     EXPECT_EQ(rfc3339_millis(951782400000000), "2000-02-29T00:00:00.000Z");
+    // Each second is formatted once per thread and reused: the cache must follow the second,
+    // forwards, backwards and across midnight.
+    EXPECT_EQ(rfc3339_millis(1796025600999000), "2026-11-30T08:00:00.999Z");
+    EXPECT_EQ(rfc3339_millis(1796025601000000), "2026-11-30T08:00:01.000Z");
+    EXPECT_EQ(rfc3339_millis(1796025600000000), "2026-11-30T08:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(1796083199999999), "2026-11-30T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_millis(1796083200000000), "2026-12-01T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
 }
 
 // A row the source refused (the WAL source's rows of a parked key) is parked with the source's
