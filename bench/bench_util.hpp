@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -67,6 +68,17 @@ private:
 inline double elapsed_us(std::chrono::steady_clock::time_point since) {
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - since)
         .count();
+}
+
+// The current time as ISO 8601 UTC, e.g. 2026-12-01T02:00:27Z: a results file's "run", the name
+// docs use for the figures they quote.
+inline std::string utc_now() {
+    const auto t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
 }
 
 inline void write_json(const args& a, const nlohmann::json& j) {

@@ -71,13 +71,6 @@ double load_average() {
     return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
-std::string utc_now() {
-    const auto t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
 void exec_commit(pqxx::connection& conn, const std::string& sql) {
     pqxx::work tx{conn};
     tx.exec(sql);
@@ -146,7 +139,7 @@ int main(int argc, char** argv) {
     outbox::writer_options o;
     o.schema = schema;
     const outbox::writer w{o};
-    const std::string run = utc_now();
+    const std::string run = bench::utc_now();
     const double load_before = load_average();
     std::vector<std::tuple<std::string, double, std::string>> table;
     nlohmann::json j = {{"bench", "enqueue"},

@@ -20,17 +20,23 @@
 // messages per transaction: 20k one-message commits/s, each waiting for its fsync, would
 // saturate 2 cores before the relay is measured).
 // Drain rounds (default 3, FERRY_BENCH_ROUNDS) alternate the three relays on fresh backlogs; each
-// reports its median. ferry-relay's drain is timed by polling its /metrics counter, which costs the
-// database nothing. Latency ends at the ledger's published_at, the mark transaction's start just
+// reports its median. Each drain also reports machine_busy_cores, every process's CPU over the
+// drain divided by its seconds (from /proc/stat): 2 means this 2-core machine was saturated.
+// Latency runs the same number of rounds and reports the round with the median p99, with every
+// round's p50 and p99. ferry-relay's drain is timed by polling its /metrics counter, which costs
+// the database nothing. Latency ends at the ledger's published_at, the mark transaction's start just
 // after the batch's last ack, so it is an upper bound of commit->ack. The clock starts when the
 // producer's COMMIT returns (measured by the producer on the system clock, which is the database's
 // clock on this machine), not at created_at: a slow fsync in the producer's own commit is not the
 // relay's latency.
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
-// FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
+// FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_DRAIN_MODES (default
+// "polling wal b1 b0": the drains to run), FERRY_BENCH_BATCH_SIZE (ferry-relay's
+// relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
-// under kafka.properties).
+// under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs). Committed
+// results use the defaults.
 #include <fcntl.h>
 #include <httplib.h>
 #include <librdkafka/rdkafka.h>
@@ -81,6 +87,20 @@ double cpu_seconds(pid_t pid) {
         if (i == 15) stime = std::stoll(field);
     }
     return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds the whole machine has spent busy (every state but idle and iowait), from
+// /proc/stat: over a drain, divided by its seconds, how many cores were busy (2 = saturated on
+// a 2-core machine), which says whether a drain is bound by CPU or by waiting.
+double machine_busy_seconds() {
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    f >> cpu;
+    long long v = 0, busy = 0;
+    for (int i = 0; i < 10 && f >> v; ++i) {
+        if (i != 3 && i != 4) busy += v;  // 3 idle, 4 iowait
+    }
+    return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 struct bench_schema {
@@ -251,6 +271,7 @@ struct drain_result {
     long long messages = 0;
     double seconds = 0;
     double cpu_s = 0;
+    double machine_busy_s = 0;  // every process's CPU over the drain (machine_busy_seconds)
     long failed = 0;
     [[nodiscard]] double rate() const {
         return seconds > 0 ? static_cast<double>(messages) / seconds : 0;
@@ -264,6 +285,7 @@ struct drain_result {
                 {"msgs_per_s", rate()},
                 {"cpu_seconds", cpu_s},
                 {"cpu_ms_per_1k", cpu_ms_per_1k()},
+                {"machine_busy_cores", seconds > 0 ? machine_busy_s / seconds : 0},
                 {"failed", failed}};
     }
 };
@@ -273,6 +295,7 @@ drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::st
     p.warm_up(s.topic);
     drain_result r;
     const auto cpu0 = cpu_seconds(getpid());
+    const auto busy0 = machine_busy_seconds();
     const auto t0 = clock_type::now();
     while (true) {
         pqxx::work tx{conn};
@@ -290,6 +313,7 @@ drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::st
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(getpid()) - cpu0;
+    r.machine_busy_s = machine_busy_seconds() - busy0;
     r.failed = p.failed.load();
     return r;
 }
@@ -300,6 +324,7 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
     p.warm_up(s.topic);
     drain_result r;
     const auto cpu0 = cpu_seconds(getpid());
+    const auto busy0 = machine_busy_seconds();
     const auto t0 = clock_type::now();
     while (clock_type::now() - t0 < budget) {
         pqxx::work tx{conn};
@@ -315,6 +340,7 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(getpid()) - cpu0;
+    r.machine_busy_s = machine_busy_seconds() - busy0;
     r.failed = p.failed.load();
     return r;
 }
@@ -337,7 +363,10 @@ public:
                   ? std::getenv("FERRY_BENCH_RELAY_LOG_LEVEL")
                   : "warn")
           << "\n"
-          << "relay:\n  batch_size: 1000\n"
+          << "relay:\n  batch_size: "
+          << (std::getenv("FERRY_BENCH_BATCH_SIZE") ? std::getenv("FERRY_BENCH_BATCH_SIZE")
+                                                    : "1000")
+          << "\n"
           << (s.wal ? "  source: wal\n  wal_slot: " + s.slot() +
                           "\n  wal_publication: " + s.publication() + "\n"
                     : std::string());
@@ -413,6 +442,7 @@ double published_total(httplib::Client& http) {
 }
 
 drain_result median_round(std::vector<drain_result> v) {
+    if (v.empty()) return {};
     std::sort(v.begin(), v.end(),
               [](const drain_result& a, const drain_result& b) { return a.rate() < b.rate(); });
     return v[v.size() / 2];
@@ -438,6 +468,7 @@ drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std:
         first = published_total(http);
     }
     const auto cpu0 = cpu_seconds(relay.pid());
+    const auto busy0 = machine_busy_seconds();
     const auto t0 = clock_type::now();
     double now = first;
     while (now < static_cast<double>(n) && relay.alive() && clock_type::now() - t0 < 600s) {
@@ -446,6 +477,7 @@ drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std:
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(relay.pid()) - cpu0;
+    r.machine_busy_s = machine_busy_seconds() - busy0;
     r.messages = static_cast<long long>(now - first);
     if (pending(conn, s) != 0) {
         std::cerr << "bench_relay: ferry-relay left rows in the outbox\n";
@@ -696,6 +728,7 @@ int main(int argc, char** argv) {
     const std::string relay_bin =
         std::getenv("FERRY_RELAY_BIN") ? std::getenv("FERRY_RELAY_BIN") : FERRY_RELAY_PATH;
     const long long n = a.scaled(200000);
+    const std::string run = bench::utc_now();
     pqxx::connection conn{dsn};
 
     // FERRY_BENCH_ONLY=latency skips the drain part (for iterating on latency).
@@ -711,41 +744,61 @@ int main(int argc, char** argv) {
     nlohmann::json dead_polling, dead_wal;
     if (!latency_only) {
         std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds;
+        // FERRY_BENCH_DRAIN_MODES (default "polling wal b1 b0") picks the drains to run, for
+        // iterating on one of them; the committed results always run all four.
+        const std::string modes = std::getenv("FERRY_BENCH_DRAIN_MODES")
+                                      ? std::getenv("FERRY_BENCH_DRAIN_MODES")
+                                      : "polling wal b1 b0";
+        const auto wanted = [&](const std::string& m) {
+            return (" " + modes + " ").find(" " + m + " ") != std::string::npos;
+        };
+        const auto last_or_empty = [](const std::vector<drain_result>& v) {
+            return v.empty() ? drain_result{} : v.back();
+        };
         for (int round = 1; round <= std::max(1, rounds); ++round) {
-            std::cout << "round " << round << ": filling " << n << " messages for ferry-relay..."
-                      << std::endl;
-            auto s = fresh_schema(conn, "bench_relay_ferry");
-            fill(conn, s, static_cast<int>(n));
-            ferry_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
-            dead_polling = dead_tuples(conn, s);
-
-            std::cout << "round " << round << ": emitting " << n
-                      << " messages for ferry-relay in WAL mode..." << std::endl;
-            s = fresh_schema(conn, "bench_relay_wal", true);
-            fill(conn, s, static_cast<int>(n));
-            wal_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
-            dead_wal = dead_tuples(conn, s);
-            drop_wal_objects(conn, s.name);
-
-            std::cout << "round " << round << ": filling " << n << " messages for B1..."
-                      << std::endl;
-            s = fresh_schema(conn, "bench_relay_b1");
-            fill(conn, s, static_cast<int>(n));
-            b1_rounds.push_back(run_b1(conn, s, brokers));
-
-            std::cout << "round " << round << ": B0 (time-boxed 5 s)..." << std::endl;
-            s = fresh_schema(conn, "bench_relay_b0");
-            fill(conn, s, 20000);
-            b0_rounds.push_back(run_b0(conn, s, brokers, 5s));
-            rounds_json.push_back({{"ferry_msgs_per_s", ferry_rounds.back().rate()},
-                                   {"wal_msgs_per_s", wal_rounds.back().rate()},
-                                   {"b1_msgs_per_s", b1_rounds.back().rate()},
-                                   {"b0_msgs_per_s", b0_rounds.back().rate()},
-                                   {"ferry_vs_b1", ferry_rounds.back().rate() /
-                                                       std::max(1.0, b1_rounds.back().rate())}});
-            std::cout << "  ferry " << ferry_rounds.back().rate() << " msg/s, WAL "
-                      << wal_rounds.back().rate() << " msg/s, B1 " << b1_rounds.back().rate()
-                      << " msg/s, B0 " << b0_rounds.back().rate() << " msg/s" << std::endl;
+            if (wanted("polling")) {
+                std::cout << "round " << round << ": filling " << n
+                          << " messages for ferry-relay..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_ferry");
+                fill(conn, s, static_cast<int>(n));
+                ferry_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
+                dead_polling = dead_tuples(conn, s);
+            }
+            if (wanted("wal")) {
+                std::cout << "round " << round << ": emitting " << n
+                          << " messages for ferry-relay in WAL mode..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_wal", true);
+                fill(conn, s, static_cast<int>(n));
+                wal_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
+                dead_wal = dead_tuples(conn, s);
+                drop_wal_objects(conn, s.name);
+            }
+            if (wanted("b1")) {
+                std::cout << "round " << round << ": filling " << n << " messages for B1..."
+                          << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_b1");
+                fill(conn, s, static_cast<int>(n));
+                b1_rounds.push_back(run_b1(conn, s, brokers));
+            }
+            if (wanted("b0")) {
+                std::cout << "round " << round << ": B0 (time-boxed 5 s)..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_b0");
+                fill(conn, s, 20000);
+                b0_rounds.push_back(run_b0(conn, s, brokers, 5s));
+            }
+            const auto f = last_or_empty(ferry_rounds), w = last_or_empty(wal_rounds),
+                       b = last_or_empty(b1_rounds), z = last_or_empty(b0_rounds);
+            rounds_json.push_back({{"ferry_msgs_per_s", f.rate()},
+                                   {"wal_msgs_per_s", w.rate()},
+                                   {"b1_msgs_per_s", b.rate()},
+                                   {"b0_msgs_per_s", z.rate()},
+                                   {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
+            std::cout << "  ferry " << f.rate() << " msg/s (" << f.cpu_ms_per_1k()
+                      << " ms CPU/1k), WAL " << w.rate() << " msg/s (" << w.cpu_ms_per_1k()
+                      << " ms CPU/1k), B1 " << b.rate() << " msg/s, B0 " << z.rate()
+                      << " msg/s; busy cores: ferry " << f.to_json()["machine_busy_cores"]
+                      << ", WAL " << w.to_json()["machine_busy_cores"] << ", B1 "
+                      << b.to_json()["machine_busy_cores"] << std::endl;
         }
         ferry = median_round(ferry_rounds);
         walr = median_round(wal_rounds);
@@ -759,17 +812,46 @@ int main(int argc, char** argv) {
         {"one_per_tx", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}},
         {"batch_1000", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}}};
     if (!drain_only) {
-        std::cout << "WAL mode latency at 5k msg/s offered..." << std::endl;
-        wal_lat5k = run_latency(conn, relay_bin, dsn, brokers, 5000,
-                                std::chrono::seconds(a.scaled(10)), true);
-        drop_wal_objects(conn, "bench_relay_wlat_5000");
+        // Each latency figure is the round with the median p99 of `rounds` rounds (a p99 over
+        // 10 s swings with this machine's noise: 11-67 ms at 20k msg/s in single runs); every
+        // round's p50 and p99 are kept beside it.
+        const auto median_latency = [](std::vector<nlohmann::json> runs) {
+            std::vector<double> p50s, p99s;
+            for (const auto& r : runs) {
+                p50s.push_back(r["p50_ms"].get<double>());
+                p99s.push_back(r["p99_ms"].get<double>());
+            }
+            std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
+                return a["p99_ms"].template get<double>() < b["p99_ms"].template get<double>();
+            });
+            auto out = runs[runs.size() / 2];
+            out["rounds"] = runs.size();
+            out["round_p50_ms"] = p50s;
+            out["round_p99_ms"] = p99s;
+            return out;
+        };
+        std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs;
+        for (int round = 1; round <= std::max(1, rounds); ++round) {
+            std::cout << "round " << round << ": WAL mode latency at 5k msg/s offered..."
+                      << std::endl;
+            wal5k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 5000,
+                                             std::chrono::seconds(a.scaled(10)), true));
+            drop_wal_objects(conn, "bench_relay_wlat_5000");
+            std::cout << "round " << round << ": latency at 5k and 20k msg/s offered..."
+                      << std::endl;
+            lat5k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 5000,
+                                             std::chrono::seconds(a.scaled(10))));
+            lat20k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 20000,
+                                              std::chrono::seconds(a.scaled(10))));
+            std::cout << "  p99: WAL 5k " << wal5k_runs.back()["p99_ms"] << " ms, 5k "
+                      << lat5k_runs.back()["p99_ms"] << " ms, 20k " << lat20k_runs.back()["p99_ms"]
+                      << " ms" << std::endl;
+        }
+        wal_lat5k = median_latency(wal5k_runs);
+        lat5k = median_latency(lat5k_runs);
+        lat20k = median_latency(lat20k_runs);
         std::cout << "enqueue cost: WAL emit vs plain INSERT..." << std::endl;
         emit_cost = run_enqueue_cost(conn, std::chrono::seconds(a.scaled(3)), std::max(1, rounds));
-        std::cout << "latency at 5k and 20k msg/s offered..." << std::endl;
-        lat5k =
-            run_latency(conn, relay_bin, dsn, brokers, 5000, std::chrono::seconds(a.scaled(10)));
-        lat20k =
-            run_latency(conn, relay_bin, dsn, brokers, 20000, std::chrono::seconds(a.scaled(10)));
     }
 
     const double vs_b1 = b1.rate() > 0 ? ferry.rate() / b1.rate() : 0,
@@ -802,6 +884,7 @@ int main(int argc, char** argv) {
          {"20k/s offered: p99 commit->mark (target <= 25)", lat20k["p99_ms"].get<double>(), "ms"}});
     bench::write_json(a,
                       {{"bench", "relay"},
+                       {"run", run},
                        {"backlog_messages", n},
                        {"payload_bytes", 200},
                        {"drain",
