@@ -24,11 +24,11 @@
 // drain divided by its seconds (from /proc/stat): 2 means this 2-core machine was saturated.
 // Latency runs the same number of rounds and reports the round with the median p99, with every
 // round's p50 and p99. ferry-relay's drain is timed by polling its /metrics counter, which costs
-// the database nothing. Latency ends at the ledger's published_at, the mark transaction's start just
-// after the batch's last ack, so it is an upper bound of commit->ack. The clock starts when the
-// producer's COMMIT returns (measured by the producer on the system clock, which is the database's
-// clock on this machine), not at created_at: a slow fsync in the producer's own commit is not the
-// relay's latency.
+// the database nothing. Latency ends at the ledger's published_at, the mark transaction's start
+// just after the batch's last ack, so it is an upper bound of commit->ack. The clock starts when
+// the producer's COMMIT returns (measured by the producer on the system clock, which is the
+// database's clock on this machine), not at created_at: a slow fsync in the producer's own commit
+// is not the relay's latency.
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
 // FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_DRAIN_MODES (default
