@@ -64,15 +64,15 @@ claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit
     out.lease_remaining_ms = r[0][1].as<double>();
     if (r[0][2].is_null()) return out;  // no rows (or too little lease time left)
     out.rows.reserve(r.size());
+    const auto text = [](const pqxx::field& f) { return std::string(f.c_str(), f.size()); };
     for (const auto& row : r) {
         source_row c;
         c.id = row[2].as<std::int64_t>();
-        c.message_id = row[3].as<std::string>();
-        c.topic = row[4].as<std::string>();
-        c.key = row[5].as<std::string>();
-        const pqxx::binarystring payload(row[6]);
-        c.payload = payload.str();
-        c.headers_json = row[7].as<std::string>();
+        c.message_id = text(row[3]);
+        c.topic = text(row[4]);
+        c.key = text(row[5]);
+        internal::bytea_from_text(row[6], c.payload);
+        c.headers_json = text(row[7]);
         // date_part('epoch') is a float8 (cheaper on the server than to_char or a numeric
         // extract); it carries the microseconds exactly enough to round back to them. from_chars:
         // as<double>() goes through a locale-aware stream, a measurable share of the relay's CPU.

@@ -54,6 +54,38 @@ inline std::basic_string<std::byte> bytea_param(const std::string& bytes) {
 }
 #endif
 
+/// A bytea column read as text (libpqxx 6.4 has no binary results), decoded into `out`.
+/// PostgreSQL's default output is hex ("\\x" then two digits a byte): that is decoded here in
+/// one pass, with no intermediate buffer (PQunescapeBytea plus pqxx::binarystring allocated
+/// and copied each value twice, a tenth of the polling relay's CPU). Any other form (the
+/// server's bytea_output = 'escape') goes through libpq's own decoder.
+inline void bytea_from_text(const pqxx::field& f, std::string& out) {
+    const std::string_view text(f.c_str(), f.size());
+    if (text.size() >= 2 && text[0] == '\\' && text[1] == 'x' && text.size() % 2 == 0) {
+        static constexpr auto nibble = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        };
+        out.resize((text.size() - 2) / 2);
+        for (std::size_t i = 0, j = 2; i < out.size(); ++i, j += 2) {
+            const int hi = nibble(text[j]);
+            const int lo = nibble(text[j + 1]);
+            if (hi < 0 || lo < 0) {
+                throw ferry::error(error_kind::permanent, "pq.bytea",
+                                   "a bytea value in hex format has a character that is not a "
+                                   "hex digit at offset " +
+                                       std::to_string(j));
+            }
+            out[i] = static_cast<char>(hi << 4 | lo);
+        }
+        return;
+    }
+    const pqxx::binarystring b(f);
+    out = b.str();
+}
+
 inline std::string sqlstate_of(const pqxx::sql_error& e) { return e.sqlstate(); }
 
 /// Rethrows the current exception (call inside a catch block) as ferry::error.
