@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <tuple>
 #include <utility>
 
 #include "fault_points.hpp"
@@ -172,24 +171,15 @@ std::int64_t wal_source::server_now_us() const {
 wal_source::lease_view wal_source::check_lease(int group, std::int64_t epoch,
                                                const std::vector<source_row>& rows,
                                                const std::vector<std::int64_t>& xids) {
-    // The batch's distinct (topic, key) pairs, as two parallel array literals: sorted pointers,
-    // not a set of copied strings (this ran for every row of every batch).
-    std::vector<const source_row*> by_key;
-    by_key.reserve(rows.size());
+    // The batch's (topic, key) pairs as two parallel array literals, in row order: repeats are
+    // harmless (the statement groups the parked rows it finds by key), and cheaper than sorting
+    // or hashing copies of the strings here for every batch.
     std::size_t bytes = 0;
+    for (const auto& r : rows) bytes += r.topic.size() + r.key.size();
+    internal::array_builder topics(rows.size(), bytes), keys(rows.size(), bytes);
     for (const auto& r : rows) {
-        by_key.push_back(&r);
-        bytes += r.topic.size() + r.key.size();
-    }
-    const auto less = [](const source_row* a, const source_row* b) {
-        return std::tie(a->topic, a->key) < std::tie(b->topic, b->key);
-    };
-    std::sort(by_key.begin(), by_key.end(), less);
-    internal::array_builder topics(by_key.size(), bytes), keys(by_key.size(), bytes);
-    for (std::size_t i = 0; i < by_key.size(); ++i) {
-        if (i > 0 && !less(by_key[i - 1], by_key[i])) continue;  // same pair as the previous
-        topics.add(by_key[i]->topic);
-        keys.add(by_key[i]->key);
+        topics.add(r.topic);
+        keys.add(r.key);
     }
     pqxx::nontransaction tx{_claim.get()};
     // The lease on the database clock and, only if it is ours, which of the batch's keys have
@@ -267,7 +257,7 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
             if (m->message.expires_at) e.expires_at_us = unix_us(*m->message.expires_at);
             e.xid = m->xid;
             rows.push_back(row);
-            _window.emplace(row.id, std::move(e));
+            _window.insert(row.id, std::move(e));
             ++received;
         } else if (auto* rej = std::get_if<wal::rejected_message>(&*event)) {
             _rejected.push_back({std::move(*rej), _tracker.add_message()});
@@ -346,12 +336,13 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
         std::sort(skip.begin(), skip.end());
         out.rows.reserve(std::min<std::size_t>(limit, 10000));
         const auto now_us = server_now_us();
-        for (auto& [id, e] : _window) {
-            if (out.rows.size() >= limit) break;
-            if (std::binary_search(skip.begin(), skip.end(), id)) continue;
+        _window.for_each_until([&](std::int64_t id, entry& e) {
+            if (out.rows.size() >= limit) return false;
+            if (std::binary_search(skip.begin(), skip.end(), id)) return true;
             out.rows.push_back(e.row);
             out.rows.back().expired = e.expires_at_us && *e.expires_at_us <= now_us;
-        }
+            return true;
+        });
     }
     if (out.rows.size() < limit) {
         const auto first = out.rows.size();
@@ -478,15 +469,14 @@ mark_outcome wal_source::mark(const mark_request& request) {
         // A row missing from the window belongs to a stream that was restarted meanwhile: the
         // new stream yields it again, so it is not recorded here.
         const auto find = [&](std::int64_t id) -> const entry* {
-            const auto it = _window.find(id);
-            if (it == _window.end()) return nullptr;
-            finished.emplace_back(id, it->second.ticket);
-            return &it->second;
+            const auto* e = _window.find(id);
+            if (e == nullptr) return nullptr;
+            finished.emplace_back(id, e->ticket);
+            return e;
         };
         std::size_t payload_bytes = 0;
         for (const auto& p : request.publish) {
-            const auto it = _window.find(p.id);
-            if (it != _window.end()) payload_bytes += it->second.row.payload.size();
+            if (const auto* e = _window.find(p.id)) payload_bytes += e->row.payload.size();
         }
         pub.payloads.reserve(payload_bytes);
         for (const auto& p : request.publish) {
@@ -580,8 +570,8 @@ mark_outcome wal_source::mark(const mark_request& request) {
     std::lock_guard lock(_mu);
     if (generation != _generation) return mark_outcome::marked;  // the stream restarted
     for (const auto& [id, ticket] : finished) {
-        const auto it = _window.find(id);
-        if (it != _window.end() && !it->second.finished_early) _tracker.finish(ticket);
+        const auto* e = _window.find(id);
+        if (e != nullptr && !e->finished_early) _tracker.finish(ticket);
         _window.erase(id);
     }
     return mark_outcome::marked;

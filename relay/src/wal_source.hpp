@@ -47,6 +47,7 @@
 #include "ferry/wal/assembler.hpp"
 #include "ferry/wal/confirm_tracker.hpp"
 #include "ferry/wal/stream.hpp"
+#include "id_window.hpp"
 #include "pg_session.hpp"
 #include "source.hpp"
 
@@ -128,8 +129,8 @@ private:
     // Both threads, under _mu.
     std::mutex _mu;
     wal::confirm_tracker _tracker;
-    std::map<std::int64_t, entry> _window;  // yielded and not yet finished, by id (stream order)
-    std::uint64_t _generation = 0;          // a new stream starts a new generation
+    id_window<entry> _window;       // yielded and not yet finished, by id (stream order)
+    std::uint64_t _generation = 0;  // a new stream starts a new generation
 };
 
 }  // namespace ferry::relay::detail
