@@ -153,7 +153,10 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
     for (std::size_t i = 0; i < items.size() && !fatal; ++i) {
         const auto& item = items[i];
         auto& d = batch->deliveries[i];
-        if (failed_keys.count({item.topic, item.key}) != 0) continue;  // not_sent
+        // (Only after a failure: the lookup builds a pair of string copies.)
+        if (!failed_keys.empty() && failed_keys.count({item.topic, item.key}) != 0) {
+            continue;  // not_sent
+        }
         if (std::chrono::steady_clock::now() >= produce_until) break;  // lease may be gone
         for (;;) {
             rd_kafka_headers_t* hdrs = rd_kafka_headers_new(item.headers.size());
