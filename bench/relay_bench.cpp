@@ -821,8 +821,8 @@ int main(int argc, char** argv) {
                 p50s.push_back(r["p50_ms"].get<double>());
                 p99s.push_back(r["p99_ms"].get<double>());
             }
-            std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
-                return a["p99_ms"].template get<double>() < b["p99_ms"].template get<double>();
+            std::sort(runs.begin(), runs.end(), [](const auto& x, const auto& y) {
+                return x["p99_ms"].template get<double>() < y["p99_ms"].template get<double>();
             });
             auto out = runs[runs.size() / 2];
             out["rounds"] = runs.size();
