@@ -5,6 +5,8 @@
 
 namespace ferry::relay::detail {
 
+using internal::array_builder;
+
 bool lease_fence(pqxx::transaction_base& tx, const std::string& q, const std::string& instance_id,
                  std::int64_t epoch, int group) {
     const auto lease = internal::exec_cached(
@@ -28,6 +30,14 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         return mark_outcome::fenced;
     }
     if (!request.publish.empty()) {
+        // Rows are found by their physical address from the claim (a TID scan, no index
+        // descent a row) and must still hold the claimed id there; a row that is not (moved by
+        // an UPDATE, or deleted by someone else) is left alone and published again later, never
+        // deleted in another row's place. A request without addresses falls back to the ids.
+        bool by_tid = true;
+        for (const auto& p : request.publish) by_tid = by_tid && !p.ctid.empty();
+        array_builder tids(by_tid ? request.publish.size() : 0,
+                           by_tid ? request.publish.size() * 12 : 0);
         std::vector<std::int64_t> ids;
         std::vector<int> parts;
         std::vector<std::int64_t> offsets;
@@ -35,6 +45,7 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         parts.reserve(request.publish.size());
         offsets.reserve(request.publish.size());
         for (const auto& p : request.publish) {
+            if (by_tid) tids.add(p.ctid);
             ids.push_back(p.id);
             parts.push_back(p.partition);
             offsets.push_back(p.offset);
@@ -42,23 +53,37 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         // One ledger row for the batch (migration 0090, ADR 0011): the deleted rows' columns
         // as parallel arrays, aggregated in one pass so element i of every array is the same
         // message, and the payloads back to back with their lengths.
-        (void)internal::exec_cached(
-            tx, "ferry_relay_mark_published",
-            "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) "
-            "AS t(id, part, off)), moved AS (DELETE FROM " +
-                q +
-                ".outbox o USING info WHERE o.id = info.id RETURNING o.message_id, o.topic, "
-                "o.key, o.created_at, o.payload, o.headers, info.part, info.off) INSERT INTO " +
-                q +
-                ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
-                "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
-                "$4, $5, count(*), array_agg(message_id), array_agg(topic), array_agg(key), "
-                "array_agg(part), "
-                "array_agg(off), array_agg(created_at), array_agg(octet_length(payload)), "
-                "string_agg(payload, ''::bytea), array_agg(headers) FROM moved "
-                "HAVING count(*) > 0",
-            internal::array_literal(ids), internal::array_literal(parts),
-            internal::array_literal(offsets), request.epoch, request.group);
+        const auto ledger = [&q](const std::string& info, const std::string& match) {
+            return "WITH info AS (" + info + "), moved AS (DELETE FROM " + q +
+                   ".outbox o USING info WHERE " + match +
+                   " RETURNING o.message_id, o.topic, "
+                   "o.key, o.created_at, o.payload, o.headers, info.part, info.off) INSERT INTO " +
+                   q +
+                   ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
+                   "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
+                   "headers) SELECT $4, $5, count(*), array_agg(message_id), array_agg(topic), "
+                   "array_agg(key), array_agg(part), array_agg(off), array_agg(created_at), "
+                   "array_agg(octet_length(payload)), string_agg(payload, ''::bytea), "
+                   "array_agg(headers) FROM moved HAVING count(*) > 0";
+        };
+        if (by_tid) {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_mark_published_tid",
+                ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $6::tid[]) "
+                       "AS t(id, part, off, tid)",
+                       "o.ctid = info.tid AND o.id = info.id"),
+                internal::array_literal(ids), internal::array_literal(parts),
+                internal::array_literal(offsets), request.epoch, request.group,
+                std::move(tids).take());
+        } else {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_mark_published",
+                ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(id, "
+                       "part, off)",
+                       "o.id = info.id"),
+                internal::array_literal(ids), internal::array_literal(parts),
+                internal::array_literal(offsets), request.epoch, request.group);
+        }
     }
     if (!request.expire.empty()) {
         (void)internal::exec_cached(

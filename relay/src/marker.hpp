@@ -2,7 +2,8 @@
 // Private: the marker. One transaction per batch, fenced by the lease row: it locks the row
 // (FOR UPDATE, so a steal and a mark cannot interleave), checks owner, epoch and expiry on the
 // database clock, then moves the batch's rows out of the outbox: published rows to the ledger
-// (with their partition and offset), parked rows to `parked`, expired rows to `expired`.
+// (with their partition and offset; found by the address the claim read, and only while that
+// address still holds the claimed id), parked rows to `parked`, expired rows to `expired`.
 
 #include <cstdint>
 #include <pqxx/pqxx>

@@ -17,9 +17,15 @@ namespace ferry::relay::detail {
 
 class pg_session {
 public:
+    /// `generic_plans`: the session's prepared statements keep their generic plan
+    /// (session_settings::generic_plans); for the claim and mark sessions, whose statements take
+    /// arrays of a batch's ids.
     pg_session(const relay_options& options, ferry::metrics::counter reconnects,
-               std::string thread_name)
-        : _o(options), _reconnects(reconnects), _thread(std::move(thread_name)) {}
+               std::string thread_name, bool generic_plans = false)
+        : _o(options),
+          _reconnects(reconnects),
+          _thread(std::move(thread_name)),
+          _generic_plans(generic_plans) {}
 
     /// The open session; connects first when there is none. Throws ferry::error(retryable,
     /// "relay.connect") without the DSN when the server cannot be reached.
@@ -34,6 +40,7 @@ private:
     const relay_options& _o;
     ferry::metrics::counter _reconnects;
     std::string _thread;
+    bool _generic_plans = false;
     std::unique_ptr<pqxx::connection> _conn;
     bool _had_connection = false;
 };

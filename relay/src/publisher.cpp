@@ -213,7 +213,8 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     for (const auto& r : rows) job.claimed_ids.push_back(r.id);
     job.request.publish.reserve(marks.publish.size());
     for (const auto& p : marks.publish) {
-        job.request.publish.push_back({rows[p.row].id, p.partition, p.offset});
+        job.request.publish.push_back(
+            {rows[p.row].id, p.partition, p.offset, std::move(rows[p.row].ctid)});
         _m.commit_to_ack.observe(
             std::max(0.0, now_epoch - static_cast<double>(rows[p.row].created_at_us) / 1e6));
     }

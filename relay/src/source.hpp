@@ -22,6 +22,9 @@ namespace ferry::relay::detail {
 /// One committed message to publish.
 struct source_row {
     std::int64_t id = 0;
+    /// The polling source: the row's physical address when claimed (`ctid` as text, e.g.
+    /// "(12,3)"), so the mark finds it without an index lookup. Empty for the WAL source.
+    std::string ctid;
     std::string message_id;
     std::string topic;  // outbox topic (not yet mapped to a Kafka topic)
     std::string key;
@@ -54,6 +57,7 @@ struct mark_request {
         std::int64_t id = 0;
         std::int32_t partition = -1;
         std::int64_t offset = -1;
+        std::string ctid;  // source_row::ctid (empty: find the row by id)
     };
     struct parked_row {
         std::int64_t id = 0;

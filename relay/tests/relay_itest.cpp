@@ -18,6 +18,7 @@
 #include "ferry/relay/relay.hpp"
 #include "ferry/test/run_command.hpp"
 #include "http_server.hpp"
+#include "marker.hpp"
 #include "relay_fixture.hpp"
 
 namespace {
@@ -673,6 +674,85 @@ TEST(RelayTest, LeaseAndReadinessHoldWithAMillionRowBacklog) {
     EXPECT_EQ(count_rows("SELECT epoch FROM " + env.q() + ".relay_lease"), epoch)
         << "the group was lost and re-acquired";
     relay.stop();
+}
+
+// The polling mark finds its rows by the address the claim read (ctid), and deletes a row only
+// if it still holds the claimed id there: a row that moved is left in the outbox (published
+// again later, never lost), and a new row that took a claimed row's address is never deleted.
+TEST(RelayMarkerTest, MarkFindsRowsByAddressAndNeverDeletesAnotherRowThere) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    for (const auto* key : {"a", "b", "c"}) {
+        (void)enqueue_committed(conn, env.schema.name(), env.topic, {key, "payload"});
+    }
+    {
+        pqxx::work tx{conn};
+        tx.exec("INSERT INTO " + env.q() +
+                ".relay_lease (lease_group, owner, epoch, expires_at) VALUES (0, 'me', 7, "
+                "clock_timestamp() + interval '1 hour') ON CONFLICT (lease_group) DO UPDATE SET "
+                "owner = 'me', epoch = 7, expires_at = excluded.expires_at");
+        tx.commit();
+    }
+    struct claimed {
+        std::int64_t id;
+        std::string ctid;
+    };
+    const auto read_rows = [&] {
+        std::vector<claimed> rows;
+        pqxx::nontransaction tx{conn};
+        for (const auto& r :
+             tx.exec("SELECT id, ctid::text FROM " + env.q() + ".outbox ORDER BY id")) {
+            rows.push_back({r[0].as<std::int64_t>(), r[1].as<std::string>()});
+        }
+        return rows;
+    };
+    const auto rows = read_rows();  // what the claim read
+    ASSERT_EQ(rows.size(), 3u);
+    {
+        // After the claim: a moves (an UPDATE writes a new version elsewhere); c is deleted by
+        // someone else, vacuumed away, and a new row d takes its address.
+        pqxx::nontransaction tx{conn};
+        tx.exec("UPDATE " + env.q() +
+                ".outbox SET available_at = available_at WHERE id = " + std::to_string(rows[0].id));
+        tx.exec("DELETE FROM " + env.q() + ".outbox WHERE id = " + std::to_string(rows[2].id));
+        tx.exec("VACUUM " + env.q() + ".outbox");
+    }
+    (void)enqueue_committed(conn, env.schema.name(), env.topic, {"d", "payload"});
+    const auto now = read_rows();
+    ASSERT_EQ(now.size(), 3u);
+    const auto d = now[2];
+    ASSERT_EQ(d.ctid, rows[2].ctid) << "d did not land at c's address; the test proves nothing";
+
+    ferry::relay::detail::mark_request req;
+    req.group = 0;
+    req.epoch = 7;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        req.publish.push_back({rows[i].id, 0, static_cast<std::int64_t>(10 + i), rows[i].ctid});
+    }
+    EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", req),
+              ferry::relay::detail::mark_outcome::marked);
+    {
+        std::vector<std::int64_t> left;
+        for (const auto& r : read_rows()) left.push_back(r.id);
+        EXPECT_EQ(left, (std::vector<std::int64_t>{rows[0].id, d.id}))
+            << "a moved and d was never claimed: only b may go";
+        pqxx::nontransaction tx{conn};
+        const auto ledger = tx.exec("SELECT message_count, keys::text, offsets::text FROM " +
+                                    env.q() + ".published_batch");
+        ASSERT_EQ(ledger.size(), 1u);
+        EXPECT_EQ(ledger[0][0].as<int>(), 1);
+        EXPECT_EQ(ledger[0][1].as<std::string>(), "{b}");
+        EXPECT_EQ(ledger[0][2].as<std::string>(), "{11}");
+    }
+
+    // A request without addresses finds its rows by id: a is marked where it moved to.
+    ferry::relay::detail::mark_request by_id;
+    by_id.group = 0;
+    by_id.epoch = 7;
+    by_id.publish.push_back({rows[0].id, 0, 20, ""});
+    EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", by_id),
+              ferry::relay::detail::mark_outcome::marked);
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 1) << "d stays";
 }
 
 }  // namespace

@@ -174,6 +174,11 @@ struct session_settings {
     std::string application_name;
     /// true: the session only reads (default_transaction_read_only).
     bool read_only = false;
+    /// true: prepared statements run on their generic plan (plan_cache_mode =
+    /// force_generic_plan), planned once per session instead of once per execution. For
+    /// sessions whose statements take large array parameters: a custom plan estimates every
+    /// element of such an array again at each execution.
+    bool generic_plans = false;
 };
 
 namespace detail {
@@ -189,8 +194,10 @@ inline void apply_session(pqxx::connection& conn, const session_settings& s) {
         return d.count() > 0 ? std::to_string(d.count()) : std::string();
     };
     const std::string read_only = s.read_only ? "on" : "";
+    const std::string plan_mode = s.generic_plans ? "force_generic_plan" : "";
     if (ms(s.statement_timeout).empty() && ms(s.idle_in_transaction_timeout).empty() &&
-        ms(s.lock_timeout).empty() && s.application_name.empty() && read_only.empty()) {
+        ms(s.lock_timeout).empty() && s.application_name.empty() && read_only.empty() &&
+        plan_mode.empty()) {
         return;
     }
     pqxx::nontransaction tx{conn};
@@ -201,9 +208,10 @@ inline void apply_session(pqxx::connection& conn, const session_settings& s) {
                "CASE WHEN $3 <> '' THEN set_config('lock_timeout', $3, false) END, "
                "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
                "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) "
-               "END",
+               "END, "
+               "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END",
                ms(s.statement_timeout), ms(s.idle_in_transaction_timeout), ms(s.lock_timeout),
-               s.application_name, read_only);
+               s.application_name, read_only, plan_mode);
 }
 
 [[noreturn]] inline void connect_failed(const std::exception& e, std::string_view prefix) {
