@@ -74,17 +74,20 @@ TEST(PqHelpersTest, ConnectAppliesSessionSettings) {
     s.idle_in_transaction_timeout = 60s;
     s.application_name = "ferry-test's \"app\"";
     s.read_only = true;
+    s.asynchronous_commit = true;
     auto conn = ferry::internal::connect_unique(ferry::test::pg_dsn(), s, "test");
     pqxx::nontransaction tx{*conn};
     const auto r = tx.exec(
         "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
         "current_setting('idle_in_transaction_session_timeout'), "
-        "current_setting('application_name'), current_setting('default_transaction_read_only')");
+        "current_setting('application_name'), current_setting('default_transaction_read_only'), "
+        "current_setting('synchronous_commit')");
     EXPECT_EQ(r[0][0].as<std::string>(), "1234ms");
     EXPECT_EQ(r[0][1].as<std::string>(), "250ms");
     EXPECT_EQ(r[0][2].as<std::string>(), "1min");
     EXPECT_EQ(r[0][3].as<std::string>(), "ferry-test's \"app\"");
     EXPECT_EQ(r[0][4].as<std::string>(), "on");
+    EXPECT_EQ(r[0][5].as<std::string>(), "off");
     // The statement timeout is live: a longer statement is cancelled.
     EXPECT_THROW(tx.exec("SELECT pg_sleep(5)"), pqxx::sql_error);
 }
@@ -123,6 +126,8 @@ TEST(PqHelpersTest, DefaultsLeaveTheServerSettingsAlone) {
     EXPECT_EQ(
         tx.exec("SELECT current_setting('default_transaction_read_only')")[0][0].as<std::string>(),
         "off");
+    EXPECT_EQ(tx.exec("SELECT current_setting('synchronous_commit')")[0][0].as<std::string>(),
+              "on");
 }
 
 TEST(PqHelpersTest, AFailedConnectNamesTheCauseNotTheDsn) {

@@ -19,12 +19,9 @@ bool lease_fence(pqxx::transaction_base& tx, const std::string& q, const std::st
 
 mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                         const std::string& instance_id, const mark_request& request) {
+    // The polling source's mark session commits without waiting for the WAL flush
+    // (poll_source.cpp); this function leaves durability to the session.
     pqxx::work tx{conn};
-    // The mark need not wait for its WAL flush: a mark that a database crash loses leaves its
-    // rows in the outbox, and they are published again, exactly as after a relay crash between
-    // Kafka's ack and the mark (consumers absorb the duplicates by ferry-message-id). Other
-    // sessions see the commit at once either way (ADR 0002, "Pipeline").
-    tx.exec("SET LOCAL synchronous_commit = off");
     if (!lease_fence(tx, q, instance_id, request.epoch, request.group)) {
         tx.abort();
         return mark_outcome::fenced;

@@ -15,7 +15,8 @@ pqxx::connection& pg_session::get() {
     if (_conn) return *_conn;
     internal::session_settings settings;
     settings.connect_timeout = _o.connect_timeout;
-    settings.generic_plans = _generic_plans;
+    settings.generic_plans = _tuning.generic_plans;
+    settings.asynchronous_commit = _tuning.asynchronous_commit;
     settings.statement_timeout = _o.statement_timeout.count() > 0
                                      ? _o.statement_timeout
                                      : std::max<std::chrono::milliseconds>(_o.lease_ttl, 5s);

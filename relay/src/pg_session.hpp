@@ -15,17 +15,21 @@
 
 namespace ferry::relay::detail {
 
+/// What a session needs beyond the relay's defaults.
+struct pg_session_tuning {
+    /// Prepared statements keep their generic plan (session_settings::generic_plans): for the
+    /// polling claim and mark, whose statements take arrays of a batch's ids.
+    bool generic_plans = false;
+    /// Commits do not wait for their WAL flush: for the polling mark, whose lost commit leaves
+    /// its rows to be published again (poll_source.cpp).
+    bool asynchronous_commit = false;
+};
+
 class pg_session {
 public:
-    /// `generic_plans`: the session's prepared statements keep their generic plan
-    /// (session_settings::generic_plans); for the claim and mark sessions, whose statements take
-    /// arrays of a batch's ids.
     pg_session(const relay_options& options, ferry::metrics::counter reconnects,
-               std::string thread_name, bool generic_plans = false)
-        : _o(options),
-          _reconnects(reconnects),
-          _thread(std::move(thread_name)),
-          _generic_plans(generic_plans) {}
+               std::string thread_name, pg_session_tuning t = {})
+        : _o(options), _reconnects(reconnects), _thread(std::move(thread_name)), _tuning(t) {}
 
     /// The open session; connects first when there is none. Throws ferry::error(retryable,
     /// "relay.connect") without the DSN when the server cannot be reached.
@@ -40,7 +44,7 @@ private:
     const relay_options& _o;
     ferry::metrics::counter _reconnects;
     std::string _thread;
-    bool _generic_plans = false;
+    pg_session_tuning _tuning;
     std::unique_ptr<pqxx::connection> _conn;
     bool _had_connection = false;
 };

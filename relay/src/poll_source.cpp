@@ -17,8 +17,14 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
                          ferry::metrics::counter reconnects)
     : _o(options),
       _q(std::move(quoted_schema)),
-      _claim(options, reconnects, "claim", /*generic_plans=*/true),
-      _mark(options, reconnects, "mark", /*generic_plans=*/true) {
+      _claim(options, reconnects, "claim", {.generic_plans = true}),
+      _mark(options, reconnects, "mark", {.generic_plans = true, .asynchronous_commit = true}) {
+    // The mark need not wait for its WAL flush (the mark session's synchronous_commit is off,
+    // one round trip less than a SET LOCAL in every mark): a mark that a database crash loses
+    // leaves its rows in the outbox, and they are published again, exactly as after a relay
+    // crash between Kafka's ack and the mark (consumers absorb the duplicates by
+    // ferry-message-id). Other sessions see the commit at once either way (ADR 0002, "Pipeline").
+    //
     // $1 instance, $2 epoch, $3 group, $4 limit, $5 excluded ids, $6 the least remaining lease
     // time (ms) worth publishing in, $7 the largest excluded id; $8 the group's shards, only
     // when there is more than one group (one group owns every shard).

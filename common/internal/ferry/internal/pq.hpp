@@ -179,6 +179,9 @@ struct session_settings {
     /// sessions whose statements take large array parameters: a custom plan estimates every
     /// element of such an array again at each execution.
     bool generic_plans = false;
+    /// true: commits do not wait for their WAL flush (synchronous_commit = off), for a
+    /// session whose every transaction may be lost in a database crash without harm.
+    bool asynchronous_commit = false;
 };
 
 namespace detail {
@@ -195,9 +198,10 @@ inline void apply_session(pqxx::connection& conn, const session_settings& s) {
     };
     const std::string read_only = s.read_only ? "on" : "";
     const std::string plan_mode = s.generic_plans ? "force_generic_plan" : "";
+    const std::string sync_commit = s.asynchronous_commit ? "off" : "";
     if (ms(s.statement_timeout).empty() && ms(s.idle_in_transaction_timeout).empty() &&
         ms(s.lock_timeout).empty() && s.application_name.empty() && read_only.empty() &&
-        plan_mode.empty()) {
+        plan_mode.empty() && sync_commit.empty()) {
         return;
     }
     pqxx::nontransaction tx{conn};
@@ -209,9 +213,10 @@ inline void apply_session(pqxx::connection& conn, const session_settings& s) {
                "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
                "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) "
                "END, "
-               "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END",
+               "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END, "
+               "CASE WHEN $7 <> '' THEN set_config('synchronous_commit', $7, false) END",
                ms(s.statement_timeout), ms(s.idle_in_transaction_timeout), ms(s.lock_timeout),
-               s.application_name, read_only, plan_mode);
+               s.application_name, read_only, plan_mode, sync_commit);
 }
 
 [[noreturn]] inline void connect_failed(const std::exception& e, std::string_view prefix) {
