@@ -11,19 +11,24 @@ namespace ferry::relay::detail {
 
 using namespace std::chrono_literals;
 
-pqxx::connection& pg_session::get() {
-    if (_conn) return *_conn;
+internal::session_settings relay_session_settings(const relay_options& o, pg_session_tuning t) {
     internal::session_settings settings;
-    settings.connect_timeout = _o.connect_timeout;
-    settings.generic_plans = _tuning.generic_plans;
-    settings.asynchronous_commit = _tuning.asynchronous_commit;
-    settings.statement_timeout = _o.statement_timeout.count() > 0
-                                     ? _o.statement_timeout
-                                     : std::max<std::chrono::milliseconds>(_o.lease_ttl, 5s);
+    settings.connect_timeout = o.connect_timeout;
+    settings.generic_plans = t.generic_plans;
+    settings.asynchronous_commit = t.asynchronous_commit;
+    settings.statement_timeout = o.statement_timeout.count() > 0
+                                     ? o.statement_timeout
+                                     : std::max<std::chrono::milliseconds>(o.lease_ttl, 5s);
     // pg_stat_activity shows "ferry-relay" unless the DSN names its own application_name.
-    if (_o.dsn.find("application_name") == std::string::npos) {
+    if (o.dsn.find("application_name") == std::string::npos) {
         settings.application_name = "ferry-relay";
     }
+    return settings;
+}
+
+pqxx::connection& pg_session::get() {
+    if (_conn) return *_conn;
+    const auto settings = relay_session_settings(_o, _tuning);
     _conn = internal::connect_unique(_o.dsn, settings, "relay");
     if (_had_connection) {
         _reconnects.inc();

@@ -13,6 +13,10 @@
 #include "ferry/common/metrics.hpp"
 #include "ferry/relay/options.hpp"
 
+namespace ferry::internal {
+struct session_settings;
+}
+
 namespace ferry::relay::detail {
 
 /// What a session needs beyond the relay's defaults.
@@ -24,6 +28,11 @@ struct pg_session_tuning {
     /// its rows to be published again (poll_source.cpp).
     bool asynchronous_commit = false;
 };
+
+/// The settings of every relay session: the relay's connect and statement timeouts, the
+/// application_name "ferry-relay" unless the DSN names one, and `t`.
+ferry::internal::session_settings relay_session_settings(const relay_options& o,
+                                                         pg_session_tuning t);
 
 class pg_session {
 public:

@@ -4,7 +4,6 @@
 #include "poll_source.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 
 #include "ferry/internal/pg_array.hpp"
@@ -17,7 +16,7 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
                          ferry::metrics::counter reconnects)
     : _o(options),
       _q(std::move(quoted_schema)),
-      _claim(options, reconnects, "claim", {.generic_plans = true}),
+      _claim(options, reconnects, "claim"),
       _mark(options, reconnects, "mark", {.generic_plans = true, .asynchronous_commit = true}) {
     // The mark need not wait for its WAL flush (the mark session's synchronous_commit is off,
     // one round trip less than a SET LOCAL in every mark): a mark that a database crash loses
@@ -66,41 +65,38 @@ claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit
     claim_result out;
     std::int64_t max_excluded = 0;
     for (const auto id : exclude) max_excluded = std::max(max_excluded, id);
-    pqxx::nontransaction tx{_claim.get()};
     // Prepared: an idle relay polls every poll_min, and planning this statement costs more
-    // than running it on an empty outbox.
-    const auto excluded = internal::array_literal(exclude);
-    const auto r =
-        _o.lease_groups > 1
-            ? internal::exec_cached(tx, "ferry_relay_claim", _claim_sql, _o.instance_id, epoch,
-                                    group, static_cast<long>(limit), excluded, min_remaining_ms,
-                                    max_excluded, shard_array_literal(group, _o.lease_groups))
-            : internal::exec_cached(tx, "ferry_relay_claim", _claim_sql, _o.instance_id, epoch,
-                                    group, static_cast<long>(limit), excluded, min_remaining_ms,
-                                    max_excluded);
-    if (r.empty() || !r[0][0].as<bool>()) return out;
+    // than running it on an empty outbox. The result is binary (binary_session): the payloads
+    // arrive as their bytes, not hex.
+    std::vector<std::string> params = {_o.instance_id,
+                                       std::to_string(epoch),
+                                       std::to_string(group),
+                                       std::to_string(limit),
+                                       internal::array_literal(exclude),
+                                       std::to_string(min_remaining_ms),
+                                       std::to_string(max_excluded)};
+    if (_o.lease_groups > 1) params.push_back(shard_array_literal(group, _o.lease_groups));
+    const auto r = _claim.exec("ferry_relay_claim", _claim_sql, params);
+    if (r.rows() == 0 || r.is_null(0, 0) || !r.boolean(0, 0)) return out;
     out.lease_ours = true;
-    out.lease_remaining_ms = r[0][1].as<double>();
-    if (r[0][2].is_null()) return out;  // no rows (or too little lease time left)
-    out.rows.reserve(r.size());
-    const auto text = [](const pqxx::field& f) { return std::string(f.c_str(), f.size()); };
-    for (const auto& row : r) {
+    out.lease_remaining_ms = r.float8(0, 1);
+    if (r.is_null(0, 2)) return out;  // no rows (or too little lease time left)
+    const int n = r.rows();
+    out.rows.reserve(static_cast<std::size_t>(n));
+    const auto text = [&r](int row, int col) { return std::string(r.bytes(row, col)); };
+    for (int i = 0; i < n; ++i) {
         source_row c;
-        c.id = row[2].as<std::int64_t>();
-        c.message_id = text(row[3]);
-        c.topic = text(row[4]);
-        c.key = text(row[5]);
-        internal::bytea_from_text(row[6], c.payload);
-        c.headers_json = text(row[7]);
+        c.id = r.int8(i, 2);
+        c.message_id = text(i, 3);
+        c.topic = text(i, 4);
+        c.key = text(i, 5);
+        c.payload = text(i, 6);
+        c.headers_json = text(i, 7);
         // date_part('epoch') is a float8 (cheaper on the server than to_char or a numeric
-        // extract); it carries the microseconds exactly enough to round back to them. from_chars:
-        // as<double>() goes through a locale-aware stream, a measurable share of the relay's CPU.
-        double epoch_s = 0;
-        const char* epoch_text = row[8].c_str();
-        (void)std::from_chars(epoch_text, epoch_text + row[8].size(), epoch_s);
-        c.created_at_us = std::llround(epoch_s * 1e6);
-        c.expired = row[9].as<bool>();
-        c.ctid = text(row[10]);
+        // extract); it carries the microseconds exactly enough to round back to them.
+        c.created_at_us = std::llround(r.float8(i, 8) * 1e6);
+        c.expired = r.boolean(i, 9);
+        c.ctid = text(i, 10);
         out.rows.push_back(std::move(c));
     }
     return out;

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "binary_session.hpp"
 #include "ferry/common/metrics.hpp"
 #include "ferry/relay/options.hpp"
 #include "pg_session.hpp"
@@ -29,7 +30,7 @@ private:
     const relay_options& _o;
     std::string _q;
     std::string _claim_sql;
-    pg_session _claim;
+    binary_session _claim;  // binary results (the payloads as bytes)
     pg_session _mark;
 };
 

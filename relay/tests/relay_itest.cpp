@@ -2,10 +2,12 @@
 // Kafka. Every test checks what ARRIVED IN KAFKA (ferry::test::kafka_reader, read_committed),
 // not only what the relay reports. Each test has its own schema and topic.
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -136,6 +138,46 @@ TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
 
 // A transaction that enqueued first (lower id) but commits last must still be published. The
 // negative control, a naive `id > last_id` cursor over the same commit history, misses it.
+// The claim reads payloads in binary (binary_session): every byte value, an empty payload and a
+// large one arrive in Kafka exactly as stored.
+TEST(RelayTest, EveryByteValueAndEmptyAndLargePayloadsArriveUnchanged) {
+    relay_env env;
+    std::string every_byte;
+    for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+    std::string large(100000, '\0');
+    for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>((i * 7919) % 256);
+    const std::vector<std::string> payloads = {every_byte, "", large};
+    std::vector<std::string> ids;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        for (std::size_t i = 0; i < payloads.size(); ++i) {
+            std::string hex;
+            for (const unsigned char c : payloads[i]) hex += fmt::format("{:02x}", c);
+            ids.push_back(
+                tx.exec_params("SELECT " + env.q() +
+                                   ".enqueue($1, $2, decode($3, 'hex'), '{}'::jsonb)::text",
+                               env.topic, "k" + std::to_string(i), hex)[0][0]
+                    .as<std::string>());
+        }
+        tx.commit();
+    }
+    ferry::relay::relay relay(options_for(env));
+    relay.start();
+    kafka_reader reader(env.topic);
+    const auto records = reader.read(3, 20s);
+    ASSERT_EQ(records.size(), 3u) << reader.last_error();
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        const auto it = std::find_if(records.begin(), records.end(), [&](const kafka_record& r) {
+            return r.header("ferry-message-id") == ids[i];
+        });
+        ASSERT_NE(it, records.end()) << "payload " << i;
+        ASSERT_TRUE(it->value.has_value()) << "payload " << i;
+        EXPECT_EQ(*it->value, payloads[i]) << "payload " << i << " changed";
+    }
+    relay.stop();
+}
+
 TEST(RelayTest, LateCommitIsDeliveredAndANaiveCursorMissesIt) {
     relay_env env;
     {

@@ -190,33 +190,36 @@ inline long connect_timeout_seconds(std::chrono::milliseconds t) {
     return std::max<long>(1, static_cast<long>((t.count() + 999) / 1000));
 }
 
-inline void apply_session(pqxx::connection& conn, const session_settings& s) {
-    // set_config with parameters: nothing from configuration is spliced into SQL. A setting
-    // left at zero (empty) is not touched, so role and database defaults still apply.
+// set_config with parameters: nothing from configuration is spliced into SQL. A setting left
+// at zero (empty) is not touched, so role and database defaults still apply.
+inline constexpr const char* k_apply_session_sql =
+    "SELECT CASE WHEN $1 <> '' THEN set_config('statement_timeout', $1, false) END, "
+    "CASE WHEN $2 <> '' THEN set_config('idle_in_transaction_session_timeout', $2, false) END, "
+    "CASE WHEN $3 <> '' THEN set_config('lock_timeout', $3, false) END, "
+    "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
+    "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) END, "
+    "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END, "
+    "CASE WHEN $7 <> '' THEN set_config('synchronous_commit', $7, false) END";
+
+/// The parameters of k_apply_session_sql; all empty when nothing is to be set.
+inline std::array<std::string, 7> session_values(const session_settings& s) {
     const auto ms = [](std::chrono::milliseconds d) {
         return d.count() > 0 ? std::to_string(d.count()) : std::string();
     };
-    const std::string read_only = s.read_only ? "on" : "";
-    const std::string plan_mode = s.generic_plans ? "force_generic_plan" : "";
-    const std::string sync_commit = s.asynchronous_commit ? "off" : "";
-    if (ms(s.statement_timeout).empty() && ms(s.idle_in_transaction_timeout).empty() &&
-        ms(s.lock_timeout).empty() && s.application_name.empty() && read_only.empty() &&
-        plan_mode.empty() && sync_commit.empty()) {
-        return;
-    }
+    return {ms(s.statement_timeout),
+            ms(s.idle_in_transaction_timeout),
+            ms(s.lock_timeout),
+            s.application_name,
+            s.read_only ? "on" : "",
+            s.generic_plans ? "force_generic_plan" : "",
+            s.asynchronous_commit ? "off" : ""};
+}
+
+inline void apply_session(pqxx::connection& conn, const session_settings& s) {
+    const auto v = session_values(s);
+    if (std::all_of(v.begin(), v.end(), [](const std::string& x) { return x.empty(); })) return;
     pqxx::nontransaction tx{conn};
-    (void)exec(tx,
-               "SELECT CASE WHEN $1 <> '' THEN set_config('statement_timeout', $1, false) END, "
-               "CASE WHEN $2 <> '' THEN "
-               "set_config('idle_in_transaction_session_timeout', $2, false) END, "
-               "CASE WHEN $3 <> '' THEN set_config('lock_timeout', $3, false) END, "
-               "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
-               "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) "
-               "END, "
-               "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END, "
-               "CASE WHEN $7 <> '' THEN set_config('synchronous_commit', $7, false) END",
-               ms(s.statement_timeout), ms(s.idle_in_transaction_timeout), ms(s.lock_timeout),
-               s.application_name, read_only, plan_mode, sync_commit);
+    (void)exec(tx, k_apply_session_sql, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
 }
 
 [[noreturn]] inline void connect_failed(const std::exception& e, std::string_view prefix) {

@@ -1,0 +1,108 @@
+#include "binary_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <bit>
+
+#include "ferry/common/error.hpp"
+#include "ferry/internal/pq.hpp"
+#include "pg_session.hpp"
+
+namespace ferry::relay::detail {
+
+namespace {
+
+std::string trimmed(const char* text) {
+    std::string s = text != nullptr ? text : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+bool binary_result::boolean(int row, int col) const {
+    const auto b = bytes(row, col);
+    if (b.size() != 1) {
+        throw ferry::error(error_kind::permanent, "relay.result",
+                           "a boolean result field is not 1 byte long");
+    }
+    return b[0] != 0;
+}
+
+std::uint64_t binary_result::be64(int row, int col) const {
+    const auto b = bytes(row, col);
+    if (b.size() != 8) {
+        throw ferry::error(error_kind::permanent, "relay.result",
+                           "an 8-byte result field is " + std::to_string(b.size()) + " bytes long");
+    }
+    std::uint64_t v = 0;
+    for (const char c : b) v = (v << 8) | static_cast<unsigned char>(c);
+    return v;
+}
+
+std::int64_t binary_result::int8(int row, int col) const {
+    return static_cast<std::int64_t>(be64(row, col));
+}
+
+double binary_result::float8(int row, int col) const {
+    return std::bit_cast<double>(be64(row, col));
+}
+
+PGconn* binary_session::get() {
+    if (_conn) return _conn.get();
+    const auto settings = relay_session_settings(_o, {.generic_plans = true});
+    const auto dsn = internal::with_connect_timeout(
+        _o.dsn, internal::detail::connect_timeout_seconds(settings.connect_timeout));
+    _conn.reset(PQconnectdb(dsn.c_str()));
+    if (!_conn || PQstatus(_conn.get()) != CONNECTION_OK) {
+        const auto msg = _conn ? trimmed(PQerrorMessage(_conn.get())) : "out of memory";
+        _conn.reset();
+        throw ferry::error(error_kind::retryable, "relay.connect",
+                           "cannot connect to PostgreSQL: " + msg, "postgres.dsn");
+    }
+    const auto values = internal::detail::session_values(settings);
+    const char* params[values.size()];
+    for (std::size_t i = 0; i < values.size(); ++i) params[i] = values[i].c_str();
+    PGresult* r =
+        PQexecParams(_conn.get(), internal::detail::k_apply_session_sql,
+                     static_cast<int>(values.size()), nullptr, params, nullptr, nullptr, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail("session settings", r);
+    PQclear(r);
+    if (_had_connection) {
+        _reconnects.inc();
+        spdlog::info("event=pg_reconnected thread={}", _thread);
+    }
+    _had_connection = true;
+    return _conn.get();
+}
+
+void binary_session::fail(std::string_view what, PGresult* r) {
+    auto msg = trimmed(r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(_conn.get()));
+    if (msg.empty()) msg = trimmed(PQerrorMessage(_conn.get()));
+    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    if (state != nullptr) msg += std::string(" [SQLSTATE ") + state + "]";
+    if (r != nullptr) PQclear(r);
+    throw ferry::error(error_kind::retryable, "relay." + _thread,
+                       std::string(what) + " failed: " + (msg.empty() ? "no result" : msg));
+}
+
+binary_result binary_session::exec(const std::string& name, const std::string& sql,
+                                   const std::vector<std::string>& params) {
+    PGconn* conn = get();
+    if (!_prepared.contains(name)) {
+        PGresult* r = PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) fail("prepare " + name, r);
+        PQclear(r);
+        _prepared.insert(name);
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    PGresult* r = PQexecPrepared(conn, name.c_str(), static_cast<int>(values.size()), values.data(),
+                                 nullptr, nullptr, /*resultFormat=*/1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail(name, r);
+    return binary_result(r);
+}
+
+}  // namespace ferry::relay::detail

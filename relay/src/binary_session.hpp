@@ -1,0 +1,82 @@
+#pragma once
+// Private: a PostgreSQL session on plain libpq whose prepared statements return their results in
+// binary format. libpqxx 6.4 reads every result as text, so a bytea arrives hex-encoded: the
+// server spends about as long encoding the payloads of a claimed batch as reading them, and the
+// relay decodes them again. The polling claim runs here (poll_source.cpp); every other
+// statement of the relay stays on libpqxx (pg_session).
+//
+// Like pg_session: opened on first use and after reset(), with the relay's connect timeout,
+// statement_timeout and application_name, generic plans (pg_session_tuning), reconnections
+// counted in ferry_relay_pg_reconnects_total, errors thrown as ferry::error without the DSN.
+// Not thread-safe: one thread per session.
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "ferry/common/metrics.hpp"
+#include "ferry/relay/options.hpp"
+
+namespace ferry::relay::detail {
+
+/// A result in binary format; fields are read with the typed accessors below.
+class binary_result {
+public:
+    explicit binary_result(PGresult* r) : _r(r, &PQclear) {}
+
+    [[nodiscard]] int rows() const { return PQntuples(_r.get()); }
+    [[nodiscard]] bool is_null(int row, int col) const {
+        return PQgetisnull(_r.get(), row, col) != 0;
+    }
+    /// text, varchar, bytea and any type whose binary form is its bytes.
+    [[nodiscard]] std::string_view bytes(int row, int col) const {
+        return {PQgetvalue(_r.get(), row, col),
+                static_cast<std::size_t>(PQgetlength(_r.get(), row, col))};
+    }
+    [[nodiscard]] bool boolean(int row, int col) const;
+    [[nodiscard]] std::int64_t int8(int row, int col) const;
+    [[nodiscard]] double float8(int row, int col) const;
+
+private:
+    /// The field's 8 bytes (network order) as an integer; throws when the field is not 8 bytes.
+    [[nodiscard]] std::uint64_t be64(int row, int col) const;
+    std::unique_ptr<PGresult, decltype(&PQclear)> _r;
+};
+
+class binary_session {
+public:
+    binary_session(const relay_options& options, ferry::metrics::counter reconnects,
+                   std::string thread_name)
+        : _o(options), _reconnects(reconnects), _thread(std::move(thread_name)) {}
+
+    /// Runs the prepared statement `name` (prepared from `sql` on first use in this session)
+    /// with text parameters and a binary result. Connects first when there is no session.
+    /// Throws ferry::error(retryable, "relay.<thread>") on any failure (the caller resets).
+    binary_result exec(const std::string& name, const std::string& sql,
+                       const std::vector<std::string>& params);
+
+    /// Drops the session (the next exec() reconnects).
+    void reset() noexcept {
+        _conn.reset();
+        _prepared.clear();
+    }
+
+private:
+    PGconn* get();
+    [[noreturn]] void fail(std::string_view what, PGresult* r);
+
+    const relay_options& _o;
+    ferry::metrics::counter _reconnects;
+    std::string _thread;
+    std::unique_ptr<PGconn, decltype(&PQfinish)> _conn{nullptr, &PQfinish};
+    std::unordered_set<std::string> _prepared;
+    bool _had_connection = false;
+};
+
+}  // namespace ferry::relay::detail
