@@ -39,34 +39,6 @@ TEST(PqHelpersTest, ArrayLiteralsRoundTrip) {
     EXPECT_EQ(sum[0][0].as<long long>(), 4999999999LL);
 }
 
-// bytea_from_text decodes what the server sends, in both bytea_output formats, for every byte
-// value, the empty value and a large one; a non-hex digit is an error, never a wrong byte.
-TEST(PqHelpersTest, ByteaFromTextDecodesBothOutputFormats) {
-    auto conn = ferry::internal::connect_unique(ferry::test::pg_dsn(), {}, "test");
-    std::string all;
-    for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
-    const std::vector<std::string> values{all, "", std::string(100000, '\xff') + "tail",
-                                          std::string(1, '\0')};
-    for (const char* format : {"hex", "escape"}) {
-        pqxx::work tx{*conn};
-        tx.exec(std::string("SET LOCAL bytea_output = ") + format);
-        for (std::size_t i = 0; i < values.size(); ++i) {
-            const auto r = ferry::internal::exec(tx, "SELECT $1::bytea",
-                                                 ferry::internal::bytea_param(values[i]));
-            std::string decoded = "stale";
-            ferry::internal::bytea_from_text(r[0][0], decoded);
-            EXPECT_EQ(decoded, values[i]) << format << " value " << i;
-        }
-        // Upper-case hex digits (the server writes lower case) decode the same.
-        const auto upper = tx.exec("SELECT '\\xDEADBEEF'::text");
-        std::string decoded;
-        ferry::internal::bytea_from_text(upper[0][0], decoded);
-        EXPECT_EQ(decoded, "\xde\xad\xbe\xef") << format;
-        const auto bad = tx.exec("SELECT '\\xzz'::text");
-        EXPECT_THROW(ferry::internal::bytea_from_text(bad[0][0], decoded), ferry::error);
-    }
-}
-
 TEST(PqHelpersTest, ConnectAppliesSessionSettings) {
     ferry::internal::session_settings s;
     s.statement_timeout = 1234ms;

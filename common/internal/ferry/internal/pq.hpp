@@ -56,45 +56,6 @@ inline std::basic_string<std::byte> bytea_param(const std::string& bytes) {
 }
 #endif
 
-/// A bytea column read as text (libpqxx 6.4 has no binary results), decoded into `out`.
-/// PostgreSQL's default output is hex ("\\x" then two digits a byte): that is decoded here in
-/// one pass, with no intermediate buffer (PQunescapeBytea plus pqxx::binarystring allocated
-/// and copied each value twice, a tenth of the polling relay's CPU). Any other form (the
-/// server's bytea_output = 'escape') goes through libpq's own decoder.
-inline void bytea_from_text(const pqxx::field& f, std::string& out) {
-    const std::string_view text(f.c_str(), f.size());
-    if (text.size() >= 2 && text[0] == '\\' && text[1] == 'x' && text.size() % 2 == 0) {
-        // 0-15 for a hex digit, 16 for anything else: one table lookup per character.
-        static constexpr auto k_nibble = [] {
-            std::array<std::uint8_t, 256> t{};
-            t.fill(16);
-            for (int c = 0; c < 10; ++c) t['0' + c] = static_cast<std::uint8_t>(c);
-            for (int c = 0; c < 6; ++c) {
-                t['a' + c] = static_cast<std::uint8_t>(10 + c);
-                t['A' + c] = static_cast<std::uint8_t>(10 + c);
-            }
-            return t;
-        }();
-        out.resize((text.size() - 2) / 2);
-        const auto* in = reinterpret_cast<const unsigned char*>(text.data()) + 2;
-        unsigned bad = 0;
-        for (std::size_t i = 0; i < out.size(); ++i) {
-            const unsigned hi = k_nibble[in[2 * i]];
-            const unsigned lo = k_nibble[in[2 * i + 1]];
-            bad |= hi | lo;
-            out[i] = static_cast<char>(hi << 4 | lo);
-        }
-        if ((bad & 16U) != 0) {
-            throw ferry::error(error_kind::permanent, "pq.bytea",
-                               "a bytea value in hex format has a character that is not a hex "
-                               "digit");
-        }
-        return;
-    }
-    const pqxx::binarystring b(f);
-    out = b.str();
-}
-
 inline std::string sqlstate_of(const pqxx::sql_error& e) { return e.sqlstate(); }
 
 /// Rethrows the current exception (call inside a catch block) as ferry::error.
