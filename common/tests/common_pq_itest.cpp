@@ -3,8 +3,6 @@
 // names the cause without the connection string.
 #include <gtest/gtest.h>
 
-#include <tuple>
-
 #include "ferry/common/error.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
@@ -62,33 +60,6 @@ TEST(PqHelpersTest, ConnectAppliesSessionSettings) {
     EXPECT_EQ(r[0][5].as<std::string>(), "off");
     // The statement timeout is live: a longer statement is cancelled.
     EXPECT_THROW(tx.exec("SELECT pg_sleep(5)"), pqxx::sql_error);
-}
-
-TEST(PqHelpersTest, GenericPlansKeepAPreparedStatementOnItsGenericPlan) {
-    // The relay's claim and mark sessions: a custom plan re-estimates every element of a
-    // batch's id array at each execution (ADR 0002, tenth session).
-    const auto plans = [](bool generic) {
-        ferry::internal::session_settings s;
-        s.generic_plans = generic;
-        auto conn = ferry::internal::connect_unique(ferry::test::pg_dsn(), s, "test");
-        pqxx::nontransaction tx{*conn};
-        for (int i = 0; i < 3; ++i) {
-            const auto r = ferry::internal::exec_cached(
-                tx, "pq_itest_plans", "SELECT count(*) FROM unnest($1::bigint[]) AS t(id)",
-                std::string("{1,2,3}"));
-            EXPECT_EQ(r[0][0].as<int>(), 3);
-        }
-        const auto r = tx.exec(
-            "SELECT current_setting('plan_cache_mode'), generic_plans, custom_plans FROM "
-            "pg_prepared_statements WHERE name = 'pq_itest_plans'");
-        return std::make_tuple(r[0][0].as<std::string>(), r[0][1].as<long>(), r[0][2].as<long>());
-    };
-    EXPECT_EQ(plans(true), std::make_tuple(std::string("force_generic_plan"), 3L, 0L));
-    // Control: by default PostgreSQL plans the first executions with their parameters.
-    const auto [mode, generic, custom] = plans(false);
-    EXPECT_EQ(mode, "auto");
-    EXPECT_EQ(custom, 3L);
-    EXPECT_EQ(generic, 0L);
 }
 
 TEST(PqHelpersTest, DefaultsLeaveTheServerSettingsAlone) {

@@ -51,7 +51,7 @@ double binary_result::float8(int row, int col) const {
 
 PGconn* binary_session::get() {
     if (_conn) return _conn.get();
-    const auto settings = relay_session_settings(_o, {.generic_plans = true});
+    const auto settings = relay_session_settings(_o, {});
     const auto dsn = internal::with_connect_timeout(
         _o.dsn, internal::detail::connect_timeout_seconds(settings.connect_timeout));
     _conn.reset(PQconnectdb(dsn.c_str()));

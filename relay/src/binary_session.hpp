@@ -6,7 +6,7 @@
 // statement of the relay stays on libpqxx (pg_session).
 //
 // Like pg_session: opened on first use and after reset(), with the relay's connect timeout,
-// statement_timeout and application_name, generic plans (pg_session_tuning), reconnections
+// statement_timeout and application_name (relay_session_settings), reconnections
 // counted in ferry_relay_pg_reconnects_total, errors thrown as ferry::error without the DSN.
 // Not thread-safe: one thread per session.
 

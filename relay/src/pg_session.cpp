@@ -14,7 +14,6 @@ using namespace std::chrono_literals;
 internal::session_settings relay_session_settings(const relay_options& o, pg_session_tuning t) {
     internal::session_settings settings;
     settings.connect_timeout = o.connect_timeout;
-    settings.generic_plans = t.generic_plans;
     settings.asynchronous_commit = t.asynchronous_commit;
     settings.statement_timeout = o.statement_timeout.count() > 0
                                      ? o.statement_timeout

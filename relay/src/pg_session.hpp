@@ -21,9 +21,6 @@ namespace ferry::relay::detail {
 
 /// What a session needs beyond the relay's defaults.
 struct pg_session_tuning {
-    /// Prepared statements keep their generic plan (session_settings::generic_plans): for the
-    /// polling claim and mark, whose statements take arrays of a batch's ids.
-    bool generic_plans = false;
     /// Commits do not wait for their WAL flush: for the polling mark, whose lost commit leaves
     /// its rows to be published again (poll_source.cpp).
     bool asynchronous_commit = false;

@@ -17,7 +17,7 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
     : _o(options),
       _q(std::move(quoted_schema)),
       _claim(options, reconnects, "claim"),
-      _mark(options, reconnects, "mark", {.generic_plans = true, .asynchronous_commit = true}) {
+      _mark(options, reconnects, "mark", {.asynchronous_commit = true}) {
     // The mark need not wait for its WAL flush (the mark session's synchronous_commit is off,
     // one round trip less than a SET LOCAL in every mark): a mark that a database crash loses
     // leaves its rows in the outbox, and they are published again, exactly as after a relay
@@ -34,9 +34,12 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
     // for the excluded rows themselves and for late commits below them, against a hash of the
     // excluded ids (a hashed subplan: one lookup a row, whatever the batch size).
     //
-    // The session keeps this statement's generic plan (pg_session, generic_plans): a custom
-    // plan estimated the selectivity of every element of the shard and excluded-id arrays at
-    // each claim, about a third of the statement's server time (ADR 0002, tenth session).
+    // The statement is planned at every claim (a custom plan: a generic plan made while the
+    // outbox was empty scans and sorts the whole table, and would go on doing so once a backlog
+    // builds up; ADR 0002, tenth session). Planning stays cheap because no
+    // large constant array reaches the planner: one group omits the shard test, and the
+    // excluded ids sit in a subquery instead of an `= ANY` whose every element the planner
+    // would estimate (ADR 0002, tenth session).
     const auto claim_sql = [this](bool by_shard) {
         return "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
                "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 "

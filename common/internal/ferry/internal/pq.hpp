@@ -135,11 +135,6 @@ struct session_settings {
     std::string application_name;
     /// true: the session only reads (default_transaction_read_only).
     bool read_only = false;
-    /// true: prepared statements run on their generic plan (plan_cache_mode =
-    /// force_generic_plan), planned once per session instead of once per execution. For
-    /// sessions whose statements take large array parameters: a custom plan estimates every
-    /// element of such an array again at each execution.
-    bool generic_plans = false;
     /// true: commits do not wait for their WAL flush (synchronous_commit = off), for a
     /// session whose every transaction may be lost in a database crash without harm.
     bool asynchronous_commit = false;
@@ -159,28 +154,23 @@ inline constexpr const char* k_apply_session_sql =
     "CASE WHEN $3 <> '' THEN set_config('lock_timeout', $3, false) END, "
     "CASE WHEN $4 <> '' THEN set_config('application_name', $4, false) END, "
     "CASE WHEN $5 <> '' THEN set_config('default_transaction_read_only', $5, false) END, "
-    "CASE WHEN $6 <> '' THEN set_config('plan_cache_mode', $6, false) END, "
-    "CASE WHEN $7 <> '' THEN set_config('synchronous_commit', $7, false) END";
+    "CASE WHEN $6 <> '' THEN set_config('synchronous_commit', $6, false) END";
 
 /// The parameters of k_apply_session_sql; all empty when nothing is to be set.
-inline std::array<std::string, 7> session_values(const session_settings& s) {
+inline std::array<std::string, 6> session_values(const session_settings& s) {
     const auto ms = [](std::chrono::milliseconds d) {
         return d.count() > 0 ? std::to_string(d.count()) : std::string();
     };
-    return {ms(s.statement_timeout),
-            ms(s.idle_in_transaction_timeout),
-            ms(s.lock_timeout),
-            s.application_name,
-            s.read_only ? "on" : "",
-            s.generic_plans ? "force_generic_plan" : "",
-            s.asynchronous_commit ? "off" : ""};
+    return {ms(s.statement_timeout), ms(s.idle_in_transaction_timeout),
+            ms(s.lock_timeout),      s.application_name,
+            s.read_only ? "on" : "", s.asynchronous_commit ? "off" : ""};
 }
 
 inline void apply_session(pqxx::connection& conn, const session_settings& s) {
     const auto v = session_values(s);
     if (std::all_of(v.begin(), v.end(), [](const std::string& x) { return x.empty(); })) return;
     pqxx::nontransaction tx{conn};
-    (void)exec(tx, k_apply_session_sql, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    (void)exec(tx, k_apply_session_sql, v[0], v[1], v[2], v[3], v[4], v[5]);
 }
 
 [[noreturn]] inline void connect_failed(const std::exception& e, std::string_view prefix) {
