@@ -18,6 +18,12 @@ internal::session_settings relay_session_settings(const relay_options& o, pg_ses
     settings.statement_timeout = o.statement_timeout.count() > 0
                                      ? o.statement_timeout
                                      : std::max<std::chrono::milliseconds>(o.lease_ttl, 5s);
+    // No relay transaction sits idle: a relay stopped inside one (paused, hung, partitioned from
+    // its own process) would hold what it locked, the lease row above all (the mark's fence), and
+    // no peer could take the group over until its connection died. The server ends such a
+    // transaction after this long; a running relay's transactions are idle for microseconds
+    // (HolderStoppedInsideItsMarkDoesNotBlockTheTakeover).
+    settings.idle_in_transaction_timeout = std::max<std::chrono::milliseconds>(o.lease_ttl, 5s);
     // pg_stat_activity shows "ferry-relay" unless the DSN names its own application_name.
     if (o.dsn.find("application_name") == std::string::npos) {
         settings.application_name = "ferry-relay";

@@ -2,7 +2,8 @@
 // Private: one relay thread's PostgreSQL session, opened on first use and after reset() (the
 // simplest safe state after any database error is a fresh session). Every session gets the
 // relay's connect timeout, statement_timeout (no statement may hang a thread, and so a graceful
-// stop, indefinitely) and application_name "ferry-relay", through the one connect helper in
+// stop, indefinitely), idle_in_transaction_session_timeout (no stopped relay keeps the lease row
+// locked) and application_name "ferry-relay", through the one connect helper in
 // common/internal. Reconnections after the first are counted in
 // ferry_relay_pg_reconnects_total. Not thread-safe: one thread per session.
 
@@ -26,8 +27,9 @@ struct pg_session_tuning {
     bool asynchronous_commit = false;
 };
 
-/// The settings of every relay session: the relay's connect and statement timeouts, the
-/// application_name "ferry-relay" unless the DSN names one, and `t`.
+/// The settings of every relay session: the relay's connect and statement timeouts, an idle-in-
+/// transaction timeout of max(lease_ttl, 5 s), the application_name "ferry-relay" unless the
+/// DSN names one, and `t`.
 ferry::internal::session_settings relay_session_settings(const relay_options& o,
                                                          pg_session_tuning t);
 

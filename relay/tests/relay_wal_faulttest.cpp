@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "ferry/test/run_command.hpp"
@@ -242,6 +244,54 @@ TEST(WalRelayFaultTest, SecondRelayTakesOverFromAPausedHolder) {
     std::cerr << "[wal takeover] duplicates=" << duplicates << "\n";
     EXPECT_NE(b.log().find("event=wal_slot_in_use"), std::string::npos)
         << "the paused holder's walsender was still streaming the slot";
+}
+
+// A holder that stops inside its mark transaction (fault point during_mark: after the fence
+// locked the lease row, before COMMIT) must not block a takeover: the server ends its idle
+// transaction (idle_in_transaction_session_timeout on every relay session), the lease row is
+// free, and the second relay acquires the group long before the holder wakes. Nothing is lost.
+TEST(WalRelayFaultTest, HolderStoppedInsideItsMarkDoesNotBlockTheTakeover) {
+    wal_env env;
+    std::set<std::string> committed;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        for (int i = 0; i < 200; ++i) {
+            pqxx::work tx{conn};
+            // key_seq: the message's place in its key's order (order_violations).
+            committed.insert(enqueue_wal(tx, env.schema.name(), env.topic,
+                                         "k" + std::to_string(i % 10), std::to_string(i),
+                                         R"({"key_seq":")" + std::to_string(i / 10 + 1) + R"("})"));
+            tx.commit();
+        }
+    }
+    auto a_config = wal_config(env);
+    a_config.instance_id = "wal-a";
+    a_config.env["FERRY_RELAY_FAULT_DURING_MARK_MS"] = "40000";
+    auto b_config = wal_config(env);
+    b_config.instance_id = "wal-b";
+    relay_process a(env, a_config);
+    ASSERT_TRUE(
+        eventually([&] { return a.log().find("name=during_mark") != std::string::npos; }, 30s))
+        << a.log();
+    relay_process b(env, b_config);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(eventually(
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() +
+                              ".relay_lease WHERE owner = 'wal-b'") == 1;
+        },
+        25s))
+        << "the holder's open mark kept the lease row locked\n"
+        << b.log();
+    std::cerr << "[wal takeover from a mark] acquired after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - t0)
+                     .count()
+              << " ms\n";
+    ASSERT_TRUE(all_published(env, committed.size(), 60s)) << b.log();
+    a.proc().kill();
+    kafka_reader reader(env.topic);
+    (void)expect_no_loss(reader, committed, committed.size());
 }
 
 // A relay stopped while producers go on: the slot holds the WAL (lag grows), nothing is lost;
