@@ -41,6 +41,35 @@ std::string hex_bytea(std::string_view bytes) {
     return out;
 }
 
+// The reader thread's feed: the stream's messages through the assembler.
+class stream_feed final : public wal_feed {
+public:
+    stream_feed(wal::replication_stream& s, wal::transaction_assembler& a) : _s(s), _a(a) {}
+    std::optional<wal::wal_event> next(std::chrono::milliseconds timeout) override {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            const auto now = std::chrono::steady_clock::now();
+            const auto left =
+                now < deadline
+                    ? std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)
+                    : 0ms;
+            auto item = _s.next(left);
+            if (!item) return std::nullopt;
+            if (auto event = _a.feed(item->message())) return event;
+        }
+    }
+    void acknowledge(wal::lsn flushed, bool send_now) override {
+        _s.acknowledge(flushed);
+        if (send_now) _s.send_status();
+    }
+    [[nodiscard]] wal::lsn confirmed() const override { return _s.confirmed(); }
+    [[nodiscard]] std::int64_t last_send_time() const override { return _s.last_send_time(); }
+
+private:
+    wal::replication_stream& _s;
+    wal::transaction_assembler& _a;
+};
+
 // A timestamptz from microseconds since the Unix epoch, exactly (no float rounding).
 std::string ts_expr(const std::string& param) {
     return "timestamptz 'epoch' + " + param + " * interval '1 microsecond'";
@@ -92,6 +121,11 @@ void wal_source::reset_claim_session() noexcept {
 }
 
 void wal_source::drop_stream() noexcept {
+    // The reader first: after stop() the stream is this thread's alone again.
+    if (_reader) _reader->stop();
+    _reader.reset();
+    _feed.reset();
+    _pending.clear();
     if (_stream) {
         try {
             // Tell the server what is confirmed before going; a broken connection just closes.
@@ -159,12 +193,16 @@ void wal_source::start_stream() {
     }
     _stream = std::move(stream);
     _assembler = std::make_unique<wal::transaction_assembler>(_o.schema);
+    _feed = std::make_unique<stream_feed>(*_stream, *_assembler);
+    wal_reader_limits limits;
+    limits.max_messages = std::max<std::size_t>(4 * _o.batch_size, 1024);
+    _reader = std::make_unique<wal_reader>(*_feed, limits);
     _wm.stream_starts.inc();
     spdlog::info("event=wal_stream_start slot={} publication={}", _o.wal_slot, _o.wal_publication);
 }
 
 std::int64_t wal_source::server_now_us() const {
-    const auto t = _stream ? _stream->last_send_time() : 0;
+    const auto t = _reader ? _reader->last_send_time() : 0;
     return t + wal::pg_epoch_unix_seconds * 1000000;
 }
 
@@ -223,27 +261,17 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
     const auto before = rows.size();
     std::size_t received = 0;
     while (rows.size() < limit) {
-        // Wait for the first row only; after it, take what has already arrived (the negative
-        // control waits for a full batch).
-        auto timeout = 0ms;
-        if (rows.size() == before || fault::wal_confirm_on_receipt()) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now < deadline) {
-                timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-            }
+        if (_pending.empty()) {
+            // Wait for the first row only; after it, take what has already arrived (the
+            // negative control waits for a full batch).
+            const bool wait_more = rows.size() == before || fault::wal_confirm_on_receipt();
+            (void)_reader->take(_pending, wait_more ? deadline : std::chrono::steady_clock::now());
+            if (_pending.empty()) break;
         }
-        auto item = _stream->next(timeout);
-        if (!item) {
-            if ((rows.size() == before || fault::wal_confirm_on_receipt()) &&
-                std::chrono::steady_clock::now() < deadline) {
-                continue;
-            }
-            break;
-        }
-        auto event = _assembler->feed(item->message());
-        if (!event) continue;
+        auto event = std::move(_pending.front());
+        _pending.pop_front();
         std::lock_guard lock(_mu);
-        if (auto* m = std::get_if<wal::committed_message>(&*event)) {
+        if (auto* m = std::get_if<wal::committed_message>(&event)) {
             entry e;
             e.ticket = _tracker.add_message();
             auto& row = e.row;
@@ -259,11 +287,11 @@ void wal_source::read_stream(std::vector<source_row>& rows, std::size_t limit,
             rows.push_back(row);
             _window.insert(row.id, std::move(e));
             ++received;
-        } else if (auto* rej = std::get_if<wal::rejected_message>(&*event)) {
+        } else if (auto* rej = std::get_if<wal::rejected_message>(&event)) {
             _rejected.push_back({std::move(*rej), _tracker.add_message()});
             _wm.rejected.inc();
         } else {
-            _tracker.add_end(std::get<wal::transaction_end>(*event).end_lsn);
+            _tracker.add_end(std::get<wal::transaction_end>(event).end_lsn);
         }
     }
     if (received > 0) _wm.received.inc(static_cast<double>(received));
@@ -328,9 +356,9 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
     {
         std::lock_guard lock(_mu);
         const auto confirmable = _tracker.confirmable();
-        if (confirmable > 0) _stream->acknowledge(confirmable);
+        if (confirmable > 0) _reader->acknowledge(confirmable);
         _wm.unconfirmed.set(static_cast<double>(_tracker.unfinished()));
-        _wm.confirmed_lsn.set(static_cast<double>(_stream->confirmed()));
+        _wm.confirmed_lsn.set(static_cast<double>(_reader->confirmed()));
         // Unfinished rows first, in stream order, except the batch being marked.
         std::vector<std::int64_t> skip(exclude.begin(), exclude.end());
         std::sort(skip.begin(), skip.end());
@@ -361,10 +389,7 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
                 e.finished_early = true;
             }
         }
-        if (fault::wal_confirm_on_receipt()) {
-            _stream->acknowledge(_tracker.confirmable());
-            _stream->send_status();
-        }
+        if (fault::wal_confirm_on_receipt()) _reader->acknowledge(_tracker.confirmable(), true);
     }
     std::vector<std::int64_t> xids;
     {

@@ -30,11 +30,14 @@
 //  - **A lost slot** (missing or invalidated) is wal.slot_lost: reported on every claim and in
 //    ferry_wal_slot_lost, never recreated.
 //
-// Threads: claim() and reset_claim_session() run on the publisher's claiming thread (which owns
-// the stream), mark() and reset_mark_session() on its marking thread; `_mu` guards what both
-// touch (the window of unfinished rows and the confirm tracker).
+// Threads: claim() and reset_claim_session() run on the publisher's claiming thread (which starts
+// and stops the stream), mark() and reset_mark_session() on its marking thread; `_mu` guards what
+// both touch (the window of unfinished rows and the confirm tracker). While a stream runs, its
+// reader thread (wal_reader) reads it and assembles the events; the claimer takes them from the
+// reader's queue and hands back what may be confirmed.
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +53,7 @@
 #include "id_window.hpp"
 #include "pg_session.hpp"
 #include "source.hpp"
+#include "wal_reader.hpp"
 
 namespace ferry::relay::detail {
 
@@ -120,6 +124,9 @@ private:
     // Claiming thread only.
     std::unique_ptr<wal::replication_stream> _stream;
     std::unique_ptr<wal::transaction_assembler> _assembler;
+    std::unique_ptr<wal_feed> _feed;      // the stream and assembler, for the reader
+    std::unique_ptr<wal_reader> _reader;  // reads while a stream runs; stopped first
+    std::deque<wal::wal_event> _pending;  // taken from the reader, not yet yielded
     std::vector<rejected_entry> _rejected;
     std::int64_t _next_id = 0;
     // The highest position this source confirmed: a restarted stream starts there, since the

@@ -137,11 +137,14 @@ TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
                          rolled_back + "'"),
               0);
     // Each ledger row carries its own message's place in Kafka, payload and headers (the batch
-    // row's arrays and payload slice line up, ADR 0011).
+    // row's arrays and payload slice line up, ADR 0011), its key and topic, and the instant the
+    // record's ferry-created-at names (the ledger's arrays travel in binary: a wrong epoch or
+    // byte order would show here).
     pqxx::nontransaction q{conn};
     for (const auto& r : records) {
         const auto row = q.exec_params(
-            "SELECT partition, \"offset\", encode(payload, 'escape'), headers::text FROM " +
+            "SELECT partition, \"offset\", encode(payload, 'escape'), headers::text, key, topic, "
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM " +
                 env.q() + ".ledger WHERE message_id = $1::uuid",
             *r.header("ferry-message-id"));
         ASSERT_EQ(row.size(), 1u);
@@ -150,6 +153,10 @@ TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
         EXPECT_EQ(std::optional<std::string>(row[0][2].as<std::string>()), r.value);
         EXPECT_EQ(row[0][3].as<std::string>(),
                   r.header("ferry-message-id") == first ? R"({"trace": "t-1"})" : "{}");
+        EXPECT_EQ(std::optional<std::string>(row[0][4].as<std::string>()), r.key);
+        EXPECT_EQ(row[0][5].as<std::string>(), env.topic);
+        EXPECT_EQ(std::optional<std::string>(row[0][6].as<std::string>()),
+                  r.header("ferry-created-at"));
     }
 }
 
