@@ -31,7 +31,7 @@
 // is not the relay's latency.
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
-// FERRY_BENCH_ONLY=drain|latency (one part only), FERRY_BENCH_DRAIN_MODES (default
+// FERRY_BENCH_ONLY=drain|latency|enqueue_cost (one part only), FERRY_BENCH_DRAIN_MODES (default
 // "polling wal b1 b0": the drains to run), FERRY_BENCH_BATCH_SIZE (ferry-relay's
 // relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
@@ -735,6 +735,7 @@ int main(int argc, char** argv) {
     const std::string only = std::getenv("FERRY_BENCH_ONLY") ? std::getenv("FERRY_BENCH_ONLY") : "";
     const bool latency_only = only == "latency";
     const bool drain_only = only == "drain";
+    const bool cost_only = only == "enqueue_cost";
     // Rounds alternate ferry-relay and B1 on fresh backlogs, so slow phases of this noisy
     // machine hit both; each reports the median round.
     const int rounds =
@@ -742,7 +743,7 @@ int main(int argc, char** argv) {
     drain_result ferry, b1, b0, walr;
     nlohmann::json rounds_json = nlohmann::json::array();
     nlohmann::json dead_polling, dead_wal;
-    if (!latency_only) {
+    if (!latency_only && !cost_only) {
         std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds;
         // FERRY_BENCH_DRAIN_MODES (default "polling wal b1 b0") picks the drains to run, for
         // iterating on one of them; the committed results always run all four.
@@ -831,7 +832,7 @@ int main(int argc, char** argv) {
             return out;
         };
         std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs;
-        for (int round = 1; round <= std::max(1, rounds); ++round) {
+        for (int round = 1; round <= (cost_only ? 0 : std::max(1, rounds)); ++round) {
             std::cout << "round " << round << ": WAL mode latency at 5k msg/s offered..."
                       << std::endl;
             wal5k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 5000,
@@ -847,9 +848,11 @@ int main(int argc, char** argv) {
                       << lat5k_runs.back()["p99_ms"] << " ms, 20k " << lat20k_runs.back()["p99_ms"]
                       << " ms" << std::endl;
         }
-        wal_lat5k = median_latency(wal5k_runs);
-        lat5k = median_latency(lat5k_runs);
-        lat20k = median_latency(lat20k_runs);
+        if (!cost_only) {
+            wal_lat5k = median_latency(wal5k_runs);
+            lat5k = median_latency(lat5k_runs);
+            lat20k = median_latency(lat20k_runs);
+        }
         std::cout << "enqueue cost: WAL emit vs plain INSERT..." << std::endl;
         emit_cost = run_enqueue_cost(conn, std::chrono::seconds(a.scaled(3)), std::max(1, rounds));
     }

@@ -78,12 +78,16 @@ writer::writer(writer_options options) : _options(std::move(options)) {
     // The delay and expiry are measured from one clock_timestamp() of the database, so producer
     // hosts with skewed clocks cannot release a message early.
     if (_options.mode == emit_mode::wal) {
-        // WAL mode (migrations 0070, 0071, 0075): the writer sends each frame's variable part
-        // (detail::wal_frame_tail) and the statement prepends the fixed part, with created_at
-        // and expires_at from one reading of the database clock that wal_emit_guard() takes
-        // after its checks (wal_level, a usable registered slot). The MATERIALIZED CTE runs the
-        // guard once per statement. The function scan yields the array in order and each row
-        // is emitted as it is produced, so a batch's messages are in the WAL in input order.
+        // WAL mode (migrations 0070, 0071, 0075, 0106): the writer sends each frame's variable
+        // part (detail::wal_frame_tail) and the statement prepends the fixed part, with
+        // created_at and expires_at from one reading of the database clock taken after the
+        // checks (wal_level, a usable registered slot). The checks are part of the statement,
+        // planned once with it, and call wal_emit_refuse() only to raise wal_emit_guard()'s
+        // errors: a plpgsql guard cost a function call and an SPI query in every transaction,
+        // most of what one message cost beyond a plain INSERT (ADR 0070, twelfth session). The
+        // MATERIALIZED CTE checks once per statement. The function scan yields the array in
+        // order and each row is emitted as it is produced, so a batch's messages are in the
+        // WAL in input order.
         const std::string frame =
             "'\\x01'::bytea || CASE WHEN {ttl} < 0 THEN '\\x00'::bytea ELSE '\\x01'::bytea "
             "END || uuid_send({mid}) || int8send(c.us) || int8send(CASE WHEN {ttl} < 0 THEN 0 "
@@ -101,7 +105,15 @@ writer::writer(writer_options options) : _options(std::move(options)) {
             return out;
         };
         const std::string guard =
-            "WITH c AS MATERIALIZED (SELECT " + schema + ".wal_emit_guard() AS us) ";
+            "WITH c AS MATERIALIZED (SELECT CASE WHEN current_setting('wal_level') <> 'logical' "
+            "THEN " +
+            schema + ".wal_emit_refuse('wal_level') WHEN NOT EXISTS (SELECT 1 FROM " + schema +
+            ".wal_slot AS w JOIN pg_replication_slots AS s ON s.slot_name = w.slot_name WHERE "
+            "s.database = current_database() AND s.plugin = 'pgoutput' AND s.wal_status IS "
+            "DISTINCT FROM 'lost') THEN " +
+            schema +
+            ".wal_emit_refuse('slot') ELSE (extract(epoch FROM clock_timestamp()) * "
+            "1000000)::bigint END AS us) ";
         _insert_one_sql = guard + "SELECT pg_logical_emit_message(true, 'ferry', " +
                           fill("$1::uuid", "$2::bigint", "$3::bytea") + ") FROM c";
         _insert_batch_sql = guard + "SELECT count(pg_logical_emit_message(true, 'ferry', " +

@@ -397,6 +397,57 @@ TEST(WalRelayTest, MissingSlotIsReportedAndNeverCreated) {
     EXPECT_FALSE(ferry::wal::inspect_slot(conn, o.wal_slot).has_value());
 }
 
+// The C++ writer in WAL mode refuses to emit while no usable slot is registered for its schema
+// (none registered, or the registered slot does not exist), with wal_emit_guard()'s SQLSTATE
+// and message, from enqueue and enqueue_batch alike; a message emitted then would never be
+// published. It emits again once the slot is registered. The checks are part of the writer's
+// own statement (migration 0106): without them this test fails at the first refusal.
+TEST(WalRelayTest, CppWriterInWalModeRefusesWithoutAUsableRegisteredSlot) {
+    wal_env env;
+    ferry::outbox::writer_options wo;
+    wo.schema = env.schema.name();
+    wo.mode = ferry::outbox::emit_mode::wal;
+    const ferry::outbox::writer w(wo);
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    pqxx::connection admin{ferry::test::pg_dsn()};
+    const auto m = wal_message(env, "k", "x");
+    const std::vector<ferry::outbox::message> batch(2, m);
+    // Each call in a transaction of its own, as a service would run it: the error aborts it.
+    const auto error_of = [&](bool as_batch) -> std::string {
+        try {
+            pqxx::work tx{conn};
+            if (as_batch) {
+                (void)w.enqueue_batch(tx, batch);
+            } else {
+                (void)w.enqueue(tx, m);
+            }
+            tx.commit();
+            return "";
+        } catch (const ferry::error& e) {
+            return e.what();
+        }
+    };
+    const auto expect_refused = [&](const char* when) {
+        for (const bool as_batch : {false, true}) {
+            const auto e = error_of(as_batch);
+            EXPECT_THAT(e, HasSubstr("no usable replication slot is registered"))
+                << when << (as_batch ? ", enqueue_batch" : ", enqueue");
+            EXPECT_THAT(e, HasSubstr("SQLSTATE 55000")) << when;
+        }
+    };
+    EXPECT_EQ(error_of(false), "");
+    EXPECT_EQ(error_of(true), "");
+    ASSERT_TRUE(ferry::wal::unregister_slot(admin, env.schema.name(), env.slot));
+    expect_refused("no slot registered");
+    const auto ghost = ferry::test::unique_name("relay_ghost_slot");
+    ferry::wal::register_slot(admin, env.schema.name(), ghost);
+    expect_refused("only a slot that does not exist registered");
+    ASSERT_TRUE(ferry::wal::unregister_slot(admin, env.schema.name(), ghost));
+    ferry::wal::register_slot(admin, env.schema.name(), env.slot);
+    EXPECT_EQ(error_of(false), "");
+    EXPECT_EQ(error_of(true), "");
+}
+
 // The C++ writer in WAL mode (outbox.mode: wal) keeps its API: enqueue, enqueue_batch (in input
 // order within the transaction) and enqueue_with emit logical messages that the WAL relay
 // publishes; delayed delivery is refused with the field named; nothing touches the outbox table.
