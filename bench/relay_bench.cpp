@@ -32,7 +32,8 @@
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
 // FERRY_BENCH_ONLY=drain|latency|enqueue_cost (one part only), FERRY_BENCH_DRAIN_MODES (default
-// "polling wal b1 b0": the drains to run), FERRY_BENCH_BATCH_SIZE (ferry-relay's
+// "polling wal polling_nopay wal_nopay b1 b0": the drains to run; *_nopay run the relay with
+// relay.ledger_payloads: false), FERRY_BENCH_BATCH_SIZE (ferry-relay's
 // relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
 // under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs). Committed
@@ -106,7 +107,8 @@ double machine_busy_seconds() {
 struct bench_schema {
     std::string name;
     std::string topic;
-    bool wal = false;  // WAL mode: a slot and publication named after the schema
+    bool wal = false;             // WAL mode: a slot and publication named after the schema
+    bool ledger_payloads = true;  // relay.ledger_payloads
     [[nodiscard]] std::string slot() const { return name + "_slot"; }
     [[nodiscard]] std::string publication() const { return name + "_pub"; }
 };
@@ -369,7 +371,8 @@ public:
           << "\n"
           << (s.wal ? "  source: wal\n  wal_slot: " + s.slot() +
                           "\n  wal_publication: " + s.publication() + "\n"
-                    : std::string());
+                    : std::string())
+          << (s.ledger_payloads ? "" : "  ledger_payloads: false\n");
         f.close();
         std::vector<std::string> args = {bin, "--config", _config};
         std::vector<char*> argv;
@@ -740,16 +743,17 @@ int main(int argc, char** argv) {
     // machine hit both; each reports the median round.
     const int rounds =
         std::getenv("FERRY_BENCH_ROUNDS") ? std::atoi(std::getenv("FERRY_BENCH_ROUNDS")) : 3;
-    drain_result ferry, b1, b0, walr;
+    drain_result ferry, b1, b0, walr, ferry_np, walr_np;
     nlohmann::json rounds_json = nlohmann::json::array();
     nlohmann::json dead_polling, dead_wal;
     if (!latency_only && !cost_only) {
-        std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds;
-        // FERRY_BENCH_DRAIN_MODES (default "polling wal b1 b0") picks the drains to run, for
-        // iterating on one of them; the committed results always run all four.
+        std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds, ferry_np_rounds,
+            wal_np_rounds;
+        // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0") picks
+        // the drains to run, for iterating on one of them; the committed results run them all.
         const std::string modes = std::getenv("FERRY_BENCH_DRAIN_MODES")
                                       ? std::getenv("FERRY_BENCH_DRAIN_MODES")
-                                      : "polling wal b1 b0";
+                                      : "polling wal polling_nopay wal_nopay b1 b0";
         const auto wanted = [&](const std::string& m) {
             return (" " + modes + " ").find(" " + m + " ") != std::string::npos;
         };
@@ -774,6 +778,21 @@ int main(int argc, char** argv) {
                 dead_wal = dead_tuples(conn, s);
                 drop_wal_objects(conn, s.name);
             }
+            // Both sources again with relay.ledger_payloads: false (the ledger keeps no payload
+            // copies; reconciliation can then report a lost message but not re-drive it).
+            for (const bool wal_mode : {false, true}) {
+                if (!wanted(wal_mode ? "wal_nopay" : "polling_nopay")) continue;
+                std::cout << "round " << round << ": " << n << " messages for ferry-relay"
+                          << (wal_mode ? " in WAL mode" : "")
+                          << " without payloads in the ledger..." << std::endl;
+                auto s = fresh_schema(conn, wal_mode ? "bench_relay_wal_np" : "bench_relay_np",
+                                      wal_mode);
+                s.ledger_payloads = false;
+                fill(conn, s, static_cast<int>(n));
+                (wal_mode ? wal_np_rounds : ferry_np_rounds)
+                    .push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
+                if (wal_mode) drop_wal_objects(conn, s.name);
+            }
             if (wanted("b1")) {
                 std::cout << "round " << round << ": filling " << n << " messages for B1..."
                           << std::endl;
@@ -789,11 +808,14 @@ int main(int argc, char** argv) {
             }
             const auto f = last_or_empty(ferry_rounds), w = last_or_empty(wal_rounds),
                        b = last_or_empty(b1_rounds), z = last_or_empty(b0_rounds);
-            rounds_json.push_back({{"ferry_msgs_per_s", f.rate()},
-                                   {"wal_msgs_per_s", w.rate()},
-                                   {"b1_msgs_per_s", b.rate()},
-                                   {"b0_msgs_per_s", z.rate()},
-                                   {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
+            rounds_json.push_back(
+                {{"ferry_msgs_per_s", f.rate()},
+                 {"wal_msgs_per_s", w.rate()},
+                 {"ferry_no_ledger_payloads_msgs_per_s", last_or_empty(ferry_np_rounds).rate()},
+                 {"wal_no_ledger_payloads_msgs_per_s", last_or_empty(wal_np_rounds).rate()},
+                 {"b1_msgs_per_s", b.rate()},
+                 {"b0_msgs_per_s", z.rate()},
+                 {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
             std::cout << "  ferry " << f.rate() << " msg/s (" << f.cpu_ms_per_1k()
                       << " ms CPU/1k), WAL " << w.rate() << " msg/s (" << w.cpu_ms_per_1k()
                       << " ms CPU/1k), B1 " << b.rate() << " msg/s, B0 " << z.rate()
@@ -803,6 +825,8 @@ int main(int argc, char** argv) {
         }
         ferry = median_round(ferry_rounds);
         walr = median_round(wal_rounds);
+        ferry_np = median_round(ferry_np_rounds);
+        walr_np = median_round(wal_np_rounds);
         b1 = median_round(b1_rounds);
         b0 = median_round(b0_rounds);
     }
@@ -874,6 +898,10 @@ int main(int argc, char** argv) {
          {"WAL mode drain", walr.rate(), "msg/s"},
          {"WAL mode / B1 (target >= 2)", wal_vs_b1, "x"},
          {"WAL mode CPU per 1k msgs", walr.cpu_ms_per_1k(), "ms"},
+         {"polling, ledger without payloads: drain", ferry_np.rate(), "msg/s"},
+         {"  / B1", b1.rate() > 0 ? ferry_np.rate() / b1.rate() : 0, "x"},
+         {"WAL mode, ledger without payloads: drain", walr_np.rate(), "msg/s"},
+         {"  / B1", b1.rate() > 0 ? walr_np.rate() / b1.rate() : 0, "x"},
          {"WAL mode 5k/s offered: p50 commit->mark", wal_lat5k["p50_ms"].get<double>(), "ms"},
          {"WAL mode 5k/s offered: p99 commit->mark", wal_lat5k["p99_ms"].get<double>(), "ms"},
          {"emit cost / plain INSERT, 1 per tx (target <= 1.2)", cost("one_per_tx"), "x"},
@@ -885,41 +913,46 @@ int main(int argc, char** argv) {
          {"20k/s offered: achieved", lat20k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"20k/s offered: p50 commit->mark", lat20k["p50_ms"].get<double>(), "ms"},
          {"20k/s offered: p99 commit->mark (target <= 25)", lat20k["p99_ms"].get<double>(), "ms"}});
-    bench::write_json(a,
-                      {{"bench", "relay"},
-                       {"run", run},
-                       {"backlog_messages", n},
-                       {"payload_bytes", 200},
-                       {"drain",
-                        {{"ferry_relay", ferry.to_json()},
-                         {"ferry_relay_wal", walr.to_json()},
-                         {"b1_skip_locked_batch", b1.to_json()},
-                         {"b0_per_message", b0.to_json()}}},
-                       {"ratios",
-                        {{"ferry_vs_b1", vs_b1},
-                         {"ferry_vs_b0", vs_b0},
-                         {"wal_vs_b1", wal_vs_b1},
-                         {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
-                         {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
-                       {"wal_latency_5k", wal_lat5k},
-                       {"enqueue_cost", emit_cost},
-                       {"dead_tuples_after_drain", {{"polling", dead_polling}, {"wal", dead_wal}}},
-                       {"rounds", rounds_json},
-                       {"latency", {lat5k, lat20k}},
-                       {"targets",
-                        {{"ferry_vs_b1", 1.5},
-                         {"ferry_vs_b0", 50.0},
-                         {"p99_ms_at_5k", 10.0},
-                         {"p99_ms_at_20k", 25.0},
-                         {"cpu_ms_per_1k", 5.0},
-                         {"wal_vs_b1", 2.0},
-                         {"wal_emit_cost_vs_plain_insert", 1.2}}},
-                       {"latency_note",
-                        "from the producer's COMMIT returning to the ledger's published_at "
-                        "(mark start, just after the ack): an upper bound of commit->ack"}});
-    for (const char* name : {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0",
-                             "bench_relay_lat_5000", "bench_relay_lat_20000", "bench_relay_wal",
-                             "bench_relay_wlat_5000", "bench_relay_emit_t", "bench_relay_emit_w"}) {
+    bench::write_json(
+        a, {{"bench", "relay"},
+            {"run", run},
+            {"backlog_messages", n},
+            {"payload_bytes", 200},
+            {"drain",
+             {{"ferry_relay", ferry.to_json()},
+              {"ferry_relay_wal", walr.to_json()},
+              {"ferry_relay_no_ledger_payloads", ferry_np.to_json()},
+              {"ferry_relay_wal_no_ledger_payloads", walr_np.to_json()},
+              {"b1_skip_locked_batch", b1.to_json()},
+              {"b0_per_message", b0.to_json()}}},
+            {"ratios",
+             {{"ferry_vs_b1", vs_b1},
+              {"ferry_vs_b0", vs_b0},
+              {"wal_vs_b1", wal_vs_b1},
+              {"no_ledger_payloads_vs_b1", b1.rate() > 0 ? ferry_np.rate() / b1.rate() : 0},
+              {"wal_no_ledger_payloads_vs_b1", b1.rate() > 0 ? walr_np.rate() / b1.rate() : 0},
+              {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
+              {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
+            {"wal_latency_5k", wal_lat5k},
+            {"enqueue_cost", emit_cost},
+            {"dead_tuples_after_drain", {{"polling", dead_polling}, {"wal", dead_wal}}},
+            {"rounds", rounds_json},
+            {"latency", {lat5k, lat20k}},
+            {"targets",
+             {{"ferry_vs_b1", 1.5},
+              {"ferry_vs_b0", 50.0},
+              {"p99_ms_at_5k", 10.0},
+              {"p99_ms_at_20k", 25.0},
+              {"cpu_ms_per_1k", 5.0},
+              {"wal_vs_b1", 2.0},
+              {"wal_emit_cost_vs_plain_insert", 1.2}}},
+            {"latency_note",
+             "from the producer's COMMIT returning to the ledger's published_at "
+             "(mark start, just after the ack): an upper bound of commit->ack"}});
+    for (const char* name :
+         {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0", "bench_relay_lat_5000",
+          "bench_relay_lat_20000", "bench_relay_wal", "bench_relay_np", "bench_relay_wal_np",
+          "bench_relay_wlat_5000", "bench_relay_emit_t", "bench_relay_emit_w"}) {
         pqxx::work tx{conn};
         tx.exec(std::string("DROP SCHEMA IF EXISTS ") + name + " CASCADE");
         tx.commit();

@@ -1435,6 +1435,8 @@ const std::vector<section_spec>& sections() {
                  "published_retention",
                  [](auto& c) -> auto& { return c.relay.published_retention; }, 1min,
                  std::chrono::hours(24 * 366)),
+             bool_key(
+                 "ledger_payloads", [](auto& c) -> auto& { return c.relay.ledger_payloads; }),
          }},
         {"checkback",
          {

@@ -585,6 +585,7 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
     EXPECT_EQ(defaults.config.relay.poll_max, 100ms);
     EXPECT_EQ(defaults.config.relay.shutdown_timeout, 10s);
     EXPECT_TRUE(defaults.config.relay.instance_id.empty());
+    EXPECT_TRUE(defaults.config.relay.ledger_payloads);
 
     const auto r = load(R"(relay:
   instance_id: relay-a
@@ -596,8 +597,10 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
   delivery_timeout: 20s
   shutdown_timeout: 5s
   published_retention: 24h
+  ledger_payloads: false
 )");
     ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_FALSE(r.config.relay.ledger_payloads);
     EXPECT_EQ(r.config.relay.instance_id, "relay-a");
     EXPECT_EQ(r.config.relay.lease_groups, 8u);
     EXPECT_EQ(r.config.relay.lease_ttl, 3s);
@@ -613,6 +616,11 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
     ASSERT_TRUE(again.ok()) << all_messages(again);
     EXPECT_EQ(again.config.relay.batch_size, 1000u);
     EXPECT_EQ(again.config.relay.lease_groups, 8u);
+    EXPECT_FALSE(again.config.relay.ledger_payloads);
+    EXPECT_THAT(
+        only_error_for(load("relay:\n  ledger_payloads: sometimes\n"), "relay.ledger_payloads")
+            .message,
+        HasSubstr("expected true or false"));
 }
 
 TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {

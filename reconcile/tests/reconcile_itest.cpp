@@ -338,6 +338,37 @@ TEST_F(ReconcileTest, ReportOnlyDoesNotRedriveAndCapLimitsRedrives) {
     EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".outbox"), 3);
 }
 
+// A relay with relay.ledger_payloads: false writes batch rows without payloads. A message of
+// such a row that nobody processed is reported as missing and never re-driven: there is nothing
+// to re-drive it with, so it is not sent again empty (action no_payload_in_ledger).
+TEST_F(ReconcileTest, LedgerRowsWithoutPayloadsAreReportedNotRedriven) {
+    {
+        pqxx::work tx{*_conn};
+        tx.exec_params("INSERT INTO " + q() +
+                           ".published_batch (published_at, message_count, relay_epoch, "
+                           "lease_group, message_ids, topics, keys, partitions, offsets, "
+                           "created_ats, headers) SELECT now() - interval '10 min', 2, 1, 0, "
+                           "ARRAY[" +
+                           q() + ".uuid_v7(), " + q() +
+                           ".uuid_v7()], ARRAY[$1, $1], ARRAY['k', 'k'], ARRAY[0, 0], "
+                           "ARRAY[0, 1]::bigint[], ARRAY[now() - interval '10 min', now() - "
+                           "interval '10 min'], ARRAY['{}', '{}']::jsonb[]",
+                       _topic);
+        tx.commit();
+    }
+    auto o = reconcile_options();
+    o.redrive = true;
+    const auto r = rc::run(o);
+    EXPECT_EQ(r.counts.at("missing"), 2);
+    EXPECT_EQ(r.redriven, 0);
+    EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".outbox"), 0);
+    rc::report_store store(ferry::test::pg_dsn(), s());
+    std::multiset<std::string> actions;
+    for (const auto& i : store.items(r.run_id)) actions.insert(i.action);
+    EXPECT_EQ(actions,
+              (std::multiset<std::string>{"no_payload_in_ledger", "no_payload_in_ledger"}));
+}
+
 TEST_F(ReconcileTest, ConcurrentRunIsRefusedWhileTheLockIsHeld) {
     pqxx::connection holder{ferry::test::pg_dsn()};
     {

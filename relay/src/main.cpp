@@ -201,6 +201,7 @@ ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
     o.delivery_timeout = c.relay.delivery_timeout;
     o.shutdown_timeout = c.relay.shutdown_timeout;
     o.published_retention = c.relay.published_retention;
+    o.ledger_payloads = c.relay.ledger_payloads;
     return o;
 }
 

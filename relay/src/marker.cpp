@@ -18,7 +18,8 @@ bool lease_fence(pqxx::transaction_base& tx, const std::string& q, const std::st
 }
 
 mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
-                        const std::string& instance_id, const mark_request& request) {
+                        const std::string& instance_id, const mark_request& request,
+                        bool keep_payloads) {
     // The polling source's mark session commits without waiting for the WAL flush
     // (poll_source.cpp); this function leaves durability to the session.
     pqxx::work tx{conn};
@@ -49,8 +50,14 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         }
         // One ledger row for the batch (migration 0090, ADR 0011): the deleted rows' columns
         // as parallel arrays, aggregated in one pass so element i of every array is the same
-        // message, and the payloads back to back with their lengths.
-        const auto ledger = [&q](const std::string& info, const std::string& match) {
+        // message, and the payloads back to back with their lengths (NULL without
+        // relay.ledger_payloads: reconciliation then reports a lost message instead of
+        // re-driving it; ADR 0011).
+        const std::string payload_columns =
+            keep_payloads ? "array_agg(octet_length(payload)), string_agg(payload, ''::bytea), "
+                          : "NULL::int[], NULL::bytea, ";
+        const std::string suffix = keep_payloads ? "" : "_nopayload";
+        const auto ledger = [&](const std::string& info, const std::string& match) {
             return "WITH info AS (" + info + "), moved AS (DELETE FROM " + q +
                    ".outbox o USING info WHERE " + match +
                    " RETURNING o.message_id, o.topic, "
@@ -59,13 +66,13 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                    ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
                    "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
                    "headers) SELECT $4, $5, count(*), array_agg(message_id), array_agg(topic), "
-                   "array_agg(key), array_agg(part), array_agg(off), array_agg(created_at), "
-                   "array_agg(octet_length(payload)), string_agg(payload, ''::bytea), "
-                   "array_agg(headers) FROM moved HAVING count(*) > 0";
+                   "array_agg(key), array_agg(part), array_agg(off), "
+                   "array_agg(created_at), " +
+                   payload_columns + "array_agg(headers) FROM moved HAVING count(*) > 0";
         };
         if (by_tid) {
             (void)internal::exec_cached(
-                tx, "ferry_relay_mark_published_tid",
+                tx, "ferry_relay_mark_published_tid" + suffix,
                 ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $6::tid[]) "
                        "AS t(id, part, off, tid)",
                        "o.ctid = info.tid AND o.id = info.id"),
@@ -74,7 +81,7 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                 std::move(tids).take());
         } else {
             (void)internal::exec_cached(
-                tx, "ferry_relay_mark_published",
+                tx, "ferry_relay_mark_published" + suffix,
                 ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(id, "
                        "part, off)",
                        "o.id = info.id"),

@@ -20,8 +20,10 @@ bool lease_fence(pqxx::transaction_base& tx, const std::string& quoted_schema,
                  const std::string& instance_id, std::int64_t epoch, int group);
 
 /// `quoted_schema` is validated and quoted. Returns fenced (and rolls back) when the lease is
-/// no longer `instance_id`'s at `request.epoch`. Throws on a database error.
+/// no longer `instance_id`'s at `request.epoch`. Throws on a database error. Without
+/// `keep_payloads` (relay.ledger_payloads: false) the ledger row keeps no payloads.
 mark_outcome mark_batch(pqxx::connection& conn, const std::string& quoted_schema,
-                        const std::string& instance_id, const mark_request& request);
+                        const std::string& instance_id, const mark_request& request,
+                        bool keep_payloads = true);
 
 }  // namespace ferry::relay::detail

@@ -106,7 +106,7 @@ claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit
 }
 
 mark_outcome poll_source::mark(const mark_request& request) {
-    return mark_batch(_mark.get(), _q, _o.instance_id, request);
+    return mark_batch(_mark.get(), _q, _o.instance_id, request, _o.ledger_payloads);
 }
 
 }  // namespace ferry::relay::detail

@@ -452,8 +452,12 @@ struct row_columns {
 // arrays, and the payloads back to back in one binary parameter (no hex on either side).
 // The text columns are built as array literals as the rows are added (no copies of the strings).
 struct ledger_columns {
-    explicit ledger_columns(std::size_t n)
-        : ids(n, n * 36), topics(n, n * 16), keys(n, n * 16), headers(n, n * 16) {
+    ledger_columns(std::size_t n, bool keep_payloads)
+        : ids(n, n * 36),
+          topics(n, n * 16),
+          keys(n, n * 16),
+          headers(n, n * 16),
+          keep_payloads(keep_payloads) {
         created.reserve(n);
         offsets.reserve(n);
         parts.reserve(n);
@@ -463,6 +467,7 @@ struct ledger_columns {
     std::vector<std::int64_t> created, offsets;
     std::vector<int> parts, lens;
     std::string payloads;
+    bool keep_payloads;  // relay.ledger_payloads
     [[nodiscard]] bool empty() const { return created.empty(); }
     void add(const source_row& r, int partition, std::int64_t offset) {
         ids.add(r.message_id);
@@ -472,6 +477,7 @@ struct ledger_columns {
         created.push_back(r.created_at_us);
         parts.push_back(partition);
         offsets.push_back(offset);
+        if (!keep_payloads) return;
         lens.push_back(static_cast<int>(r.payload.size()));
         payloads += r.payload;
     }
@@ -481,7 +487,7 @@ struct ledger_columns {
 
 mark_outcome wal_source::mark(const mark_request& request) {
     // The rows' content, from the window (the marker holds no copy).
-    ledger_columns pub(request.publish.size());
+    ledger_columns pub(request.publish.size(), _o.ledger_payloads);
     row_columns exp, park;
     std::vector<std::int64_t> x_expires;
     std::vector<std::optional<std::string>> k_expires;
@@ -503,7 +509,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
         for (const auto& p : request.publish) {
             if (const auto* e = _window.find(p.id)) payload_bytes += e->row.payload.size();
         }
-        pub.payloads.reserve(payload_bytes);
+        if (pub.keep_payloads) pub.payloads.reserve(payload_bytes);
         for (const auto& p : request.publish) {
             const auto* e = find(p.id);
             if (e == nullptr) continue;
@@ -535,21 +541,33 @@ mark_outcome wal_source::mark(const mark_request& request) {
         return mark_outcome::fenced;
     }
     if (!pub.empty()) {
-        (void)internal::exec_cached(
-            tx, "ferry_relay_wal_mark_published",
-            "INSERT INTO " + _q +
-                ".published_batch (relay_epoch, lease_group, message_count, message_ids, topics, "
-                "keys, partitions, offsets, created_ats, payload_lens, payloads, headers) SELECT "
-                "$1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], $5::text[], $6::int[], "
-                "$7::bigint[], ARRAY(SELECT " +
-                ts_expr("c") +
-                " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), "
-                "$9::int[], $10::bytea, $11::jsonb[]",
-            request.epoch, request.group, std::move(pub.ids).take(), std::move(pub.topics).take(),
-            std::move(pub.keys).take(), internal::array_literal(pub.parts),
-            internal::array_literal(pub.offsets), internal::array_literal(pub.created),
-            internal::array_literal(pub.lens), internal::bytea_param(pub.payloads),
-            std::move(pub.headers).take());
+        // Without relay.ledger_payloads the row keeps no payloads (NULL lengths and bytes).
+        const auto sql = [this](const char* payload_columns) {
+            return "INSERT INTO " + _q +
+                   ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
+                   "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
+                   "headers) SELECT $1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], "
+                   "$5::text[], $6::int[], $7::bigint[], ARRAY(SELECT " +
+                   ts_expr("c") +
+                   " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), " +
+                   payload_columns;
+        };
+        if (pub.keep_payloads) {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_wal_mark_published", sql("$9::int[], $10::bytea, $11::jsonb[]"),
+                request.epoch, request.group, std::move(pub.ids).take(),
+                std::move(pub.topics).take(), std::move(pub.keys).take(),
+                internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
+                internal::array_literal(pub.created), internal::array_literal(pub.lens),
+                internal::bytea_param(pub.payloads), std::move(pub.headers).take());
+        } else {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_wal_mark_published_nopayload",
+                sql("NULL::int[], NULL::bytea, $9::jsonb[]"), request.epoch, request.group,
+                std::move(pub.ids).take(), std::move(pub.topics).take(), std::move(pub.keys).take(),
+                internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
+                internal::array_literal(pub.created), std::move(pub.headers).take());
+        }
     }
     if (!exp.ids.empty()) {
         (void)internal::exec_cached(

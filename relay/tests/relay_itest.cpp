@@ -59,6 +59,49 @@ bool contains_id(const std::vector<kafka_record>& records, const std::string& id
     return false;
 }
 
+// relay.ledger_payloads: false keeps every column of the ledger but the payloads (NULL), and
+// Kafka still gets every payload unchanged; the default keeps them. One relay after the other
+// on the same schema, so the two halves differ only in the option.
+TEST(RelayTest, LedgerWithoutPayloadsKeepsEverythingElse) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    const auto ledger_of = [&](const std::string& id) {
+        pqxx::nontransaction q{conn};
+        return q.exec_params("SELECT payload IS NULL, key, topic, \"offset\" >= 0 FROM " + env.q() +
+                                 ".ledger WHERE message_id = $1::uuid",
+                             id);
+    };
+    kafka_reader reader(env.topic);
+    std::size_t published = 0;
+    const auto run = [&](bool keep, const std::string& payload) {
+        const auto id = enqueue_committed(conn, env.schema.name(), env.topic, {"k", payload});
+        auto o = options_for(env);
+        o.ledger_payloads = keep;
+        ferry::relay::relay relay(o);
+        relay.start();
+        const auto records = reader.read(++published, 20s);
+        EXPECT_TRUE(eventually([&] { return ledger_of(id).size() == 1; }, 10s));
+        relay.stop();
+        EXPECT_EQ(records.size(), published) << reader.last_error();
+        EXPECT_TRUE(std::any_of(records.begin(), records.end(), [&](const kafka_record& r) {
+            return r.header("ferry-message-id") == std::optional<std::string>(id) &&
+                   r.value == std::optional<std::string>(payload);
+        })) << id;
+        return id;
+    };
+    const auto without = run(false, "kept-in-kafka-only");
+    const auto with = run(true, "kept-in-both");
+    const auto a = ledger_of(without);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_TRUE(a[0][0].as<bool>()) << "relay.ledger_payloads: false kept the payload";
+    EXPECT_EQ(a[0][1].as<std::string>(), "k");
+    EXPECT_EQ(a[0][2].as<std::string>(), env.topic);
+    EXPECT_TRUE(a[0][3].as<bool>());
+    const auto b = ledger_of(with);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_FALSE(b[0][0].as<bool>()) << "the default lost the ledger's payload copy";
+}
+
 TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {
     relay_env env;
     pqxx::connection conn{ferry::test::pg_dsn()};

@@ -397,6 +397,36 @@ TEST(WalRelayTest, MissingSlotIsReportedAndNeverCreated) {
     EXPECT_FALSE(ferry::wal::inspect_slot(conn, o.wal_slot).has_value());
 }
 
+// WAL mode with relay.ledger_payloads: false: the ledger keeps the rest of each publication
+// and no payload; Kafka gets every payload unchanged. The default keeps them (the other tests
+// of this file read payloads back from the ledger).
+TEST(WalRelayTest, LedgerWithoutPayloadsKeepsEverythingElse) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    std::vector<std::string> ids;
+    {
+        pqxx::work tx{conn};
+        for (const auto* p : {"one", "two", "three"}) {
+            ids.push_back(enqueue_wal(tx, env.schema.name(), env.topic, "k", p));
+        }
+        tx.commit();
+    }
+    auto o = wal_options(env);
+    o.ledger_payloads = false;
+    ferry::relay::relay relay(o);
+    relay.start();
+    kafka_reader reader(env.topic);
+    (void)reader.read(3, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    EXPECT_EQ(payloads_of_key(records, "k"), (std::vector<std::string>{"one", "two", "three"}));
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) == 3; }, 30s));
+    relay.stop();
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
+                         ".ledger WHERE payload IS NULL AND key = 'k' AND topic = '" + env.topic +
+                         "' AND \"offset\" >= 0"),
+              3);
+}
+
 // The C++ writer in WAL mode refuses to emit while no usable slot is registered for its schema
 // (none registered, or the registered slot does not exist), with wal_emit_guard()'s SQLSTATE
 // and message, from enqueue and enqueue_batch alike; a message emitted then would never be

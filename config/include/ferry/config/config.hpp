@@ -100,6 +100,8 @@ struct relay_config {
     std::chrono::milliseconds shutdown_timeout{10000};
     /// Rows of the published ledger older than this are deleted (in bounded batches).
     std::chrono::milliseconds published_retention{7 * 24 * 3600 * 1000LL};
+    /// The ledger keeps each published payload for reconciliation's re-drive (ADR 0011).
+    bool ledger_payloads = true;
 };
 
 /// How one producer group's half messages are checked back (checkback.groups.<name>).

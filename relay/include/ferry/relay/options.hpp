@@ -55,6 +55,11 @@ struct relay_options {
     /// Published-ledger rows are kept at least this long and at most about this long plus one
     /// partition width (retention / 4, between 1 s and 1 day); see ADR 0010.
     std::chrono::milliseconds published_retention{std::chrono::hours(24 * 7)};
+    /// The published ledger keeps a copy of every payload, so reconciliation can re-drive a
+    /// message that Kafka lost. false: it keeps the rest (ids, topics, keys, partitions,
+    /// offsets, created_at, headers) and reconciliation reports such a message as
+    /// `no_payload_in_ledger` instead (ADR 0011).
+    bool ledger_payloads = true;
     /// statement_timeout of every relay session; 0: max(lease_ttl, 5 s).
     std::chrono::milliseconds statement_timeout{0};
 };
