@@ -72,6 +72,14 @@ protected:
         return tx.exec(sql)[0][0].as<long>();
     }
 
+    /// The actions of a stored run's items.
+    std::multiset<std::string> actions_of(std::int64_t run_id) const {
+        rc::report_store store(ferry::test::pg_dsn(), s());
+        std::multiset<std::string> actions;
+        for (const auto& i : store.items(run_id)) actions.insert(i.action);
+        return actions;
+    }
+
     std::string enqueue(const std::string& key, long expires_after_ms = -1) {
         pqxx::work tx{*_conn};
         const auto id =
@@ -327,10 +335,8 @@ TEST_F(ReconcileTest, ReportOnlyDoesNotRedriveAndCapLimitsRedrives) {
     EXPECT_EQ(r2.counts.at("missing"), 3);
     EXPECT_EQ(r2.redriven, 2);
     EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".outbox"), 2);
-    rc::report_store store(ferry::test::pg_dsn(), s());
-    std::multiset<std::string> actions;
-    for (const auto& i : store.items(r2.run_id)) actions.insert(i.action);
-    EXPECT_EQ(actions, (std::multiset<std::string>{"redriven", "redriven", "cap_reached"}));
+    EXPECT_EQ(actions_of(r2.run_id),
+              (std::multiset<std::string>{"redriven", "redriven", "cap_reached"}));
 
     // A third run sees the two re-drives still pending in the outbox: not re-driven twice.
     const auto r3 = rc::run(o);
@@ -362,10 +368,7 @@ TEST_F(ReconcileTest, LedgerRowsWithoutPayloadsAreReportedNotRedriven) {
     EXPECT_EQ(r.counts.at("missing"), 2);
     EXPECT_EQ(r.redriven, 0);
     EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".outbox"), 0);
-    rc::report_store store(ferry::test::pg_dsn(), s());
-    std::multiset<std::string> actions;
-    for (const auto& i : store.items(r.run_id)) actions.insert(i.action);
-    EXPECT_EQ(actions,
+    EXPECT_EQ(actions_of(r.run_id),
               (std::multiset<std::string>{"no_payload_in_ledger", "no_payload_in_ledger"}));
 }
 

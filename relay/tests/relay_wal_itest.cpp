@@ -62,6 +62,14 @@ ferry::outbox::message wal_message(const wal_env& env, std::string key, std::str
     return m;
 }
 
+// The C++ writer of `env`'s schema in WAL mode (outbox.mode: wal).
+ferry::outbox::writer wal_writer(const wal_env& env) {
+    ferry::outbox::writer_options wo;
+    wo.schema = env.schema.name();
+    wo.mode = ferry::outbox::emit_mode::wal;
+    return ferry::outbox::writer(wo);
+}
+
 void expect_outbox_untouched(const wal_env& env) {
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);
     EXPECT_EQ(count_rows("SELECT coalesce(sum(n_tup_ins + n_dead_tup), 0) FROM "
@@ -434,10 +442,7 @@ TEST(WalRelayTest, LedgerWithoutPayloadsKeepsEverythingElse) {
 // own statement (migration 0106): without them this test fails at the first refusal.
 TEST(WalRelayTest, CppWriterInWalModeRefusesWithoutAUsableRegisteredSlot) {
     wal_env env;
-    ferry::outbox::writer_options wo;
-    wo.schema = env.schema.name();
-    wo.mode = ferry::outbox::emit_mode::wal;
-    const ferry::outbox::writer w(wo);
+    const auto w = wal_writer(env);
     pqxx::connection conn{ferry::test::pg_dsn()};
     pqxx::connection admin{ferry::test::pg_dsn()};
     const auto m = wal_message(env, "k", "x");
@@ -483,10 +488,7 @@ TEST(WalRelayTest, CppWriterInWalModeRefusesWithoutAUsableRegisteredSlot) {
 // publishes; delayed delivery is refused with the field named; nothing touches the outbox table.
 TEST(WalRelayTest, CppWriterInWalModeKeepsItsApi) {
     wal_env env;
-    ferry::outbox::writer_options wo;
-    wo.schema = env.schema.name();
-    wo.mode = ferry::outbox::emit_mode::wal;
-    const ferry::outbox::writer w(wo);
+    const auto w = wal_writer(env);
     pqxx::connection conn{ferry::test::pg_dsn()};
     std::vector<std::string> ids;
     {
