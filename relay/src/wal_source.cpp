@@ -452,12 +452,12 @@ struct row_columns {
 // arrays, and the payloads back to back in one binary parameter (no hex on either side).
 // The text columns are built as array literals as the rows are added (no copies of the strings).
 struct ledger_columns {
-    ledger_columns(std::size_t n, bool keep_payloads)
+    ledger_columns(std::size_t n, bool keep)
         : ids(n, n * 36),
           topics(n, n * 16),
           keys(n, n * 16),
           headers(n, n * 16),
-          keep_payloads(keep_payloads) {
+          keep_payloads(keep) {
         created.reserve(n);
         offsets.reserve(n);
         parts.reserve(n);
