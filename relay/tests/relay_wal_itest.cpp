@@ -168,6 +168,49 @@ TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
     }
 }
 
+// A mark of many messages records each one's own headers (the mark sends them as one JSON
+// array, split by the server): quotes, backslashes and non-ASCII text, each at its message,
+// and in the Kafka record.
+TEST(WalRelayTest, LedgerRecordsEachMessagesOwnHeadersInAFullMark) {
+    wal_env env;
+    constexpr int n = 1500;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec_params("SELECT count(" + env.q() +
+                           ".enqueue_wal($1, 'k' || (i % 7), convert_to(i::text, 'UTF8'), "
+                           "jsonb_build_object('n', i::text, 'q', 'a\"b\\c ' || i, 'u', "
+                           "'ünï €' || i))) "
+                           "FROM generate_series(0, $2 - 1) AS i",
+                       env.topic, n);
+        tx.commit();
+    }
+    auto options = wal_options(env);
+    options.batch_size = 1000;
+    ferry::relay::relay relay(options);
+    relay.start();
+    ASSERT_TRUE(eventually([&] { return ledger_count(env) >= n; }, 120s, 200ms))
+        << "ledger=" << ledger_count(env);
+    relay.stop();
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() +
+                         ".ledger WHERE headers = jsonb_build_object('n', "
+                         "convert_from(payload, 'UTF8'), 'q', 'a\"b\\c ' || "
+                         "convert_from(payload, 'UTF8'), 'u', 'ünï €' || convert_from(payload, "
+                         "'UTF8'))"),
+              n);
+    kafka_reader reader(env.topic);
+    (void)reader.read(n, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    ASSERT_EQ(records.size(), static_cast<std::size_t>(n)) << reader.last_error();
+    std::size_t matching = 0;
+    for (const auto& r : records) {
+        const auto i = r.value.value_or("?");
+        matching +=
+            r.header("n") == i && r.header("q") == "a\"b\\c " + i && r.header("u") == "ünï €" + i;
+    }
+    EXPECT_EQ(matching, static_cast<std::size_t>(n));
+}
+
 // One transaction of 100k messages: streamed (the relay starts publishing before it has read
 // the whole transaction), all published once, per-key order kept, the slot confirmed past it.
 TEST(WalRelayTest, OneTransactionOfOneHundredThousandMessages) {
