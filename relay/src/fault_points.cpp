@@ -13,20 +13,29 @@
 
 namespace ferry::relay::detail::fault {
 
+namespace {
+std::mutex fired_mutex;
+std::set<std::string> fired;  // the points that fired (each fires once per process)
+}  // namespace
+
 void sleep_point(const char* name, const char* env_name, int group, std::int64_t epoch,
                  std::size_t rows) {
-    static std::mutex m;
-    static std::set<std::string> fired;
     const char* env = std::getenv(env_name);
     if (env == nullptr || rows == 0) return;
     {
-        std::lock_guard lock(m);
+        std::lock_guard lock(fired_mutex);
         if (!fired.insert(name).second) return;
     }
     const long sleep_ms = std::atol(env);
     spdlog::warn("event=fault_point name={} group={} epoch={} rows={} sleep_ms={}", name, group,
                  epoch, rows, sleep_ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+}
+
+bool during_mark_pending() {
+    if (std::getenv("FERRY_RELAY_FAULT_DURING_MARK_MS") == nullptr) return false;
+    std::lock_guard lock(fired_mutex);
+    return fired.count("during_mark") == 0;
 }
 
 bool produce_guard_enabled() {

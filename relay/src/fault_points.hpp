@@ -30,11 +30,15 @@ void sleep_point(const char* name, const char* env_name, int group, std::int64_t
 bool produce_guard_enabled();
 bool fatal_producer_armed(std::size_t groups);
 bool wal_confirm_on_receipt();
+/// during_mark is set and has not fired yet: the next mark must be a transaction with a moment
+/// before its COMMIT (the WAL source otherwise marks in one statement).
+bool during_mark_pending();
 #else
 inline void sleep_point(const char*, const char*, int, std::int64_t, std::size_t) {}
 inline bool produce_guard_enabled() { return true; }
 inline bool fatal_producer_armed(std::size_t) { return false; }
 inline bool wal_confirm_on_receipt() { return false; }
+inline bool during_mark_pending() { return false; }
 #endif
 
 inline void before_produce(int group, std::int64_t epoch, std::size_t rows) {

@@ -114,6 +114,11 @@ private:
     /// Parks the undecodable messages read so far (fenced); false when the lease was lost.
     bool park_rejected(int group, std::int64_t epoch);
     [[nodiscard]] std::int64_t server_now_us() const;
+    /// After a mark's commit: its rows leave the window and their tickets may be confirmed
+    /// (unless the stream restarted since: the new stream yields them again).
+    mark_outcome finish_mark(
+        std::uint64_t generation,
+        const std::vector<std::pair<std::int64_t, wal::confirm_tracker::ticket>>& finished);
 
     const relay_options& _o;
     std::string _q;

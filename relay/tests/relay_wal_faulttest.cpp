@@ -246,6 +246,43 @@ TEST(WalRelayFaultTest, SecondRelayTakesOverFromAPausedHolder) {
         << "the paused holder's walsender was still streaming the slot";
 }
 
+// The lease changes hands while the holder waits between Kafka's acknowledgements and its mark
+// (fault point before_mark): the mark, a single statement that fences inline, records nothing,
+// and the holder counts itself fenced. Nothing of its batch reaches the ledger under its epoch.
+TEST(WalRelayFaultTest, MarkAfterTheLeaseChangedHandsIsFencedAndRecordsNothing) {
+    wal_env env;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        for (int i = 0; i < 20; ++i) {
+            pqxx::work tx{conn};
+            (void)enqueue_wal(tx, env.schema.name(), env.topic, "k" + std::to_string(i % 4),
+                              std::to_string(i));
+            tx.commit();
+        }
+    }
+    auto config = wal_config(env);
+    config.instance_id = "wal-a";
+    config.env["FERRY_RELAY_FAULT_BEFORE_MARK_MS"] = "4000";
+    relay_process a(env, config);
+    ASSERT_TRUE(
+        eventually([&] { return a.log().find("name=before_mark") != std::string::npos; }, 30s))
+        << a.log();
+    {
+        // Another instance takes the group, as a takeover after an expiry would.
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec("UPDATE " + env.q() +
+                ".relay_lease SET owner = 'intruder', epoch = epoch + 1, expires_at = "
+                "clock_timestamp() + interval '1 hour' WHERE lease_group = 0");
+        tx.commit();
+    }
+    ASSERT_TRUE(
+        eventually([&] { return metric(a.metrics(), "ferry_relay_fenced_total") >= 1; }, 30s))
+        << a.log();
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger"), 0) << a.log();
+    EXPECT_NE(a.log().find("event=fenced"), std::string::npos) << a.log();
+}
+
 // A holder that stops inside its mark transaction (fault point during_mark: after the fence
 // locked the lease row, before COMMIT) must not block a takeover: the server ends its idle
 // transaction (idle_in_transaction_session_timeout on every relay session), the lease row is
