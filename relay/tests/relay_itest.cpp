@@ -15,6 +15,7 @@
 #include <random>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include "ferry/common/metrics.hpp"
 #include "ferry/relay/relay.hpp"
@@ -838,6 +839,62 @@ TEST(RelayMarkerTest, MarkFindsRowsByAddressAndNeverDeletesAnotherRowThere) {
     EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", by_id),
               ferry::relay::detail::mark_outcome::marked);
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 1) << "d stays";
+}
+
+// A mark is fenced by the lease: under another owner, a later epoch or an expired lease it
+// moves nothing and records nothing, whether it finds its rows by address or by id; under its
+// own lease the same request marks. (A publish-only mark checks the lease inside its one
+// statement.)
+TEST(RelayMarkerTest, MarkUnderALeaseThatIsNoLongerOursMovesNothing) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    for (const auto* key : {"a", "b"}) {
+        (void)enqueue_committed(conn, env.schema.name(), env.topic, {key, "payload"});
+    }
+    const auto set_lease = [&](const std::string& owner, int epoch, const std::string& expires) {
+        pqxx::work tx{conn};
+        tx.exec_params("INSERT INTO " + env.q() +
+                           ".relay_lease (lease_group, owner, epoch, expires_at) VALUES (0, $1, "
+                           "$2, clock_timestamp() + $3::interval) ON CONFLICT (lease_group) DO "
+                           "UPDATE SET owner = excluded.owner, epoch = excluded.epoch, "
+                           "expires_at = excluded.expires_at",
+                       owner, epoch, expires);
+        tx.commit();
+    };
+    ferry::relay::detail::mark_request by_tid, by_id;
+    by_tid.group = by_id.group = 0;
+    by_tid.epoch = by_id.epoch = 7;
+    {
+        pqxx::nontransaction tx{conn};
+        std::int64_t offset = 0;
+        for (const auto& r :
+             tx.exec("SELECT id, ctid::text FROM " + env.q() + ".outbox ORDER BY id")) {
+            by_tid.publish.push_back({r[0].as<std::int64_t>(), 0, offset, r[1].as<std::string>()});
+            by_id.publish.push_back({r[0].as<std::int64_t>(), 0, offset++, ""});
+        }
+    }
+    ASSERT_EQ(by_tid.publish.size(), 2u);
+    const auto untouched = [&] {
+        return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 2 &&
+               count_rows("SELECT count(*) FROM " + env.q() + ".published_batch") == 0;
+    };
+    for (const auto& [owner, epoch, expires] :
+         {std::tuple<std::string, int, std::string>{"other", 7, "1 hour"},
+          {"me", 8, "1 hour"},
+          {"me", 7, "-1 second"}}) {
+        set_lease(owner, epoch, expires);
+        for (const auto* req : {&by_tid, &by_id}) {
+            EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", *req),
+                      ferry::relay::detail::mark_outcome::fenced)
+                << owner << " epoch " << epoch << " expires in " << expires;
+            EXPECT_TRUE(untouched()) << owner << " epoch " << epoch;
+        }
+    }
+    set_lease("me", 7, "1 hour");
+    EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", by_tid),
+              ferry::relay::detail::mark_outcome::marked);
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);
+    EXPECT_EQ(count_rows("SELECT sum(message_count) FROM " + env.q() + ".published_batch"), 2);
 }
 
 }  // namespace
