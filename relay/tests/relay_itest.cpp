@@ -762,6 +762,19 @@ TEST(RelayTest, LeaseAndReadinessHoldWithAMillionRowBacklog) {
     relay.stop();
 }
 
+// Gives lease group 0 to `owner` at `epoch`, expiring `expires` (an interval) from now.
+void set_lease(pqxx::connection& conn, const relay_env& env, const std::string& owner, int epoch,
+               const std::string& expires) {
+    pqxx::work tx{conn};
+    tx.exec_params("INSERT INTO " + env.q() +
+                       ".relay_lease (lease_group, owner, epoch, expires_at) VALUES (0, $1, $2, "
+                       "clock_timestamp() + $3::interval) ON CONFLICT (lease_group) DO UPDATE "
+                       "SET owner = excluded.owner, epoch = excluded.epoch, expires_at = "
+                       "excluded.expires_at",
+                   owner, epoch, expires);
+    tx.commit();
+}
+
 // The polling mark finds its rows by the address the claim read (ctid), and deletes a row only
 // if it still holds the claimed id there: a row that moved is left in the outbox (published
 // again later, never lost), and a new row that took a claimed row's address is never deleted.
@@ -771,14 +784,7 @@ TEST(RelayMarkerTest, MarkFindsRowsByAddressAndNeverDeletesAnotherRowThere) {
     for (const auto* key : {"a", "b", "c"}) {
         (void)enqueue_committed(conn, env.schema.name(), env.topic, {key, "payload"});
     }
-    {
-        pqxx::work tx{conn};
-        tx.exec("INSERT INTO " + env.q() +
-                ".relay_lease (lease_group, owner, epoch, expires_at) VALUES (0, 'me', 7, "
-                "clock_timestamp() + interval '1 hour') ON CONFLICT (lease_group) DO UPDATE SET "
-                "owner = 'me', epoch = 7, expires_at = excluded.expires_at");
-        tx.commit();
-    }
+    set_lease(conn, env, "me", 7, "1 hour");
     struct claimed {
         std::int64_t id;
         std::string ctid;
@@ -851,16 +857,6 @@ TEST(RelayMarkerTest, MarkUnderALeaseThatIsNoLongerOursMovesNothing) {
     for (const auto* key : {"a", "b"}) {
         (void)enqueue_committed(conn, env.schema.name(), env.topic, {key, "payload"});
     }
-    const auto set_lease = [&](const std::string& owner, int epoch, const std::string& expires) {
-        pqxx::work tx{conn};
-        tx.exec_params("INSERT INTO " + env.q() +
-                           ".relay_lease (lease_group, owner, epoch, expires_at) VALUES (0, $1, "
-                           "$2, clock_timestamp() + $3::interval) ON CONFLICT (lease_group) DO "
-                           "UPDATE SET owner = excluded.owner, epoch = excluded.epoch, "
-                           "expires_at = excluded.expires_at",
-                       owner, epoch, expires);
-        tx.commit();
-    };
     ferry::relay::detail::mark_request by_tid, by_id;
     by_tid.group = by_id.group = 0;
     by_tid.epoch = by_id.epoch = 7;
@@ -882,7 +878,7 @@ TEST(RelayMarkerTest, MarkUnderALeaseThatIsNoLongerOursMovesNothing) {
          {std::tuple<std::string, int, std::string>{"other", 7, "1 hour"},
           {"me", 8, "1 hour"},
           {"me", 7, "-1 second"}}) {
-        set_lease(owner, epoch, expires);
+        set_lease(conn, env, owner, epoch, expires);
         for (const auto* req : {&by_tid, &by_id}) {
             EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", *req),
                       ferry::relay::detail::mark_outcome::fenced)
@@ -890,7 +886,7 @@ TEST(RelayMarkerTest, MarkUnderALeaseThatIsNoLongerOursMovesNothing) {
             EXPECT_TRUE(untouched()) << owner << " epoch " << epoch;
         }
     }
-    set_lease("me", 7, "1 hour");
+    set_lease(conn, env, "me", 7, "1 hour");
     EXPECT_EQ(ferry::relay::detail::mark_batch(conn, env.q(), "me", by_tid),
               ferry::relay::detail::mark_outcome::marked);
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), 0);

@@ -168,26 +168,34 @@ TEST(WalRelayTest, RolledBackTransactionIsNeverPublished) {
     }
 }
 
+// Emits messages 0..n-1 in one transaction through enqueue_wal: payload i, key 'k' || (i %
+// keys), headers the SQL expression `headers_sql` of i.
+void emit_in_one_transaction(const wal_env& env, int n, int keys, const std::string& headers_sql) {
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    pqxx::work tx{conn};
+    tx.exec_params("SELECT count(" + env.q() +
+                       ".enqueue_wal($1, 'k' || (i % $3), convert_to(i::text, 'UTF8'), " +
+                       headers_sql + ")) FROM generate_series(0, $2 - 1) AS i",
+                   env.topic, n, keys);
+    tx.commit();
+}
+
+ferry::relay::relay_options batch_of_1000(const wal_env& env) {
+    auto options = wal_options(env);
+    options.batch_size = 1000;
+    return options;
+}
+
 // A mark of many messages records each one's own headers (the mark sends them as one JSON
 // array, split by the server): quotes, backslashes and non-ASCII text, each at its message,
 // and in the Kafka record.
 TEST(WalRelayTest, LedgerRecordsEachMessagesOwnHeadersInAFullMark) {
     wal_env env;
     constexpr int n = 1500;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        pqxx::work tx{conn};
-        tx.exec_params("SELECT count(" + env.q() +
-                           ".enqueue_wal($1, 'k' || (i % 7), convert_to(i::text, 'UTF8'), "
-                           "jsonb_build_object('n', i::text, 'q', 'a\"b\\c ' || i, 'u', "
-                           "'ünï €' || i))) "
-                           "FROM generate_series(0, $2 - 1) AS i",
-                       env.topic, n);
-        tx.commit();
-    }
-    auto options = wal_options(env);
-    options.batch_size = 1000;
-    ferry::relay::relay relay(options);
+    emit_in_one_transaction(env, n, 7,
+                            "jsonb_build_object('n', i::text, 'q', 'a\"b\\c ' || i, 'u', "
+                            "'ünï €' || i)");
+    ferry::relay::relay relay(batch_of_1000(env));
     relay.start();
     ASSERT_TRUE(eventually([&] { return ledger_count(env) >= n; }, 120s, 200ms))
         << "ledger=" << ledger_count(env);
@@ -216,19 +224,8 @@ TEST(WalRelayTest, LedgerRecordsEachMessagesOwnHeadersInAFullMark) {
 TEST(WalRelayTest, OneTransactionOfOneHundredThousandMessages) {
     wal_env env;
     constexpr int n = 100000;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        pqxx::work tx{conn};
-        tx.exec_params("SELECT count(" + env.q() +
-                           ".enqueue_wal($1, 'k' || (i % 100), convert_to(i::text, 'UTF8'), "
-                           "jsonb_build_object('key_seq', (i / 100 + 1)::text))) "
-                           "FROM generate_series(0, $2 - 1) AS i",
-                       env.topic, n);
-        tx.commit();
-    }
-    auto options = wal_options(env);
-    options.batch_size = 1000;
-    ferry::relay::relay relay(options);
+    emit_in_one_transaction(env, n, 100, "jsonb_build_object('key_seq', (i / 100 + 1)::text)");
+    ferry::relay::relay relay(batch_of_1000(env));
     const auto t0 = std::chrono::steady_clock::now();
     relay.start();
     ASSERT_TRUE(eventually([&] { return ledger_count(env) >= n; }, 300s, 200ms))
