@@ -36,8 +36,10 @@
 // relay.ledger_payloads: false), FERRY_BENCH_BATCH_SIZE (ferry-relay's
 // relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
-// under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs). Committed
-// results use the defaults.
+// under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs),
+// FERRY_BENCH_LATENCY_DUMP (a directory: each latency run writes <schema>.tsv there, one line
+// per message with its commit and ledger times in epoch seconds). Committed results use the
+// defaults.
 #include <fcntl.h>
 #include <httplib.h>
 #include <librdkafka/rdkafka.h>
@@ -48,6 +50,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <iomanip>
 #include <pqxx/pqxx>
 #include <sstream>
 #include <thread>
@@ -583,6 +586,13 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     }
     bench::samples latency_us;
     long missing = 0;
+    // FERRY_BENCH_LATENCY_DUMP=<dir>: every message's commit and ledger times, one file per
+    // run (<schema>.tsv), to see where a tail comes from (clustered in time or spread).
+    std::ofstream dump;
+    if (const char* dir = std::getenv("FERRY_BENCH_LATENCY_DUMP")) {
+        dump.open(std::string(dir) + "/" + s.name + ".tsv");
+        dump << std::fixed << std::setprecision(6);
+    }
     for (const auto& per_producer : committed) {
         for (const auto& [id, commit_s] : per_producer) {
             const auto it = published.find(id);
@@ -591,6 +601,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
                 continue;
             }
             latency_us.add(std::max(0.0, (it->second - commit_s) * 1e6));
+            if (dump.is_open()) dump << commit_s << '\t' << it->second << '\n';
         }
     }
     bench::samples producer_tx;
