@@ -13,7 +13,7 @@ bool lease_fence(pqxx::transaction_base& tx, const std::string& q, const std::st
     const auto lease = internal::exec_cached(
         tx, "ferry_relay_fence",
         "SELECT owner = $1 AND epoch = $2 AND expires_at > clock_timestamp() FROM " + q +
-            ".relay_lease WHERE lease_group = $3 FOR UPDATE",
+            ".relay_lease WHERE lease_group = $3 FOR KEY SHARE",
         instance_id, epoch, group);
     return !lease.empty() && !lease[0][0].is_null() && lease[0][0].as<bool>();
 }
@@ -49,7 +49,7 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
     // and the payloads back to back with their lengths (NULL without relay.ledger_payloads:
     // reconciliation then reports a lost message instead of re-driving it; ADR 0011).
     // With `owner` (the parameter holding the instance id) the statement also checks the lease,
-    // FOR UPDATE like lease_fence, as a one-time filter of the DELETE (evaluated before any row
+    // FOR KEY SHARE like lease_fence, as a one-time filter of the DELETE (evaluated before any row
     // is deleted; the plan keeps its TID scan), and returns whether the lease was ours.
     const auto ledger = [&](const std::string& info, const std::string& match, const char* owner) {
         const std::string payload_columns =
@@ -60,7 +60,7 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         if (owner != nullptr) {
             sql += std::string("fence AS MATERIALIZED (SELECT owner = ") + owner +
                    " AND epoch = $4 AND expires_at > clock_timestamp() AS ok FROM " + q +
-                   ".relay_lease WHERE lease_group = $5 FOR UPDATE), ";
+                   ".relay_lease WHERE lease_group = $5 FOR KEY SHARE), ";
             fence_filter = " AND (SELECT ok FROM fence)";
         }
         sql += "info AS (" + info + "), moved AS (DELETE FROM " + q +

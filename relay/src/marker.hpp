@@ -1,9 +1,11 @@
 #pragma once
 // Private: the marker. One transaction per batch, fenced by the lease row: it locks the row
-// (FOR UPDATE, so a steal and a mark cannot interleave), checks owner, epoch and expiry on the
-// database clock, then moves the batch's rows out of the outbox: published rows to the ledger
-// (with their partition and offset; found by the address the claim read, and only while that
-// address still holds the claimed id), parked rows to `parked`, expired rows to `expired`.
+// FOR KEY SHARE, checks owner, epoch and expiry on the database clock (marks of one group share
+// the lock; a change of owner or epoch is a key update since migration 0107, so a steal waits
+// for the marks in flight and a mark cannot interleave with it), then moves the batch's rows out of
+// the outbox: published rows to the ledger (with their partition and offset; found by the address
+// the claim read, and only while that address still holds the claimed id), parked rows to `parked`,
+// expired rows to `expired`.
 
 #include <cstdint>
 #include <pqxx/pqxx>
@@ -13,9 +15,9 @@
 
 namespace ferry::relay::detail {
 
-/// The fence every marking transaction starts with: locks the lease row of `group` (FOR
-/// UPDATE) and returns true when it is `instance_id`'s at `epoch` and has not expired, by the
-/// database clock. The caller aborts on false.
+/// The fence every marking transaction starts with: locks the lease row of `group` (FOR KEY
+/// SHARE; see migration 0107) and returns true when it is `instance_id`'s at `epoch` and has not
+/// expired, by the database clock. The caller aborts on false.
 bool lease_fence(pqxx::transaction_base& tx, const std::string& quoted_schema,
                  const std::string& instance_id, std::int64_t epoch, int group);
 

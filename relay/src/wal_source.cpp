@@ -547,7 +547,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
     //
     // The published rows' ledger row. Without relay.ledger_payloads the row keeps no payloads
     // (NULL lengths and bytes). With `fence` (the parameter holding the instance id), the
-    // statement also checks the lease, FOR UPDATE like lease_fence, and inserts only if the
+    // statement also checks the lease, FOR KEY SHARE like lease_fence, and inserts only if the
     // lease is still this instance's: it returns whether it was.
     const auto publish_sql = [this](const char* payload_columns, const char* headers,
                                     const char* fence) {
@@ -555,7 +555,7 @@ mark_outcome wal_source::mark(const mark_request& request) {
         if (fence != nullptr) {
             sql = std::string("WITH fence AS MATERIALIZED (SELECT owner = ") + fence +
                   " AND epoch = $1 AND expires_at > clock_timestamp() AS ok FROM " + _q +
-                  ".relay_lease WHERE lease_group = $2 FOR UPDATE), ins AS (";
+                  ".relay_lease WHERE lease_group = $2 FOR KEY SHARE), ins AS (";
         }
         sql += "INSERT INTO " + _q +
                ".published_batch (relay_epoch, lease_group, message_count, message_ids, "

@@ -893,4 +893,72 @@ TEST(RelayMarkerTest, MarkUnderALeaseThatIsNoLongerOursMovesNothing) {
     EXPECT_EQ(count_rows("SELECT sum(message_count) FROM " + env.q() + ".published_batch"), 2);
 }
 
+// Marks of one group share its lease row (FOR KEY SHARE), so two can run at once; the lease
+// keeper's renewal, which changes only expires_at, neither waits for them nor makes them wait;
+// and a change of owner or epoch (a key update since migration 0107) waits for every mark in
+// flight, so no mark that passed its check commits after the group changed hands. Before 0107
+// the fence took the row FOR UPDATE: the second mark and the renewal waited for the first mark.
+TEST(RelayMarkerTest, MarksShareTheLeaseRowAndAHandOverWaitsForThem) {
+    relay_env env;
+    pqxx::connection in_flight{ferry::test::pg_dsn()}, second{ferry::test::pg_dsn()},
+        keeper{ferry::test::pg_dsn()};
+    for (auto* c : {&second, &keeper}) {
+        pqxx::nontransaction tx{*c};
+        tx.exec("SET lock_timeout = '1s'");
+    }
+    (void)enqueue_committed(second, env.schema.name(), env.topic, {"a", "payload"});
+    set_lease(second, env, "me", 7, "1 hour");
+    ferry::relay::detail::mark_request req;
+    req.group = 0;
+    req.epoch = 7;
+    {
+        pqxx::nontransaction tx{second};
+        const auto r = tx.exec("SELECT id, ctid::text FROM " + env.q() + ".outbox");
+        ASSERT_EQ(r.size(), 1u);
+        req.publish.push_back({r[0][0].as<std::int64_t>(), 0, 0, r[0][1].as<std::string>()});
+    }
+    const auto lease_is_locked = [&](const std::string& sql) {
+        try {
+            pqxx::work tx{keeper};
+            tx.exec(sql);
+            tx.commit();
+            return false;
+        } catch (const pqxx::sql_error& e) {
+            EXPECT_EQ(e.sqlstate(), "55P03") << e.what();  // lock_not_available
+            return true;
+        }
+    };
+
+    // A mark in flight: its transaction holds the fence.
+    pqxx::work mark_in_flight{in_flight};
+    ASSERT_TRUE(ferry::relay::detail::lease_fence(mark_in_flight, env.q(), "me", 7, 0));
+
+    try {
+        EXPECT_EQ(ferry::relay::detail::mark_batch(second, env.q(), "me", req),
+                  ferry::relay::detail::mark_outcome::marked);
+    } catch (const pqxx::sql_error& e) {
+        ADD_FAILURE() << "a second mark of the group waited for the first: " << e.what();
+    }
+    EXPECT_FALSE(lease_is_locked("UPDATE " + env.q() +
+                                 ".relay_lease SET expires_at = clock_timestamp() + interval "
+                                 "'1 hour' WHERE lease_group = 0 AND owner = 'me' AND epoch = 7"))
+        << "the renewal waited for a mark";
+    EXPECT_TRUE(lease_is_locked("UPDATE " + env.q() +
+                                ".relay_lease SET owner = 'other', epoch = epoch + 1 WHERE "
+                                "lease_group = 0"))
+        << "a takeover did not wait for the mark in flight";
+    EXPECT_TRUE(lease_is_locked("UPDATE " + env.q() +
+                                ".relay_lease SET owner = NULL, expires_at = NULL WHERE "
+                                "lease_group = 0"))
+        << "a release did not wait for the mark in flight";
+
+    mark_in_flight.commit();
+    EXPECT_FALSE(lease_is_locked("UPDATE " + env.q() +
+                                 ".relay_lease SET owner = 'other', epoch = epoch + 1 WHERE "
+                                 "lease_group = 0"));
+    pqxx::work late{in_flight};
+    EXPECT_FALSE(ferry::relay::detail::lease_fence(late, env.q(), "me", 7, 0))
+        << "a mark after the hand-over passed the fence";
+}
+
 }  // namespace
