@@ -38,8 +38,8 @@
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
 // under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs),
 // FERRY_BENCH_LATENCY_DUMP (a directory: each latency run writes <schema>.tsv there, one line
-// per message with its commit and ledger times in epoch seconds). Committed results use the
-// defaults.
+// per message with its commit and ledger times in epoch seconds), FERRY_BENCH_MARK_LANES
+// (relay.mark_lanes of every ferry-relay in the run). Committed results use the defaults.
 #include <fcntl.h>
 #include <httplib.h>
 #include <librdkafka/rdkafka.h>
@@ -375,7 +375,10 @@ public:
           << (s.wal ? "  source: wal\n  wal_slot: " + s.slot() +
                           "\n  wal_publication: " + s.publication() + "\n"
                     : std::string())
-          << (s.ledger_payloads ? "" : "  ledger_payloads: false\n");
+          << (s.ledger_payloads ? "" : "  ledger_payloads: false\n")
+          << (std::getenv("FERRY_BENCH_MARK_LANES")
+                  ? std::string("  mark_lanes: ") + std::getenv("FERRY_BENCH_MARK_LANES") + "\n"
+                  : std::string());
         f.close();
         std::vector<std::string> args = {bin, "--config", _config};
         std::vector<char*> argv;

@@ -1437,6 +1437,8 @@ const std::vector<section_spec>& sections() {
                  std::chrono::hours(24 * 366)),
              bool_key(
                  "ledger_payloads", [](auto& c) -> auto& { return c.relay.ledger_payloads; }),
+             count_key(
+                 "mark_lanes", [](auto& c) -> auto& { return c.relay.mark_lanes; }, 1, 8),
          }},
         {"checkback",
          {

@@ -586,6 +586,7 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
     EXPECT_EQ(defaults.config.relay.shutdown_timeout, 10s);
     EXPECT_TRUE(defaults.config.relay.instance_id.empty());
     EXPECT_TRUE(defaults.config.relay.ledger_payloads);
+    EXPECT_EQ(defaults.config.relay.mark_lanes, 1u);
 
     const auto r = load(R"(relay:
   instance_id: relay-a
@@ -598,8 +599,10 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
   shutdown_timeout: 5s
   published_retention: 24h
   ledger_payloads: false
+  mark_lanes: 2
 )");
     ASSERT_TRUE(r.ok()) << all_messages(r);
+    EXPECT_EQ(r.config.relay.mark_lanes, 2u);
     EXPECT_FALSE(r.config.relay.ledger_payloads);
     EXPECT_EQ(r.config.relay.instance_id, "relay-a");
     EXPECT_EQ(r.config.relay.lease_groups, 8u);
@@ -617,6 +620,7 @@ TEST(ConfigTest, RelaySectionDefaultsAndValues) {
     EXPECT_EQ(again.config.relay.batch_size, 1000u);
     EXPECT_EQ(again.config.relay.lease_groups, 8u);
     EXPECT_FALSE(again.config.relay.ledger_payloads);
+    EXPECT_EQ(again.config.relay.mark_lanes, 2u);
     EXPECT_THAT(
         only_error_for(load("relay:\n  ledger_payloads: sometimes\n"), "relay.ledger_payloads")
             .message,
@@ -629,6 +633,7 @@ TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
   lease_ttl: 10ms
   batch_size: abc
   batch_sise: 10
+  mark_lanes: 9
 )");
     EXPECT_THAT(only_error_for(r, "relay.lease_groups").message, HasSubstr("between"));
     expect_at(only_error_for(r, "relay.lease_ttl"), 3, 14);
@@ -636,6 +641,7 @@ TEST(ConfigTest, RelaySectionRejectsOutOfRangeAndUnknownKeys) {
                 HasSubstr("expected a whole number"));
     EXPECT_THAT(only_error_for(r, "relay.batch_sise").message,
                 HasSubstr("did you mean \"batch_size\""));
+    EXPECT_THAT(only_error_for(r, "relay.mark_lanes").message, HasSubstr("between"));
 }
 
 // WAL mode's keys (ADR 0070): relay.source, relay.wal_slot, relay.wal_publication and the

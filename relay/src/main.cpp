@@ -202,6 +202,7 @@ ferry::relay::relay_options to_options(const ferry::config::ferry_config& c) {
     o.shutdown_timeout = c.relay.shutdown_timeout;
     o.published_retention = c.relay.published_retention;
     o.ledger_payloads = c.relay.ledger_payloads;
+    o.mark_lanes = c.relay.mark_lanes;
     return o;
 }
 

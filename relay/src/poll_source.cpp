@@ -14,10 +14,11 @@ namespace ferry::relay::detail {
 
 poll_source::poll_source(const relay_options& options, std::string quoted_schema,
                          ferry::metrics::counter reconnects)
-    : _o(options),
-      _q(std::move(quoted_schema)),
-      _claim(options, reconnects, "claim"),
-      _mark(options, reconnects, "mark", {.asynchronous_commit = true}) {
+    : _o(options), _q(std::move(quoted_schema)), _claim(options, reconnects, "claim") {
+    for (std::size_t lane = 0; lane < std::max<std::size_t>(options.mark_lanes, 1); ++lane) {
+        _marks.push_back(std::make_unique<pg_session>(
+            options, reconnects, "mark", pg_session_tuning{.asynchronous_commit = true}));
+    }
     // The mark need not wait for its WAL flush (the mark session's synchronous_commit is off,
     // one round trip less than a SET LOCAL in every mark): a mark that a database crash loses
     // leaves its rows in the outbox, and they are published again, exactly as after a relay
@@ -105,8 +106,8 @@ claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit
     return out;
 }
 
-mark_outcome poll_source::mark(const mark_request& request) {
-    return mark_batch(_mark.get(), _q, _o.instance_id, request, _o.ledger_payloads);
+mark_outcome poll_source::mark(const mark_request& request, std::size_t lane) {
+    return mark_batch(_marks.at(lane)->get(), _q, _o.instance_id, request, _o.ledger_payloads);
 }
 
 }  // namespace ferry::relay::detail

@@ -4,7 +4,9 @@
 // the next claim; nothing ever moves past it, ADR 0002), and marks a batch by moving its rows
 // to the published ledger, parked or expired (marker.hpp), fenced by the lease row.
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "binary_session.hpp"
 #include "ferry/common/metrics.hpp"
@@ -22,16 +24,16 @@ public:
 
     claim_result claim(int group, std::int64_t epoch, std::size_t limit,
                        const std::vector<std::int64_t>& exclude, double min_remaining_ms) override;
-    mark_outcome mark(const mark_request& request) override;
+    mark_outcome mark(const mark_request& request, std::size_t lane) override;
     void reset_claim_session() noexcept override { _claim.reset(); }
-    void reset_mark_session() noexcept override { _mark.reset(); }
+    void reset_mark_session(std::size_t lane) noexcept override { _marks.at(lane)->reset(); }
 
 private:
     const relay_options& _o;
     std::string _q;
     std::string _claim_sql;
-    binary_session _claim;  // binary results (the payloads as bytes)
-    pg_session _mark;
+    binary_session _claim;                            // binary results (the payloads as bytes)
+    std::vector<std::unique_ptr<pg_session>> _marks;  // one per mark lane
 };
 
 }  // namespace ferry::relay::detail

@@ -29,18 +29,27 @@ double now_epoch_seconds() {
 
 publisher::publisher(const relay_options& options, relay_state& state, relay_metrics& metrics,
                      source& src, sink& snk)
-    : _o(options), _state(state), _m(metrics), _source(src), _sink(snk) {}
+    : _o(options),
+      _state(state),
+      _m(metrics),
+      _source(src),
+      _sink(snk),
+      _lanes(std::max<std::size_t>(options.mark_lanes, 1)) {}
 
 publisher::~publisher() { join(); }
 
 void publisher::start() {
-    _marker = std::thread([this] { mark_loop(); });
+    for (std::size_t lane = 0; lane < _lanes; ++lane) {
+        _markers.emplace_back([this, lane] { mark_loop(lane); });
+    }
     _claimer = std::thread([this] { claim_loop(); });
 }
 
 void publisher::join() {
     if (_claimer.joinable()) _claimer.join();
-    if (_marker.joinable()) _marker.join();
+    for (auto& m : _markers) {
+        if (m.joinable()) m.join();
+    }
     _state.set_publisher_done();
 }
 
@@ -136,6 +145,7 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     //    statement, skipping the rows of a batch of this group that is still being marked.
     const auto exclude = claim_exclusions(group);
     const double min_remaining_ms = static_cast<double>(_o.lease_ttl.count()) / 4;
+    const auto t_claim = clock::now();
     auto claim = _source.claim(group, epoch, _o.batch_size, exclude, min_remaining_ms);
     if (!claim.lease_ours) {
         if (_state.drop_lease(group, epoch)) {
@@ -248,9 +258,12 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     } else if (out.purged) {
         spdlog::warn("event=producer_purged group={} action=recreate", group);
     }
-    spdlog::debug("event=batch group={} rows={} published={} expired={} parked={} produce_ms={}",
-                  group, rows.size(), marks.publish.size(), marks.expire.size(), marks.park.size(),
-                  std::chrono::duration_cast<ms>(t_acked - t_claimed).count());
+    spdlog::debug(
+        "event=batch group={} rows={} published={} expired={} parked={} claim_us={} "
+        "produce_us={}",
+        group, rows.size(), marks.publish.size(), marks.expire.size(), marks.park.size(),
+        std::chrono::duration_cast<std::chrono::microseconds>(t_claimed - t_claim).count(),
+        std::chrono::duration_cast<std::chrono::microseconds>(t_acked - t_claimed).count());
 
     // 5. Hand the marks to the marker (it marks while the next batch is claimed and produced).
     if (!marks.nothing_to_mark()) {
@@ -280,54 +293,69 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
 
 std::vector<std::int64_t> publisher::claim_exclusions(int group) {
     std::unique_lock lock(_mq);
-    _mcv.wait(lock, [this] { return !_job || _job->overlap_ok; });
-    if (_job && _job->request.group == group) return _job->claimed_ids;
-    return {};
+    _mcv.wait(lock, [this] {
+        return std::all_of(_jobs.begin(), _jobs.end(),
+                           [](const queued_job& q) { return q.job.overlap_ok; });
+    });
+    std::vector<std::int64_t> ids;
+    for (const auto& q : _jobs) {
+        if (q.job.request.group == group) {
+            ids.insert(ids.end(), q.job.claimed_ids.begin(), q.job.claimed_ids.end());
+        }
+    }
+    return ids;
 }
 
 void publisher::hand_to_marker(mark_job job) {
     std::unique_lock lock(_mq);
-    _mcv.wait(lock, [this] { return !_job; });
-    _job = std::move(job);
+    _mcv.wait(lock, [this] { return _jobs.size() < _lanes; });
+    _jobs.push_back({std::move(job), false});
     _mcv.notify_all();
 }
 
 // ------------------------------------------------------------------------------------------
-// marker
+// markers
 
-void publisher::mark_loop() {
+void publisher::mark_loop(std::size_t lane) {
+    ms backoff = 100ms;
     for (;;) {
         std::unique_lock lock(_mq);
-        _mcv.wait(lock, [this] { return _job.has_value() || _claimer_done; });
-        if (!_job) break;  // the claimer is done and nothing is left to mark
+        auto next = _jobs.end();
+        _mcv.wait(lock, [&] {
+            next = std::find_if(_jobs.begin(), _jobs.end(),
+                                [](const queued_job& q) { return !q.taken; });
+            return next != _jobs.end() || (_claimer_done && _jobs.empty());
+        });
+        if (next == _jobs.end()) break;  // the claimer is done and nothing is left to mark
+        next->taken = true;
         lock.unlock();
-        // The job stays in _job while it is marked: the claimer skips its rows meanwhile.
-        mark_one(*_job);
+        // The job stays listed while it is marked: the claimer skips its rows meanwhile.
+        mark_one(next->job, lane, backoff);
         lock.lock();
-        _job.reset();
+        _jobs.erase(next);
         lock.unlock();
         _mcv.notify_all();
     }
 }
 
-void publisher::mark_one(mark_job& job) {
+void publisher::mark_one(const mark_job& job, std::size_t lane, ms& backoff) {
     const auto& req = job.request;
     mark_outcome result = mark_outcome::marked;
     const auto t0 = clock::now();
     try {
-        result = _source.mark(req);
-        _mark_backoff = 100ms;
+        result = _source.mark(req, lane);
+        backoff = 100ms;
     } catch (const std::exception& e) {
         // Nothing was marked: the rows stay in the outbox and are published again (consumers
         // absorb the duplicates by ferry-message-id).
         spdlog::warn(
             "event=mark_error group={} epoch={} unmarked={} error=\"{}\" retry_in_ms={} "
             "(the rows stay in the outbox and are published again)",
-            req.group, req.epoch, req.publish.size(), one_line(e.what()), _mark_backoff.count());
-        _source.reset_mark_session();
+            req.group, req.epoch, req.publish.size(), one_line(e.what()), backoff.count());
+        _source.reset_mark_session(lane);
         _state.end_batch(req.group);
-        _state.sleep_for(_mark_backoff);
-        _mark_backoff = std::min<ms>(_mark_backoff * 2, 5s);
+        _state.sleep_for(backoff);
+        backoff = std::min<ms>(backoff * 2, 5s);
         return;
     }
     if (result == mark_outcome::fenced) {
@@ -359,8 +387,9 @@ void publisher::mark_one(mark_job& job) {
     if (!req.expire.empty()) {
         spdlog::info("event=messages_expired group={} count={}", req.group, req.expire.size());
     }
-    spdlog::debug("event=batch_marked group={} published={} mark_ms={}", req.group,
-                  req.publish.size(), std::chrono::duration_cast<ms>(clock::now() - t0).count());
+    spdlog::debug("event=batch_marked group={} lane={} published={} mark_us={}", req.group, lane,
+                  req.publish.size(),
+                  std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count());
     _state.end_batch(req.group);
 }
 

@@ -87,12 +87,15 @@ public:
 
     /// Records a batch's outcome, fenced by the lease: `fenced` (nothing recorded) when the
     /// group is no longer this instance's at `request.epoch` or has expired. Throws on a
-    /// database error (nothing recorded; the rows are published again later).
-    virtual mark_outcome mark(const mark_request& request) = 0;
+    /// database error (nothing recorded; the rows are published again later). `lane` (below
+    /// relay_options::mark_lanes) picks the session: marks on different lanes may run at once,
+    /// one thread per lane.
+    virtual mark_outcome mark(const mark_request& request, std::size_t lane) = 0;
 
-    /// Drop the claiming (or marking) session after an error; the next call reconnects.
+    /// Drop the claiming (or one lane's marking) session after an error; the next call
+    /// reconnects.
     virtual void reset_claim_session() noexcept = 0;
-    virtual void reset_mark_session() noexcept = 0;
+    virtual void reset_mark_session(std::size_t lane) noexcept = 0;
 
     /// True when claim() itself waits (up to poll_max) for rows to arrive, as a stream does:
     /// the publisher then does not sleep after an empty claim.

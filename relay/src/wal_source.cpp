@@ -108,9 +108,11 @@ wal_source::wal_source(const relay_options& options, std::string quoted_schema,
     : _o(options),
       _q(std::move(quoted_schema)),
       _wm(metrics),
-      _claim(options, reconnects, "claim"),
-      _mark(options, reconnects, "mark") {
+      _claim(options, reconnects, "claim") {
     wal::validate_slot_name(_o.wal_slot);
+    for (std::size_t lane = 0; lane < std::max<std::size_t>(options.mark_lanes, 1); ++lane) {
+        _marks.push_back(std::make_unique<pg_session>(options, reconnects, "mark"));
+    }
 }
 
 wal_source::~wal_source() { drop_stream(); }
@@ -494,7 +496,7 @@ struct ledger_columns {
 
 }  // namespace
 
-mark_outcome wal_source::mark(const mark_request& request) {
+mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
     // The rows' content, from the window (the marker holds no copy).
     ledger_columns pub(request.publish.size(), _o.ledger_payloads);
     row_columns exp, park;
@@ -599,13 +601,13 @@ mark_outcome wal_source::mark(const mark_request& request) {
     // session). The outcome is the same as the transaction's: the row is in if and only if
     // the lease was ours, and the commit is durable before the confirmation.
     if (!pub.empty() && exp.ids.empty() && park.ids.empty() && !fault::during_mark_pending()) {
-        pqxx::nontransaction tx{_mark.get()};
+        pqxx::nontransaction tx{_marks.at(lane)->get()};
         const auto r = insert_published(tx, _o.instance_id);
         if (r.empty() || r[0][0].is_null() || !r[0][0].as<bool>()) return mark_outcome::fenced;
         return finish_mark(generation, finished);
     }
 
-    pqxx::work tx{_mark.get()};
+    pqxx::work tx{_marks.at(lane)->get()};
     if (!lease_fence(tx, _q, _o.instance_id, request.epoch, request.group)) {
         tx.abort();
         return mark_outcome::fenced;

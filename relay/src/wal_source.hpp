@@ -31,8 +31,9 @@
 //    ferry_wal_slot_lost, never recreated.
 //
 // Threads: claim() and reset_claim_session() run on the publisher's claiming thread (which starts
-// and stops the stream), mark() and reset_mark_session() on its marking thread; `_mu` guards what
-// both touch (the window of unfinished rows and the confirm tracker). While a stream runs, its
+// and stops the stream), mark() and reset_mark_session() on its marking threads (one per lane,
+// each with its own session; marks of different lanes run at once); `_mu` guards what they all
+// touch (the window of unfinished rows and the confirm tracker). While a stream runs, its
 // reader thread (wal_reader) reads it and assembles the events; the claimer takes them from the
 // reader's queue and hands back what may be confirmed.
 
@@ -80,9 +81,9 @@ public:
 
     claim_result claim(int group, std::int64_t epoch, std::size_t limit,
                        const std::vector<std::int64_t>& exclude, double min_remaining_ms) override;
-    mark_outcome mark(const mark_request& request) override;
+    mark_outcome mark(const mark_request& request, std::size_t lane) override;
     void reset_claim_session() noexcept override;
-    void reset_mark_session() noexcept override { _mark.reset(); }
+    void reset_mark_session(std::size_t lane) noexcept override { _marks.at(lane)->reset(); }
     [[nodiscard]] bool waits_for_rows() const noexcept override { return true; }
 
 private:
@@ -124,7 +125,7 @@ private:
     std::string _q;
     wal_metrics& _wm;
     pg_session _claim;
-    pg_session _mark;
+    std::vector<std::unique_ptr<pg_session>> _marks;  // one per mark lane
 
     // Claiming thread only.
     std::unique_ptr<wal::replication_stream> _stream;

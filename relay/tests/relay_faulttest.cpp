@@ -100,6 +100,29 @@ TEST(RelayFaultTest, KillNineMidStreamThenRestartLosesNothing) {
     EXPECT_EQ(load.info(), 0);
 }
 
+// The same with relay.mark_lanes: 2: up to three produced batches (two being marked, one
+// waiting for a lane) may be unmarked at the kill, and are published again.
+TEST(RelayFaultTest, KillNineMidStreamWithTwoMarkLanesLosesNothing) {
+    relay_env env;
+    workload load(env, env.topic, 1500, 20, 300us);
+    relay_config c;
+    c.mark_lanes = 2;
+    {
+        relay_process first(env, c);
+        ASSERT_TRUE(eventually([&] { return published_count(env) >= 300; }, 30s));
+        first.proc().kill();
+        ASSERT_TRUE(first.proc().wait(5s).has_value());
+    }
+    const auto at_crash = published_count(env);
+    relay_process second(env, c);
+    load.join();
+    ASSERT_TRUE(outbox_drained(env, 60s)) << second.log();
+    EXPECT_GT(published_count(env), at_crash);
+    kafka_reader reader(env.topic);
+    expect_no_loss(reader, load.committed(), 3 * k_batch);
+    EXPECT_EQ(load.info(), 0);
+}
+
 // kill -9 at each named step between the claim and the committed mark:
 //   after_produce  every row handed to librdkafka, no delivery report read yet;
 //   before_mark    Kafka acknowledged the batch, the mark transaction has not begun;

@@ -41,6 +41,7 @@ struct relay_config {
     std::string source = "polling";  // relay.source
     std::string wal_slot;            // relay.wal_slot (WAL mode)
     std::string wal_publication;     // relay.wal_publication (WAL mode)
+    std::size_t mark_lanes = 1;      // relay.mark_lanes
 };
 
 // One ferry-relay child process with its own config file and log file.
@@ -62,7 +63,7 @@ public:
             << "  lease_ttl: " << c.lease_ttl << "\n  lease_groups: " << c.lease_groups
             << "\n  batch_size: " << c.batch_size << "\n  source: " << c.source
             << "\n  poll_max: 20ms\n  delivery_timeout: " << c.delivery_timeout
-            << "\n  shutdown_timeout: 5s\n";
+            << "\n  shutdown_timeout: 5s\n  mark_lanes: " << c.mark_lanes << "\n";
         if (!c.wal_slot.empty()) out << "  wal_slot: " << c.wal_slot << "\n";
         if (!c.wal_publication.empty()) out << "  wal_publication: " << c.wal_publication << "\n";
         out.close();

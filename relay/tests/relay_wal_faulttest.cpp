@@ -283,10 +283,14 @@ TEST(WalRelayFaultTest, MarkAfterTheLeaseChangedHandsIsFencedAndRecordsNothing) 
     EXPECT_NE(a.log().find("event=fenced"), std::string::npos) << a.log();
 }
 
-// A holder that stops inside its mark transaction (fault point during_mark: after the fence
-// locked the lease row, before COMMIT) must not block a takeover: the server ends its idle
-// transaction (idle_in_transaction_session_timeout on every relay session), the lease row is
-// free, and the second relay acquires the group long before the holder wakes. Nothing is lost.
+// A holder that stops (SIGSTOP) inside its mark transaction (fault point during_mark: after the
+// fence locked the lease row, before COMMIT) must not block a takeover: its lease lapses, the
+// server ends its idle transaction (idle_in_transaction_session_timeout on every relay
+// session), the lease row is free, and the second relay acquires the group long before the
+// holder wakes. Nothing is lost. (Until migration 0107 the fence locked the row FOR UPDATE, and
+// the holder's own renewals waited for it, so the test only had to hold the marking thread. The
+// fence is now FOR KEY SHARE, which the renewal does not wait for; the process is stopped as a
+// paused or frozen relay would be.)
 TEST(WalRelayFaultTest, HolderStoppedInsideItsMarkDoesNotBlockTheTakeover) {
     wal_env env;
     std::set<std::string> committed;
@@ -310,6 +314,7 @@ TEST(WalRelayFaultTest, HolderStoppedInsideItsMarkDoesNotBlockTheTakeover) {
     ASSERT_TRUE(
         eventually([&] { return a.log().find("name=during_mark") != std::string::npos; }, 30s))
         << a.log();
+    a.proc().stop();
     relay_process b(env, b_config);
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE(eventually(

@@ -102,6 +102,8 @@ struct relay_config {
     std::chrono::milliseconds published_retention{7 * 24 * 3600 * 1000LL};
     /// The ledger keeps each published payload for reconciliation's re-drive (ADR 0011).
     bool ledger_payloads = true;
+    /// Marks that may run at once (ADR 0002, fourteenth amendment).
+    std::size_t mark_lanes = 1;
 };
 
 /// How one producer group's half messages are checked back (checkback.groups.<name>).

@@ -60,6 +60,11 @@ struct relay_options {
     /// offsets, created_at, headers) and reconciliation reports such a message as
     /// `no_payload_in_ledger` instead (ADR 0011).
     bool ledger_payloads = true;
+    /// Marks of one lease group that may run at once, each on its own session (1 to 8). With 1,
+    /// batch N+1 is handed over only after batch N's mark committed; with more, later batches
+    /// are marked while an earlier mark is still running, and a crash can leave up to
+    /// mark_lanes + 1 produced batches unmarked (republished). ADR 0002, fourteenth amendment.
+    std::size_t mark_lanes = 1;
     /// statement_timeout of every relay session; 0: max(lease_ttl, 5 s).
     std::chrono::milliseconds statement_timeout{0};
 };
