@@ -51,7 +51,9 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
     // With `owner` (the parameter holding the instance id) the statement also checks the lease,
     // FOR KEY SHARE like lease_fence, as a one-time filter of the DELETE (evaluated before any row
     // is deleted; the plan keeps its TID scan), and returns whether the lease was ours.
-    const auto ledger = [&](const std::string& info, const std::string& match, const char* owner) {
+    // `acked`: the parameter holding request.acked_at_us (the ledger row's acked_at).
+    const auto ledger = [&](const std::string& info, const std::string& match, const char* acked,
+                            const char* owner) {
         const std::string payload_columns =
             keep_payloads ? "array_agg(octet_length(payload)), string_agg(payload, ''::bytea), "
                           : "NULL::int[], NULL::bytea, ";
@@ -71,9 +73,11 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         sql += "INSERT INTO " + q +
                ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
                "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
-               "headers) SELECT $4, $5, count(*), array_agg(message_id), array_agg(topic), "
-               "array_agg(key), array_agg(part), array_agg(off), array_agg(created_at), " +
-               payload_columns + "array_agg(headers) FROM moved HAVING count(*) > 0";
+               "headers, acked_at) SELECT $4, $5, count(*), array_agg(message_id), "
+               "array_agg(topic), array_agg(key), array_agg(part), array_agg(off), "
+               "array_agg(created_at), " +
+               payload_columns + "array_agg(headers), timestamptz 'epoch' + NULLIF(" + acked +
+               "::bigint, 0) * interval '1 microsecond' FROM moved HAVING count(*) > 0";
         if (owner != nullptr) sql += " RETURNING 1) SELECT ok FROM fence";
         return sql;
     };
@@ -87,18 +91,19 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                 tx, "ferry_relay_mark_published_tid" + suffix + fenced,
                 ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $6::tid[]) "
                        "AS t(id, part, off, tid)",
-                       "o.ctid = info.tid AND o.id = info.id", inline_fence ? "$7" : nullptr),
+                       "o.ctid = info.tid AND o.id = info.id", "$7", inline_fence ? "$8" : nullptr),
                 internal::array_literal(ids), internal::array_literal(parts),
                 internal::array_literal(offsets), request.epoch, request.group,
-                std::move(tids).take(), owner...);
+                std::move(tids).take(), request.acked_at_us, owner...);
         }
         return internal::exec_cached(
             tx, "ferry_relay_mark_published" + suffix + fenced,
             ledger("SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS t(id, part, "
                    "off)",
-                   "o.id = info.id", inline_fence ? "$6" : nullptr),
+                   "o.id = info.id", "$6", inline_fence ? "$7" : nullptr),
             internal::array_literal(ids), internal::array_literal(parts),
-            internal::array_literal(offsets), request.epoch, request.group, owner...);
+            internal::array_literal(offsets), request.epoch, request.group, request.acked_at_us,
+            owner...);
     };
     // A mark that only publishes (nearly every mark) is one statement in its own implicit
     // transaction: fence, rows moved to the ledger and commit in one round trip instead of

@@ -207,6 +207,12 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
             [&] { fault::after_produce(group, epoch, items.size()); });
     }
     const auto t_acked = clock::now();
+    // The ledger row's acked_at: the batch was in Kafka from here on (system clock).
+    const auto acked_at_us = items.empty()
+                                 ? std::int64_t{0}
+                                 : std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
 
     // 4. Decide what to mark (batch_planner): per key in id order, the acknowledged prefix is
     //    published; the first failure is parked (permanent) or left for the next round, and
@@ -218,6 +224,7 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     mark_job job;
     job.request.group = group;
     job.request.epoch = epoch;
+    job.request.acked_at_us = acked_at_us;
     job.overlap_ok = may_overlap_next_claim(marks, producer_lost);
     job.claimed_ids.reserve(rows.size());
     for (const auto& r : rows) job.claimed_ids.push_back(r.id);

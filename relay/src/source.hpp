@@ -67,6 +67,9 @@ struct mark_request {
     std::vector<published_row> publish;
     std::vector<std::int64_t> expire;
     std::vector<parked_row> park;
+    /// When the last delivery report of the batch arrived (system clock, microseconds since the
+    /// epoch; 0 when unknown). Recorded as the ledger row's acked_at (migration 0108).
+    std::int64_t acked_at_us = 0;
     /// Runs inside the mark's transaction, after the fence check and the statements, before
     /// COMMIT (the "during_mark" fault point). May be empty.
     std::function<void()> before_commit;

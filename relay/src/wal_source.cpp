@@ -552,7 +552,7 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
     // statement also checks the lease, FOR KEY SHARE like lease_fence, and inserts only if the
     // lease is still this instance's: it returns whether it was.
     const auto publish_sql = [this](const char* payload_columns, const char* headers,
-                                    const char* fence) {
+                                    const char* acked, const char* fence) {
         std::string sql;
         if (fence != nullptr) {
             sql = std::string("WITH fence AS MATERIALIZED (SELECT owner = ") + fence +
@@ -562,12 +562,14 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
         sql += "INSERT INTO " + _q +
                ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
                "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
-               "headers) SELECT $1, $2, cardinality($3::uuid[]), $3::uuid[], $4::text[], "
+               "headers, acked_at) SELECT $1, $2, cardinality($3::uuid[]), $3::uuid[], "
+               "$4::text[], "
                "$5::text[], $6::int[], $7::bigint[], ARRAY(SELECT " +
                ts_expr("c") +
                " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), " +
                payload_columns + ", ARRAY(SELECT j.h FROM jsonb_array_elements(" + headers +
-               "::jsonb) WITH ORDINALITY AS j(h, n) ORDER BY j.n)";
+               "::jsonb) WITH ORDINALITY AS j(h, n) ORDER BY j.n), " +
+               ts_expr(std::string("NULLIF(") + acked + "::bigint, 0)");
         if (fence != nullptr) sql += " FROM fence WHERE fence.ok RETURNING 1) SELECT ok FROM fence";
         return sql;
     };
@@ -578,20 +580,21 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
         if (pub.keep_payloads) {
             return internal::exec_cached(
                 tx, "ferry_relay_wal_mark_published" + suffix,
-                publish_sql("$9::int[], $10::bytea", "$11", inline_fence ? "$12" : nullptr),
+                publish_sql("$9::int[], $10::bytea", "$11", "$12", inline_fence ? "$13" : nullptr),
                 request.epoch, request.group, std::move(pub.ids).take(),
                 std::move(pub.topics).take(), std::move(pub.keys).take(),
                 internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
                 internal::array_literal(pub.created), internal::array_literal(pub.lens),
-                internal::bytea_param(pub.payloads), std::move(pub).headers_document(), owner...);
+                internal::bytea_param(pub.payloads), std::move(pub).headers_document(),
+                request.acked_at_us, owner...);
         }
         return internal::exec_cached(
             tx, "ferry_relay_wal_mark_published_nopayload" + suffix,
-            publish_sql("NULL::int[], NULL::bytea", "$9", inline_fence ? "$10" : nullptr),
+            publish_sql("NULL::int[], NULL::bytea", "$9", "$10", inline_fence ? "$11" : nullptr),
             request.epoch, request.group, std::move(pub.ids).take(), std::move(pub.topics).take(),
             std::move(pub.keys).take(), internal::array_literal(pub.parts),
             internal::array_literal(pub.offsets), internal::array_literal(pub.created),
-            std::move(pub).headers_document(), owner...);
+            std::move(pub).headers_document(), request.acked_at_us, owner...);
     };
 
     // A mark that only publishes (every mark of a healthy stream) is one statement in its own

@@ -17,6 +17,7 @@
 #include <thread>
 #include <tuple>
 
+#include "ack_time_check.hpp"
 #include "ferry/common/metrics.hpp"
 #include "ferry/relay/relay.hpp"
 #include "ferry/test/run_command.hpp"
@@ -101,6 +102,16 @@ TEST(RelayTest, LedgerWithoutPayloadsKeepsEverythingElse) {
     const auto b = ledger_of(with);
     ASSERT_EQ(b.size(), 1u);
     EXPECT_FALSE(b[0][0].as<bool>()) << "the default lost the ledger's payload copy";
+}
+
+// The ledger's acked_at is when Kafka acknowledged the batch, not when its mark ran
+// (expect_acked_at_is_the_acknowledgement).
+TEST(RelayTest, LedgerRecordsWhenKafkaAcknowledgedEvenWhenTheMarkWaits) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    expect_acked_at_is_the_acknowledgement(env, options_for(env), [&](const std::string& key) {
+        return enqueue_committed(conn, env.schema.name(), env.topic, {key, "payload-" + key});
+    });
 }
 
 TEST(RelayTest, PublishesCommittedMessagesWithHeadersAndKeys) {

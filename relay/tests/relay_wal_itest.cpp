@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "ack_time_check.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/common/metrics.hpp"
 #include "ferry/outbox/writer.hpp"
@@ -499,6 +500,19 @@ TEST(WalRelayTest, LedgerWithoutPayloadsKeepsEverythingElse) {
                          ".ledger WHERE payload IS NULL AND key = 'k' AND topic = '" + env.topic +
                          "' AND \"offset\" >= 0"),
               3);
+}
+
+// The WAL mark records the batch's Kafka acknowledgement as acked_at too, not its own time
+// (expect_acked_at_is_the_acknowledgement).
+TEST(WalRelayTest, LedgerRecordsWhenKafkaAcknowledgedEvenWhenTheMarkWaits) {
+    wal_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    expect_acked_at_is_the_acknowledgement(env, wal_options(env), [&](const std::string& key) {
+        pqxx::work tx{conn};
+        auto id = enqueue_wal(tx, env.schema.name(), env.topic, key, "payload-" + key);
+        tx.commit();
+        return id;
+    });
 }
 
 // The C++ writer in WAL mode refuses to emit while no usable slot is registered for its schema
