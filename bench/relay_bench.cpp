@@ -8,6 +8,9 @@
 //   ferry-relay, the real daemon as a child process (default config, relay.batch_size 1000).
 //   ferry-relay WAL mode (relay.source: wal, ADR 0070): the same daemon streaming a pgoutput
 //       slot; the backlog is emitted by the C++ writer in WAL mode (outbox.mode: wal).
+//   K1, Kmax (reference, not baselines): Kafka alone, the backlog's messages produced from
+//       memory with B1's producer (10 passes over the backlog), waiting for the reports every
+//       1000 (K1) or once (Kmax).
 //
 // WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
 // columns into a plain table (no Ferry), and the table-mode writer beside both: 1 message per
@@ -54,6 +57,7 @@
 #include <atomic>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <pqxx/pqxx>
 #include <sstream>
 #include <thread>
@@ -319,6 +323,48 @@ drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::st
         tx.commit();
         r.messages += static_cast<long long>(rows.size());
     }
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    r.cpu_s = cpu_seconds(getpid()) - cpu0;
+    r.machine_busy_s = machine_busy_seconds() - busy0;
+    r.failed = p.failed.load();
+    return r;
+}
+
+// Kafka alone, for reference (not a baseline): the backlog's messages, read into memory before
+// the clock starts, produced with B1's producer. K1 waits for every report after each 1000, as
+// B1 does: it is B1 without its database work. Kmax produces everything and waits once: about
+// the most this machine's broker and client take, which bounds any relay's drain here. Each
+// produces the backlog 10 times over, so that a run lasts seconds, not a fraction of one.
+drain_result run_kafka_only(pqxx::connection& conn, const bench_schema& s,
+                            const std::string& brokers, std::size_t per_flush) {
+    struct message {
+        std::string id, topic, key, payload;
+    };
+    std::vector<message> messages;
+    {
+        pqxx::nontransaction tx{conn};
+        for (const auto& row : tx.exec("SELECT message_id::text, topic, key, payload FROM " +
+                                       s.name + ".outbox ORDER BY id")) {
+            messages.push_back(
+                {row[0].c_str(), row[1].c_str(), row[2].c_str(), unescape_bytea(row[3])});
+        }
+    }
+    producer p(brokers);
+    p.warm_up(s.topic);
+    drain_result r;
+    const auto cpu0 = cpu_seconds(getpid());
+    const auto busy0 = machine_busy_seconds();
+    const auto t0 = clock_type::now();
+    constexpr int passes = 10;
+    std::size_t sent = 0;
+    for (int pass = 0; pass < passes; ++pass) {
+        for (const auto& m : messages) {
+            p.produce(m.topic, m.key, m.payload, m.id);
+            if (++sent % per_flush == 0) p.flush();
+        }
+    }
+    p.flush();
+    r.messages = static_cast<long long>(sent);
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(getpid()) - cpu0;
     r.machine_busy_s = machine_busy_seconds() - busy0;
@@ -793,17 +839,18 @@ int main(int argc, char** argv) {
     // machine hit both; each reports the median round.
     const int rounds =
         std::getenv("FERRY_BENCH_ROUNDS") ? std::atoi(std::getenv("FERRY_BENCH_ROUNDS")) : 3;
-    drain_result ferry, b1, b0, walr, ferry_np, walr_np;
+    drain_result ferry, b1, b0, walr, ferry_np, walr_np, k1, kmax;
     nlohmann::json rounds_json = nlohmann::json::array();
     nlohmann::json dead_polling, dead_wal;
     if (!latency_only && !cost_only) {
         std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds, ferry_np_rounds,
-            wal_np_rounds;
-        // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0") picks
-        // the drains to run, for iterating on one of them; the committed results run them all.
+            wal_np_rounds, k1_rounds, kmax_rounds;
+        // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0 kafka")
+        // picks the drains to run, for iterating on one of them; the committed results run them
+        // all ("kafka": K1 and Kmax, Kafka alone).
         const std::string modes = std::getenv("FERRY_BENCH_DRAIN_MODES")
                                       ? std::getenv("FERRY_BENCH_DRAIN_MODES")
-                                      : "polling wal polling_nopay wal_nopay b1 b0";
+                                      : "polling wal polling_nopay wal_nopay b1 b0 kafka";
         const auto wanted = [&](const std::string& m) {
             return (" " + modes + " ").find(" " + m + " ") != std::string::npos;
         };
@@ -850,6 +897,15 @@ int main(int argc, char** argv) {
                 fill(conn, s, static_cast<int>(n));
                 b1_rounds.push_back(run_b1(conn, s, brokers));
             }
+            if (wanted("kafka")) {
+                std::cout << "round " << round << ": Kafka alone (K1, Kmax), " << n
+                          << " messages..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_kafka");
+                fill(conn, s, static_cast<int>(n));
+                k1_rounds.push_back(run_kafka_only(conn, s, brokers, 1000));
+                kmax_rounds.push_back(
+                    run_kafka_only(conn, s, brokers, std::numeric_limits<std::size_t>::max()));
+            }
             if (wanted("b0")) {
                 std::cout << "round " << round << ": B0 (time-boxed 5 s)..." << std::endl;
                 auto s = fresh_schema(conn, "bench_relay_b0");
@@ -865,6 +921,8 @@ int main(int argc, char** argv) {
                  {"wal_no_ledger_payloads_msgs_per_s", last_or_empty(wal_np_rounds).rate()},
                  {"b1_msgs_per_s", b.rate()},
                  {"b0_msgs_per_s", z.rate()},
+                 {"k1_msgs_per_s", last_or_empty(k1_rounds).rate()},
+                 {"kmax_msgs_per_s", last_or_empty(kmax_rounds).rate()},
                  {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
             std::cout << "  ferry " << f.rate() << " msg/s (" << f.cpu_ms_per_1k()
                       << " ms CPU/1k), WAL " << w.rate() << " msg/s (" << w.cpu_ms_per_1k()
@@ -879,6 +937,8 @@ int main(int argc, char** argv) {
         walr_np = median_round(wal_np_rounds);
         b1 = median_round(b1_rounds);
         b0 = median_round(b0_rounds);
+        k1 = median_round(k1_rounds);
+        kmax = median_round(kmax_rounds);
     }
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
@@ -961,6 +1021,8 @@ int main(int argc, char** argv) {
          {"emit cost / plain INSERT, 1 per tx (target <= 1.2)", cost("one_per_tx"), "x"},
          {"emit cost / plain INSERT, 1000 per stmt (target <= 1.2)", cost("batch_1000"), "x"},
          {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
+         {"Kafka alone, K1 (B1 without the database)", k1.rate(), "msg/s"},
+         {"Kafka alone, Kmax (one flush at the end)", kmax.rate(), "msg/s"},
          {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"5k/s offered: p50 commit->ack", lat5k["p50_ms"].get<double>(), "ms"},
          {"5k/s offered: p99 commit->ack (target <= 10)", lat5k["p99_ms"].get<double>(), "ms"},
@@ -980,7 +1042,9 @@ int main(int argc, char** argv) {
               {"ferry_relay_no_ledger_payloads", ferry_np.to_json()},
               {"ferry_relay_wal_no_ledger_payloads", walr_np.to_json()},
               {"b1_skip_locked_batch", b1.to_json()},
-              {"b0_per_message", b0.to_json()}}},
+              {"b0_per_message", b0.to_json()},
+              {"kafka_alone_k1", k1.to_json()},
+              {"kafka_alone_kmax", kmax.to_json()}}},
             {"ratios",
              {{"ferry_vs_b1", vs_b1},
               {"ferry_vs_b0", vs_b0},
