@@ -302,32 +302,43 @@ struct drain_result {
     }
 };
 
-drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::string& brokers) {
+// Runs `work(producer, result)` with a producer warmed on `topic`, timed: `work` counts the
+// messages, and the result gets the seconds, this process's CPU, the machine's busy time and
+// the producer's failures. The baselines and the Kafka-alone references all measure this way.
+template <class Work>
+drain_result timed_with_producer(const std::string& brokers, const std::string& topic,
+                                 Work&& work) {
     producer p(brokers);
-    p.warm_up(s.topic);
+    p.warm_up(topic);
     drain_result r;
     const auto cpu0 = cpu_seconds(getpid());
     const auto busy0 = machine_busy_seconds();
     const auto t0 = clock_type::now();
-    while (true) {
-        pqxx::work tx{conn};
-        const auto rows =
-            tx.exec("DELETE FROM " + s.name + ".outbox WHERE id IN (SELECT id FROM " + s.name +
-                    ".outbox ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
-                    "RETURNING message_id::text, topic, key, payload");
-        if (rows.empty()) break;
-        for (const auto& row : rows) {
-            p.produce(row[1].c_str(), row[2].c_str(), unescape_bytea(row[3]), row[0].c_str());
-        }
-        p.flush();
-        tx.commit();
-        r.messages += static_cast<long long>(rows.size());
-    }
+    work(p, r);
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.cpu_s = cpu_seconds(getpid()) - cpu0;
     r.machine_busy_s = machine_busy_seconds() - busy0;
     r.failed = p.failed.load();
     return r;
+}
+
+drain_result run_b1(pqxx::connection& conn, const bench_schema& s, const std::string& brokers) {
+    return timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& r) {
+        while (true) {
+            pqxx::work tx{conn};
+            const auto rows =
+                tx.exec("DELETE FROM " + s.name + ".outbox WHERE id IN (SELECT id FROM " + s.name +
+                        ".outbox ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED) "
+                        "RETURNING message_id::text, topic, key, payload");
+            if (rows.empty()) break;
+            for (const auto& row : rows) {
+                p.produce(row[1].c_str(), row[2].c_str(), unescape_bytea(row[3]), row[0].c_str());
+            }
+            p.flush();
+            tx.commit();
+            r.messages += static_cast<long long>(rows.size());
+        }
+    });
 }
 
 // Kafka alone, for reference (not a baseline): the backlog's messages, read into memory before
@@ -349,54 +360,37 @@ drain_result run_kafka_only(pqxx::connection& conn, const bench_schema& s,
                 {row[0].c_str(), row[1].c_str(), row[2].c_str(), unescape_bytea(row[3])});
         }
     }
-    producer p(brokers);
-    p.warm_up(s.topic);
-    drain_result r;
-    const auto cpu0 = cpu_seconds(getpid());
-    const auto busy0 = machine_busy_seconds();
-    const auto t0 = clock_type::now();
-    constexpr int passes = 10;
-    std::size_t sent = 0;
-    for (int pass = 0; pass < passes; ++pass) {
-        for (const auto& m : messages) {
-            p.produce(m.topic, m.key, m.payload, m.id);
-            if (++sent % per_flush == 0) p.flush();
+    return timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& r) {
+        constexpr int passes = 10;
+        for (int pass = 0; pass < passes; ++pass) {
+            for (const auto& m : messages) {
+                p.produce(m.topic, m.key, m.payload, m.id);
+                if (static_cast<std::size_t>(++r.messages) % per_flush == 0) p.flush();
+            }
         }
-    }
-    p.flush();
-    r.messages = static_cast<long long>(sent);
-    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-    r.cpu_s = cpu_seconds(getpid()) - cpu0;
-    r.machine_busy_s = machine_busy_seconds() - busy0;
-    r.failed = p.failed.load();
-    return r;
+        p.flush();
+    });
 }
 
 drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::string& brokers,
                     std::chrono::seconds budget) {
-    producer p(brokers);
-    p.warm_up(s.topic);
-    drain_result r;
-    const auto cpu0 = cpu_seconds(getpid());
-    const auto busy0 = machine_busy_seconds();
-    const auto t0 = clock_type::now();
-    while (clock_type::now() - t0 < budget) {
-        pqxx::work tx{conn};
-        const auto rows = tx.exec("SELECT id, message_id::text, topic, key, payload FROM " +
-                                  s.name + ".outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
-        if (rows.empty()) break;
-        p.produce(rows[0][2].c_str(), rows[0][3].c_str(), unescape_bytea(rows[0][4]),
-                  rows[0][1].c_str());
-        p.flush();
-        tx.exec("DELETE FROM " + s.name + ".outbox WHERE id = " + std::string(rows[0][0].c_str()));
-        tx.commit();
-        ++r.messages;
-    }
-    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-    r.cpu_s = cpu_seconds(getpid()) - cpu0;
-    r.machine_busy_s = machine_busy_seconds() - busy0;
-    r.failed = p.failed.load();
-    return r;
+    return timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& r) {
+        const auto t0 = clock_type::now();
+        while (clock_type::now() - t0 < budget) {
+            pqxx::work tx{conn};
+            const auto rows =
+                tx.exec("SELECT id, message_id::text, topic, key, payload FROM " + s.name +
+                        ".outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED");
+            if (rows.empty()) break;
+            p.produce(rows[0][2].c_str(), rows[0][3].c_str(), unescape_bytea(rows[0][4]),
+                      rows[0][1].c_str());
+            p.flush();
+            tx.exec("DELETE FROM " + s.name +
+                    ".outbox WHERE id = " + std::string(rows[0][0].c_str()));
+            tx.commit();
+            ++r.messages;
+        }
+    });
 }
 
 // --- ferry-relay as a child process -----------------------------------------------------------
