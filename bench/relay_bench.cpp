@@ -11,6 +11,9 @@
 //   K1, Kmax (reference, not baselines): Kafka alone, the backlog's messages produced from
 //       memory with B1's producer (10 passes over the backlog), waiting for the reports every
 //       1000 (K1) or once (Kmax).
+//   S (reference, not a baseline): ADR 0080's snapshot batches over an insert-only table,
+//       reduced to their database work (no lease, held keys, delays or expiry), with B1's
+//       producer, batches pipelined and marks merged (see run_snapshot).
 //
 // WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
 // columns into a plain table (no Ferry), and the table-mode writer beside both: 1 message per
@@ -38,8 +41,9 @@
 //
 // Env: FERRY_TEST_PG_DSN, FERRY_TEST_KAFKA_BROKERS (scripts/bench sets both), FERRY_BENCH_SCALE,
 // FERRY_BENCH_ONLY=drain|latency|enqueue_cost (one part only), FERRY_BENCH_DRAIN_MODES (default
-// "polling wal polling_nopay wal_nopay b1 b0": the drains to run; *_nopay run the relay with
-// relay.ledger_payloads: false), FERRY_BENCH_BATCH_SIZE (ferry-relay's
+// "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot": the drains to run; *_nopay run
+// the relay with relay.ledger_payloads: false), FERRY_BENCH_SNAPSHOT_DEPTH (S's batches in
+// flight, default 4), FERRY_BENCH_BATCH_SIZE (ferry-relay's
 // relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
 // log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
 // under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs),
@@ -48,6 +52,7 @@
 // (relay.mark_lanes of every ferry-relay in the run). Committed results use the defaults.
 #include <fcntl.h>
 #include <httplib.h>
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <spawn.h>
@@ -55,9 +60,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <sstream>
 #include <thread>
@@ -205,6 +214,13 @@ long long published_rows(pqxx::connection& conn, const bench_schema& s) {
 }
 
 // --- librdkafka producer for the baselines -------------------------------------------------
+// Where a delivery report puts a message's partition and offset (S1 records them).
+struct delivery {
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::atomic<int>* remaining = nullptr;  // the batch's count of reports still to come
+};
+
 struct producer {
     rd_kafka_t* rk = nullptr;
     std::atomic<long> failed{0};
@@ -233,6 +249,11 @@ struct producer {
         rd_kafka_conf_set_dr_msg_cb(conf,
                                     [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
                                         if (m->err) ++static_cast<producer*>(opaque)->failed;
+                                        if (auto* d = static_cast<delivery*>(m->_private)) {
+                                            d->partition = m->partition;
+                                            d->offset = m->offset;
+                                            if (d->remaining) --*d->remaining;
+                                        }
                                     });
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk) {
@@ -245,15 +266,16 @@ struct producer {
         rd_kafka_destroy(rk);
     }
     void produce(const std::string& topic, const std::string& key, const std::string& value,
-                 const std::string& id) {
+                 const std::string& id, delivery* report = nullptr) {
         rd_kafka_headers_t* h = rd_kafka_headers_new(1);
         rd_kafka_header_add(h, "ferry-message-id", -1, id.data(), static_cast<ssize_t>(id.size()));
         while (true) {
-            const auto e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic.c_str()),
-                RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            const auto e =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()),
+                                  RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                  RD_KAFKA_V_OPAQUE(report), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return;
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_headers_destroy(h);
@@ -391,6 +413,228 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
             ++r.messages;
         }
     });
+}
+
+// S (reference, not a baseline): ADR 0080's snapshot batches reduced to their database work:
+// no lease, no held keys, no delayed rows, no expiry. The same backlog is copied, 1000 rows per
+// transaction as fill() commits them, into an insert-only table that keeps each row's
+// transaction id (index (txid, id)). A reader takes a snapshot S1 and lists, in id order, the
+// rows whose transaction is visible in S1 and was not in S0 (the previous snapshot); then per
+// 1000 of them it reads the rows in one id range, filtered by the same visibility terms, in
+// binary (as ferry-relay's claim does), and produces them. A marker thread on its own
+// connection waits for each batch's delivery reports, in order, and writes one ledger row per
+// batch that points at its rows (ids, partitions, offsets; no payload copy); batches already
+// acknowledged when it starts a mark go into the same transaction. The epoch's last batch stores
+// S1 as the next S0. At most FERRY_BENCH_SNAPSHOT_DEPTH batches (default 4) are produced and not
+// yet marked. Nothing is deleted. It bounds what that design can drain on this machine before
+// any of the work ADR 0080 lists as still to be carried over; after the drain it checks that the
+// ledger holds every row exactly once.
+void prepare_snapshot_table(pqxx::connection& conn, const bench_schema& s) {
+    {
+        pqxx::work tx{conn};
+        tx.exec("CREATE TABLE " + s.name +
+                ".snap_outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id "
+                "uuid NOT NULL, topic text NOT NULL, key text NOT NULL, payload bytea NOT NULL, "
+                "txid xid8 NOT NULL DEFAULT pg_current_xact_id())");
+        tx.exec("CREATE INDEX ON " + s.name + ".snap_outbox (txid, id)");
+        tx.exec("CREATE TABLE " + s.name +
+                ".snap_ledger (batch_id bigserial PRIMARY KEY, ids bigint[] NOT NULL, "
+                "partitions int[] NOT NULL, offsets bigint[] NOT NULL, published_at timestamptz "
+                "NOT NULL DEFAULT now())");
+        tx.exec("CREATE TABLE " + s.name +
+                ".snap_state (id int PRIMARY KEY, snap pg_snapshot NOT NULL)");
+        tx.exec("INSERT INTO " + s.name + ".snap_state VALUES (1, pg_current_snapshot())");
+        tx.commit();
+    }
+    long long lo = 0, hi = -1;
+    {
+        pqxx::nontransaction tx{conn};
+        const auto r = tx.exec("SELECT min(id), max(id) FROM " + s.name + ".outbox");
+        if (!r[0][0].is_null()) {
+            lo = r[0][0].as<long long>();
+            hi = r[0][1].as<long long>();
+        }
+    }
+    for (long long at = lo; at <= hi; at += 1000) {
+        pqxx::work tx{conn};
+        tx.exec("INSERT INTO " + s.name +
+                ".snap_outbox (message_id, topic, key, payload) SELECT message_id, topic, key, "
+                "payload FROM " +
+                s.name + ".outbox WHERE id >= " + std::to_string(at) + " AND id < " +
+                std::to_string(at + 1000) + " ORDER BY id");
+        tx.commit();
+    }
+    pqxx::nontransaction tx{conn};
+    tx.exec("ANALYZE " + s.name + ".snap_outbox");
+}
+
+template <class T>
+std::string array_literal(const std::vector<T>& v) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i > 0) out += ',';
+        out += std::to_string(v[i]);
+    }
+    return out + "}";
+}
+
+drain_result run_snapshot(pqxx::connection& conn, const std::string& dsn, const bench_schema& s,
+                          const std::string& brokers) {
+    const std::string table = s.name + ".snap_outbox", state = s.name + ".snap_state",
+                      ledger = s.name + ".snap_ledger";
+    // The rows of the epoch (S0, S1]: their transaction is visible in S1, and it was at or past
+    // S0's xmax or in progress in S0.
+    const std::string in_epoch =
+        "((txid >= pg_snapshot_xmax($1::pg_snapshot) AND txid < pg_snapshot_xmax($2::pg_snapshot))"
+        " OR txid = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))"
+        " AND pg_visible_in_snapshot(txid, $2::pg_snapshot)";
+    const std::size_t depth = std::getenv("FERRY_BENCH_SNAPSHOT_DEPTH")
+                                  ? std::stoul(std::getenv("FERRY_BENCH_SNAPSHOT_DEPTH"))
+                                  : 4;
+    struct batch {
+        std::vector<long long> ids;
+        std::vector<delivery> reports;
+        std::atomic<int> remaining{0};
+        std::string next_snapshot;  // set on an epoch's last batch
+    };
+    auto r = timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& result) {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::deque<std::unique_ptr<batch>> queue;  // produced, not yet marked, in order
+        bool done = false;
+        std::atomic<long long> marked{0};
+        std::thread marker([&] {
+            pqxx::connection mconn{dsn};
+            while (true) {
+                std::vector<batch*> ready;
+                {
+                    std::unique_lock lock{mu};
+                    cv.wait(lock, [&] { return done || !queue.empty(); });
+                    if (queue.empty()) return;
+                    ready.push_back(queue.front().get());
+                }
+                while (ready.front()->remaining.load() > 0) rd_kafka_poll(p.rk, 1);
+                {
+                    std::lock_guard lock{mu};
+                    for (std::size_t k = 1; k < queue.size() && queue[k]->remaining.load() == 0;
+                         ++k) {
+                        ready.push_back(queue[k].get());
+                    }
+                }
+                pqxx::work tx{mconn};
+                long long n = 0;
+                for (const auto* b : ready) {
+                    std::vector<int> partitions;
+                    std::vector<long long> offsets;
+                    for (const auto& d : b->reports) {
+                        partitions.push_back(d.partition);
+                        offsets.push_back(d.offset);
+                    }
+                    tx.exec_params("INSERT INTO " + ledger +
+                                       " (ids, partitions, offsets) VALUES ($1::bigint[], "
+                                       "$2::int[], $3::bigint[])",
+                                   array_literal(b->ids), array_literal(partitions),
+                                   array_literal(offsets));
+                    if (!b->next_snapshot.empty()) {
+                        tx.exec_params(
+                            "UPDATE " + state + " SET snap = $1::pg_snapshot WHERE id = 1",
+                            b->next_snapshot);
+                    }
+                    n += static_cast<long long>(b->ids.size());
+                }
+                tx.commit();
+                marked += n;
+                {
+                    std::lock_guard lock{mu};
+                    for (std::size_t k = 0; k < ready.size(); ++k) queue.pop_front();
+                }
+                cv.notify_all();
+            }
+        });
+        // The reads return binary (libpq directly: libpqxx 6.4 reads text only).
+        std::unique_ptr<PGconn, decltype(&PQfinish)> raw{PQconnectdb(dsn.c_str()), &PQfinish};
+        const std::string read_sql = "SELECT message_id::text, topic, key, payload FROM " + table +
+                                     " WHERE id BETWEEN $3 AND $4 AND " + in_epoch + " ORDER BY id";
+        std::string s0;
+        {
+            pqxx::nontransaction tx{conn};
+            s0 = tx.exec("SELECT snap::text FROM " + state + " WHERE id = 1")[0][0].c_str();
+        }
+        while (true) {
+            std::vector<long long> ids;
+            std::string s1;
+            {
+                pqxx::work tx{conn};
+                s1 = tx.exec("SELECT pg_current_snapshot()::text")[0][0].c_str();
+                for (const auto& row : tx.exec_params(
+                         "SELECT id FROM " + table + " WHERE " + in_epoch + " ORDER BY id", s0,
+                         s1)) {
+                    ids.push_back(row[0].as<long long>());
+                }
+                tx.commit();
+            }
+            if (ids.empty()) break;
+            for (std::size_t at = 0; at < ids.size(); at += 1000) {
+                const auto to = std::min(ids.size(), at + 1000);
+                auto b = std::make_unique<batch>();
+                b->ids.assign(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                              ids.begin() + static_cast<std::ptrdiff_t>(to));
+                if (to == ids.size()) b->next_snapshot = s1;
+                const auto lo = std::to_string(b->ids.front()), hi = std::to_string(b->ids.back());
+                const char* params[] = {s0.c_str(), s1.c_str(), lo.c_str(), hi.c_str()};
+                std::unique_ptr<PGresult, decltype(&PQclear)> res{
+                    PQexecParams(raw.get(), read_sql.c_str(), 4, nullptr, params, nullptr, nullptr,
+                                 1),
+                    &PQclear};
+                if (PQresultStatus(res.get()) != PGRES_TUPLES_OK ||
+                    static_cast<std::size_t>(PQntuples(res.get())) != b->ids.size()) {
+                    std::cerr << "bench_relay: S read: " << PQerrorMessage(raw.get())
+                              << " (rows: " << PQntuples(res.get()) << " of " << b->ids.size()
+                              << ")\n";
+                    std::exit(2);
+                }
+                const auto field = [&](int row, int col) {
+                    return std::string(PQgetvalue(res.get(), row, col),
+                                       static_cast<std::size_t>(PQgetlength(res.get(), row, col)));
+                };
+                b->reports.resize(b->ids.size());
+                b->remaining = static_cast<int>(b->ids.size());
+                for (auto& d : b->reports) d.remaining = &b->remaining;
+                {
+                    std::unique_lock lock{mu};
+                    cv.wait(lock, [&] { return queue.size() < depth; });
+                }
+                auto* produced = b.get();
+                {
+                    std::lock_guard lock{mu};
+                    queue.push_back(std::move(b));
+                }
+                cv.notify_all();
+                for (int i = 0; i < PQntuples(res.get()); ++i) {
+                    p.produce(field(i, 1), field(i, 2), field(i, 3), field(i, 0),
+                              &produced->reports[static_cast<std::size_t>(i)]);
+                }
+            }
+            s0 = s1;
+        }
+        {
+            std::lock_guard lock{mu};
+            done = true;
+        }
+        cv.notify_all();
+        marker.join();
+        result.messages = marked.load();
+    });
+    pqxx::nontransaction tx{conn};
+    const auto check = tx.exec("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM " +
+                               table + ") FROM (SELECT unnest(ids) AS id FROM " + ledger + ") l");
+    if (check[0][0].as<long long>() != check[0][2].as<long long>() ||
+        check[0][1].as<long long>() != check[0][2].as<long long>()) {
+        std::cerr << "bench_relay: S's ledger holds " << check[0][0].c_str() << " ids ("
+                  << check[0][1].c_str() << " distinct) for " << check[0][2].c_str() << " rows\n";
+        std::exit(2);
+    }
+    return r;
 }
 
 // --- ferry-relay as a child process -----------------------------------------------------------
@@ -833,18 +1077,18 @@ int main(int argc, char** argv) {
     // machine hit both; each reports the median round.
     const int rounds =
         std::getenv("FERRY_BENCH_ROUNDS") ? std::atoi(std::getenv("FERRY_BENCH_ROUNDS")) : 3;
-    drain_result ferry, b1, b0, walr, ferry_np, walr_np, k1, kmax;
+    drain_result ferry, b1, b0, walr, ferry_np, walr_np, k1, kmax, snap;
     nlohmann::json rounds_json = nlohmann::json::array();
     nlohmann::json dead_polling, dead_wal;
     if (!latency_only && !cost_only) {
         std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds, ferry_np_rounds,
-            wal_np_rounds, k1_rounds, kmax_rounds;
-        // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0 kafka")
-        // picks the drains to run, for iterating on one of them; the committed results run them
-        // all ("kafka": K1 and Kmax, Kafka alone).
+            wal_np_rounds, k1_rounds, kmax_rounds, snap_rounds;
+        // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0 kafka
+        // snapshot") picks the drains to run, for iterating on one of them; the committed results
+        // run them all ("kafka": K1 and Kmax, Kafka alone; "snapshot": S).
         const std::string modes = std::getenv("FERRY_BENCH_DRAIN_MODES")
                                       ? std::getenv("FERRY_BENCH_DRAIN_MODES")
-                                      : "polling wal polling_nopay wal_nopay b1 b0 kafka";
+                                      : "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot";
         const auto wanted = [&](const std::string& m) {
             return (" " + modes + " ").find(" " + m + " ") != std::string::npos;
         };
@@ -891,6 +1135,14 @@ int main(int argc, char** argv) {
                 fill(conn, s, static_cast<int>(n));
                 b1_rounds.push_back(run_b1(conn, s, brokers));
             }
+            if (wanted("snapshot")) {
+                std::cout << "round " << round << ": filling " << n
+                          << " messages for S (snapshot batches)..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_snap");
+                fill(conn, s, static_cast<int>(n));
+                prepare_snapshot_table(conn, s);
+                snap_rounds.push_back(run_snapshot(conn, dsn, s, brokers));
+            }
             if (wanted("kafka")) {
                 std::cout << "round " << round << ": Kafka alone (K1, Kmax), " << n
                           << " messages..." << std::endl;
@@ -917,6 +1169,7 @@ int main(int argc, char** argv) {
                  {"b0_msgs_per_s", z.rate()},
                  {"k1_msgs_per_s", last_or_empty(k1_rounds).rate()},
                  {"kmax_msgs_per_s", last_or_empty(kmax_rounds).rate()},
+                 {"s_snapshot_msgs_per_s", last_or_empty(snap_rounds).rate()},
                  {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
             std::cout << "  ferry " << f.rate() << " msg/s (" << f.cpu_ms_per_1k()
                       << " ms CPU/1k), WAL " << w.rate() << " msg/s (" << w.cpu_ms_per_1k()
@@ -933,6 +1186,7 @@ int main(int argc, char** argv) {
         b0 = median_round(b0_rounds);
         k1 = median_round(k1_rounds);
         kmax = median_round(kmax_rounds);
+        snap = median_round(snap_rounds);
     }
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
@@ -1017,6 +1271,8 @@ int main(int argc, char** argv) {
          {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
          {"Kafka alone, K1 (B1 without the database)", k1.rate(), "msg/s"},
          {"Kafka alone, Kmax (one flush at the end)", kmax.rate(), "msg/s"},
+         {"S, snapshot batches (ADR 0080, database work only)", snap.rate(), "msg/s"},
+         {"  / B1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0, "x"},
          {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"5k/s offered: p50 commit->ack", lat5k["p50_ms"].get<double>(), "ms"},
          {"5k/s offered: p99 commit->ack (target <= 10)", lat5k["p99_ms"].get<double>(), "ms"},
@@ -1038,13 +1294,15 @@ int main(int argc, char** argv) {
               {"b1_skip_locked_batch", b1.to_json()},
               {"b0_per_message", b0.to_json()},
               {"kafka_alone_k1", k1.to_json()},
-              {"kafka_alone_kmax", kmax.to_json()}}},
+              {"kafka_alone_kmax", kmax.to_json()},
+              {"s_snapshot_batches", snap.to_json()}}},
             {"ratios",
              {{"ferry_vs_b1", vs_b1},
               {"ferry_vs_b0", vs_b0},
               {"wal_vs_b1", wal_vs_b1},
               {"no_ledger_payloads_vs_b1", b1.rate() > 0 ? ferry_np.rate() / b1.rate() : 0},
               {"wal_no_ledger_payloads_vs_b1", b1.rate() > 0 ? walr_np.rate() / b1.rate() : 0},
+              {"s_snapshot_vs_b1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0},
               {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
               {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
             {"wal_latency_5k", wal_lat5k},
@@ -1069,7 +1327,8 @@ int main(int argc, char** argv) {
     for (const char* name :
          {"bench_relay_ferry", "bench_relay_b1", "bench_relay_b0", "bench_relay_lat_5000",
           "bench_relay_lat_20000", "bench_relay_wal", "bench_relay_np", "bench_relay_wal_np",
-          "bench_relay_wlat_5000", "bench_relay_emit_t", "bench_relay_emit_w"}) {
+          "bench_relay_wlat_5000", "bench_relay_emit_t", "bench_relay_emit_w", "bench_relay_snap",
+          "bench_relay_kafka"}) {
         pqxx::work tx{conn};
         tx.exec(std::string("DROP SCHEMA IF EXISTS ") + name + " CASCADE");
         tx.commit();
