@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Probe for ADR 0080 (not a test of Ferry's code, and not a bench): does reading an insert-only
 # table in batches between snapshots take every committed row exactly once, under concurrent
-# producers with short, long and rolled-back transactions? Two negative controls run in the
-# same loop: the batches without the transactions in progress at the previous snapshot, and a
-# cursor on `id > last_id` (the one DESIGN.md warns about). Both should lose rows.
+# producers with short, long and rolled-back transactions? And is per-key order kept when each
+# batch goes out in id order? Producers serialize on a key (a row lock on `agg`) after their
+# transaction already has its txid, so a transaction that committed later can have the lower
+# txid. Three negative controls run in the same loop: the batches without the transactions in
+# progress at the previous snapshot, and a cursor on `id > last_id` (the one DESIGN.md warns
+# about), should lose rows; the same batches sent in txid order (what cutting a batch by txid
+# would do) should break per-key order.
 #
 # Usage: bench/probes/snapshot_batches_check.sh DSN [SECONDS]   (default 20)
 # Needs pgbench and psql (PostgreSQL 15 client). Creates and drops the schema ferry_snapcheck.
-# Exit status 1 when a row is missing from the snapshot batches or taken twice.
+# Exit status 1 when a row is missing from the snapshot batches, taken twice, or out of its key's
+# order.
 set -euo pipefail
 dsn="${1:?usage: $0 DSN [SECONDS]}"
 seconds="${2:-20}"
@@ -23,10 +28,15 @@ CREATE SCHEMA ferry_snapcheck;
 CREATE TABLE ferry_snapcheck.ev (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    k int NOT NULL);
+    k int,      -- the key, on the row a transaction writes after taking the key's lock
+    seq int);   -- the key's sequence number: its commit order
 CREATE INDEX ON ferry_snapcheck.ev (txid, id);
--- What each reader took: the snapshot reader (batch number) and the id cursor.
-CREATE TABLE ferry_snapcheck.taken (reader text, batch int, id bigint, read_ms float8);
+CREATE TABLE ferry_snapcheck.agg (k int PRIMARY KEY, seq int NOT NULL);
+INSERT INTO ferry_snapcheck.agg SELECT g, 0 FROM generate_series(1, 10) g;
+-- What each reader took, in the order it would publish (pos): the snapshot reader (batch
+-- number) and the id cursor.
+CREATE TABLE ferry_snapcheck.taken (pos bigserial, reader text, batch int, id bigint,
+                                    read_ms float8);
 CREATE TABLE ferry_snapcheck.control (stop boolean NOT NULL);
 INSERT INTO ferry_snapcheck.control VALUES (false);
 
@@ -56,10 +66,17 @@ BEGIN
                              WHERE e2.txid >= pg_snapshot_xmax(s_prev)
                                AND e2.txid < pg_snapshot_xmax(s_next))
               AND pg_visible_in_snapshot(e.txid, s_next)
-              AND NOT pg_visible_in_snapshot(e.txid, s_prev);
+              AND NOT pg_visible_in_snapshot(e.txid, s_prev)
+            ORDER BY e.id;
         GET DIAGNOSTICS n = ROW_COUNT;
         UPDATE ferry_snapcheck.taken SET read_ms = extract(epoch FROM clock_timestamp() - t0) * 1000
             WHERE reader = 'snapshot' AND batch = b;
+        -- Negative control: the same batch in txid order.
+        INSERT INTO ferry_snapcheck.taken (reader, batch, id)
+            SELECT 'snapshot_txid_order', b, e.id FROM ferry_snapcheck.ev e
+            WHERE e.id IN (SELECT id FROM ferry_snapcheck.taken WHERE reader = 'snapshot'
+                                                                  AND batch = b)
+            ORDER BY e.txid, e.id;
         -- Negative control: the same batches without the transactions that were in progress
         -- at s_prev (only the txid range). It loses the rows of every transaction that was
         -- still open when the previous snapshot was taken.
@@ -85,15 +102,19 @@ BEGIN
 END $$;
 SQL
 
-# Producers: 1-5 rows a transaction; one transaction in 40 stays open for 0.5-1.5 s, one in 10
-# rolls back (its rows must never be taken).
+# Producers: 1-5 rows a transaction, which take its txid; then up to 2 ms later the key's lock
+# and one row with the key's next sequence number. One transaction in 40 stays open for
+# 0.5-1.5 s, one in 10 rolls back (its rows must never be taken).
 cat >"${work}/produce.sql" <<'EOF2'
 \set rows random(1, 5)
 \set long random(1, 40)
 \set abort random(1, 10)
-\set k random(1, 50)
+\set k random(1, 10)
 BEGIN;
-INSERT INTO ferry_snapcheck.ev (k) SELECT :k FROM generate_series(1, :rows);
+INSERT INTO ferry_snapcheck.ev (k) SELECT NULL FROM generate_series(1, :rows);
+SELECT pg_sleep(random() * 0.002);
+UPDATE ferry_snapcheck.agg SET seq = seq + 1 WHERE k = :k;
+INSERT INTO ferry_snapcheck.ev (k, seq) SELECT k, seq FROM ferry_snapcheck.agg WHERE k = :k;
 \if :long = 1
 SELECT pg_sleep(0.5 + random());
 \endif
@@ -122,6 +143,13 @@ SELECT 'snapshot_not_committed', count(*) FROM ferry_snapcheck.taken t WHERE t.r
     AND NOT EXISTS (SELECT 1 FROM ferry_snapcheck.ev e WHERE e.id = t.id);
 SELECT 'snapshot_without_xip_missing', count(*) FROM ferry_snapcheck.ev e WHERE NOT EXISTS (
     SELECT 1 FROM ferry_snapcheck.taken t WHERE t.reader = 'snapshot_without_xip' AND t.id = e.id);
+SELECT 'snapshot_order_violations', count(*) FROM (SELECT e.seq, lag(e.seq) OVER (PARTITION BY e.k
+    ORDER BY t.pos) AS prev FROM ferry_snapcheck.taken t JOIN ferry_snapcheck.ev e USING (id)
+    WHERE t.reader = 'snapshot' AND e.k IS NOT NULL) o WHERE o.prev >= o.seq;
+SELECT 'txid_order_violations', count(*) FROM (SELECT e.seq, lag(e.seq) OVER (PARTITION BY e.k
+    ORDER BY t.pos) AS prev FROM ferry_snapcheck.taken t JOIN ferry_snapcheck.ev e USING (id)
+    WHERE t.reader = 'snapshot_txid_order' AND e.k IS NOT NULL) o WHERE o.prev >= o.seq;
+SELECT 'keyed_rows', count(*) FROM ferry_snapcheck.ev WHERE k IS NOT NULL;
 SELECT 'cursor_missing', count(*) FROM ferry_snapcheck.ev e WHERE NOT EXISTS (
     SELECT 1 FROM ferry_snapcheck.taken t WHERE t.reader = 'cursor' AND t.id = e.id);
 SELECT 'snapshot_read_ms_p50_p99', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY read_ms)::numeric, 3),
@@ -129,5 +157,6 @@ SELECT 'snapshot_read_ms_p50_p99', round(percentile_cont(0.5) WITHIN GROUP (ORDE
     FROM (SELECT DISTINCT batch, read_ms FROM ferry_snapcheck.taken WHERE reader = 'snapshot') s;
 SQL
 q -c "SET client_min_messages = warning" -c "DROP SCHEMA ferry_snapcheck CASCADE"
-awk '$1 == "snapshot_missing" || $1 == "snapshot_taken_twice" || $1 == "snapshot_not_committed" { bad += $2 }
+awk '$1 == "snapshot_missing" || $1 == "snapshot_taken_twice" || $1 == "snapshot_not_committed" ||
+     $1 == "snapshot_order_violations" { bad += $2 }
      END { exit bad > 0 }' "${work}/result"
