@@ -16,9 +16,10 @@
 //       producer, batches pipelined and marks merged (see run_snapshot).
 //
 // WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
-// columns into a plain table (no Ferry), and the table-mode writer beside both: 1 message per
-// transaction and 1000 per statement, rounds alternating, medians. And, after each drain, the
-// dead tuples of every table of the schema (WAL mode writes no outbox row at all).
+// columns into a plain table (no Ferry), and the table-mode writer beside both, and the same
+// writer into ADR 0080's outbox (a txid column; index (shard, txid, id) instead of (shard, id)):
+// 1 message per transaction and 1000 per statement, rounds alternating, medians. And, after each
+// drain, the dead tuples of every table of the schema (WAL mode writes no outbox row at all).
 //
 // Measures: backlog drain rate (200k messages of 200 B), relay CPU per 1k messages (utime +
 // stime of the process doing the relaying), and steady-state commit->ack latency at 5k and 20k
@@ -952,6 +953,18 @@ double median_of(std::vector<double> v) {
 nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per_mode, int rounds) {
     const auto table_s = fresh_schema(conn, "bench_relay_emit_t");
     const auto wal_s = fresh_schema(conn, "bench_relay_emit_w", true);
+    // The outbox ADR 0080 proposes for snapshot batches: each row keeps its transaction id, and
+    // the index (shard, txid, id) replaces (shard, id). The same table writer inserts into it.
+    const auto snap_s = fresh_schema(conn, "bench_relay_emit_s");
+    {
+        pqxx::work tx{conn};
+        tx.exec("ALTER TABLE " + snap_s.name +
+                ".outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()");
+        tx.exec("CREATE INDEX outbox_shard_txid_idx ON " + snap_s.name +
+                ".outbox (shard, txid, id)");
+        tx.exec("DROP INDEX " + snap_s.name + ".outbox_shard_id_idx");
+        tx.commit();
+    }
     {
         pqxx::work tx{conn};
         tx.exec("DROP SCHEMA IF EXISTS bench_relay_plain CASCADE");
@@ -972,6 +985,7 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
                  "k, p, h)");
     const auto table_w = writer_for(table_s);
     const auto wal_w = writer_for(wal_s);
+    const auto snap_w = writer_for(snap_s);
     const std::string payload(200, 'x');
     std::string hex = "\\x";
     for (const unsigned char c : payload) {
@@ -986,7 +1000,7 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
         m.payload = payload;
         return m;
     };
-    enum class kind { plain, table, wal };
+    enum class kind { plain, table, wal, snapshot };
     const auto run_mode = [&](kind k, int per_tx) {
         const auto t0 = clock_type::now();
         long n = 0;
@@ -1011,8 +1025,10 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
                                      payloads + "}", headers + "}");
                 }
             } else {
-                const auto& w = k == kind::table ? table_w : wal_w;
-                const auto& topic = k == kind::table ? table_s.topic : wal_s.topic;
+                const auto& w = k == kind::table ? table_w : k == kind::wal ? wal_w : snap_w;
+                const auto& topic = k == kind::table ? table_s.topic
+                                    : k == kind::wal ? wal_s.topic
+                                                     : snap_s.topic;
                 if (per_tx == 1) {
                     (void)w.enqueue(tx, message_of(topic, n));
                 } else {
@@ -1035,9 +1051,10 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
             rates["plain"].push_back(run_mode(kind::plain, per_tx));
             rates["table"].push_back(run_mode(kind::table, per_tx));
             rates["wal"].push_back(run_mode(kind::wal, per_tx));
+            rates["snapshot_table"].push_back(run_mode(kind::snapshot, per_tx));
         }
         const double plain = median_of(rates["plain"]), table = median_of(rates["table"]),
-                     walr = median_of(rates["wal"]);
+                     walr = median_of(rates["wal"]), snap = median_of(rates["snapshot_table"]);
         out[per_tx == 1 ? "one_per_tx" : "batch_1000"] = {
             {"plain_insert_msgs_per_s", plain},
             {"table_writer_msgs_per_s", table},
@@ -1045,7 +1062,11 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
             {"rounds", rates},
             // cost per message relative to a plain INSERT (time per message ratio)
             {"wal_cost_vs_plain_insert", walr > 0 ? plain / walr : 0},
-            {"table_cost_vs_plain_insert", table > 0 ? plain / table : 0}};
+            {"table_cost_vs_plain_insert", table > 0 ? plain / table : 0},
+            // ADR 0080's outbox (txid column, index (shard, txid, id)) with the table writer
+            {"snapshot_table_writer_msgs_per_s", snap},
+            {"snapshot_table_cost_vs_plain_insert", snap > 0 ? plain / snap : 0},
+            {"snapshot_table_cost_vs_table", snap > 0 ? table / snap : 0}};
     }
     {
         pqxx::work tx{conn};
