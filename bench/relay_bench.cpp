@@ -17,7 +17,7 @@
 //
 // WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
 // columns into a plain table (no Ferry), and the table-mode writer beside both, and the same
-// writer into ADR 0080's outbox (a txid column; index (shard, txid, id) instead of (shard, id)):
+// writer into ADR 0080's outbox (a txid column; index (txid, id) instead of (shard, id)):
 // 1 message per transaction and 1000 per statement, rounds alternating, medians. And, after each
 // drain, the dead tuples of every table of the schema (WAL mode writes no outbox row at all).
 //
@@ -214,19 +214,25 @@ long long published_rows(pqxx::connection& conn, const bench_schema& s) {
     return tx.exec("SELECT count(*) FROM " + s.name + ".ledger")[0][0].as<long long>();
 }
 
+double system_now_s() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 // --- librdkafka producer for the baselines -------------------------------------------------
 // Where a delivery report puts a message's partition and offset (S1 records them).
 struct delivery {
     std::int32_t partition = -1;
     std::int64_t offset = -1;
-    std::atomic<int>* remaining = nullptr;  // the batch's count of reports still to come
+    std::atomic<int>* remaining = nullptr;    // the batch's count of reports still to come
+    std::atomic<double>* acked_at = nullptr;  // set to the system clock by the batch's last report
 };
 
 struct producer {
     rd_kafka_t* rk = nullptr;
     std::atomic<long> failed{0};
 
-    explicit producer(const std::string& brokers) {
+    explicit producer(const std::string& brokers, const char* linger_ms = "5") {
         char err[512];
         rd_kafka_conf_t* conf = rd_kafka_conf_new();
         auto set = [&](const char* k, const char* v) {
@@ -245,17 +251,19 @@ struct producer {
         set("compression.type", "lz4");
         set("partitioner", "murmur2_random");
         set("socket.nagle.disable", "true");
-        set("linger.ms", "5");
+        set("linger.ms", linger_ms);
         rd_kafka_conf_set_opaque(conf, this);
-        rd_kafka_conf_set_dr_msg_cb(conf,
-                                    [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-                                        if (m->err) ++static_cast<producer*>(opaque)->failed;
-                                        if (auto* d = static_cast<delivery*>(m->_private)) {
-                                            d->partition = m->partition;
-                                            d->offset = m->offset;
-                                            if (d->remaining) --*d->remaining;
-                                        }
-                                    });
+        rd_kafka_conf_set_dr_msg_cb(
+            conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+                if (m->err) ++static_cast<producer*>(opaque)->failed;
+                if (auto* d = static_cast<delivery*>(m->_private)) {
+                    d->partition = m->partition;
+                    d->offset = m->offset;
+                    if (d->remaining && d->remaining->fetch_sub(1) == 1 && d->acked_at) {
+                        d->acked_at->store(system_now_s());
+                    }
+                }
+            });
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk) {
             std::cerr << "bench_relay: " << err << "\n";
@@ -417,19 +425,50 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
 }
 
 // S (reference, not a baseline): ADR 0080's snapshot batches reduced to their database work:
-// no lease, no held keys, no delayed rows, no expiry. The same backlog is copied, 1000 rows per
-// transaction as fill() commits them, into an insert-only table that keeps each row's
-// transaction id (index (txid, id)). A reader takes a snapshot S1 and lists, in id order, the
-// rows whose transaction is visible in S1 and was not in S0 (the previous snapshot); then per
-// 1000 of them it reads the rows in one id range, filtered by the same visibility terms, in
-// binary (as ferry-relay's claim does), and produces them. A marker thread on its own
-// connection waits for each batch's delivery reports, in order, and writes one ledger row per
-// batch that points at its rows (ids, partitions, offsets; no payload copy); batches already
-// acknowledged when it starts a mark go into the same transaction. The epoch's last batch stores
-// S1 as the next S0. At most FERRY_BENCH_SNAPSHOT_DEPTH batches (default 4) are produced and not
-// yet marked. Nothing is deleted. It bounds what that design can drain on this machine before
-// any of the work ADR 0080 lists as still to be carried over; after the drain it checks that the
-// ledger holds every row exactly once.
+// no lease, no held keys, no delayed rows, no expiry. A reader takes a snapshot S1 and lists, in
+// id order, the rows whose transaction is visible in S1 and was not in S0 (the previous
+// snapshot); then per 1000 of them it reads the rows in one id range, filtered by the same
+// visibility terms, in binary (as ferry-relay's claim does), and produces them. A marker thread
+// on its own connection waits for each batch's delivery reports, in order, and writes one ledger
+// row per batch that points at its rows (ids, partitions, offsets, when Kafka acknowledged the
+// batch's last message; no payload copy); batches already acknowledged when it starts a mark go
+// into the same transaction. The epoch's last batch stores S1 as the next S0. At most
+// FERRY_BENCH_SNAPSHOT_DEPTH batches (default 4) are produced and not yet marked. Nothing is
+// deleted.
+//   Drain: the backlog is copied, 1000 rows per transaction as fill() commits them, into an
+//   insert-only table that keeps each row's txid (index (txid, id)); after the drain the ledger
+//   must hold every row exactly once.
+//   Latency: the producers write with the table writer into ADR 0080's outbox (add_txid_column)
+//   while S runs; commit->ack ends at S's ledger's acked_at, as it does for ferry-relay.
+// It bounds what the design can do on this machine before any of the work ADR 0080 lists as
+// still to be carried over.
+
+// S's ledger and its state row (the last snapshot).
+void create_snapshot_bookkeeping(pqxx::connection& conn, const std::string& schema) {
+    pqxx::work tx{conn};
+    tx.exec("CREATE TABLE " + schema +
+            ".snap_ledger (batch_id bigserial PRIMARY KEY, ids bigint[] NOT NULL, partitions "
+            "int[] NOT NULL, offsets bigint[] NOT NULL, acked_at timestamptz NOT NULL, "
+            "published_at timestamptz NOT NULL DEFAULT now())");
+    tx.exec("CREATE TABLE " + schema +
+            ".snap_state (id int PRIMARY KEY, snap pg_snapshot NOT NULL)");
+    tx.exec("INSERT INTO " + schema + ".snap_state VALUES (1, pg_current_snapshot())");
+    tx.commit();
+}
+
+// ADR 0080's outbox: today's, where each row keeps its transaction id and the index (txid, id)
+// replaces (shard, id). Writers need no change. Not (shard, txid, id), as ADR 0080 first
+// proposed: an epoch's listing then needs one index probe per shard (256, about 1 ms), or scans
+// the whole retained table when it names no shard.
+void add_txid_column(pqxx::connection& conn, const std::string& schema) {
+    pqxx::work tx{conn};
+    tx.exec("ALTER TABLE " + schema +
+            ".outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()");
+    tx.exec("CREATE INDEX outbox_txid_idx ON " + schema + ".outbox (txid, id)");
+    tx.exec("DROP INDEX " + schema + ".outbox_shard_id_idx");
+    tx.commit();
+}
+
 void prepare_snapshot_table(pqxx::connection& conn, const bench_schema& s) {
     {
         pqxx::work tx{conn};
@@ -438,15 +477,9 @@ void prepare_snapshot_table(pqxx::connection& conn, const bench_schema& s) {
                 "uuid NOT NULL, topic text NOT NULL, key text NOT NULL, payload bytea NOT NULL, "
                 "txid xid8 NOT NULL DEFAULT pg_current_xact_id())");
         tx.exec("CREATE INDEX ON " + s.name + ".snap_outbox (txid, id)");
-        tx.exec("CREATE TABLE " + s.name +
-                ".snap_ledger (batch_id bigserial PRIMARY KEY, ids bigint[] NOT NULL, "
-                "partitions int[] NOT NULL, offsets bigint[] NOT NULL, published_at timestamptz "
-                "NOT NULL DEFAULT now())");
-        tx.exec("CREATE TABLE " + s.name +
-                ".snap_state (id int PRIMARY KEY, snap pg_snapshot NOT NULL)");
-        tx.exec("INSERT INTO " + s.name + ".snap_state VALUES (1, pg_current_snapshot())");
         tx.commit();
     }
+    create_snapshot_bookkeeping(conn, s.name);
     long long lo = 0, hi = -1;
     {
         pqxx::nontransaction tx{conn};
@@ -479,10 +512,11 @@ std::string array_literal(const std::vector<T>& v) {
     return out + "}";
 }
 
-drain_result run_snapshot(pqxx::connection& conn, const std::string& dsn, const bench_schema& s,
-                          const std::string& brokers) {
-    const std::string table = s.name + ".snap_outbox", state = s.name + ".snap_state",
-                      ledger = s.name + ".snap_ledger";
+// Runs S over `table` of `schema` with `p`. Without `stop` it ends at the first empty epoch;
+// with it, at the first empty epoch taken after `stop` was set. Returns the messages marked.
+long long snapshot_relay(producer& p, const std::string& dsn, const std::string& schema,
+                         const std::string& table, const std::atomic<bool>* stop) {
+    const std::string state = schema + ".snap_state", ledger = schema + ".snap_ledger";
     // The rows of the epoch (S0, S1]: their transaction is visible in S1, and it was at or past
     // S0's xmax or in progress in S0.
     const std::string in_epoch =
@@ -496,139 +530,152 @@ drain_result run_snapshot(pqxx::connection& conn, const std::string& dsn, const 
         std::vector<long long> ids;
         std::vector<delivery> reports;
         std::atomic<int> remaining{0};
-        std::string next_snapshot;  // set on an epoch's last batch
+        std::atomic<double> acked_at{0};  // system clock, when the last report came
+        std::string next_snapshot;        // set on an epoch's last batch
     };
-    auto r = timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& result) {
-        std::mutex mu;
-        std::condition_variable cv;
-        std::deque<std::unique_ptr<batch>> queue;  // produced, not yet marked, in order
-        bool done = false;
-        std::atomic<long long> marked{0};
-        std::thread marker([&] {
-            pqxx::connection mconn{dsn};
-            while (true) {
-                std::vector<batch*> ready;
-                {
-                    std::unique_lock lock{mu};
-                    cv.wait(lock, [&] { return done || !queue.empty(); });
-                    if (queue.empty()) return;
-                    ready.push_back(queue.front().get());
-                }
-                while (ready.front()->remaining.load() > 0) rd_kafka_poll(p.rk, 1);
-                {
-                    std::lock_guard lock{mu};
-                    for (std::size_t k = 1; k < queue.size() && queue[k]->remaining.load() == 0;
-                         ++k) {
-                        ready.push_back(queue[k].get());
-                    }
-                }
-                pqxx::work tx{mconn};
-                long long n = 0;
-                for (const auto* b : ready) {
-                    std::vector<int> partitions;
-                    std::vector<long long> offsets;
-                    for (const auto& d : b->reports) {
-                        partitions.push_back(d.partition);
-                        offsets.push_back(d.offset);
-                    }
-                    tx.exec_params("INSERT INTO " + ledger +
-                                       " (ids, partitions, offsets) VALUES ($1::bigint[], "
-                                       "$2::int[], $3::bigint[])",
-                                   array_literal(b->ids), array_literal(partitions),
-                                   array_literal(offsets));
-                    if (!b->next_snapshot.empty()) {
-                        tx.exec_params(
-                            "UPDATE " + state + " SET snap = $1::pg_snapshot WHERE id = 1",
-                            b->next_snapshot);
-                    }
-                    n += static_cast<long long>(b->ids.size());
-                }
-                tx.commit();
-                marked += n;
-                {
-                    std::lock_guard lock{mu};
-                    for (std::size_t k = 0; k < ready.size(); ++k) queue.pop_front();
-                }
-                cv.notify_all();
-            }
-        });
-        // The reads return binary (libpq directly: libpqxx 6.4 reads text only).
-        std::unique_ptr<PGconn, decltype(&PQfinish)> raw{PQconnectdb(dsn.c_str()), &PQfinish};
-        const std::string read_sql = "SELECT message_id::text, topic, key, payload FROM " + table +
-                                     " WHERE id BETWEEN $3 AND $4 AND " + in_epoch + " ORDER BY id";
-        std::string s0;
-        {
-            pqxx::nontransaction tx{conn};
-            s0 = tx.exec("SELECT snap::text FROM " + state + " WHERE id = 1")[0][0].c_str();
-        }
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::unique_ptr<batch>> queue;  // produced, not yet marked, in order
+    bool done = false;
+    std::atomic<long long> marked{0};
+    std::thread marker([&] {
+        pqxx::connection mconn{dsn};
         while (true) {
-            std::vector<long long> ids;
-            std::string s1;
+            std::vector<batch*> ready;
             {
-                pqxx::work tx{conn};
-                s1 = tx.exec("SELECT pg_current_snapshot()::text")[0][0].c_str();
-                for (const auto& row : tx.exec_params(
-                         "SELECT id FROM " + table + " WHERE " + in_epoch + " ORDER BY id", s0,
-                         s1)) {
-                    ids.push_back(row[0].as<long long>());
-                }
-                tx.commit();
+                std::unique_lock lock{mu};
+                cv.wait(lock, [&] { return done || !queue.empty(); });
+                if (queue.empty()) return;
+                ready.push_back(queue.front().get());
             }
-            if (ids.empty()) break;
-            for (std::size_t at = 0; at < ids.size(); at += 1000) {
-                const auto to = std::min(ids.size(), at + 1000);
-                auto b = std::make_unique<batch>();
-                b->ids.assign(ids.begin() + static_cast<std::ptrdiff_t>(at),
-                              ids.begin() + static_cast<std::ptrdiff_t>(to));
-                if (to == ids.size()) b->next_snapshot = s1;
-                const auto lo = std::to_string(b->ids.front()), hi = std::to_string(b->ids.back());
-                const char* params[] = {s0.c_str(), s1.c_str(), lo.c_str(), hi.c_str()};
-                std::unique_ptr<PGresult, decltype(&PQclear)> res{
-                    PQexecParams(raw.get(), read_sql.c_str(), 4, nullptr, params, nullptr, nullptr,
-                                 1),
-                    &PQclear};
-                if (PQresultStatus(res.get()) != PGRES_TUPLES_OK ||
-                    static_cast<std::size_t>(PQntuples(res.get())) != b->ids.size()) {
-                    std::cerr << "bench_relay: S read: " << PQerrorMessage(raw.get())
-                              << " (rows: " << PQntuples(res.get()) << " of " << b->ids.size()
-                              << ")\n";
-                    std::exit(2);
-                }
-                const auto field = [&](int row, int col) {
-                    return std::string(PQgetvalue(res.get(), row, col),
-                                       static_cast<std::size_t>(PQgetlength(res.get(), row, col)));
-                };
-                b->reports.resize(b->ids.size());
-                b->remaining = static_cast<int>(b->ids.size());
-                for (auto& d : b->reports) d.remaining = &b->remaining;
-                {
-                    std::unique_lock lock{mu};
-                    cv.wait(lock, [&] { return queue.size() < depth; });
-                }
-                auto* produced = b.get();
-                {
-                    std::lock_guard lock{mu};
-                    queue.push_back(std::move(b));
-                }
-                cv.notify_all();
-                for (int i = 0; i < PQntuples(res.get()); ++i) {
-                    p.produce(field(i, 1), field(i, 2), field(i, 3), field(i, 0),
-                              &produced->reports[static_cast<std::size_t>(i)]);
+            while (ready.front()->remaining.load() > 0) rd_kafka_poll(p.rk, 1);
+            {
+                std::lock_guard lock{mu};
+                for (std::size_t k = 1; k < queue.size() && queue[k]->remaining.load() == 0; ++k) {
+                    ready.push_back(queue[k].get());
                 }
             }
-            s0 = s1;
+            pqxx::work tx{mconn};
+            long long n = 0;
+            for (const auto* b : ready) {
+                std::vector<int> partitions;
+                std::vector<long long> offsets;
+                for (const auto& d : b->reports) {
+                    partitions.push_back(d.partition);
+                    offsets.push_back(d.offset);
+                }
+                tx.exec_params("INSERT INTO " + ledger +
+                                   " (ids, partitions, offsets, acked_at) VALUES ($1::bigint[], "
+                                   "$2::int[], $3::bigint[], to_timestamp($4::float8))",
+                               array_literal(b->ids), array_literal(partitions),
+                               array_literal(offsets), b->acked_at.load());
+                if (!b->next_snapshot.empty()) {
+                    tx.exec_params("UPDATE " + state + " SET snap = $1::pg_snapshot WHERE id = 1",
+                                   b->next_snapshot);
+                }
+                n += static_cast<long long>(b->ids.size());
+            }
+            tx.commit();
+            marked += n;
+            {
+                std::lock_guard lock{mu};
+                for (std::size_t k = 0; k < ready.size(); ++k) queue.pop_front();
+            }
+            cv.notify_all();
         }
+    });
+    // The reads return binary (libpq directly: libpqxx 6.4 reads text only).
+    pqxx::connection conn{dsn};
+    std::unique_ptr<PGconn, decltype(&PQfinish)> raw{PQconnectdb(dsn.c_str()), &PQfinish};
+    const std::string read_sql = "SELECT message_id::text, topic, key, payload FROM " + table +
+                                 " WHERE id BETWEEN $3 AND $4 AND " + in_epoch + " ORDER BY id";
+    std::string s0;
+    {
+        pqxx::nontransaction tx{conn};
+        s0 = tx.exec("SELECT snap::text FROM " + state + " WHERE id = 1")[0][0].c_str();
+    }
+    while (true) {
+        const bool stopping = stop == nullptr || stop->load();
+        std::vector<long long> ids;
+        std::string s1;
         {
-            std::lock_guard lock{mu};
-            done = true;
+            pqxx::work tx{conn};
+            s1 = tx.exec("SELECT pg_current_snapshot()::text")[0][0].c_str();
+            for (const auto& row : tx.exec_params(
+                     "SELECT id FROM " + table + " WHERE " + in_epoch + " ORDER BY id", s0, s1)) {
+                ids.push_back(row[0].as<long long>());
+            }
+            tx.commit();
         }
-        cv.notify_all();
-        marker.join();
-        result.messages = marked.load();
+        if (ids.empty()) {
+            if (stopping) break;
+            s0 = s1;
+            std::this_thread::sleep_for(1ms);  // ferry-relay's pause after a short batch
+            continue;
+        }
+        for (std::size_t at = 0; at < ids.size(); at += 1000) {
+            const auto to = std::min(ids.size(), at + 1000);
+            auto b = std::make_unique<batch>();
+            b->ids.assign(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                          ids.begin() + static_cast<std::ptrdiff_t>(to));
+            if (to == ids.size()) b->next_snapshot = s1;
+            const auto lo = std::to_string(b->ids.front()), hi = std::to_string(b->ids.back());
+            const char* params[] = {s0.c_str(), s1.c_str(), lo.c_str(), hi.c_str()};
+            std::unique_ptr<PGresult, decltype(&PQclear)> res{
+                PQexecParams(raw.get(), read_sql.c_str(), 4, nullptr, params, nullptr, nullptr, 1),
+                &PQclear};
+            if (PQresultStatus(res.get()) != PGRES_TUPLES_OK ||
+                static_cast<std::size_t>(PQntuples(res.get())) != b->ids.size()) {
+                std::cerr << "bench_relay: S read: " << PQerrorMessage(raw.get())
+                          << " (rows: " << PQntuples(res.get()) << " of " << b->ids.size() << ")\n";
+                std::exit(2);
+            }
+            const auto field = [&](int row, int col) {
+                return std::string(PQgetvalue(res.get(), row, col),
+                                   static_cast<std::size_t>(PQgetlength(res.get(), row, col)));
+            };
+            b->reports.resize(b->ids.size());
+            b->remaining = static_cast<int>(b->ids.size());
+            for (auto& d : b->reports) {
+                d.remaining = &b->remaining;
+                d.acked_at = &b->acked_at;
+            }
+            {
+                std::unique_lock lock{mu};
+                cv.wait(lock, [&] { return queue.size() < depth; });
+            }
+            auto* produced = b.get();
+            {
+                std::lock_guard lock{mu};
+                queue.push_back(std::move(b));
+            }
+            cv.notify_all();
+            for (int i = 0; i < PQntuples(res.get()); ++i) {
+                p.produce(field(i, 1), field(i, 2), field(i, 3), field(i, 0),
+                          &produced->reports[static_cast<std::size_t>(i)]);
+            }
+        }
+        s0 = s1;
+    }
+    {
+        std::lock_guard lock{mu};
+        done = true;
+    }
+    cv.notify_all();
+    marker.join();
+    return marked.load();
+}
+
+drain_result run_snapshot(pqxx::connection& conn, const std::string& dsn, const bench_schema& s,
+                          const std::string& brokers) {
+    const std::string table = s.name + ".snap_outbox";
+    auto r = timed_with_producer(brokers, s.topic, [&](producer& p, drain_result& result) {
+        result.messages = snapshot_relay(p, dsn, s.name, table, nullptr);
     });
     pqxx::nontransaction tx{conn};
-    const auto check = tx.exec("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM " +
-                               table + ") FROM (SELECT unnest(ids) AS id FROM " + ledger + ") l");
+    const auto check =
+        tx.exec("SELECT count(*), count(DISTINCT id), (SELECT count(*) FROM " + table +
+                ") FROM (SELECT unnest(ids) AS id FROM " + s.name + ".snap_ledger) l");
     if (check[0][0].as<long long>() != check[0][2].as<long long>() ||
         check[0][1].as<long long>() != check[0][2].as<long long>()) {
         std::cerr << "bench_relay: S's ledger holds " << check[0][0].c_str() << " ids ("
@@ -788,47 +835,41 @@ drain_result run_ferry(pqxx::connection& conn, const bench_schema& s, const std:
     return r;
 }
 
-nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const std::string& dsn,
-                           const std::string& brokers, int rate, std::chrono::seconds duration,
-                           bool wal_mode = false) {
-    const auto s = fresh_schema(
-        conn,
-        std::string(wal_mode ? "bench_relay_wlat_" : "bench_relay_lat_") + std::to_string(rate),
-        wal_mode);
-    relay_process relay(bin, dsn, brokers, s);
-    // Warm up: the first message of a new topic waits for its metadata (about a second on the
-    // embedded Kafka); that is start-up, not steady state.
-    {
-        const auto w = writer_for(s);
-        outbox::message m;
-        m.topic = s.topic;
-        m.key = "warm-up";
-        pqxx::work tx{conn};
-        (void)w.enqueue(tx, m);
-        tx.commit();
-        const auto deadline = clock_type::now() + 30s;
-        while (published_rows(conn, s) == 0 && clock_type::now() < deadline)
-            std::this_thread::sleep_for(10ms);
-        pqxx::work clear{conn};
-        clear.exec("TRUNCATE " + s.name + ".published, " + s.name + ".published_batch");
-        clear.commit();
-    }
+// The latency runs' producers start 2 s before the measured time (their sessions, the new
+// schema's caches and the relay's first batches warm up then).
+constexpr double latency_warmup_s = 2.0;
+
+// What the latency runs' producers committed: per producer, each message id with the time its
+// COMMIT returned (system clock, epoch seconds), and each commit's duration.
+struct offered_load {
+    std::vector<std::vector<std::pair<std::string, double>>> committed;
+    std::vector<bench::samples> commit_us;
+    long sent = 0;
+    double offered_s = 0;
+    double measured_from = 0;  // messages committed before this are the warm-up's
+};
+
+offered_load offer_load(const std::string& dsn, const bench_schema& s, int rate,
+                        std::chrono::seconds duration) {
     // 8 producer sessions, each committing a transaction every 8 ms (1k commits/s in all), with
     // rate / 1000 messages per transaction: on 2 cores, a commit rate that a 1-row-per-commit
     // generator would need for 20k msg/s (each commit waits for its fsync) saturates the machine
     // before the relay is measured.
     constexpr int producers = 8;
     const int per_tx = std::max(1, rate / 1000);
+    offered_load load;
     std::atomic<long> sent{0};
     // message id -> when its producer's COMMIT returned (system clock, the same clock the
     // database reads on this machine)
-    std::vector<std::vector<std::pair<std::string, double>>> committed(producers);
+    auto& committed = load.committed;
+    committed.resize(producers);
     // Messages committed before this (system clock, epoch seconds) are the warm-up's.
-    constexpr double warmup_s = 2.0;
-    const double measured_from =
+    constexpr double warmup_s = latency_warmup_s;
+    load.measured_from =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() +
         warmup_s;
-    std::vector<bench::samples> commit_us(producers);
+    auto& commit_us = load.commit_us;
+    commit_us.resize(producers);
     std::vector<std::thread> threads;
     const auto t0 = clock_type::now();
     for (int p = 0; p < producers; ++p) {
@@ -867,26 +908,21 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         });
     }
     for (auto& t : threads) t.join();
-    const double offered_s = std::chrono::duration<double>(clock_type::now() - t0).count();
-    const auto drain_deadline = clock_type::now() + 60s;
-    while (published_rows(conn, s) < sent.load() && clock_type::now() < drain_deadline)
-        std::this_thread::sleep_for(20ms);
-    // message id -> (acked_at, published_at), epoch seconds
-    std::unordered_map<std::string, std::pair<double, double>> published;
-    {
-        pqxx::nontransaction tx{conn};
-        for (const auto& row : tx.exec("SELECT message_id::text, extract(epoch FROM "
-                                       "acked_at)::float8, extract(epoch FROM "
-                                       "published_at)::float8 FROM " +
-                                       s.name + ".ledger")) {
-            if (row[1].is_null()) {
-                std::cerr << "bench_relay: a ledger row without acked_at in " << s.name << "\n";
-                std::exit(1);
-            }
-            published.emplace(row[0].c_str(),
-                              std::make_pair(row[1].as<double>(), row[2].as<double>()));
-        }
-    }
+    load.offered_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    load.sent = sent.load();
+    return load;
+}
+
+// Commit->ack and commit->mark of every message `load` committed, from `published` (message id
+// -> (acked_at, published_at), epoch seconds).
+nlohmann::json latency_report(
+    const offered_load& load,
+    const std::unordered_map<std::string, std::pair<double, double>>& published,
+    const std::string& dump_name, int rate) {
+    const auto& committed = load.committed;
+    const auto& commit_us = load.commit_us;
+    const double measured_from = load.measured_from;
+    constexpr double warmup_s = latency_warmup_s;
     bench::samples latency_us;       // commit->ack, measured part
     bench::samples with_warmup_us;   // commit->ack, warm-up included
     bench::samples mark_latency_us;  // commit->mark, measured part
@@ -895,7 +931,7 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     // run (<schema>.tsv), to see where a tail comes from (clustered in time or spread).
     std::ofstream dump;
     if (const char* dir = std::getenv("FERRY_BENCH_LATENCY_DUMP")) {
-        dump.open(std::string(dir) + "/" + s.name + ".tsv");
+        dump.open(std::string(dir) + "/" + dump_name + ".tsv");
         dump << std::fixed << std::setprecision(6);
     }
     for (const auto& per_producer : committed) {
@@ -923,8 +959,8 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
     return {{"offered_msgs_per_s", rate},
             {"producer_tx_p50_ms", producer_tx.percentile(50) / 1000},
             {"producer_tx_p99_ms", producer_tx.percentile(99) / 1000},
-            {"achieved_msgs_per_s", static_cast<double>(sent.load()) / offered_s},
-            {"sent", sent.load()},
+            {"achieved_msgs_per_s", static_cast<double>(load.sent) / load.offered_s},
+            {"sent", load.sent},
             {"published", static_cast<long>(published.size())},
             {"unpublished_after_drain", missing},
             {"warmup_s", warmup_s},
@@ -935,6 +971,82 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
             {"p99_ms_with_warmup", with_warmup_us.percentile(99) / 1000},
             {"mark_p50_ms", mark_latency_us.percentile(50) / 1000},
             {"mark_p99_ms", mark_latency_us.percentile(99) / 1000}};
+}
+
+nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const std::string& dsn,
+                           const std::string& brokers, int rate, std::chrono::seconds duration,
+                           bool wal_mode = false) {
+    const auto s = fresh_schema(
+        conn,
+        std::string(wal_mode ? "bench_relay_wlat_" : "bench_relay_lat_") + std::to_string(rate),
+        wal_mode);
+    relay_process relay(bin, dsn, brokers, s);
+    // Warm up: the first message of a new topic waits for its metadata (about a second on the
+    // embedded Kafka); that is start-up, not steady state.
+    {
+        const auto w = writer_for(s);
+        outbox::message m;
+        m.topic = s.topic;
+        m.key = "warm-up";
+        pqxx::work tx{conn};
+        (void)w.enqueue(tx, m);
+        tx.commit();
+        const auto deadline = clock_type::now() + 30s;
+        while (published_rows(conn, s) == 0 && clock_type::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        pqxx::work clear{conn};
+        clear.exec("TRUNCATE " + s.name + ".published, " + s.name + ".published_batch");
+        clear.commit();
+    }
+    const auto load = offer_load(dsn, s, rate, duration);
+    const auto drain_deadline = clock_type::now() + 60s;
+    while (published_rows(conn, s) < load.sent && clock_type::now() < drain_deadline)
+        std::this_thread::sleep_for(20ms);
+    // message id -> (acked_at, published_at), epoch seconds
+    std::unordered_map<std::string, std::pair<double, double>> published;
+    {
+        pqxx::nontransaction tx{conn};
+        for (const auto& row : tx.exec("SELECT message_id::text, extract(epoch FROM "
+                                       "acked_at)::float8, extract(epoch FROM "
+                                       "published_at)::float8 FROM " +
+                                       s.name + ".ledger")) {
+            if (row[1].is_null()) {
+                std::cerr << "bench_relay: a ledger row without acked_at in " << s.name << "\n";
+                std::exit(1);
+            }
+            published.emplace(row[0].c_str(),
+                              std::make_pair(row[1].as<double>(), row[2].as<double>()));
+        }
+    }
+    return latency_report(load, published, s.name, rate);
+}
+
+// S's commit->ack at `rate` msg/s offered: run_latency's producers write with the table writer
+// into ADR 0080's outbox while S runs on it, and each message's ack is its batch's acked_at in
+// S's ledger.
+nlohmann::json run_snapshot_latency(pqxx::connection& conn, const std::string& dsn,
+                                    const std::string& brokers, int rate,
+                                    std::chrono::seconds duration) {
+    const auto s = fresh_schema(conn, "bench_relay_slat_" + std::to_string(rate));
+    add_txid_column(conn, s.name);
+    create_snapshot_bookkeeping(conn, s.name);
+    producer p(brokers, "1");  // ferry-relay's linger (relay/src/kafka_sink.cpp): S never flushes
+    p.warm_up(s.topic);
+    std::atomic<bool> stop{false};
+    std::thread relay([&] { (void)snapshot_relay(p, dsn, s.name, s.name + ".outbox", &stop); });
+    const auto load = offer_load(dsn, s, rate, duration);
+    stop = true;
+    relay.join();
+    std::unordered_map<std::string, std::pair<double, double>> published;
+    pqxx::nontransaction tx{conn};
+    for (const auto& row :
+         tx.exec("SELECT o.message_id::text, extract(epoch FROM l.acked_at)::float8, "
+                 "extract(epoch FROM l.published_at)::float8 FROM " +
+                 s.name + ".snap_ledger l CROSS JOIN LATERAL unnest(l.ids) AS u(id) JOIN " +
+                 s.name + ".outbox o ON o.id = u.id")) {
+        published.emplace(row[0].c_str(), std::make_pair(row[1].as<double>(), row[2].as<double>()));
+    }
+    return latency_report(load, published, s.name, rate);
 }
 
 // --- enqueue cost: the WAL emit path against a plain INSERT -------------------------------------
@@ -956,15 +1068,7 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
     // The outbox ADR 0080 proposes for snapshot batches: each row keeps its transaction id, and
     // the index (shard, txid, id) replaces (shard, id). The same table writer inserts into it.
     const auto snap_s = fresh_schema(conn, "bench_relay_emit_s");
-    {
-        pqxx::work tx{conn};
-        tx.exec("ALTER TABLE " + snap_s.name +
-                ".outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()");
-        tx.exec("CREATE INDEX outbox_shard_txid_idx ON " + snap_s.name +
-                ".outbox (shard, txid, id)");
-        tx.exec("DROP INDEX " + snap_s.name + ".outbox_shard_id_idx");
-        tx.commit();
-    }
+    add_txid_column(conn, snap_s.name);
     {
         pqxx::work tx{conn};
         tx.exec("DROP SCHEMA IF EXISTS bench_relay_plain CASCADE");
@@ -1063,7 +1167,7 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
             // cost per message relative to a plain INSERT (time per message ratio)
             {"wal_cost_vs_plain_insert", walr > 0 ? plain / walr : 0},
             {"table_cost_vs_plain_insert", table > 0 ? plain / table : 0},
-            // ADR 0080's outbox (txid column, index (shard, txid, id)) with the table writer
+            // ADR 0080's outbox (txid column, index (txid, id)) with the table writer
             {"snapshot_table_writer_msgs_per_s", snap},
             {"snapshot_table_cost_vs_plain_insert", snap > 0 ? plain / snap : 0},
             {"snapshot_table_cost_vs_table", snap > 0 ? table / snap : 0}};
@@ -1212,6 +1316,7 @@ int main(int argc, char** argv) {
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
     nlohmann::json wal_lat5k = lat5k;
+    nlohmann::json slat5k = lat5k, slat20k = lat5k;
     nlohmann::json emit_cost = {
         {"one_per_tx", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}},
         {"batch_1000", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}}};
@@ -1234,7 +1339,11 @@ int main(int argc, char** argv) {
             out["round_p99_ms"] = p99s;
             return out;
         };
-        std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs;
+        std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs, s5k_runs, s20k_runs;
+        // FERRY_BENCH_SNAPSHOT_LATENCY=0 leaves S out of the latency rounds.
+        const bool with_snapshot_latency =
+            !std::getenv("FERRY_BENCH_SNAPSHOT_LATENCY") ||
+            std::string(std::getenv("FERRY_BENCH_SNAPSHOT_LATENCY")) != "0";
         for (int round = 1; round <= (cost_only ? 0 : std::max(1, rounds)); ++round) {
             std::cout << "round " << round << ": WAL mode latency at 5k msg/s offered..."
                       << std::endl;
@@ -1247,6 +1356,16 @@ int main(int argc, char** argv) {
                                              std::chrono::seconds(a.scaled(10))));
             lat20k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 20000,
                                               std::chrono::seconds(a.scaled(10))));
+            if (with_snapshot_latency) {
+                std::cout << "round " << round << ": S latency at 5k and 20k msg/s offered..."
+                          << std::endl;
+                s5k_runs.push_back(run_snapshot_latency(conn, dsn, brokers, 5000,
+                                                        std::chrono::seconds(a.scaled(10))));
+                s20k_runs.push_back(run_snapshot_latency(conn, dsn, brokers, 20000,
+                                                         std::chrono::seconds(a.scaled(10))));
+                std::cout << "  S p99: 5k " << s5k_runs.back()["p99_ms"] << " ms, 20k "
+                          << s20k_runs.back()["p99_ms"] << " ms" << std::endl;
+            }
             std::cout << "  p99: WAL 5k " << wal5k_runs.back()["p99_ms"] << " ms, 5k "
                       << lat5k_runs.back()["p99_ms"] << " ms, 20k " << lat20k_runs.back()["p99_ms"]
                       << " ms" << std::endl;
@@ -1255,6 +1374,10 @@ int main(int argc, char** argv) {
             wal_lat5k = median_latency(wal5k_runs);
             lat5k = median_latency(lat5k_runs);
             lat20k = median_latency(lat20k_runs);
+            if (with_snapshot_latency) {
+                slat5k = median_latency(s5k_runs);
+                slat20k = median_latency(s20k_runs);
+            }
         }
         std::cout << "enqueue cost: WAL emit vs plain INSERT..." << std::endl;
         emit_cost = run_enqueue_cost(conn, std::chrono::seconds(a.scaled(3)), std::max(1, rounds));
@@ -1294,6 +1417,8 @@ int main(int argc, char** argv) {
          {"Kafka alone, Kmax (one flush at the end)", kmax.rate(), "msg/s"},
          {"S, snapshot batches (ADR 0080, database work only)", snap.rate(), "msg/s"},
          {"  / B1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0, "x"},
+         {"S 5k/s offered: p99 commit->ack", slat5k["p99_ms"].get<double>(), "ms"},
+         {"S 20k/s offered: p99 commit->ack", slat20k["p99_ms"].get<double>(), "ms"},
          {"5k/s offered: achieved", lat5k["achieved_msgs_per_s"].get<double>(), "msg/s"},
          {"5k/s offered: p50 commit->ack", lat5k["p50_ms"].get<double>(), "ms"},
          {"5k/s offered: p99 commit->ack (target <= 10)", lat5k["p99_ms"].get<double>(), "ms"},
@@ -1327,6 +1452,7 @@ int main(int argc, char** argv) {
               {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
               {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
             {"wal_latency_5k", wal_lat5k},
+            {"snapshot_latency", {slat5k, slat20k}},
             {"enqueue_cost", emit_cost},
             {"dead_tuples_after_drain", {{"polling", dead_polling}, {"wal", dead_wal}}},
             {"rounds", rounds_json},
