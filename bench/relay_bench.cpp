@@ -13,7 +13,9 @@
 //       1000 (K1) or once (Kmax).
 //   S (reference, not a baseline): ADR 0080's snapshot batches over an insert-only table,
 //       reduced to their database work (no lease, held keys, delays or expiry), with B1's
-//       producer, batches pipelined and marks merged (see run_snapshot).
+//       producer, batches pipelined and marks merged (see snapshot_relay). Its commit->ack at
+//       5k and 20k msg/s is measured as ferry-relay's, with the producers writing into ADR
+//       0080's outbox (run_snapshot_latency).
 //
 // WAL mode also reports the enqueue cost of its emit path against a plain INSERT of the same
 // columns into a plain table (no Ferry), and the table-mode writer beside both, and the same
@@ -44,13 +46,14 @@
 // FERRY_BENCH_ONLY=drain|latency|enqueue_cost (one part only), FERRY_BENCH_DRAIN_MODES (default
 // "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot": the drains to run; *_nopay run
 // the relay with relay.ledger_payloads: false), FERRY_BENCH_SNAPSHOT_DEPTH (S's batches in
-// flight, default 4), FERRY_BENCH_BATCH_SIZE (ferry-relay's
-// relay.batch_size, default 1000 like B1's LIMIT), FERRY_BENCH_RELAY_LOG_LEVEL (the relay's
-// log goes to /tmp/ferry_bench_relay_<schema>.log), FERRY_BENCH_KAFKA_PROPS (extra YAML lines
-// under kafka.properties), FERRY_RELAY_BIN (another ferry-relay, for A/B runs),
-// FERRY_BENCH_LATENCY_DUMP (a directory: each latency run writes <schema>.tsv there, one line
-// per message with its commit and ledger times in epoch seconds), FERRY_BENCH_MARK_LANES
-// (relay.mark_lanes of every ferry-relay in the run). Committed results use the defaults.
+// flight, default 4), FERRY_BENCH_SNAPSHOT_LATENCY=0 (no S in the latency rounds),
+// FERRY_BENCH_BATCH_SIZE (ferry-relay's relay.batch_size, default 1000 like B1's LIMIT),
+// FERRY_BENCH_RELAY_LOG_LEVEL (the relay's log goes to /tmp/ferry_bench_relay_<schema>.log),
+// FERRY_BENCH_KAFKA_PROPS (extra YAML lines under kafka.properties), FERRY_RELAY_BIN (another
+// ferry-relay, for A/B runs), FERRY_BENCH_LATENCY_DUMP (a directory: each latency run writes
+// <schema>.tsv there, one line per message with its commit and ledger times in epoch seconds),
+// FERRY_BENCH_MARK_LANES (relay.mark_lanes of every ferry-relay in the run). Committed results use
+// the defaults.
 #include <fcntl.h>
 #include <httplib.h>
 #include <libpq-fe.h>
