@@ -292,6 +292,9 @@ struct producer {
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_headers_destroy(h);
                 ++failed;
+                // No report will come for it: count it as reported, so S's marker never waits
+                // for it (the run then shows the failure).
+                if (report && report->remaining) report->remaining->fetch_sub(1);
                 return;
             }
             rd_kafka_poll(rk, 10);
