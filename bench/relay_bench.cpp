@@ -47,6 +47,8 @@
 // "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot": the drains to run; *_nopay run
 // the relay with relay.ledger_payloads: false), FERRY_BENCH_SNAPSHOT_DEPTH (S's batches in
 // flight, default 4), FERRY_BENCH_SNAPSHOT_LATENCY=0 (no S in the latency rounds),
+// FERRY_BENCH_SNAPSHOT_FULL=lease|ledger|1 (S with a lease fence, with the ledger's message ids,
+// topics and keys, or both; trials only),
 // FERRY_BENCH_BATCH_SIZE (ferry-relay's relay.batch_size, default 1000 like B1's LIMIT),
 // FERRY_BENCH_RELAY_LOG_LEVEL (the relay's log goes to /tmp/ferry_bench_relay_<schema>.log),
 // FERRY_BENCH_KAFKA_PROPS (extra YAML lines under kafka.properties), FERRY_RELAY_BIN (another
@@ -449,13 +451,19 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
 // It bounds what the design can do on this machine before any of the work ADR 0080 lists as
 // still to be carried over.
 
-// S's ledger and its state row (the last snapshot).
+// S's ledger, its state row (the last snapshot) and its lease row (for
+// FERRY_BENCH_SNAPSHOT_FULL).
 void create_snapshot_bookkeeping(pqxx::connection& conn, const std::string& schema) {
     pqxx::work tx{conn};
     tx.exec("CREATE TABLE " + schema +
             ".snap_ledger (batch_id bigserial PRIMARY KEY, ids bigint[] NOT NULL, partitions "
             "int[] NOT NULL, offsets bigint[] NOT NULL, acked_at timestamptz NOT NULL, "
-            "published_at timestamptz NOT NULL DEFAULT now())");
+            "published_at timestamptz NOT NULL DEFAULT now(), message_ids uuid[], topics text[], "
+            "keys text[])");
+    tx.exec("CREATE TABLE " + schema +
+            ".snap_lease (id int PRIMARY KEY, epoch bigint NOT NULL, expires_at timestamptz NOT "
+            "NULL)");
+    tx.exec("INSERT INTO " + schema + ".snap_lease VALUES (1, 1, now() + interval '1 hour')");
     tx.exec("CREATE TABLE " + schema +
             ".snap_state (id int PRIMARY KEY, snap pg_snapshot NOT NULL)");
     tx.exec("INSERT INTO " + schema + ".snap_state VALUES (1, pg_current_snapshot())");
@@ -518,6 +526,20 @@ std::string array_literal(const std::vector<T>& v) {
     return out + "}";
 }
 
+std::string text_array_literal(const std::vector<std::string>& v) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (i > 0) out += ',';
+        out += '"';
+        for (const char c : v[i]) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
 // Runs S over `table` of `schema` with `p`. Without `stop` it ends at the first empty epoch;
 // with it, at the first empty epoch taken after `stop` was set. Returns the messages marked.
 long long snapshot_relay(producer& p, const std::string& dsn, const std::string& schema,
@@ -538,7 +560,18 @@ long long snapshot_relay(producer& p, const std::string& dsn, const std::string&
         std::atomic<int> remaining{0};
         std::atomic<double> acked_at{0};  // system clock, when the last report came
         std::string next_snapshot;        // set on an epoch's last batch
+        std::vector<std::string> message_ids, topics, keys;  // FERRY_BENCH_SNAPSHOT_FULL only
     };
+    // FERRY_BENCH_SNAPSHOT_FULL (trials; the committed results run without it): "lease": the
+    // read checks a lease row and the mark is fenced by it (FOR KEY SHARE); "ledger": the
+    // ledger row also holds the batch's message ids, topics and keys, as ferry-relay's
+    // published_batch does without payloads; "1": both.
+    const std::string full_mode =
+        std::getenv("FERRY_BENCH_SNAPSHOT_FULL") ? std::getenv("FERRY_BENCH_SNAPSHOT_FULL") : "";
+    const bool full = full_mode == "1" || full_mode == "lease" || full_mode == "ledger";
+    const bool full_lease = full_mode == "1" || full_mode == "lease";
+    const bool full_ledger = full_mode == "1" || full_mode == "ledger";
+    const std::string lease = schema + ".snap_lease";
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::unique_ptr<batch>> queue;  // produced, not yet marked, in order
@@ -570,11 +603,37 @@ long long snapshot_relay(producer& p, const std::string& dsn, const std::string&
                     partitions.push_back(d.partition);
                     offsets.push_back(d.offset);
                 }
-                tx.exec_params("INSERT INTO " + ledger +
-                                   " (ids, partitions, offsets, acked_at) VALUES ($1::bigint[], "
-                                   "$2::int[], $3::bigint[], to_timestamp($4::float8))",
-                               array_literal(b->ids), array_literal(partitions),
-                               array_literal(offsets), b->acked_at.load());
+                if (full) {
+                    // With the lease: the mark is fenced by it (FOR KEY SHARE, as ferry-relay's
+                    // marks, migration 0107). Without: a plain INSERT of the same columns.
+                    const std::string from =
+                        full_lease ? " FROM (SELECT 1 FROM " + lease +
+                                         " WHERE id = 1 AND epoch = $5 AND expires_at > now() FOR "
+                                         "KEY SHARE) f"
+                                   : " WHERE $5::int IS NOT NULL";
+                    const auto r = tx.exec_params(
+                        "INSERT INTO " + ledger +
+                            " (ids, partitions, offsets, acked_at, message_ids, topics, keys) "
+                            "SELECT $1::bigint[], $2::int[], $3::bigint[], "
+                            "to_timestamp($4::float8), $6::uuid[], $7::text[], $8::text[]" +
+                            from,
+                        array_literal(b->ids), array_literal(partitions), array_literal(offsets),
+                        b->acked_at.load(), 1,
+                        full_ledger ? text_array_literal(b->message_ids) : std::string("{}"),
+                        full_ledger ? text_array_literal(b->topics) : std::string("{}"),
+                        full_ledger ? text_array_literal(b->keys) : std::string("{}"));
+                    if (r.affected_rows() != 1) {
+                        std::cerr << "bench_relay: S's mark was fenced\n";
+                        std::exit(2);
+                    }
+                } else {
+                    tx.exec_params("INSERT INTO " + ledger +
+                                       " (ids, partitions, offsets, acked_at) VALUES "
+                                       "($1::bigint[], $2::int[], $3::bigint[], "
+                                       "to_timestamp($4::float8))",
+                                   array_literal(b->ids), array_literal(partitions),
+                                   array_literal(offsets), b->acked_at.load());
+                }
                 if (!b->next_snapshot.empty()) {
                     tx.exec_params("UPDATE " + state + " SET snap = $1::pg_snapshot WHERE id = 1",
                                    b->next_snapshot);
@@ -593,8 +652,13 @@ long long snapshot_relay(producer& p, const std::string& dsn, const std::string&
     // The reads return binary (libpq directly: libpqxx 6.4 reads text only).
     pqxx::connection conn{dsn};
     std::unique_ptr<PGconn, decltype(&PQfinish)> raw{PQconnectdb(dsn.c_str()), &PQfinish};
-    const std::string read_sql = "SELECT message_id::text, topic, key, payload FROM " + table +
-                                 " WHERE id BETWEEN $3 AND $4 AND " + in_epoch + " ORDER BY id";
+    const std::string read_sql =
+        "SELECT message_id::text, topic, key, payload FROM " + table +
+        " WHERE id BETWEEN $3 AND $4 AND " + in_epoch +
+        (full_lease ? " AND EXISTS (SELECT 1 FROM " + lease +
+                          " WHERE id = 1 AND epoch = $5 AND expires_at > now())"
+                    : std::string()) +
+        " ORDER BY id";
     std::string s0;
     {
         pqxx::nontransaction tx{conn};
@@ -626,9 +690,10 @@ long long snapshot_relay(producer& p, const std::string& dsn, const std::string&
                           ids.begin() + static_cast<std::ptrdiff_t>(to));
             if (to == ids.size()) b->next_snapshot = s1;
             const auto lo = std::to_string(b->ids.front()), hi = std::to_string(b->ids.back());
-            const char* params[] = {s0.c_str(), s1.c_str(), lo.c_str(), hi.c_str()};
+            const char* params[] = {s0.c_str(), s1.c_str(), lo.c_str(), hi.c_str(), "1"};
             std::unique_ptr<PGresult, decltype(&PQclear)> res{
-                PQexecParams(raw.get(), read_sql.c_str(), 4, nullptr, params, nullptr, nullptr, 1),
+                PQexecParams(raw.get(), read_sql.c_str(), full_lease ? 5 : 4, nullptr, params,
+                             nullptr, nullptr, 1),
                 &PQclear};
             if (PQresultStatus(res.get()) != PGRES_TUPLES_OK ||
                 static_cast<std::size_t>(PQntuples(res.get())) != b->ids.size()) {
@@ -657,6 +722,11 @@ long long snapshot_relay(producer& p, const std::string& dsn, const std::string&
             }
             cv.notify_all();
             for (int i = 0; i < PQntuples(res.get()); ++i) {
+                if (full) {
+                    produced->message_ids.push_back(field(i, 0));
+                    produced->topics.push_back(field(i, 1));
+                    produced->keys.push_back(field(i, 2));
+                }
                 p.produce(field(i, 1), field(i, 2), field(i, 3), field(i, 0),
                           &produced->reports[static_cast<std::size_t>(i)]);
             }
