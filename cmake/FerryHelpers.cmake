@@ -38,13 +38,45 @@ endfunction()
 set(FERRY_ALL_TEST_LABELS "unit;integration;fault" CACHE STRING
   "Labels of the ferry_add_test suites that the default target builds (unit, integration, fault)")
 
-# ferry_add_test(<file.cpp> [LIBS ...] [TIMEOUT s])
+# Suites that use the test servers ask ctest for them as a resource, "servers": a set of servers
+# (PostgreSQL, Redis, embedded Kafka) with FERRY_TEST_SERVER_SLOTS slots. An integration suite
+# takes one slot and shares its set; a fault suite takes every slot, so nothing else uses the
+# servers it stops and restarts. With one set (the default spec below, written into the build)
+# that is what RUN_SERIAL gave the fault suites, without also holding back the unit suites;
+# scripts/test can start more sets (FERRY_TEST_SERVER_SETS, two in CI's normal stage) and pass
+# ctest a spec that lists them, so that fault suites run side by side, each on its own set.
+# tests/support/with-servers points each suite at the set ctest chose. ADR 0081.
+set(FERRY_TEST_SERVER_SLOTS 8)
+set(FERRY_WITH_SERVERS ${PROJECT_SOURCE_DIR}/tests/support/with-servers)
+
+# ferry_test_servers(<test> SHARED|EXCLUSIVE [COST seconds])
+# The test's share of a server set, and optionally its usual run time in seconds (ctest starts
+# the costliest first, which balances the sets in a fresh build without timing history). The
+# test's command must run under ${FERRY_WITH_SERVERS} (ferry_add_test does that).
+function(ferry_test_servers test mode)
+  cmake_parse_arguments(ARG "" "COST" "" ${ARGN})
+  if(mode STREQUAL "SHARED")
+    set(slots 1)
+  elseif(mode STREQUAL "EXCLUSIVE")
+    set(slots ${FERRY_TEST_SERVER_SLOTS})
+  else()
+    message(FATAL_ERROR "ferry_test_servers(${test} ${mode}): expected SHARED or EXCLUSIVE")
+  endif()
+  set_tests_properties(${test} PROPERTIES RESOURCE_GROUPS "servers:${slots}")
+  if(ARG_COST)
+    set_tests_properties(${test} PROPERTIES COST ${ARG_COST})
+  endif()
+endfunction()
+
+# ferry_add_test(<file.cpp> [LIBS ...] [TIMEOUT s] [COST s])
 # The file's suffix names its kind and ctest label:
 #   *_test.cpp       -> unit         (starts no server)
 #   *_itest.cpp      -> integration  (real PostgreSQL, Redis, embedded Kafka)
 #   *_faulttest.cpp  -> fault        (kills, restarts, partitions, injected errors)
+# Integration suites share a server set, fault suites take one to themselves (above); COST is
+# the suite's usual run time in seconds, for ctest's ordering.
 function(ferry_add_test file)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT;COST" "LIBS" ${ARGN})
   get_filename_component(stem ${file} NAME_WE)
   if(stem MATCHES "_faulttest$")
     set(label fault)
@@ -68,6 +100,15 @@ function(ferry_add_test file)
   target_link_libraries(${stem} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
   ferry_set_warnings(${stem})
   set_target_properties(${stem} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
-  add_test(NAME ${stem} COMMAND ${stem} --gtest_color=no)
+  if(label STREQUAL "unit")
+    add_test(NAME ${stem} COMMAND ${stem} --gtest_color=no)
+  else()
+    add_test(NAME ${stem} COMMAND ${FERRY_WITH_SERVERS} $<TARGET_FILE:${stem}> --gtest_color=no)
+  endif()
   set_tests_properties(${stem} PROPERTIES LABELS ${label} TIMEOUT ${ARG_TIMEOUT})
+  if(label STREQUAL "integration")
+    ferry_test_servers(${stem} SHARED COST "${ARG_COST}")
+  elseif(label STREQUAL "fault")
+    ferry_test_servers(${stem} EXCLUSIVE COST "${ARG_COST}")
+  endif()
 endfunction()

@@ -4,8 +4,15 @@
 # run against the same kind of servers. Source after common.sh.
 
 FERRY_SERVERS_ENVFILE=""
+FERRY_SERVERS_MORE_ENVFILES=()
 
 ferry_servers_stop() {
+    local envfile
+    for envfile in "${FERRY_SERVERS_MORE_ENVFILES[@]}"; do
+        "${FERRY_ROOT}/tests/support/servers" stop "${envfile}" ||
+            ferry_log "warning: stopping the test servers of ${envfile} failed (see above)"
+    done
+    FERRY_SERVERS_MORE_ENVFILES=()
     if [[ -n "${FERRY_SERVERS_ENVFILE}" ]]; then
         "${FERRY_ROOT}/tests/support/servers" stop "${FERRY_SERVERS_ENVFILE}" ||
             ferry_log "warning: stopping the test servers failed (see above)"
@@ -27,4 +34,16 @@ ferry_servers_start() {
     "${FERRY_ROOT}/tests/support/servers" start "${envfile}"
     # shellcheck disable=SC1090
     source "${envfile}"
+}
+
+# ferry_servers_start_more ENVFILE...: after ferry_servers_start, starts one more set of servers
+# per ENVFILE (fresh ones: the FERRY_TEST_* addresses of the first set are not passed on), and
+# stops them with the first set. Nothing is sourced: the caller decides who uses which set.
+ferry_servers_start_more() {
+    local envfile
+    for envfile in "$@"; do
+        FERRY_SERVERS_MORE_ENVFILES+=("${envfile}")
+        env -u FERRY_TEST_PG_DSN -u FERRY_TEST_REDIS_URL -u FERRY_TEST_KAFKA_BROKERS \
+            "${FERRY_ROOT}/tests/support/servers" start "${envfile}"
+    done
 }
