@@ -85,8 +85,9 @@ protected:
     }
 
     // Restart stall: the app (inbox mode, 5 ms per message, the given session timeout) is
-    // killed with -9 while it applies; returns the time from starting it again until the next
-    // effect.
+    // killed with -9 while it applies; returns the time from starting it again until its first
+    // effect. Only the new process's effects count (the witness rows it writes carry its name),
+    // so a late commit of the killed one can never pass for the restart's.
     std::chrono::milliseconds restart_stall(std::chrono::milliseconds session) {
         (void)send_workload(3000, 50);
         const std::vector<std::string> extra{"--delay-ms", "5", "--session-ms",
@@ -96,10 +97,9 @@ protected:
         EXPECT_TRUE(wait_until([&] { return effects() >= 100; }, 60s)) << effects();
         victim->kill();
         (void)victim->wait(10s);
-        const auto before = effects();
         const auto t0 = std::chrono::steady_clock::now();
         auto again = app("inbox", "again", {}, extra);
-        const bool resumed = wait_until([&] { return effects() > before; }, 90s);
+        const bool resumed = wait_until([&] { return effects_by("again") > 0; }, 90s);
         const auto stall = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - t0);
         EXPECT_TRUE(resumed) << "the restarted consumer applied nothing in 90 s";
@@ -140,23 +140,32 @@ protected:
 
 // Restart stall (issue 12, item 6). A consumer killed with -9 and started again is a new group
 // member; the killed one stays in the group until its session times out. The embedded Kafka
-// (librdkafka's mock cluster) first waits session timeout - 1 s for every member to rejoin,
-// then drops the killed member and waits that long again: about two session timeouts pass
-// before the partitions are assigned (consumer/README.md, "Restart stall"). The mock does not
-// implement static membership (it matches members by member id only), so group.instance.id
-// does not shorten it here; the session timeout is the lever it honours.
-TEST_F(ConsumerFaultTest, RestartAfterKillStallsForAboutTwoSessionTimeouts) {
-    const auto stall = restart_stall(6000ms);
-    std::fprintf(stderr, "[restart stall] session 6 s: %lld ms\n",
-                 static_cast<long long>(stall.count()));
-    EXPECT_GE(stall, 8000ms);
+// (librdkafka's mock cluster) makes the new member's join wait session timeout - 1 s for every
+// member to rejoin. If the killed member's session has ended by then, the group settles after
+// that one wait; if it ends just after, the wait starts again. So the stall is one or two
+// session timeouts, or less when the killed member's session ended before the new one joined:
+// a quiet machine showed two (10.7 s with a 6 s session), one running fault suites side by side
+// showed one (5.6-5.7 s), where the new process starts later after the kill (a CI run once
+// showed 185 ms with a 3 s session, counted by an earlier version of this test that took any
+// effect for the new process's). What holds either way, and what a user plans with, is the
+// upper bound: two session timeouts, plus 3 s for starting a process on a loaded machine.
+// The mock does not implement static membership (it matches members by member id only), so
+// group.instance.id does not shorten it here; the session timeout is the lever it honours.
+static void expect_restart_stall_bounded_by(std::chrono::milliseconds stall,
+                                            std::chrono::milliseconds session) {
+    std::fprintf(stderr, "[restart stall] session %lld ms: %lld ms\n",
+                 static_cast<long long>(session.count()), static_cast<long long>(stall.count()));
+    EXPECT_LE(stall, 2 * session + 3000ms) << "longer than two session timeouts";
 }
 
+TEST_F(ConsumerFaultTest, RestartAfterKillStallsAtMostTwoSessionTimeouts) {
+    expect_restart_stall_bounded_by(restart_stall(6000ms), 6000ms);
+}
+
+// With half the session timeout the bound halves: 9 s, less than the 10.7 s a 6 s session
+// takes on a quiet machine.
 TEST_F(ConsumerFaultTest, RestartStallShrinksWithTheSessionTimeout) {
-    const auto stall = restart_stall(3000ms);
-    std::fprintf(stderr, "[restart stall] session 3 s: %lld ms\n",
-                 static_cast<long long>(stall.count()));
-    EXPECT_LT(stall, 8000ms);
+    expect_restart_stall_bounded_by(restart_stall(3000ms), 3000ms);
 }
 
 TEST_F(ConsumerFaultTest, KillBetweenEffectAndOffsetCommitWithInboxGivesOneEffect) {

@@ -370,6 +370,14 @@ protected:
     long effects() {
         return count_rows(*_conn, "SELECT count(*) FROM \"" + schema() + "\".witness");
     }
+    // Effects written by the app started with --name NAME (the witness rows carry it).
+    long effects_by(const std::string& name) {
+        pqxx::nontransaction tx{*_conn};
+        return tx
+            .exec_params1("SELECT count(*) FROM \"" + schema() + "\".witness WHERE consumer = $1",
+                          name)[0]
+            .as<long>();
+    }
     long distinct_effects() {
         return count_rows(*_conn,
                           "SELECT count(DISTINCT message_id) FROM \"" + schema() + "\".witness");
