@@ -9,6 +9,12 @@ function(ferry_set_warnings target)
     # macros (rd_kafka_producev), which expand in our code; g++ does not (the ASan preset is clang).
     target_compile_options(${target} PRIVATE -Wno-gnu-statement-expression)
   endif()
+  if(CMAKE_UNITY_BUILD AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    # g++ exempts only the main file from -Wsubobject-linkage (a class with a member of a type
+    # from an anonymous namespace); in a unity build every source is an included file, so the
+    # warning fires on code that is fine in its own translation unit.
+    target_compile_options(${target} PRIVATE -Wno-subobject-linkage)
+  endif()
   if(FERRY_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

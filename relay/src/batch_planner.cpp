@@ -45,11 +45,11 @@ std::string rfc3339_millis(std::int64_t micros) {
     std::string out;
     out.reserve(cached_text.size() + 5);
     out += cached_text;
-    const auto ms = static_cast<int>(rem / 1000);
+    const auto millis = static_cast<int>(rem / 1000);
     out += '.';
-    out += static_cast<char>('0' + ms / 100);
-    out += static_cast<char>('0' + ms / 10 % 10);
-    out += static_cast<char>('0' + ms % 10);
+    out += static_cast<char>('0' + millis / 100);
+    out += static_cast<char>('0' + millis / 10 % 10);
+    out += static_cast<char>('0' + millis % 10);
     out += 'Z';
     return out;
 }
