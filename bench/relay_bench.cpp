@@ -133,6 +133,7 @@ struct bench_schema {
     std::string name;
     std::string topic;
     bool wal = false;             // WAL mode: a slot and publication named after the schema
+    bool snapshot = false;        // relay.source: snapshot (ADR 0080)
     bool ledger_payloads = true;  // relay.ledger_payloads
     [[nodiscard]] std::string slot() const { return name + "_slot"; }
     [[nodiscard]] std::string publication() const { return name + "_pub"; }
@@ -209,9 +210,15 @@ void fill(pqxx::connection& conn, const bench_schema& s, int n) {
     tx.exec("ANALYZE " + s.name + ".outbox");
 }
 
+// Rows not yet published: the outbox's rows, or with relay.source: snapshot (which keeps
+// published rows) those its position does not call finished (migration 0109).
 long long pending(pqxx::connection& conn, const bench_schema& s) {
     pqxx::nontransaction tx{conn};
-    return tx.exec("SELECT count(*) FROM " + s.name + ".outbox")[0][0].as<long long>();
+    return tx
+        .exec("SELECT count(*) FROM " + s.name + ".outbox o" +
+              (s.snapshot ? " WHERE NOT " + s.name + ".snapshot_finished(o.txid, o.id, o.shard)"
+                          : std::string()))[0][0]
+        .as<long long>();
 }
 
 long long published_rows(pqxx::connection& conn, const bench_schema& s) {
@@ -786,6 +793,7 @@ public:
           << (s.wal ? "  source: wal\n  wal_slot: " + s.slot() +
                           "\n  wal_publication: " + s.publication() + "\n"
                     : std::string())
+          << (s.snapshot ? "  source: snapshot\n" : "")
           << (s.ledger_payloads ? "" : "  ledger_payloads: false\n")
           << (std::getenv("FERRY_BENCH_MARK_LANES")
                   ? std::string("  mark_lanes: ") + std::getenv("FERRY_BENCH_MARK_LANES") + "\n"
@@ -1278,18 +1286,20 @@ int main(int argc, char** argv) {
     // machine hit both; each reports the median round.
     const int rounds =
         std::getenv("FERRY_BENCH_ROUNDS") ? std::atoi(std::getenv("FERRY_BENCH_ROUNDS")) : 3;
-    drain_result ferry, b1, b0, walr, ferry_np, walr_np, k1, kmax, snap;
+    drain_result ferry, b1, b0, walr, ferry_np, walr_np, k1, kmax, snap, snap_relay;
     nlohmann::json rounds_json = nlohmann::json::array();
     nlohmann::json dead_polling, dead_wal;
     if (!latency_only && !cost_only) {
         std::vector<drain_result> ferry_rounds, b1_rounds, b0_rounds, wal_rounds, ferry_np_rounds,
-            wal_np_rounds, k1_rounds, kmax_rounds, snap_rounds;
+            wal_np_rounds, k1_rounds, kmax_rounds, snap_rounds, snap_relay_rounds;
         // FERRY_BENCH_DRAIN_MODES (default "polling wal polling_nopay wal_nopay b1 b0 kafka
-        // snapshot") picks the drains to run, for iterating on one of them; the committed results
-        // run them all ("kafka": K1 and Kmax, Kafka alone; "snapshot": S).
-        const std::string modes = std::getenv("FERRY_BENCH_DRAIN_MODES")
-                                      ? std::getenv("FERRY_BENCH_DRAIN_MODES")
-                                      : "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot";
+        // snapshot snapshot_relay") picks the drains to run, for iterating on one of them; the
+        // committed results run them all ("kafka": K1 and Kmax, Kafka alone; "snapshot": S, the
+        // reference row; "snapshot_relay": ferry-relay with relay.source: snapshot).
+        const std::string modes =
+            std::getenv("FERRY_BENCH_DRAIN_MODES")
+                ? std::getenv("FERRY_BENCH_DRAIN_MODES")
+                : "polling wal polling_nopay wal_nopay b1 b0 kafka snapshot snapshot_relay";
         const auto wanted = [&](const std::string& m) {
             return (" " + modes + " ").find(" " + m + " ") != std::string::npos;
         };
@@ -1304,6 +1314,14 @@ int main(int argc, char** argv) {
                 fill(conn, s, static_cast<int>(n));
                 ferry_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
                 dead_polling = dead_tuples(conn, s);
+            }
+            if (wanted("snapshot_relay")) {
+                std::cout << "round " << round << ": filling " << n
+                          << " messages for ferry-relay, relay.source: snapshot..." << std::endl;
+                auto s = fresh_schema(conn, "bench_relay_snapsrc");
+                s.snapshot = true;
+                fill(conn, s, static_cast<int>(n));
+                snap_relay_rounds.push_back(run_ferry(conn, s, relay_bin, dsn, brokers, n));
             }
             if (wanted("wal")) {
                 std::cout << "round " << round << ": emitting " << n
@@ -1371,6 +1389,7 @@ int main(int argc, char** argv) {
                  {"k1_msgs_per_s", last_or_empty(k1_rounds).rate()},
                  {"kmax_msgs_per_s", last_or_empty(kmax_rounds).rate()},
                  {"s_snapshot_msgs_per_s", last_or_empty(snap_rounds).rate()},
+                 {"snapshot_relay_msgs_per_s", last_or_empty(snap_relay_rounds).rate()},
                  {"ferry_vs_b1", f.rate() / std::max(1.0, b.rate())}});
             std::cout << "  ferry " << f.rate() << " msg/s (" << f.cpu_ms_per_1k()
                       << " ms CPU/1k), WAL " << w.rate() << " msg/s (" << w.cpu_ms_per_1k()
@@ -1388,6 +1407,7 @@ int main(int argc, char** argv) {
         k1 = median_round(k1_rounds);
         kmax = median_round(kmax_rounds);
         snap = median_round(snap_rounds);
+        snap_relay = median_round(snap_relay_rounds);
     }
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
@@ -1491,6 +1511,9 @@ int main(int argc, char** argv) {
          {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
          {"Kafka alone, K1 (B1 without the database)", k1.rate(), "msg/s"},
          {"Kafka alone, Kmax (one flush at the end)", kmax.rate(), "msg/s"},
+         {"ferry-relay, relay.source: snapshot: drain", snap_relay.rate(), "msg/s"},
+         {"  / B1", b1.rate() > 0 ? snap_relay.rate() / b1.rate() : 0, "x"},
+         {"  CPU per 1k msgs", snap_relay.cpu_ms_per_1k(), "ms"},
          {"S, snapshot batches (ADR 0080, database work only)", snap.rate(), "msg/s"},
          {"  / B1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0, "x"},
          {"S 5k/s offered: p99 commit->ack", slat5k["p99_ms"].get<double>(), "ms"},
@@ -1517,7 +1540,8 @@ int main(int argc, char** argv) {
               {"b0_per_message", b0.to_json()},
               {"kafka_alone_k1", k1.to_json()},
               {"kafka_alone_kmax", kmax.to_json()},
-              {"s_snapshot_batches", snap.to_json()}}},
+              {"s_snapshot_batches", snap.to_json()},
+              {"ferry_relay_snapshot", snap_relay.to_json()}}},
             {"ratios",
              {{"ferry_vs_b1", vs_b1},
               {"ferry_vs_b0", vs_b0},
@@ -1525,6 +1549,7 @@ int main(int argc, char** argv) {
               {"no_ledger_payloads_vs_b1", b1.rate() > 0 ? ferry_np.rate() / b1.rate() : 0},
               {"wal_no_ledger_payloads_vs_b1", b1.rate() > 0 ? walr_np.rate() / b1.rate() : 0},
               {"s_snapshot_vs_b1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0},
+              {"snapshot_relay_vs_b1", b1.rate() > 0 ? snap_relay.rate() / b1.rate() : 0},
               {"wal_emit_cost_vs_plain_insert_one_per_tx", cost("one_per_tx")},
               {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
             {"wal_latency_5k", wal_lat5k},

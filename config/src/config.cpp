@@ -1409,7 +1409,7 @@ const std::vector<section_spec>& sections() {
                  "instance_id", [](auto& c) -> auto& { return c.relay.instance_id; }),
              string_key(
                  "source", [](auto& c) -> auto& { return c.relay.source; },
-                 one_of({"polling", "wal"})),
+                 one_of({"polling", "wal", "snapshot"})),
              string_key(
                  "wal_slot", [](auto& c) -> auto& { return c.relay.wal_slot; }, check_identifier),
              string_key(

@@ -131,8 +131,7 @@ redrive_status held_store::redrive_expired(const std::string& message_id) {
             exec(tx, "SELECT 1 FROM " + q + ".expired WHERE message_id = $1::uuid FOR UPDATE",
                  message_id);
         if (found.empty()) return redrive_status::not_found;
-        if (!exec(tx, "SELECT 1 FROM " + q + ".outbox WHERE message_id = $1::uuid", message_id)
-                 .empty()) {
+        if (exec(tx, "SELECT " + q + ".outbox_pending($1::uuid)", message_id)[0][0].as<bool>()) {
             return redrive_status::already_in_outbox;
         }
         // requeue() (migration 0074): an outbox row in polling mode, a logical decoding
@@ -155,7 +154,8 @@ namespace {
 std::string parked_select(const std::string& q) {
     return "SELECT " + held_columns("parked_at") +
            ", m.reason, m.error_code, m.attempts, (SELECT count(*) FROM " + q +
-           ".outbox o WHERE o.topic = m.topic AND o.key = m.key) FROM " + q + ".parked m ";
+           ".outbox o WHERE o.topic = m.topic AND o.key = m.key AND NOT " + q +
+           ".snapshot_finished(o.txid, o.id, o.shard)) FROM " + q + ".parked m ";
 }
 held_message to_parked(const pqxx::row& r) {
     auto m = to_held(r);

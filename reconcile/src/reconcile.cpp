@@ -75,9 +75,9 @@ public:
                        "round(extract(epoch FROM clock_timestamp() - available_at)) || "
                        "' s', 'none' FROM " +
                        _q +
-                       ".outbox WHERE available_at < "
-                       "clock_timestamp() - $2::bigint * interval '1 millisecond' "
-                       "ON CONFLICT DO NOTHING",
+                       ".outbox o WHERE available_at < "
+                       "clock_timestamp() - $2::bigint * interval '1 millisecond' AND NOT " +
+                       _q + ".snapshot_finished(o.txid, o.id, o.shard) ON CONFLICT DO NOTHING",
                    _run, ms(_o.stuck_unpublished));
         // Undecided although its first check-back was due more than `grace` ago: neither the
         // producer nor the check-back resolved it. Halves parked in the window are reported too.
@@ -376,8 +376,8 @@ private:
                   // once per id: batch rows have no message_id index (ADR 0011).
                   "SELECT m::text, m IN (SELECT p.message_id FROM " + _q +
                       ".ledger p WHERE p.published_at >= $2::timestamptz AND p.message_id = "
-                      "ANY($1::uuid[])), EXISTS (SELECT 1 FROM " +
-                      _q + ".outbox o WHERE o.message_id = m) FROM unnest($1::uuid[]) AS m",
+                      "ANY($1::uuid[])), " +
+                      _q + ".outbox_pending(m) FROM unnest($1::uuid[]) AS m",
                   array_literal(mids), _we)) {
             if (row[1].as<bool>())
                 in_flight.insert(row[0].as<std::string>());

@@ -48,6 +48,11 @@ bool wal_confirm_on_receipt() {
     return unsafe;
 }
 
+// Read at each snapshot source's construction (not cached: in-process tests set it per test).
+bool snapshot_without_in_progress() {
+    return std::getenv("FERRY_RELAY_UNSAFE_SNAPSHOT_NO_IN_PROGRESS") != nullptr;
+}
+
 bool fatal_producer_armed(std::size_t groups) {
     static std::atomic<bool> fired{false};
     if (groups < 2 || std::getenv("FERRY_RELAY_FAULT_FATAL_PRODUCER") == nullptr) return false;

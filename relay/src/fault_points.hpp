@@ -17,7 +17,9 @@
 // FERRY_RELAY_UNSAFE_NO_PRODUCE_GUARD switches the zombie produce guard off (the negative
 // control of the zombie test). FERRY_RELAY_UNSAFE_WAL_CONFIRM_ON_RECEIPT makes the WAL source
 // confirm the slot as soon as it has read messages, before producing them (the negative control
-// of "confirm only what is recorded").
+// of "confirm only what is recorded"). FERRY_RELAY_UNSAFE_SNAPSHOT_NO_IN_PROGRESS makes the
+// snapshot source read an epoch as the txids between the two snapshots' xmax only, leaving out
+// those in progress in S0 (the negative control of "every committed row is in one epoch").
 
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +32,7 @@ void sleep_point(const char* name, const char* env_name, int group, std::int64_t
 bool produce_guard_enabled();
 bool fatal_producer_armed(std::size_t groups);
 bool wal_confirm_on_receipt();
+bool snapshot_without_in_progress();
 /// during_mark is set and has not fired yet: the next mark must be a transaction with a moment
 /// before its COMMIT (the WAL source otherwise marks in one statement).
 bool during_mark_pending();
@@ -38,6 +41,7 @@ inline void sleep_point(const char*, const char*, int, std::int64_t, std::size_t
 inline bool produce_guard_enabled() { return true; }
 inline bool fatal_producer_armed(std::size_t) { return false; }
 inline bool wal_confirm_on_receipt() { return false; }
+inline bool snapshot_without_in_progress() { return false; }
 inline bool during_mark_pending() { return false; }
 #endif
 

@@ -64,21 +64,32 @@ maintenance::maintenance(const relay_options& options, std::string quoted_schema
 
 void maintenance::refresh_stats(pqxx::connection& conn) {
     pqxx::read_transaction tx{conn};
-    const auto r = internal::exec(tx,
-                                  "SELECT (SELECT count(*) FROM " + _q +
-                                      ".outbox), "
-                                      "(SELECT coalesce(extract(epoch FROM clock_timestamp() - "
-                                      "min(created_at)), 0)::float8 "
-                                      "FROM " +
-                                      _q + ".outbox), (SELECT count(*) FROM " + _q +
-                                      ".parked), "
-                                      "(SELECT count(*) FROM " +
-                                      _q +
-                                      ".expired), "
-                                      "(SELECT coalesce(max(n_dead_tup), 0) FROM "
-                                      "pg_stat_user_tables WHERE schemaname = $1 "
-                                      "AND relname = 'outbox')",
-                                  _o.schema);
+    // Unpublished rows: every outbox row, except with relay.source: snapshot, which keeps
+    // published rows until they are trimmed: there, the rows its positions do not call finished
+    // (migration 0109). Rows below the lowest position's xmin are finished, so the count reads
+    // the recent end of the (txid, id) index only.
+    const std::string unpublished =
+        _o.source == "snapshot"
+            ? " o WHERE o.txid >= coalesce((SELECT min(pg_snapshot_xmin(s0)) FROM " + _q +
+                  ".snapshot_position), '0'::xid8) AND NOT " + _q +
+                  ".snapshot_finished(o.txid, o.id, o.shard)"
+            : " o";
+    const auto r =
+        internal::exec(tx,
+                       "SELECT (SELECT count(*) FROM " + _q + ".outbox" + unpublished +
+                           "), "
+                           "(SELECT coalesce(extract(epoch FROM clock_timestamp() - "
+                           "min(o.created_at)), 0)::float8 "
+                           "FROM " +
+                           _q + ".outbox" + unpublished + "), (SELECT count(*) FROM " + _q +
+                           ".parked), "
+                           "(SELECT count(*) FROM " +
+                           _q +
+                           ".expired), "
+                           "(SELECT coalesce(max(n_dead_tup), 0) FROM "
+                           "pg_stat_user_tables WHERE schemaname = $1 "
+                           "AND relname = 'outbox')",
+                       _o.schema);
     _m.pending.set(r[0][0].as<double>());
     _m.oldest.set(r[0][1].as<double>());
     _m.parked_gauge.set(r[0][2].as<double>());
@@ -266,6 +277,59 @@ void maintenance::maintain_ledger(pqxx::connection& conn) {
     if (dropped > 0 || created > 0 || trimmed > 0) {
         spdlog::debug("event=ledger_maintained dropped={} created={} trimmed_default={}", dropped,
                       created, trimmed);
+    }
+    if (_o.source == "snapshot") trim_snapshot_outbox(conn);
+}
+
+// relay.source: snapshot keeps published rows in the outbox (they are its ledger's content) and
+// trims them here, with its pointer ledger, once they are older than published_retention:
+// bounded deletes of rows every group's position calls finished. A row is finished for its
+// group when its transaction is visible in the group's s0; below the lowest s0's xmin every row
+// is. Nothing is trimmed until every group of this configuration has a position written with
+// it (a group that never ran has published nothing). Called under the ledger's advisory lock.
+void maintenance::trim_snapshot_outbox(pqxx::connection& conn) {
+    std::string below;
+    {
+        pqxx::nontransaction tx{conn};
+        const auto r = internal::exec(tx,
+                                      "SELECT count(*) = $1 AND bool_and(lease_groups = $1), "
+                                      "min(pg_snapshot_xmin(s0))::text FROM " +
+                                          _q + ".snapshot_position WHERE lease_group < $1",
+                                      _o.lease_groups);
+        if (r[0][0].is_null() || !r[0][0].as<bool>() || r[0][1].is_null()) return;
+        below = r[0][1].as<std::string>();
+    }
+    const auto retention_ms = std::to_string(_o.published_retention.count());
+    long rows = 0, batches = 0;
+    for (int i = 0; i < 20; ++i) {
+        pqxx::work tx{conn};
+        const auto r = internal::exec(
+            tx,
+            "DELETE FROM " + _q + ".outbox WHERE id = ANY(ARRAY(SELECT id FROM " + _q +
+                ".outbox WHERE txid < $1::xid8 AND created_at < clock_timestamp() - "
+                "$2::bigint * interval '1 millisecond' LIMIT 5000))",
+            below, retention_ms);
+        tx.commit();
+        rows += static_cast<long>(r.affected_rows());
+        if (r.affected_rows() < 5000) break;
+    }
+    for (int i = 0; i < 20; ++i) {
+        pqxx::work tx{conn};
+        const auto r = internal::exec(
+            tx,
+            "DELETE FROM " + _q +
+                ".snapshot_batch WHERE batch_id = ANY(ARRAY(SELECT batch_id "
+                "FROM " +
+                _q +
+                ".snapshot_batch WHERE published_at < clock_timestamp() - $1::bigint * "
+                "interval '1 millisecond' LIMIT 5000))",
+            retention_ms);
+        tx.commit();
+        batches += static_cast<long>(r.affected_rows());
+        if (r.affected_rows() < 5000) break;
+    }
+    if (rows > 0 || batches > 0) {
+        spdlog::debug("event=snapshot_outbox_trimmed rows={} ledger_batches={}", rows, batches);
     }
 }
 

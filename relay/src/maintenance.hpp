@@ -2,7 +2,8 @@
 // Private: the relay's maintenance thread (maintenance.cpp): refreshes the outbox gauges
 // (pending, oldest age, parked, expired, dead tuples; in WAL mode the slot's lag and health) and
 // keeps the published ledger's
-// retention by range partitions (migration 0010, ADR 0010), on its own session.
+// retention by range partitions (migration 0010, ADR 0010), on its own session. With
+// relay.source: snapshot it also trims the outbox rows that are published and past retention.
 
 #include <chrono>
 #include <pqxx/pqxx>
@@ -29,6 +30,7 @@ private:
     void refresh_stats(pqxx::connection& conn);
     void refresh_wal_slot(pqxx::connection& conn);
     void maintain_ledger(pqxx::connection& conn);
+    void trim_snapshot_outbox(pqxx::connection& conn);
     [[nodiscard]] std::chrono::milliseconds ledger_width() const;
 
     const relay_options& _o;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ferry/common/error.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
 #include "marker.hpp"
@@ -67,6 +68,24 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
 claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit,
                                 const std::vector<std::int64_t>& exclude, double min_remaining_ms) {
     claim_result out;
+    if (!_mode_checked) {
+        // A snapshot relay keeps published rows in the outbox (migration 0109): polling them
+        // would publish every retained row again.
+        const auto r =
+            _claim.exec("ferry_relay_snapshot_mode",
+                        "SELECT EXISTS (SELECT 1 FROM " + _q + ".snapshot_position)", {});
+        if (r.rows() > 0 && r.boolean(0, 0)) {
+            throw ferry::error(
+                error_kind::permanent, "relay.source_mismatch",
+                "schema " + _o.schema +
+                    " is served by relay.source: snapshot (snapshot_position has rows), whose "
+                    "published rows stay in the outbox; a polling relay would publish them "
+                    "again. Run it with relay.source: snapshot, or see docs/operations.md, "
+                    "Switching sources",
+                "relay.source");
+        }
+        _mode_checked = true;
+    }
     std::int64_t max_excluded = 0;
     for (const auto id : exclude) max_excluded = std::max(max_excluded, id);
     // Prepared: an idle relay polls every poll_min, and planning this statement costs more

@@ -32,7 +32,8 @@ private:
     const relay_options& _o;
     std::string _q;
     std::string _claim_sql;
-    binary_session _claim;                            // binary results (the payloads as bytes)
+    binary_session _claim;       // binary results (the payloads as bytes)
+    bool _mode_checked = false;  // the schema is not a snapshot relay's (checked once)
     std::vector<std::unique_ptr<pg_session>> _marks;  // one per mark lane
 };
 

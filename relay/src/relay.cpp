@@ -2,6 +2,8 @@
 //   lease_keeper.cpp  leases: heartbeat, renew, acquire up to the fair share, release
 //   poll_source.cpp   the polling source: claim SQL (lease checked in the same statement)
 //   wal_source.cpp    the WAL source (relay.source: wal): logical decoding stream, ADR 0070
+//   snapshot_source.cpp  the snapshot source (relay.source: snapshot): epochs between
+//                     snapshots over an insert-only outbox, ADR 0080
 //   marker.cpp        the fenced mark SQL: outbox rows to the ledger, parked or expired
 //   batch_planner.cpp the decisions: what to produce, publish, park, expire, hold back by key
 //   kafka_sink.cpp    the sink: librdkafka, idempotent, gapless, the zombie produce guard
@@ -28,6 +30,7 @@
 #include "publisher.hpp"
 #include "relay_metrics.hpp"
 #include "relay_state.hpp"
+#include "snapshot_source.hpp"
 #include "wal_source.hpp"
 
 namespace ferry::relay {
@@ -69,10 +72,11 @@ public:
             throw ferry::error(error_kind::permanent, "relay.options",
                                "relay.batch_size must be positive", "relay.batch_size");
         }
-        if (_o.source != "polling" && _o.source != "wal") {
-            throw ferry::error(error_kind::permanent, "relay.options",
-                               "relay.source must be polling or wal, not \"" + _o.source + "\"",
-                               "relay.source");
+        if (_o.source != "polling" && _o.source != "wal" && _o.source != "snapshot") {
+            throw ferry::error(
+                error_kind::permanent, "relay.options",
+                "relay.source must be polling, wal or snapshot, not \"" + _o.source + "\"",
+                "relay.source");
         }
         if (_o.source == "wal" && _o.lease_groups != 1) {
             throw ferry::error(error_kind::permanent, "relay.options",
@@ -92,6 +96,8 @@ public:
             _wal_metrics = std::make_unique<detail::wal_metrics>(_registry);
             _source = std::make_unique<detail::wal_source>(_o, _q, _metrics->pg_reconnects,
                                                            *_wal_metrics);
+        } else if (_o.source == "snapshot") {
+            _source = std::make_unique<detail::snapshot_source>(_o, _q, _metrics->pg_reconnects);
         } else {
             _source = std::make_unique<detail::poll_source>(_o, _q, _metrics->pg_reconnects);
         }

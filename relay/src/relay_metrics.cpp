@@ -27,9 +27,12 @@ relay_metrics::relay_metrics(ferry::metrics::registry& m, int lease_groups)
       expired_total(m.add_counter("ferry_relay_expired_total",
                                   "Messages this relay moved to the expired table.")),
       expired_gauge(m.add_gauge("ferry_outbox_expired", "Rows in the expired table.")),
-      pending(m.add_gauge("ferry_outbox_pending", "Rows in the outbox (not yet published).")),
+      pending(
+          m.add_gauge("ferry_outbox_pending",
+                      "Rows in the outbox not yet published (with relay.source: snapshot, rows its "
+                      "position does not call finished).")),
       oldest(m.add_gauge("ferry_outbox_oldest_pending_age_seconds",
-                         "Age of the oldest outbox row, by the database clock.")),
+                         "Age of the oldest unpublished outbox row, by the database clock.")),
       dead_tuples(m.add_gauge("ferry_outbox_dead_tuples",
                               "Dead tuples of the outbox table (pg_stat_user_tables).")),
       groups_held(

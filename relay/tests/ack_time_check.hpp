@@ -1,5 +1,6 @@
 #pragma once
-// A check shared by the polling and WAL relay suites: the ledger's acked_at (migration 0108).
+// A check shared by the polling, WAL and snapshot relay suites: the ledger's acked_at (migration
+// 0108).
 
 #include <gtest/gtest.h>
 
@@ -48,7 +49,7 @@ inline void expect_acked_at_is_the_acknowledgement(
     ASSERT_TRUE(holds_id(reader.read(1, 60s), first)) << reader.last_error();
     const auto second = enqueue_one("b");
     ASSERT_TRUE(holds_id(reader.read(2, 60s), second)) << reader.last_error();
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".published_batch"), 0)
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger"), 0)
         << "a mark got past the lease row's lock";
     std::this_thread::sleep_for(1s);
     hold.commit();

@@ -73,20 +73,28 @@ long published_count(const relay_env& env) {
     return count_rows("SELECT count(*) FROM " + env.q() + ".ledger");
 }
 
+// Every outbox row is published: none left, or with relay.source: snapshot (which keeps
+// published rows) none its position calls unfinished (for a polling schema, snapshot_finished is
+// false for every row, so this is "no rows").
 bool outbox_drained(const relay_env& env, std::chrono::milliseconds timeout) {
     return eventually(
-        [&] { return count_rows("SELECT count(*) FROM " + env.q() + ".outbox") == 0; }, timeout,
-        100ms);
+        [&] {
+            return count_rows("SELECT count(*) FROM " + env.q() + ".outbox o WHERE NOT " + env.q() +
+                              ".snapshot_finished(o.txid, o.id, o.shard)") == 0;
+        },
+        timeout, 100ms);
 }
 
 // kill -9 while producers go on, then a second relay: nothing is lost. The pipeline
 // (publisher.hpp) leaves at most mark_lanes + 1 produced batches unmarked at the kill (the ones
 // being marked and the next, produced meanwhile); they are published again.
-void kill_nine_mid_stream_loses_nothing(std::size_t mark_lanes) {
+void kill_nine_mid_stream_loses_nothing(std::size_t mark_lanes,
+                                        const std::string& source = "polling") {
     relay_env env;
     workload load(env, env.topic, 1500, 20, 300us);
     relay_config c;
     c.mark_lanes = mark_lanes;
+    c.source = source;
     {
         relay_process first(env, c);
         ASSERT_TRUE(eventually([&] { return published_count(env) >= 300; }, 30s));
@@ -111,6 +119,12 @@ TEST(RelayFaultTest, KillNineMidStreamWithTwoMarkLanesLosesNothing) {
     kill_nine_mid_stream_loses_nothing(2);
 }
 
+// The snapshot source (ADR 0080): the new holder goes on from the recorded position; what was
+// finished above it is published again, within the same bound.
+TEST(RelayFaultTest, SnapshotSourceKillNineMidStreamThenRestartLosesNothing) {
+    kill_nine_mid_stream_loses_nothing(1, "snapshot");
+}
+
 // kill -9 at each named step between the claim and the committed mark:
 //   after_produce  every row handed to librdkafka, no delivery report read yet;
 //   before_mark    Kafka acknowledged the batch, the mark transaction has not begun;
@@ -122,8 +136,9 @@ TEST(RelayFaultTest, KillNineMidStreamWithTwoMarkLanesLosesNothing) {
 struct kill_point {
     const char* name;
     const char* env;
-    bool acked;       // Kafka acknowledged the batch before the kill
-    bool next_batch;  // the pipeline may have produced the next batch meanwhile
+    bool acked;                      // Kafka acknowledged the batch before the kill
+    bool next_batch;                 // the pipeline may have produced the next batch meanwhile
+    const char* source = "polling";  // relay.source
 };
 
 class KillAtNamedStep : public ::testing::TestWithParam<kill_point> {};
@@ -132,6 +147,7 @@ TEST_P(KillAtNamedStep, RepublishesExactlyThatBatchAndLosesNothing) {
     const auto point = GetParam();
     relay_env env;
     relay_config c;
+    c.source = point.source;
     c.env[point.env] = "10000";
     workload load(env, env.topic, 300, 10, 300us);
     std::size_t batch_rows = 0;
@@ -149,7 +165,9 @@ TEST_P(KillAtNamedStep, RepublishesExactlyThatBatchAndLosesNothing) {
         batch_rows = std::stoul(log.substr(pos + 5));
     }
     EXPECT_EQ(published_count(env), 0) << "the crashed batch must not be marked";
-    relay_process second(env, {});
+    relay_config resumed;
+    resumed.source = point.source;
+    relay_process second(env, resumed);
     load.join();
     ASSERT_TRUE(outbox_drained(env, 60s)) << second.log();
     kafka_reader reader(env.topic);
@@ -167,19 +185,26 @@ TEST_P(KillAtNamedStep, RepublishesExactlyThatBatchAndLosesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(
     Steps, KillAtNamedStep,
-    ::testing::Values(kill_point{"after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", false,
-                                 false},
-                      kill_point{"before_mark", "FERRY_RELAY_FAULT_BEFORE_MARK_MS", true, false},
-                      kill_point{"during_mark", "FERRY_RELAY_FAULT_DURING_MARK_MS", true, true}),
-    [](const ::testing::TestParamInfo<kill_point>& p) { return std::string(p.param.name); });
+    ::testing::Values(
+        kill_point{"after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", false, false},
+        kill_point{"before_mark", "FERRY_RELAY_FAULT_BEFORE_MARK_MS", true, false},
+        kill_point{"during_mark", "FERRY_RELAY_FAULT_DURING_MARK_MS", true, true},
+        kill_point{"after_produce", "FERRY_RELAY_FAULT_AFTER_PRODUCE_MS", false, false, "snapshot"},
+        kill_point{"before_mark", "FERRY_RELAY_FAULT_BEFORE_MARK_MS", true, false, "snapshot"},
+        kill_point{"during_mark", "FERRY_RELAY_FAULT_DURING_MARK_MS", true, true, "snapshot"}),
+    [](const ::testing::TestParamInfo<kill_point>& p) {
+        return std::string(p.param.name) +
+               (std::string(p.param.source) == "polling" ? "" : "_" + std::string(p.param.source));
+    });
 
 // Two relays share four lease groups; one is killed mid-stream and the survivor takes over its
 // groups after the ttl.
-TEST(RelayFaultTest, TwoRelaysFourGroupsKillOneSurvivorTakesOver) {
+void two_relays_four_groups_kill_one(const std::string& source) {
     relay_env env;
     relay_config a;
     a.instance_id = "relay-a";
     a.lease_groups = 4;
+    a.source = source;
     relay_config b = a;
     b.instance_id = "relay-b";
     relay_process survivor(env, a);
@@ -200,6 +225,14 @@ TEST(RelayFaultTest, TwoRelaysFourGroupsKillOneSurvivorTakesOver) {
     ASSERT_TRUE(outbox_drained(env, 60s)) << survivor.log();
     kafka_reader reader(env.topic);
     expect_no_loss(reader, load.committed(), 2 * k_batch);
+}
+
+TEST(RelayFaultTest, TwoRelaysFourGroupsKillOneSurvivorTakesOver) {
+    two_relays_four_groups_kill_one("polling");
+}
+
+TEST(RelayFaultTest, SnapshotSourceTwoRelaysFourGroupsKillOneSurvivorTakesOver) {
+    two_relays_four_groups_kill_one("snapshot");
 }
 
 // A release the worker had to defer (a batch of the group was running) must not outlive the

@@ -4,7 +4,8 @@
 //   chaos-check --dsn DSN --brokers B --topic KAFKA_TOPIC --group G... [--schema ferry]
 //               [--history FILE...] [--settle-timeout S] [--json OUT] [--label TEXT]
 //
-// Settled means: the outbox is empty, no half message is pending or parked, no retry row of the
+// Settled means: the outbox is empty (with relay.source: snapshot, which keeps published rows:
+// no row its positions call unfinished), no half message is pending or parked, no retry row of the
 // groups is left, every committed message has a witness row or a dead letter in every group,
 // and every group has committed its offsets up to the end of every partition (lag 0: every
 // copy Kafka holds, duplicates included, went through the group). The committed set is the
@@ -119,9 +120,11 @@ int main(int argc, char** argv) {
             pqxx::read_transaction tx{conn};
             const auto r = tx.exec1(
                 "WITH c AS (" + committed_sql + ") SELECT (SELECT count(*) FROM " + q +
-                ".outbox), (SELECT count(*) FROM " + q +
-                ".half_message WHERE state IN ('pending', 'parked')), (SELECT count(*) FROM " + q +
-                ".retry WHERE group_id = ANY(" + garr + ")), (SELECT count(*) FROM c, unnest(" +
+                ".outbox o WHERE NOT " + q +
+                ".snapshot_finished(o.txid, o.id, o.shard)), "
+                "(SELECT count(*) FROM " +
+                q + ".half_message WHERE state IN ('pending', 'parked')), (SELECT count(*) FROM " +
+                q + ".retry WHERE group_id = ANY(" + garr + ")), (SELECT count(*) FROM c, unnest(" +
                 garr +
                 ") g WHERE NOT EXISTS (SELECT 1 FROM chaos.witness w WHERE w.consumer_group = g "
                 "AND w.message_id = c.message_id) AND NOT EXISTS (SELECT 1 FROM " +

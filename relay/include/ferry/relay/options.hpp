@@ -31,7 +31,9 @@ struct relay_options {
     // --- Source (ADR 0070)
     /// polling: claim rows of the outbox table. wal: stream the logical decoding messages that
     /// producers emit with <schema>.enqueue_wal / emit_wal (requires lease_groups = 1, a
-    /// pgoutput slot and a publication, see `ferryctl wal setup`).
+    /// pgoutput slot and a publication, see `ferryctl wal setup`). snapshot: read the outbox
+    /// table between snapshots, in id order, and keep published rows there until
+    /// published_retention has passed (ADR 0080; a polling relay then refuses the schema).
     std::string source = "polling";
     /// wal: the replication slot ([a-z0-9_], at most 63 characters), created and registered
     /// beforehand; the relay never creates it (a lost slot is reported, never recreated).

@@ -1,0 +1,538 @@
+// The snapshot source (snapshot_source.hpp has the rules): list an epoch, read it by id range,
+// yield unfinished rows first, record marks with the position, never delete.
+
+#include "snapshot_source.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "fault_points.hpp"
+#include "ferry/common/error.hpp"
+#include "ferry/internal/pg_array.hpp"
+#include "ferry/internal/pq.hpp"
+#include "marker.hpp"
+
+namespace ferry::relay::detail {
+
+namespace {
+
+constexpr const char* k_key_parked = "KEY_PARKED";
+// The position of a group that never published: nothing is visible in it, so the first epoch
+// holds every row committed before the first snapshot.
+constexpr const char* k_nothing_seen = "1:1:";
+
+std::int64_t system_now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::int64_t to_us(double epoch_seconds) { return std::llround(epoch_seconds * 1e6); }
+
+// The lease on the database clock, as every claim statement starts: $1 instance, $2 epoch,
+// $3 group.
+std::string lease_cte(const std::string& q) {
+    return "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
+           "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 "
+           "AS remaining_ms, date_part('epoch', clock_timestamp()) AS now FROM " +
+           q + ".relay_lease WHERE lease_group = $3)";
+}
+
+}  // namespace
+
+snapshot_source::snapshot_source(const relay_options& options, std::string quoted_schema,
+                                 ferry::metrics::counter reconnects)
+    : _o(options), _q(std::move(quoted_schema)), _claim(options, reconnects, "claim") {
+    // A lost mark commit loses nothing: the rows stay in the outbox and the position stays
+    // where it was, so they are published again (as after a crash between Kafka's ack and the
+    // mark). The mark therefore need not wait for its WAL flush, like polling's.
+    for (std::size_t lane = 0; lane < std::max<std::size_t>(options.mark_lanes, 1); ++lane) {
+        _marks.push_back(std::make_unique<pg_session>(
+            options, reconnects, "mark", pg_session_tuning{.asynchronous_commit = true}));
+    }
+    // The rows of the epoch (S0, S1]: their transaction is visible in S1, and it was at or past
+    // S0's xmax or in progress in S0. {s0} and {s1} are replaced by SQL expressions.
+    _in_epoch =
+        "((o.txid >= pg_snapshot_xmax({s0}) AND o.txid < pg_snapshot_xmax({s1})) OR o.txid = "
+        "ANY(ARRAY(SELECT pg_snapshot_xip({s0})))) AND pg_visible_in_snapshot(o.txid, {s1})";
+    if (fault::snapshot_without_in_progress()) {
+        // Negative control (test builds only): a transaction in progress in S0 is in no epoch.
+        _in_epoch =
+            "o.txid >= pg_snapshot_xmax({s0}) AND o.txid < pg_snapshot_xmax({s1}) AND "
+            "pg_visible_in_snapshot(o.txid, {s1})";
+    }
+}
+
+snapshot_source::group_state& snapshot_source::state(int group) {
+    std::lock_guard lock(_mu);
+    auto& g = _groups[group];
+    if (!g) g = std::make_unique<group_state>();
+    return *g;
+}
+
+std::string snapshot_source::shard_param(int group) const {
+    return shard_array_literal(group, _o.lease_groups);
+}
+
+void snapshot_source::reset_claim_session() noexcept {
+    _claim.reset();
+    // Start again from the recorded positions: what the window held is read again.
+    std::lock_guard lock(_mu);
+    for (auto& [group, g] : _groups) g->lease_epoch = -1;
+}
+
+bool snapshot_source::load(int group, std::int64_t epoch, group_state& g) {
+    const auto sql = lease_cte(_q) +
+                     " SELECT lease.ours, p.s0::text, p.s1::text, p.after_id, p.seq, "
+                     "p.lease_groups::int8 FROM lease LEFT JOIN " +
+                     _q + ".snapshot_position p ON p.lease_group = $3 AND lease.ours";
+    const std::vector<std::string> params = {_o.instance_id, std::to_string(epoch),
+                                             std::to_string(group)};
+    auto r = _claim.exec("ferry_relay_snapshot_load", sql, params);
+    if (r.rows() == 0 || !r.boolean(0, 0)) return false;
+    if (r.is_null(0, 1)) {
+        // The group's first snapshot relay: nothing is finished yet.
+        (void)_claim.exec(
+            "ferry_relay_snapshot_create",
+            lease_cte(_q) + " INSERT INTO " + _q +
+                ".snapshot_position (lease_group, lease_groups, s0) SELECT $3, $4, '" +
+                k_nothing_seen +
+                "' FROM lease WHERE lease.ours ON CONFLICT DO NOTHING RETURNING lease_group",
+            {_o.instance_id, std::to_string(epoch), std::to_string(group),
+             std::to_string(_o.lease_groups)});
+        r = _claim.exec("ferry_relay_snapshot_load", sql, params);
+        if (r.rows() == 0 || !r.boolean(0, 0) || r.is_null(0, 1)) return false;
+    }
+    const auto groups = r.int8(0, 5);
+    if (groups != _o.lease_groups) {
+        throw ferry::error(
+            error_kind::permanent, "relay.snapshot_groups",
+            "snapshot_position of lease group " + std::to_string(group) + " was written with " +
+                std::to_string(groups) + " lease groups, and relay.lease_groups is " +
+                std::to_string(_o.lease_groups) +
+                ": a key would move to another group's position (change relay.lease_groups "
+                "back, or let every group finish and reset the positions; docs/operations.md)",
+            "relay.lease_groups");
+    }
+    snapshot_point p;
+    p.s0 = std::string(r.bytes(0, 1));
+    if (!r.is_null(0, 2)) p.s1 = std::string(r.bytes(0, 2));
+    p.after_id = r.int8(0, 3);
+    const auto seq = r.int8(0, 4);
+    std::lock_guard lock(_mu);
+    ++g.generation;
+    g.tracker.reset(std::move(p));
+    g.window.clear();
+    g.seq = std::max(g.seq, seq);
+    g.epoch_open = false;
+    g.listed.clear();
+    g.cursor = 0;
+    g.lease_epoch = epoch;
+    return true;
+}
+
+snapshot_source::lease_view snapshot_source::open_epoch(int group, std::int64_t epoch,
+                                                        group_state& g) {
+    std::string s0;
+    std::string resume;
+    std::int64_t after = 0;
+    {
+        std::lock_guard lock(_mu);
+        s0 = g.tracker.next_s0();
+        resume = g.tracker.resume_s1().value_or("");
+        after = g.tracker.resume_after();
+    }
+    std::string filter = _in_epoch;
+    const auto replace_all = [&filter](const std::string& from, const std::string& to) {
+        for (auto at = filter.find(from); at != std::string::npos; at = filter.find(from, at)) {
+            filter.replace(at, from.size(), to);
+            at += to.size();
+        }
+    };
+    replace_all("{s0}", "$4::pg_snapshot");
+    replace_all("{s1}", "snap.s1");
+    const bool by_shard = _o.lease_groups > 1;
+    // $4 S0, $5 the id to resume after, $6 the open epoch's S1 ('' for a new snapshot), $7 the
+    // group's shards (more than one group). The snapshot is the statement's own, so the listing
+    // sees exactly the transactions it calls visible.
+    const auto sql = lease_cte(_q) +
+                     ", snap AS (SELECT coalesce(NULLIF($6, '')::pg_snapshot, "
+                     "pg_current_snapshot()) AS s1) SELECT lease.ours, lease.remaining_ms, "
+                     "lease.now, snap.s1::text, l.id FROM lease CROSS JOIN snap LEFT JOIN "
+                     "LATERAL (SELECT o.id FROM " +
+                     _q + ".outbox o WHERE lease.ours AND o.id > $5 AND " + filter +
+                     (by_shard ? " AND o.shard = ANY($7::smallint[])" : "") +
+                     " ORDER BY o.id) l ON true";
+    std::vector<std::string> params = {_o.instance_id,        std::to_string(epoch),
+                                       std::to_string(group), s0,
+                                       std::to_string(after), resume};
+    if (by_shard) params.push_back(shard_param(group));
+    const auto r = _claim.exec("ferry_relay_snapshot_list", sql, params);
+    lease_view v;
+    if (r.rows() == 0 || !r.boolean(0, 0)) return v;
+    v.ours = true;
+    v.remaining_ms = r.float8(0, 1);
+    std::vector<std::int64_t> ids;
+    ids.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+        if (!r.is_null(i, 4)) ids.push_back(r.int8(i, 4));
+    }
+    std::lock_guard lock(_mu);
+    g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+    g.epoch_number = g.tracker.open_epoch(s0, std::string(r.bytes(0, 3)));
+    g.s0 = std::move(s0);
+    g.s1 = std::string(r.bytes(0, 3));
+    g.listed = std::move(ids);
+    g.cursor = 0;
+    g.epoch_open = true;
+    if (g.listed.empty()) {
+        g.tracker.close_epoch(g.epoch_number);
+        g.epoch_open = false;
+    }
+    return v;
+}
+
+snapshot_source::lease_view snapshot_source::read_rows(int group, std::int64_t epoch,
+                                                       group_state& g, std::size_t n) {
+    const auto from = g.cursor;
+    const auto to = std::min(g.listed.size(), from + n);
+    std::string filter = _in_epoch;
+    const auto replace_all = [&filter](const std::string& what, const std::string& with) {
+        for (auto at = filter.find(what); at != std::string::npos; at = filter.find(what, at)) {
+            filter.replace(at, what.size(), with);
+            at += with.size();
+        }
+    };
+    replace_all("{s0}", "$6::pg_snapshot");
+    replace_all("{s1}", "$7::pg_snapshot");
+    const bool by_shard = _o.lease_groups > 1;
+    // One id range of the listing, filtered by the same terms (so exactly the listed rows),
+    // in id order, in binary; with each row the oldest parked message of its key, if any.
+    const auto sql =
+        lease_cte(_q) +
+        " SELECT lease.ours, lease.remaining_ms, lease.now, c.* FROM lease LEFT JOIN LATERAL "
+        "(SELECT o.id, o.message_id::text, o.topic, o.key, o.payload, o.headers::text, "
+        "date_part('epoch', o.created_at), date_part('epoch', o.available_at), "
+        "date_part('epoch', o.expires_at), (SELECT min(p.id) FROM " +
+        _q + ".parked p WHERE p.topic = o.topic AND p.key = o.key) FROM " + _q +
+        ".outbox o WHERE lease.ours AND o.id BETWEEN $4 AND $5 AND " + filter +
+        (by_shard ? " AND o.shard = ANY($8::smallint[])" : "") + " ORDER BY o.id) c ON true";
+    std::vector<std::string> params = {_o.instance_id,
+                                       std::to_string(epoch),
+                                       std::to_string(group),
+                                       std::to_string(g.listed[from]),
+                                       std::to_string(g.listed[to - 1]),
+                                       g.s0,
+                                       g.s1};
+    if (by_shard) params.push_back(shard_param(group));
+    const auto r = _claim.exec("ferry_relay_snapshot_read", sql, params);
+    lease_view v;
+    if (r.rows() == 0 || !r.boolean(0, 0)) return v;
+    v.ours = true;
+    v.remaining_ms = r.float8(0, 1);
+    const auto text = [&r](int row, int col) { return std::string(r.bytes(row, col)); };
+    std::lock_guard lock(_mu);
+    g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+    for (int i = 0; i < r.rows(); ++i) {
+        if (r.is_null(i, 3)) break;  // no rows (deleted by hand since the listing)
+        entry e;
+        e.outbox_id = r.int8(i, 3);
+        e.row.message_id = text(i, 4);
+        e.row.topic = text(i, 5);
+        e.row.key = text(i, 6);
+        e.row.payload = text(i, 7);
+        e.row.headers_json = text(i, 8);
+        e.row.created_at_us = to_us(r.float8(i, 9));
+        e.available_at_us = to_us(r.float8(i, 10));
+        if (!r.is_null(i, 11)) e.expires_at_us = to_us(r.float8(i, 11));
+        if (!r.is_null(i, 12)) e.parked_id = r.int8(i, 12);
+        e.ticket = g.tracker.add(g.epoch_number, e.outbox_id);
+        e.row.id = ++g.next_row;
+        g.window.insert(e.row.id, std::move(e));
+    }
+    g.cursor = to;
+    if (g.cursor == g.listed.size()) {
+        g.tracker.close_epoch(g.epoch_number);
+        g.epoch_open = false;
+        g.listed.clear();
+        g.cursor = 0;
+    }
+    return v;
+}
+
+snapshot_source::lease_view snapshot_source::check_parked(
+    int group, std::int64_t epoch, group_state& g,
+    const std::vector<std::pair<std::string, std::string>>& keys,
+    std::map<std::pair<std::string, std::string>, std::int64_t>& parked) {
+    std::size_t bytes = 0;
+    for (const auto& [t, k] : keys) bytes += t.size() + k.size();
+    internal::array_builder topics(keys.size(), bytes), key_list(keys.size(), bytes);
+    for (const auto& [t, k] : keys) {
+        topics.add(t);
+        key_list.add(k);
+    }
+    const auto sql = lease_cte(_q) +
+                     " SELECT lease.ours, lease.remaining_ms, lease.now, h.topic, h.key, "
+                     "h.first_id FROM lease LEFT JOIN LATERAL (SELECT p.topic, p.key, min(p.id) "
+                     "AS first_id FROM " +
+                     _q +
+                     ".parked p JOIN unnest($4::text[], $5::text[]) AS b(topic, key) ON "
+                     "p.topic = b.topic AND p.key = b.key WHERE lease.ours GROUP BY p.topic, "
+                     "p.key) h ON true";
+    const auto r = _claim.exec("ferry_relay_snapshot_lease", sql,
+                               {_o.instance_id, std::to_string(epoch), std::to_string(group),
+                                std::move(topics).take(), std::move(key_list).take()});
+    lease_view v;
+    if (r.rows() == 0 || !r.boolean(0, 0)) return v;
+    v.ours = true;
+    v.remaining_ms = r.float8(0, 1);
+    {
+        std::lock_guard lock(_mu);
+        g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+    }
+    for (int i = 0; i < r.rows(); ++i) {
+        if (r.is_null(i, 3)) continue;
+        parked.emplace(std::make_pair(std::string(r.bytes(i, 3)), std::string(r.bytes(i, 4))),
+                       r.int8(i, 5));
+    }
+    return v;
+}
+
+void snapshot_source::yield(group_state& g, std::size_t limit,
+                            const std::vector<std::int64_t>& exclude,
+                            std::vector<std::int64_t>& out_ids) {
+    const auto now_us = system_now_us() + g.clock_offset_us;
+    std::set<std::pair<std::string, std::string>> held;  // keys behind a row not yet due
+    g.window.for_each_until([&](std::int64_t id, entry& e) {
+        if (out_ids.size() >= limit) return false;
+        if (std::binary_search(exclude.begin(), exclude.end(), id)) return true;
+        if (!held.empty() && held.count({e.row.topic, e.row.key}) > 0) return true;
+        if (e.available_at_us > now_us) {
+            held.emplace(e.row.topic, e.row.key);
+            return true;
+        }
+        out_ids.push_back(id);
+        return true;
+    });
+}
+
+claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t limit,
+                                    const std::vector<std::int64_t>& exclude_in,
+                                    double min_remaining_ms) {
+    auto& g = state(group);
+    if (g.lease_epoch != epoch && !load(group, epoch, g)) return {};
+    std::vector<std::int64_t> exclude(exclude_in);
+    std::sort(exclude.begin(), exclude.end());
+
+    std::vector<std::int64_t> ids;
+    std::int64_t first_new = 0;  // rows above this were read by this claim
+    {
+        std::lock_guard lock(_mu);
+        yield(g, limit, exclude, ids);
+        first_new = g.next_row;
+    }
+    std::optional<lease_view> lease;
+    if (ids.size() < limit) {
+        if (!g.epoch_open) lease = open_epoch(group, epoch, g);
+        if ((!lease || lease->ours) && g.epoch_open) {
+            lease = read_rows(group, epoch, g, limit - ids.size());
+        }
+        if (lease && !lease->ours) {
+            std::lock_guard lock(_mu);
+            g.lease_epoch = -1;
+            return {};
+        }
+        std::lock_guard lock(_mu);
+        ids.clear();
+        yield(g, limit, exclude, ids);
+    }
+
+    // Rows read by an earlier claim may have had their key parked since: look again, with the
+    // lease (a claim that read nothing checks it here).
+    std::vector<std::pair<std::string, std::string>> recheck;
+    {
+        std::lock_guard lock(_mu);
+        for (const auto id : ids) {
+            if (id > first_new) continue;
+            const auto& e = g.window.at(id);
+            recheck.emplace_back(e.row.topic, e.row.key);
+        }
+    }
+    std::map<std::pair<std::string, std::string>, std::int64_t> parked;
+    if (!recheck.empty() || !lease) lease = check_parked(group, epoch, g, recheck, parked);
+    if (!lease->ours) {
+        std::lock_guard lock(_mu);
+        g.lease_epoch = -1;
+        return {};
+    }
+    claim_result out;
+    out.lease_ours = true;
+    out.lease_remaining_ms = lease->remaining_ms;
+    if (lease->remaining_ms < min_remaining_ms) return out;  // the rows wait in the window
+
+    std::lock_guard lock(_mu);
+    const auto now_us = system_now_us() + g.clock_offset_us;
+    out.rows.reserve(ids.size());
+    for (const auto id : ids) {
+        auto& e = g.window.at(id);
+        e.yielded = true;
+        auto parked_id = e.parked_id;
+        if (id <= first_new) {
+            const auto it = parked.find({e.row.topic, e.row.key});
+            parked_id = it == parked.end() ? 0 : it->second;
+            e.parked_id = parked_id;
+        }
+        out.rows.push_back(e.row);
+        auto& row = out.rows.back();
+        row.expired = e.expires_at_us && *e.expires_at_us <= now_us;
+        if (parked_id != 0) {
+            row.refused_code = k_key_parked;
+            row.refused_reason = "held behind parked message " + std::to_string(parked_id) +
+                                 " of its key (retry or discard it with ferryctl parked)";
+        }
+    }
+    return out;
+}
+
+mark_outcome snapshot_source::mark(const mark_request& request, std::size_t lane) {
+    auto& g = state(request.group);
+    std::vector<std::int64_t> pub_ids, pub_offsets, exp_ids, park_ids;
+    std::vector<int> pub_parts;
+    std::vector<std::string> park_reasons, park_codes;
+    std::vector<std::pair<std::int64_t, snapshot_tracker::ticket>> finished;
+    std::vector<snapshot_tracker::ticket> tickets;
+    snapshot_point point;
+    std::int64_t seq = 0;
+    std::uint64_t generation = 0;
+    {
+        std::lock_guard lock(_mu);
+        generation = g.generation;
+        // A row missing from the window belongs to a state that was reloaded since it was
+        // claimed (another lease epoch, or after an error): it is read again from the recorded
+        // position, so it is not recorded here (the lease fence decides for the others).
+        const auto find = [&](std::int64_t id) -> const entry* {
+            const auto* e = g.window.find(id);
+            if (e == nullptr) return nullptr;
+            finished.emplace_back(id, e->ticket);
+            tickets.push_back(e->ticket);
+            return e;
+        };
+        for (const auto& p : request.publish) {
+            const auto* e = find(p.id);
+            if (e == nullptr) continue;
+            pub_ids.push_back(e->outbox_id);
+            pub_parts.push_back(p.partition);
+            pub_offsets.push_back(p.offset);
+        }
+        for (const auto id : request.expire) {
+            if (const auto* e = find(id)) exp_ids.push_back(e->outbox_id);
+        }
+        for (const auto& p : request.park) {
+            const auto* e = find(p.id);
+            if (e == nullptr) continue;
+            park_ids.push_back(e->outbox_id);
+            park_reasons.push_back(p.reason);
+            park_codes.push_back(p.error_code);
+        }
+        if (finished.empty()) return mark_outcome::marked;
+        point = g.tracker.durable_with(tickets);
+        seq = ++g.seq;
+    }
+
+    const std::string position_sql =
+        "UPDATE " + _q +
+        ".snapshot_position SET s0 = $1::pg_snapshot, s1 = NULLIF($2, '')::pg_snapshot, "
+        "after_id = $3, seq = $4, updated_at = clock_timestamp() WHERE lease_group = $5 AND "
+        "seq < $4";
+    const auto s1 = point.s1.value_or("");
+    // The ledger row points at the rows; acked_at is when the batch's last report arrived.
+    const std::string batch_columns =
+        ".snapshot_batch (relay_epoch, lease_group, ids, partitions, offsets, acked_at) ";
+    const auto acked = [](const char* p) {
+        return std::string("timestamptz 'epoch' + NULLIF(") + p +
+               "::bigint, 0) * interval '1 microsecond'";
+    };
+
+    // A mark that only publishes (nearly every mark): fence, ledger row and position in one
+    // statement in its own implicit transaction, as polling's mark.
+    if (!pub_ids.empty() && exp_ids.empty() && park_ids.empty() && !fault::during_mark_pending()) {
+        pqxx::nontransaction tx{_marks.at(lane)->get()};
+        const auto r = internal::exec_cached(
+            tx, "ferry_relay_snapshot_mark",
+            "WITH fence AS MATERIALIZED (SELECT owner = $1 AND epoch = $2 AND expires_at > "
+            "clock_timestamp() AS ok FROM " +
+                _q + ".relay_lease WHERE lease_group = $3 FOR KEY SHARE), ins AS (INSERT INTO " +
+                _q + batch_columns + "SELECT $2, $3, $4::bigint[], $5::int[], $6::bigint[], " +
+                acked("$7") + " FROM fence WHERE fence.ok RETURNING 1), pos AS (UPDATE " + _q +
+                ".snapshot_position SET s0 = $8::pg_snapshot, s1 = NULLIF($9, '')::pg_snapshot, "
+                "after_id = $10, seq = $11, updated_at = clock_timestamp() WHERE lease_group = "
+                "$3 AND seq < $11 AND (SELECT ok FROM fence) RETURNING 1) SELECT ok FROM fence",
+            _o.instance_id, request.epoch, request.group, internal::array_literal(pub_ids),
+            internal::array_literal(pub_parts), internal::array_literal(pub_offsets),
+            request.acked_at_us, point.s0, s1, point.after_id, seq);
+        if (r.empty() || r[0][0].is_null() || !r[0][0].as<bool>()) return mark_outcome::fenced;
+    } else {
+        pqxx::work tx{_marks.at(lane)->get()};
+        if (!lease_fence(tx, _q, _o.instance_id, request.epoch, request.group)) {
+            tx.abort();
+            return mark_outcome::fenced;
+        }
+        if (!pub_ids.empty()) {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_snapshot_mark_published",
+                "INSERT INTO " + _q + batch_columns +
+                    "VALUES ($1, $2, $3::bigint[], $4::int[], $5::bigint[], " + acked("$6") + ")",
+                request.epoch, request.group, internal::array_literal(pub_ids),
+                internal::array_literal(pub_parts), internal::array_literal(pub_offsets),
+                request.acked_at_us);
+        }
+        if (!exp_ids.empty()) {
+            (void)internal::exec_cached(
+                tx, "ferry_relay_snapshot_mark_expired",
+                "INSERT INTO " + _q +
+                    ".expired (id, message_id, topic, key, payload, headers, created_at, "
+                    "available_at, expires_at) SELECT id, message_id, topic, key, payload, "
+                    "headers, created_at, available_at, expires_at FROM " +
+                    _q +
+                    ".outbox WHERE id = ANY($1::bigint[]) ON CONFLICT (id) DO UPDATE SET "
+                    "expired_at = excluded.expired_at",
+                internal::array_literal(exp_ids));
+        }
+        if (!park_ids.empty()) {
+            // The rows stay in the outbox (finished); `parked` gets their copy under the outbox
+            // id, so a key's parked rows sort in their order.
+            (void)internal::exec_cached(
+                tx, "ferry_relay_snapshot_mark_parked",
+                "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS "
+                "t(id, reason, code)) INSERT INTO " +
+                    _q +
+                    ".parked (id, message_id, topic, key, payload, headers, created_at, "
+                    "available_at, expires_at, reason, error_code) SELECT o.id, o.message_id, "
+                    "o.topic, o.key, o.payload, o.headers, o.created_at, o.available_at, "
+                    "o.expires_at, info.reason, info.code FROM " +
+                    _q +
+                    ".outbox o JOIN info ON o.id = info.id ON CONFLICT (id) DO UPDATE SET "
+                    "reason = excluded.reason, error_code = excluded.error_code, parked_at = "
+                    "excluded.parked_at, attempts = " +
+                    _q + ".parked.attempts + 1",
+                internal::array_literal(park_ids), internal::array_literal(park_reasons),
+                internal::array_literal(park_codes));
+        }
+        (void)internal::exec_cached(tx, "ferry_relay_snapshot_position", position_sql, point.s0, s1,
+                                    point.after_id, seq, request.group);
+        if (request.before_commit) request.before_commit();
+        tx.commit();
+    }
+
+    std::lock_guard lock(_mu);
+    if (generation != g.generation) return mark_outcome::marked;  // reloaded meanwhile
+    for (const auto& [id, ticket] : finished) {
+        g.tracker.finish(ticket);
+        g.window.erase(id);
+    }
+    return mark_outcome::marked;
+}
+
+}  // namespace ferry::relay::detail
