@@ -453,7 +453,7 @@ drain_result run_b0(pqxx::connection& conn, const bench_schema& s, const std::st
 //   Drain: the backlog is copied, 1000 rows per transaction as fill() commits them, into an
 //   insert-only table that keeps each row's txid (index (txid, id)); after the drain the ledger
 //   must hold every row exactly once.
-//   Latency: the producers write with the table writer into ADR 0080's outbox (add_txid_column)
+//   Latency: the producers write with the table writer into ADR 0080's outbox (drop_shard_index)
 //   while S runs; commit->ack ends at S's ledger's acked_at, as it does for ferry-relay.
 // It bounds what the design can do on this machine before any of the work ADR 0080 lists as
 // still to be carried over.
@@ -477,16 +477,22 @@ void create_snapshot_bookkeeping(pqxx::connection& conn, const std::string& sche
     tx.commit();
 }
 
-// ADR 0080's outbox: today's, where each row keeps its transaction id and the index (txid, id)
-// replaces (shard, id). Writers need no change. Not (shard, txid, id), as ADR 0080 first
-// proposed: an epoch's listing then needs one index probe per shard (256, about 1 ms), or scans
-// the whole retained table when it names no shard.
-void add_txid_column(pqxx::connection& conn, const std::string& schema) {
+// ADR 0080's outbox for S: migration 0109 gives every outbox its transaction id and the index
+// (txid, id); S's table has no (shard, id) index besides (ADR 0080 proposed (txid, id) in its
+// place). Writers need no change.
+void drop_shard_index(pqxx::connection& conn, const std::string& schema) {
     pqxx::work tx{conn};
-    tx.exec("ALTER TABLE " + schema +
-            ".outbox ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()");
-    tx.exec("CREATE INDEX outbox_txid_idx ON " + schema + ".outbox (txid, id)");
     tx.exec("DROP INDEX " + schema + ".outbox_shard_id_idx");
+    tx.commit();
+}
+
+// The outbox as it was before migration 0109 (no txid column, no (txid, id) index): what the
+// enqueue-cost part compares today's table writer with, so migration 0109's cost to producers
+// is measured in every run.
+void remove_0109(pqxx::connection& conn, const std::string& schema) {
+    pqxx::work tx{conn};
+    tx.exec("DROP INDEX " + schema + ".outbox_txid_id_idx");
+    tx.exec("ALTER TABLE " + schema + ".outbox DROP COLUMN txid");
     tx.commit();
 }
 
@@ -1059,11 +1065,14 @@ nlohmann::json latency_report(
 
 nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const std::string& dsn,
                            const std::string& brokers, int rate, std::chrono::seconds duration,
-                           bool wal_mode = false) {
-    const auto s = fresh_schema(
-        conn,
-        std::string(wal_mode ? "bench_relay_wlat_" : "bench_relay_lat_") + std::to_string(rate),
-        wal_mode);
+                           bool wal_mode = false, bool snapshot_mode = false) {
+    auto s = fresh_schema(conn,
+                          std::string(wal_mode        ? "bench_relay_wlat_"
+                                      : snapshot_mode ? "bench_relay_slat_"
+                                                      : "bench_relay_lat_") +
+                              std::to_string(rate),
+                          wal_mode);
+    s.snapshot = snapshot_mode;
     relay_process relay(bin, dsn, brokers, s);
     // Warm up: the first message of a new topic waits for its metadata (about a second on the
     // embedded Kafka); that is start-up, not steady state.
@@ -1079,7 +1088,8 @@ nlohmann::json run_latency(pqxx::connection& conn, const std::string& bin, const
         while (published_rows(conn, s) == 0 && clock_type::now() < deadline)
             std::this_thread::sleep_for(10ms);
         pqxx::work clear{conn};
-        clear.exec("TRUNCATE " + s.name + ".published, " + s.name + ".published_batch");
+        clear.exec("TRUNCATE " + s.name + ".published, " + s.name + ".published_batch, " + s.name +
+                   ".snapshot_batch");
         clear.commit();
     }
     const auto load = offer_load(dsn, s, rate, duration);
@@ -1112,7 +1122,7 @@ nlohmann::json run_snapshot_latency(pqxx::connection& conn, const std::string& d
                                     const std::string& brokers, int rate,
                                     std::chrono::seconds duration) {
     const auto s = fresh_schema(conn, "bench_relay_slat_" + std::to_string(rate));
-    add_txid_column(conn, s.name);
+    drop_shard_index(conn, s.name);
     create_snapshot_bookkeeping(conn, s.name);
     producer p(brokers, "1");  // ferry-relay's linger (relay/src/kafka_sink.cpp): S never flushes
     p.warm_up(s.topic);
@@ -1149,10 +1159,10 @@ double median_of(std::vector<double> v) {
 nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per_mode, int rounds) {
     const auto table_s = fresh_schema(conn, "bench_relay_emit_t");
     const auto wal_s = fresh_schema(conn, "bench_relay_emit_w", true);
-    // The outbox ADR 0080 proposes for snapshot batches: each row keeps its transaction id, and
-    // the index (shard, txid, id) replaces (shard, id). The same table writer inserts into it.
+    // The outbox before migration 0109 (no txid column, no (txid, id) index), with the same
+    // table writer: what 0109 costs producers.
     const auto snap_s = fresh_schema(conn, "bench_relay_emit_s");
-    add_txid_column(conn, snap_s.name);
+    remove_0109(conn, snap_s.name);
     {
         pqxx::work tx{conn};
         tx.exec("DROP SCHEMA IF EXISTS bench_relay_plain CASCADE");
@@ -1239,10 +1249,10 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
             rates["plain"].push_back(run_mode(kind::plain, per_tx));
             rates["table"].push_back(run_mode(kind::table, per_tx));
             rates["wal"].push_back(run_mode(kind::wal, per_tx));
-            rates["snapshot_table"].push_back(run_mode(kind::snapshot, per_tx));
+            rates["pre_0109_table"].push_back(run_mode(kind::snapshot, per_tx));
         }
         const double plain = median_of(rates["plain"]), table = median_of(rates["table"]),
-                     walr = median_of(rates["wal"]), snap = median_of(rates["snapshot_table"]);
+                     walr = median_of(rates["wal"]), snap = median_of(rates["pre_0109_table"]);
         out[per_tx == 1 ? "one_per_tx" : "batch_1000"] = {
             {"plain_insert_msgs_per_s", plain},
             {"table_writer_msgs_per_s", table},
@@ -1251,10 +1261,10 @@ nlohmann::json run_enqueue_cost(pqxx::connection& conn, std::chrono::seconds per
             // cost per message relative to a plain INSERT (time per message ratio)
             {"wal_cost_vs_plain_insert", walr > 0 ? plain / walr : 0},
             {"table_cost_vs_plain_insert", table > 0 ? plain / table : 0},
-            // ADR 0080's outbox (txid column, index (txid, id)) with the table writer
-            {"snapshot_table_writer_msgs_per_s", snap},
-            {"snapshot_table_cost_vs_plain_insert", snap > 0 ? plain / snap : 0},
-            {"snapshot_table_cost_vs_table", snap > 0 ? table / snap : 0}};
+            // the outbox before migration 0109 with the table writer: today's table writer's
+            // cost per message relative to it (> 1: 0109 made enqueue dearer)
+            {"pre_0109_table_writer_msgs_per_s", snap},
+            {"table_cost_vs_pre_0109", table > 0 ? snap / table : 0}};
     }
     {
         pqxx::work tx{conn};
@@ -1412,7 +1422,7 @@ int main(int argc, char** argv) {
     nlohmann::json lat5k = {{"achieved_msgs_per_s", 0.0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     nlohmann::json lat20k = lat5k;
     nlohmann::json wal_lat5k = lat5k;
-    nlohmann::json slat5k = lat5k, slat20k = lat5k;
+    nlohmann::json slat5k = lat5k, slat20k = lat5k, srlat5k = lat5k, srlat20k = lat5k;
     nlohmann::json emit_cost = {
         {"one_per_tx", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}},
         {"batch_1000", {{"wal_cost_vs_plain_insert", 0.0}, {"table_cost_vs_plain_insert", 0.0}}}};
@@ -1435,7 +1445,12 @@ int main(int argc, char** argv) {
             out["round_p99_ms"] = p99s;
             return out;
         };
-        std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs, s5k_runs, s20k_runs;
+        std::vector<nlohmann::json> wal5k_runs, lat5k_runs, lat20k_runs, s5k_runs, s20k_runs,
+            sr5k_runs, sr20k_runs;
+        // FERRY_BENCH_SNAPSHOT_RELAY_LATENCY=0 leaves ferry-relay's snapshot source out.
+        const bool with_snapshot_relay_latency =
+            !std::getenv("FERRY_BENCH_SNAPSHOT_RELAY_LATENCY") ||
+            std::string(std::getenv("FERRY_BENCH_SNAPSHOT_RELAY_LATENCY")) != "0";
         // FERRY_BENCH_SNAPSHOT_LATENCY=0 leaves S out of the latency rounds.
         const bool with_snapshot_latency =
             !std::getenv("FERRY_BENCH_SNAPSHOT_LATENCY") ||
@@ -1452,6 +1467,17 @@ int main(int argc, char** argv) {
                                              std::chrono::seconds(a.scaled(10))));
             lat20k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 20000,
                                               std::chrono::seconds(a.scaled(10))));
+            if (with_snapshot_relay_latency) {
+                std::cout << "round " << round
+                          << ": relay.source: snapshot latency at 5k and 20k msg/s offered..."
+                          << std::endl;
+                sr5k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 5000,
+                                                std::chrono::seconds(a.scaled(10)), false, true));
+                sr20k_runs.push_back(run_latency(conn, relay_bin, dsn, brokers, 20000,
+                                                 std::chrono::seconds(a.scaled(10)), false, true));
+                std::cout << "  snapshot source p99: 5k " << sr5k_runs.back()["p99_ms"]
+                          << " ms, 20k " << sr20k_runs.back()["p99_ms"] << " ms" << std::endl;
+            }
             if (with_snapshot_latency) {
                 std::cout << "round " << round << ": S latency at 5k and 20k msg/s offered..."
                           << std::endl;
@@ -1473,6 +1499,10 @@ int main(int argc, char** argv) {
             if (with_snapshot_latency) {
                 slat5k = median_latency(s5k_runs);
                 slat20k = median_latency(s20k_runs);
+            }
+            if (with_snapshot_relay_latency) {
+                srlat5k = median_latency(sr5k_runs);
+                srlat20k = median_latency(sr20k_runs);
             }
         }
         std::cout << "enqueue cost: WAL emit vs plain INSERT..." << std::endl;
@@ -1508,12 +1538,19 @@ int main(int argc, char** argv) {
          {"  p99 commit->mark", mark_p99(wal_lat5k), "ms"},
          {"emit cost / plain INSERT, 1 per tx (target <= 1.2)", cost("one_per_tx"), "x"},
          {"emit cost / plain INSERT, 1000 per stmt (target <= 1.2)", cost("batch_1000"), "x"},
+         {"table writer / before migration 0109, 1 per tx",
+          emit_cost["one_per_tx"].value("table_cost_vs_pre_0109", 0.0), "x"},
+         {"table writer / before migration 0109, 1000 per stmt",
+          emit_cost["batch_1000"].value("table_cost_vs_pre_0109", 0.0), "x"},
          {"B1 CPU per 1k msgs", b1.cpu_ms_per_1k(), "ms"},
          {"Kafka alone, K1 (B1 without the database)", k1.rate(), "msg/s"},
          {"Kafka alone, Kmax (one flush at the end)", kmax.rate(), "msg/s"},
          {"ferry-relay, relay.source: snapshot: drain", snap_relay.rate(), "msg/s"},
          {"  / B1", b1.rate() > 0 ? snap_relay.rate() / b1.rate() : 0, "x"},
          {"  CPU per 1k msgs", snap_relay.cpu_ms_per_1k(), "ms"},
+         {"  5k/s offered: p99 commit->ack", srlat5k["p99_ms"].get<double>(), "ms"},
+         {"  20k/s offered: achieved", srlat20k["achieved_msgs_per_s"].get<double>(), "msg/s"},
+         {"  20k/s offered: p99 commit->ack", srlat20k["p99_ms"].get<double>(), "ms"},
          {"S, snapshot batches (ADR 0080, database work only)", snap.rate(), "msg/s"},
          {"  / B1", b1.rate() > 0 ? snap.rate() / b1.rate() : 0, "x"},
          {"S 5k/s offered: p99 commit->ack", slat5k["p99_ms"].get<double>(), "ms"},
@@ -1554,6 +1591,7 @@ int main(int argc, char** argv) {
               {"wal_emit_cost_vs_plain_insert_batch_1000", cost("batch_1000")}}},
             {"wal_latency_5k", wal_lat5k},
             {"snapshot_latency", {slat5k, slat20k}},
+            {"snapshot_relay_latency", {srlat5k, srlat20k}},
             {"enqueue_cost", emit_cost},
             {"dead_tuples_after_drain", {{"polling", dead_polling}, {"wal", dead_wal}}},
             {"rounds", rounds_json},

@@ -49,6 +49,46 @@ double binary_result::float8(int row, int col) const {
     return std::bit_cast<double>(be64(row, col));
 }
 
+std::vector<std::int64_t> binary_result::int8_array(int row, int col) const {
+    // array_send: ndim, has-null flag, element type oid, then per dimension its length and
+    // lower bound, then per element a 4-byte length and the element.
+    const auto b = bytes(row, col);
+    std::size_t at = 0;
+    const auto take = [&](std::size_t n) {
+        if (b.size() - at < n) {
+            throw ferry::error(
+                error_kind::permanent, "relay.result",
+                "a bigint[] result field ends early (" + std::to_string(b.size()) + " bytes)");
+        }
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+        at += n;
+        return v;
+    };
+    const auto ndim = take(4);
+    const auto has_null = take(4);
+    const auto oid = take(4);
+    std::vector<std::int64_t> out;
+    if (ndim == 0) return out;
+    if (ndim != 1 || has_null != 0 || oid != 20) {
+        throw ferry::error(error_kind::permanent, "relay.result",
+                           "expected a one-dimensional bigint[] without NULLs (ndim " +
+                               std::to_string(ndim) + ", element type " + std::to_string(oid) +
+                               ")");
+    }
+    const auto n = take(4);
+    (void)take(4);  // lower bound
+    out.reserve(n);
+    for (std::uint64_t i = 0; i < n; ++i) {
+        if (take(4) != 8) {
+            throw ferry::error(error_kind::permanent, "relay.result",
+                               "a bigint[] element is not 8 bytes long");
+        }
+        out.push_back(static_cast<std::int64_t>(take(8)));
+    }
+    return out;
+}
+
 PGconn* binary_session::get() {
     if (_conn) return _conn.get();
     const auto settings = relay_session_settings(_o, {});
@@ -69,6 +109,13 @@ PGconn* binary_session::get() {
                      static_cast<int>(values.size()), nullptr, params, nullptr, nullptr, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) fail("session settings", r);
     PQclear(r);
+    if (_generic_plans) {
+        r = PQexec(_conn.get(),
+                   "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), "
+                   "set_config('enable_seqscan', 'off', false)");
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) fail("plan_cache_mode", r);
+        PQclear(r);
+    }
     if (_had_connection) {
         _reconnects.inc();
         spdlog::info("event=pg_reconnected thread={}", _thread);

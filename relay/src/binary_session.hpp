@@ -42,6 +42,9 @@ public:
     [[nodiscard]] bool boolean(int row, int col) const;
     [[nodiscard]] std::int64_t int8(int row, int col) const;
     [[nodiscard]] double float8(int row, int col) const;
+    /// A one-dimensional bigint[] without NULL elements (PostgreSQL's binary array format);
+    /// an empty array gives an empty vector. Anything else throws ferry::error.
+    [[nodiscard]] std::vector<std::int64_t> int8_array(int row, int col) const;
 
 private:
     /// The field's 8 bytes (network order) as an integer; throws when the field is not 8 bytes.
@@ -51,9 +54,17 @@ private:
 
 class binary_session {
 public:
+    /// `generic_plans`: the session plans each prepared statement once, without its parameter
+    /// values (plan_cache_mode = force_generic_plan), and never by a sequential scan
+    /// (enable_seqscan = off: a plan made while a table was nearly empty must not scan it once
+    /// it is large). For statements that are index lookups by design, whose custom plans cost
+    /// more to make than to run (the snapshot source's, snapshot_source.cpp).
     binary_session(const relay_options& options, ferry::metrics::counter reconnects,
-                   std::string thread_name)
-        : _o(options), _reconnects(reconnects), _thread(std::move(thread_name)) {}
+                   std::string thread_name, bool generic_plans = false)
+        : _o(options),
+          _reconnects(reconnects),
+          _thread(std::move(thread_name)),
+          _generic_plans(generic_plans) {}
 
     /// Runs the prepared statement `name` (prepared from `sql` on first use in this session)
     /// with text parameters and a binary result. Connects first when there is no session.
@@ -77,6 +88,7 @@ private:
     std::unique_ptr<PGconn, decltype(&PQfinish)> _conn{nullptr, &PQfinish};
     std::unordered_set<std::string> _prepared;
     bool _had_connection = false;
+    bool _generic_plans = false;
 };
 
 }  // namespace ferry::relay::detail
