@@ -397,7 +397,6 @@ claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t l
     out.rows.reserve(ids.size());
     for (const auto id : ids) {
         auto& e = g.window.at(id);
-        e.yielded = true;
         auto parked_id = e.parked_id;
         if (id <= first_new) {
             const auto it = parked.find({e.row.topic, e.row.key});

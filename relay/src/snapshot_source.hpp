@@ -72,7 +72,6 @@ private:
         std::optional<std::int64_t> expires_at_us;
         std::int64_t parked_id = 0;  // the oldest parked message of its key, when read
         snapshot_tracker::ticket ticket = 0;
-        bool yielded = false;
     };
     struct group_state {
         std::int64_t lease_epoch = -1;  // the lease epoch this state was loaded under
