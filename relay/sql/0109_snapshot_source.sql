@@ -110,11 +110,13 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.retry_parked(parked_id bigint) RETURNS boole
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     retried boolean;
+    wal_mode boolean;
     first_row @SCHEMA@.parked%ROWTYPE;
     r @SCHEMA@.parked%ROWTYPE;
 BEGIN
-    IF EXISTS (SELECT 1 FROM @SCHEMA@.wal_slot) THEN
-        -- WAL mode (migration 0072): unchanged.
+    wal_mode := EXISTS (SELECT 1 FROM @SCHEMA@.wal_slot);
+    IF wal_mode OR EXISTS (SELECT 1 FROM @SCHEMA@.snapshot_position) THEN
+        -- The key's parked rows, in order, back on their way; WAL mode as migration 0072.
         SELECT * INTO first_row FROM @SCHEMA@.parked WHERE id = parked_id FOR UPDATE;
         IF NOT FOUND THEN
             RETURN false;
@@ -123,30 +125,20 @@ BEGIN
                  WHERE topic = first_row.topic AND key = first_row.key AND id >= parked_id
                  ORDER BY id FOR UPDATE
         LOOP
-            IF r.topic = '' THEN
-                RAISE EXCEPTION 'ferry: parked row % is an undecodable WAL message (%); it cannot '
-                    'be retried, only discarded', r.id, r.reason USING ERRCODE = '22023';
+            IF wal_mode THEN
+                IF r.topic = '' THEN
+                    RAISE EXCEPTION 'ferry: parked row % is an undecodable WAL message (%); it '
+                        'cannot be retried, only discarded', r.id, r.reason USING ERRCODE = '22023';
+                END IF;
+                PERFORM @SCHEMA@.emit_wal(r.message_id, r.topic, r.key, r.payload, r.headers,
+                                          r.created_at, r.expires_at);
+            ELSE
+                DELETE FROM @SCHEMA@.outbox WHERE message_id = r.message_id;
+                INSERT INTO @SCHEMA@.outbox (message_id, topic, key, payload, headers,
+                                             created_at, available_at, expires_at)
+                VALUES (r.message_id, r.topic, r.key, r.payload, r.headers, r.created_at,
+                        clock_timestamp(), r.expires_at);
             END IF;
-            PERFORM @SCHEMA@.emit_wal(r.message_id, r.topic, r.key, r.payload, r.headers,
-                                      r.created_at, r.expires_at);
-            DELETE FROM @SCHEMA@.parked WHERE id = r.id;
-        END LOOP;
-        RETURN true;
-    END IF;
-    IF EXISTS (SELECT 1 FROM @SCHEMA@.snapshot_position) THEN
-        SELECT * INTO first_row FROM @SCHEMA@.parked WHERE id = parked_id FOR UPDATE;
-        IF NOT FOUND THEN
-            RETURN false;
-        END IF;
-        FOR r IN SELECT * FROM @SCHEMA@.parked
-                 WHERE topic = first_row.topic AND key = first_row.key AND id >= parked_id
-                 ORDER BY id FOR UPDATE
-        LOOP
-            DELETE FROM @SCHEMA@.outbox WHERE message_id = r.message_id;
-            INSERT INTO @SCHEMA@.outbox (message_id, topic, key, payload, headers, created_at,
-                                         available_at, expires_at)
-            VALUES (r.message_id, r.topic, r.key, r.payload, r.headers, r.created_at,
-                    clock_timestamp(), r.expires_at);
             DELETE FROM @SCHEMA@.parked WHERE id = r.id;
         END LOOP;
         RETURN true;

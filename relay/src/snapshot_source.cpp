@@ -18,7 +18,9 @@
 
 namespace ferry::relay::detail {
 
-namespace {
+// Named, not anonymous: unity builds put this file in one translation unit with the WAL
+// source, whose anonymous namespace has names of its own.
+namespace snapshot_sql {
 
 constexpr const char* k_key_parked = "KEY_PARKED";
 // The position of a group that never published: nothing is visible in it, so the first epoch
@@ -42,7 +44,7 @@ std::string lease_cte(const std::string& q) {
            q + ".relay_lease WHERE lease_group = $3)";
 }
 
-}  // namespace
+}  // namespace snapshot_sql
 
 snapshot_source::snapshot_source(const relay_options& options, std::string quoted_schema,
                                  ferry::metrics::counter reconnects)
@@ -74,6 +76,17 @@ snapshot_source::snapshot_source(const relay_options& options, std::string quote
     }
 }
 
+std::string snapshot_source::epoch_filter(const std::string& s0, const std::string& s1) const {
+    std::string filter = _in_epoch;
+    for (const auto& [from, to] : {std::pair{std::string("{s0}"), s0}, {std::string("{s1}"), s1}}) {
+        for (auto at = filter.find(from); at != std::string::npos; at = filter.find(from, at)) {
+            filter.replace(at, from.size(), to);
+            at += to.size();
+        }
+    }
+    return filter;
+}
+
 snapshot_source::group_state& snapshot_source::state(int group) {
     std::lock_guard lock(_mu);
     auto& g = _groups[group];
@@ -93,7 +106,7 @@ void snapshot_source::reset_claim_session() noexcept {
 }
 
 bool snapshot_source::load(int group, std::int64_t epoch, group_state& g) {
-    const auto sql = lease_cte(_q) +
+    const auto sql = snapshot_sql::lease_cte(_q) +
                      " SELECT lease.ours, p.s0::text, p.s1::text, p.after_id, p.seq, "
                      "p.lease_groups::int8 FROM lease LEFT JOIN " +
                      _q + ".snapshot_position p ON p.lease_group = $3 AND lease.ours";
@@ -105,9 +118,9 @@ bool snapshot_source::load(int group, std::int64_t epoch, group_state& g) {
         // The group's first snapshot relay: nothing is finished yet.
         (void)_claim.exec(
             "ferry_relay_snapshot_create",
-            lease_cte(_q) + " INSERT INTO " + _q +
+            snapshot_sql::lease_cte(_q) + " INSERT INTO " + _q +
                 ".snapshot_position (lease_group, lease_groups, s0) SELECT $3, $4, '" +
-                k_nothing_seen +
+                snapshot_sql::k_nothing_seen +
                 "' FROM lease WHERE lease.ours ON CONFLICT DO NOTHING RETURNING lease_group",
             {_o.instance_id, std::to_string(epoch), std::to_string(group),
              std::to_string(_o.lease_groups)});
@@ -153,15 +166,7 @@ snapshot_source::lease_view snapshot_source::open_epoch(int group, std::int64_t 
         resume = g.tracker.resume_s1().value_or("");
         after = g.tracker.resume_after();
     }
-    std::string filter = _in_epoch;
-    const auto replace_all = [&filter](const std::string& from, const std::string& to) {
-        for (auto at = filter.find(from); at != std::string::npos; at = filter.find(from, at)) {
-            filter.replace(at, from.size(), to);
-            at += to.size();
-        }
-    };
-    replace_all("{s0}", "$4::pg_snapshot");
-    replace_all("{s1}", "snap.s1");
+    const auto filter = epoch_filter("$4::pg_snapshot", "snap.s1");
     const bool by_shard = _o.lease_groups > 1;
     // $4 S0, $5 the open epoch's S1 ('' for a new snapshot), $6 the group's shards (more than
     // one group). The snapshot is the statement's own, so the listing sees exactly the
@@ -174,7 +179,7 @@ snapshot_source::lease_view snapshot_source::open_epoch(int group, std::int64_t 
     // the primary key over the whole retained table and filters by txid (5.8 ms at the median
     // on 60k rows at 5k msg/s, against 0.9 ms). The ids are sorted, and a resumed epoch's
     // finished ids dropped, here.
-    const auto sql = lease_cte(_q) +
+    const auto sql = snapshot_sql::lease_cte(_q) +
                      ", snap AS MATERIALIZED (SELECT coalesce(NULLIF($5, '')::pg_snapshot, "
                      "pg_current_snapshot()) AS s1) SELECT lease.ours, lease.remaining_ms, "
                      "lease.now, snap.s1::text, CASE WHEN lease.ours THEN ARRAY(SELECT o.id FROM " +
@@ -193,7 +198,7 @@ snapshot_source::lease_view snapshot_source::open_epoch(int group, std::int64_t 
     std::sort(ids.begin(), ids.end());
     ids.erase(ids.begin(), std::upper_bound(ids.begin(), ids.end(), after));
     std::lock_guard lock(_mu);
-    g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+    g.clock_offset_us = snapshot_sql::to_us(r.float8(0, 2)) - snapshot_sql::system_now_us();
     g.epoch_number = g.tracker.open_epoch(s0, std::string(r.bytes(0, 3)));
     g.s0 = std::move(s0);
     g.s1 = std::string(r.bytes(0, 3));
@@ -211,20 +216,12 @@ snapshot_source::lease_view snapshot_source::read_rows(int group, std::int64_t e
                                                        group_state& g, std::size_t n) {
     const auto from = g.cursor;
     const auto to = std::min(g.listed.size(), from + n);
-    std::string filter = _in_epoch;
-    const auto replace_all = [&filter](const std::string& what, const std::string& with) {
-        for (auto at = filter.find(what); at != std::string::npos; at = filter.find(what, at)) {
-            filter.replace(at, what.size(), with);
-            at += with.size();
-        }
-    };
-    replace_all("{s0}", "$6::pg_snapshot");
-    replace_all("{s1}", "$7::pg_snapshot");
+    const auto filter = epoch_filter("$6::pg_snapshot", "$7::pg_snapshot");
     const bool by_shard = _o.lease_groups > 1;
     // One id range of the listing, filtered by the same terms (so exactly the listed rows),
     // in id order, in binary; with each row the oldest parked message of its key, if any.
     const auto sql =
-        lease_cte(_q) +
+        snapshot_sql::lease_cte(_q) +
         " SELECT lease.ours, lease.remaining_ms, lease.now, c.* FROM lease LEFT JOIN LATERAL "
         "(SELECT o.id, o.message_id::text, o.topic, o.key, o.payload, o.headers::text, "
         "date_part('epoch', o.created_at), date_part('epoch', o.available_at), "
@@ -247,7 +244,7 @@ snapshot_source::lease_view snapshot_source::read_rows(int group, std::int64_t e
     v.remaining_ms = r.float8(0, 1);
     const auto text = [&r](int row, int col) { return std::string(r.bytes(row, col)); };
     std::lock_guard lock(_mu);
-    g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+    g.clock_offset_us = snapshot_sql::to_us(r.float8(0, 2)) - snapshot_sql::system_now_us();
     for (int i = 0; i < r.rows(); ++i) {
         if (r.is_null(i, 3)) break;  // no rows (deleted by hand since the listing)
         entry e;
@@ -257,9 +254,9 @@ snapshot_source::lease_view snapshot_source::read_rows(int group, std::int64_t e
         e.row.key = text(i, 6);
         e.row.payload = text(i, 7);
         e.row.headers_json = text(i, 8);
-        e.row.created_at_us = to_us(r.float8(i, 9));
-        e.available_at_us = to_us(r.float8(i, 10));
-        if (!r.is_null(i, 11)) e.expires_at_us = to_us(r.float8(i, 11));
+        e.row.created_at_us = snapshot_sql::to_us(r.float8(i, 9));
+        e.available_at_us = snapshot_sql::to_us(r.float8(i, 10));
+        if (!r.is_null(i, 11)) e.expires_at_us = snapshot_sql::to_us(r.float8(i, 11));
         if (!r.is_null(i, 12)) e.parked_id = r.int8(i, 12);
         e.ticket = g.tracker.add(g.epoch_number, e.outbox_id);
         e.row.id = ++g.next_row;
@@ -286,7 +283,7 @@ snapshot_source::lease_view snapshot_source::check_parked(
         topics.add(t);
         key_list.add(k);
     }
-    const auto sql = lease_cte(_q) +
+    const auto sql = snapshot_sql::lease_cte(_q) +
                      " SELECT lease.ours, lease.remaining_ms, lease.now, h.topic, h.key, "
                      "h.first_id FROM lease LEFT JOIN LATERAL (SELECT p.topic, p.key, min(p.id) "
                      "AS first_id FROM " +
@@ -303,7 +300,7 @@ snapshot_source::lease_view snapshot_source::check_parked(
     v.remaining_ms = r.float8(0, 1);
     {
         std::lock_guard lock(_mu);
-        g.clock_offset_us = to_us(r.float8(0, 2)) - system_now_us();
+        g.clock_offset_us = snapshot_sql::to_us(r.float8(0, 2)) - snapshot_sql::system_now_us();
     }
     for (int i = 0; i < r.rows(); ++i) {
         if (r.is_null(i, 3)) continue;
@@ -316,7 +313,7 @@ snapshot_source::lease_view snapshot_source::check_parked(
 void snapshot_source::yield(group_state& g, std::size_t limit,
                             const std::vector<std::int64_t>& exclude,
                             std::vector<std::int64_t>& out_ids) {
-    const auto now_us = system_now_us() + g.clock_offset_us;
+    const auto now_us = snapshot_sql::system_now_us() + g.clock_offset_us;
     std::set<std::pair<std::string, std::string>> held;  // keys behind a row not yet due
     g.window.for_each_until([&](std::int64_t id, entry& e) {
         if (out_ids.size() >= limit) return false;
@@ -393,7 +390,7 @@ claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t l
     if (lease->remaining_ms < min_remaining_ms) return out;  // the rows wait in the window
 
     std::lock_guard lock(_mu);
-    const auto now_us = system_now_us() + g.clock_offset_us;
+    const auto now_us = snapshot_sql::system_now_us() + g.clock_offset_us;
     out.rows.reserve(ids.size());
     for (const auto id : ids) {
         auto& e = g.window.at(id);
@@ -407,7 +404,7 @@ claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t l
         auto& row = out.rows.back();
         row.expired = e.expires_at_us && *e.expires_at_us <= now_us;
         if (parked_id != 0) {
-            row.refused_code = k_key_parked;
+            row.refused_code = snapshot_sql::k_key_parked;
             row.refused_reason = "held behind parked message " + std::to_string(parked_id) +
                                  " of its key (retry or discard it with ferryctl parked)";
         }

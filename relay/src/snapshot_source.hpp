@@ -107,6 +107,8 @@ private:
     void yield(group_state& g, std::size_t limit, const std::vector<std::int64_t>& exclude,
                std::vector<std::int64_t>& out_ids);
     [[nodiscard]] std::string shard_param(int group) const;
+    /// The epoch filter over outbox rows `o`, with the two snapshots as SQL expressions.
+    [[nodiscard]] std::string epoch_filter(const std::string& s0, const std::string& s1) const;
     group_state& state(int group);
 
     const relay_options& _o;

@@ -156,6 +156,23 @@ inline delivery_check check_delivery(const std::vector<ferry::test::kafka_record
     return c;
 }
 
+inline std::vector<ferry::test::kafka_record> with_key(
+    const std::vector<ferry::test::kafka_record>& records, const std::string& key) {
+    std::vector<ferry::test::kafka_record> out;
+    for (const auto& r : records) {
+        if (r.key && *r.key == key) out.push_back(r);
+    }
+    return out;
+}
+
+inline bool contains_id(const std::vector<ferry::test::kafka_record>& records,
+                        const std::string& id) {
+    for (const auto& r : records) {
+        if (r.header("ferry-message-id") == id) return true;
+    }
+    return false;
+}
+
 inline std::string describe(const delivery_check& c) {
     std::string out = "lost=" + std::to_string(c.lost) +
                       " duplicates=" + std::to_string(c.duplicates) +

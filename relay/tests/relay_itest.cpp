@@ -23,6 +23,7 @@
 #include "ferry/test/run_command.hpp"
 #include "http_server.hpp"
 #include "marker.hpp"
+#include "per_key_order.hpp"
 #include "relay_fixture.hpp"
 
 namespace {
@@ -43,22 +44,6 @@ ferry::relay::relay_options options_for(const relay_env& env) {
     o.delivery_timeout = 10s;
     o.shutdown_timeout = 5s;
     return o;
-}
-
-std::vector<kafka_record> with_key(const std::vector<kafka_record>& records,
-                                   const std::string& key) {
-    std::vector<kafka_record> out;
-    for (const auto& r : records) {
-        if (r.key && *r.key == key) out.push_back(r);
-    }
-    return out;
-}
-
-bool contains_id(const std::vector<kafka_record>& records, const std::string& id) {
-    for (const auto& r : records) {
-        if (r.header("ferry-message-id") == id) return true;
-    }
-    return false;
 }
 
 // relay.ledger_payloads: false keeps every column of the ledger but the payloads (NULL), and
@@ -302,75 +287,13 @@ TEST(RelayTest, LateCommitIsDeliveredAndANaiveCursorMissesIt) {
 // per key, the consumed order must be the commit order (key_seq 1, 2, 3, ...).
 void per_key_order_with_concurrent_producers(std::size_t mark_lanes) {
     relay_env env;
-    constexpr int k_threads = 8;
-    constexpr int k_keys = 100;
-    constexpr int k_per_thread = 100;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        pqxx::work tx{conn};
-        tx.exec("CREATE TABLE " + env.q() + ".aggregate (key text PRIMARY KEY, seq int NOT NULL)");
-        tx.exec("INSERT INTO " + env.q() +
-                ".aggregate SELECT 'key-' || g, 0 FROM generate_series(0, " +
-                std::to_string(k_keys - 1) + ") g");
-        tx.commit();
-    }
     auto opts = options_for(env);
     opts.batch_size = 50;
     opts.lease_groups = 4;  // one instance holds all four groups
     opts.mark_lanes = mark_lanes;
-    ferry::relay::relay relay(opts);
-    relay.start();
-
-    std::mutex ids_mutex;
-    std::set<std::string> committed;
-    std::atomic<int> failures{0};
-    std::vector<std::thread> producers;
-    for (int t = 0; t < k_threads; ++t) {
-        producers.emplace_back([&, t] {
-            try {
-                pqxx::connection conn{ferry::test::pg_dsn()};
-                std::mt19937 rng(static_cast<unsigned>(t * 7919 + 1));
-                for (int i = 0; i < k_per_thread; ++i) {
-                    const auto key = "key-" + std::to_string(rng() % k_keys);
-                    pqxx::work tx{conn};
-                    const int seq =
-                        tx.exec_params("UPDATE " + env.q() +
-                                           ".aggregate SET seq = seq + 1 WHERE key = $1 "
-                                           "RETURNING seq",
-                                       key)[0][0]
-                            .as<int>();
-                    const auto id = enqueue(tx, env.schema.name(), env.topic,
-                                            {key, std::to_string(seq),
-                                             R"({"key_seq":")" + std::to_string(seq) + R"("})"});
-                    tx.commit();
-                    std::lock_guard lock(ids_mutex);
-                    committed.insert(id);
-                }
-            } catch (const std::exception& e) {
-                ++failures;
-                ADD_FAILURE() << e.what();
-            }
-        });
-    }
-    for (auto& p : producers) p.join();
-    ASSERT_EQ(failures.load(), 0);
-
-    kafka_reader reader(env.topic);
-    auto records = reader.read(committed.size(), 60s);
-    records = reader.read_all(1s, 20s);
-    const auto check = check_delivery(records, committed);
-    EXPECT_EQ(check.lost + check.duplicates + check.phantoms, 0u) << describe(check);
-    std::size_t violations = 0;
-    std::map<std::string, int> last_seq;
-    for (const auto& r : records) {  // offset order within each partition; a key has one partition
-        const int seq = std::stoi(r.header("key_seq").value_or("0"));
-        auto& last = last_seq[r.key.value_or("")];
-        if (seq != last + 1) ++violations;
-        last = seq;
-    }
-    EXPECT_EQ(violations, 0u);
-    EXPECT_EQ(relay.groups_held(), 4);
-    relay.stop();
+    expect_per_key_order(
+        env, opts, 8, 100, 100, false,
+        [](ferry::relay::relay& relay, std::size_t) { EXPECT_EQ(relay.groups_held(), 4); });
 }
 
 TEST(RelayTest, PerKeyOrderWithConcurrentProducers) { per_key_order_with_concurrent_producers(1); }

@@ -14,6 +14,7 @@
 #include "ferry/common/error.hpp"
 #include "ferry/relay/relay.hpp"
 #include "marker.hpp"
+#include "per_key_order.hpp"
 #include "relay_fixture.hpp"
 #include "snapshot_source.hpp"
 
@@ -37,105 +38,32 @@ ferry::relay::relay_options snapshot_options(const relay_env& env) {
     return o;
 }
 
-std::vector<kafka_record> with_key(const std::vector<kafka_record>& records,
-                                   const std::string& key) {
-    std::vector<kafka_record> out;
-    for (const auto& r : records) {
-        if (r.key && *r.key == key) out.push_back(r);
-    }
-    return out;
-}
-
-bool contains_id(const std::vector<kafka_record>& records, const std::string& id) {
-    for (const auto& r : records) {
-        if (r.header("ferry-message-id") == id) return true;
-    }
-    return false;
-}
-
 // Rows the group's position calls finished (migration 0109's snapshot_finished).
 long finished_rows(const relay_env& env) {
     return count_rows("SELECT count(*) FROM " + env.q() + ".outbox o WHERE " + env.q() +
                       ".snapshot_finished(o.txid, o.id, o.shard)");
 }
 
-// 8 producers on 50 keys serialize on a per-key aggregate row; per key, Kafka's order must be
-// the commit order, each message once; the rows stay in the outbox, each in the ledger once.
+// 8 producers on 50 keys serialize on a per-key aggregate row, each taking its txid before it
+// waits for the key (a txid-ordered reader would send its row first; ADR 0080, sixteenth
+// amendment). Per key, Kafka's order is the commit order, each message once; the rows stay in
+// the outbox, each in the ledger once.
 void per_key_order(int lease_groups) {
     relay_env env;
-    constexpr int k_threads = 8, k_keys = 50, k_per_thread = 100;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        pqxx::work tx{conn};
-        tx.exec("CREATE TABLE " + env.q() + ".aggregate (key text PRIMARY KEY, seq int NOT NULL)");
-        tx.exec("INSERT INTO " + env.q() + ".aggregate SELECT 'key-' || g, 0 FROM " +
-                "generate_series(0, " + std::to_string(k_keys - 1) + ") g");
-        tx.commit();
-    }
     auto opts = snapshot_options(env);
     opts.batch_size = 50;
     opts.lease_groups = lease_groups;
-    ferry::relay::relay relay(opts);
-    relay.start();
-    std::mutex mu;
-    std::set<std::string> committed;
-    std::atomic<int> failures{0};
-    std::vector<std::thread> producers;
-    for (int t = 0; t < k_threads; ++t) {
-        producers.emplace_back([&, t] {
-            try {
-                pqxx::connection conn{ferry::test::pg_dsn()};
-                std::mt19937 rng(static_cast<unsigned>(t * 7919 + 3));
-                for (int i = 0; i < k_per_thread; ++i) {
-                    const auto key = "key-" + std::to_string(rng() % k_keys);
-                    pqxx::work tx{conn};
-                    // The transaction takes its txid before it waits for the key: a txid-ordered
-                    // reader would send its row before the holder's (ADR 0080, sixteenth
-                    // amendment).
-                    tx.exec("SELECT pg_current_xact_id()");
-                    const int seq = tx.exec_params("UPDATE " + env.q() +
-                                                       ".aggregate SET seq = seq + 1 WHERE key = "
-                                                       "$1 RETURNING seq",
-                                                   key)[0][0]
-                                        .as<int>();
-                    const auto id = enqueue(tx, env.schema.name(), env.topic,
-                                            {key, std::to_string(seq),
-                                             R"({"key_seq":")" + std::to_string(seq) + R"("})"});
-                    tx.commit();
-                    std::lock_guard lock(mu);
-                    committed.insert(id);
-                }
-            } catch (const std::exception& e) {
-                ++failures;
-                ADD_FAILURE() << e.what();
-            }
-        });
-    }
-    for (auto& p : producers) p.join();
-    ASSERT_EQ(failures.load(), 0);
-    kafka_reader reader(env.topic);
-    auto records = reader.read(committed.size(), 60s);
-    records = reader.read_all(1s, 20s);
-    const auto check = check_delivery(records, committed);
-    EXPECT_EQ(check.lost + check.duplicates + check.phantoms, 0u) << describe(check);
-    std::size_t violations = 0;
-    std::map<std::string, int> last_seq;
-    for (const auto& r : records) {
-        const int seq = std::stoi(r.header("key_seq").value_or("0"));
-        auto& last = last_seq[r.key.value_or("")];
-        if (seq != last + 1) ++violations;
-        last = seq;
-    }
-    EXPECT_EQ(violations, 0u);
-    ASSERT_TRUE(
-        eventually([&] { return finished_rows(env) == static_cast<long>(committed.size()); }, 20s))
-        << finished_rows(env) << " of " << committed.size() << " rows finished";
-    relay.stop();
-    const auto n = static_cast<long>(committed.size());
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), n)
+    long committed = 0;
+    expect_per_key_order(env, opts, 8, 50, 100, true, [&](ferry::relay::relay&, std::size_t n) {
+        committed = static_cast<long>(n);
+        EXPECT_TRUE(eventually([&] { return finished_rows(env) == committed; }, 20s))
+            << finished_rows(env) << " of " << committed << " rows finished";
+    });
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".outbox"), committed)
         << "the snapshot source deletes nothing";
-    EXPECT_EQ(count_rows("SELECT count(DISTINCT message_id) FROM " + env.q() + ".ledger"), n);
-    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger"), n);
+    EXPECT_EQ(count_rows("SELECT count(DISTINCT message_id) FROM " + env.q() + ".ledger"),
+              committed);
+    EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".ledger"), committed);
     EXPECT_EQ(count_rows("SELECT count(*) FROM " + env.q() + ".snapshot_position"), lease_groups);
 }
 
