@@ -17,6 +17,16 @@
 
 namespace ferry::relay::detail {
 
+struct unpublished_backlog {
+    double pending = 0;         // rows not yet published
+    double oldest_seconds = 0;  // age of the oldest of them (0 when there are none)
+};
+
+/// The outbox's unpublished rows: every row, or with relay.source: snapshot (`snapshot`) the
+/// rows no position calls finished, read from the two index ranges that can hold them.
+unpublished_backlog count_unpublished(pqxx::transaction_base& tx, const std::string& quoted_schema,
+                                      bool snapshot);
+
 class maintenance {
 public:
     /// `wal`: the WAL source's series (WAL mode only; nullptr otherwise), whose slot gauges

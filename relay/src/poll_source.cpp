@@ -41,7 +41,9 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
     // builds up; ADR 0002, tenth session). Planning stays cheap because no
     // large constant array reaches the planner: one group omits the shard test, and the
     // excluded ids sit in a subquery instead of an `= ANY` whose every element the planner
-    // would estimate (ADR 0002, tenth session).
+    // would estimate (ADR 0002, tenth session). A row's key is looked up in parked only while
+    // something is parked at all (an uncorrelated subquery, run once): a probe per row, even of
+    // an empty index, cost more than the rest of the snapshot source's read.
     const auto claim_sql = [this](bool by_shard) {
         return "WITH lease AS (SELECT coalesce(owner = $1 AND epoch = $2, false) AS ours, "
                "coalesce(extract(epoch FROM (expires_at - clock_timestamp())) * 1000, 0)::float8 "
@@ -57,9 +59,9 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
                (by_shard ? "AND o.shard = ANY($8::smallint[]) " : "") +
                "AND o.available_at <= clock_timestamp() "
                "AND (o.id > $7 OR o.id NOT IN (SELECT unnest($5::bigint[]))) "
-               "AND NOT EXISTS (SELECT 1 FROM " +
-               _q +
-               ".parked p WHERE p.topic = o.topic AND p.key = o.key) "
+               "AND (NOT (SELECT EXISTS (SELECT 1 FROM " +
+               _q + ".parked)) OR NOT EXISTS (SELECT 1 FROM " + _q +
+               ".parked p WHERE p.topic = o.topic AND p.key = o.key)) "
                "ORDER BY o.id LIMIT $4) c ON true";
     };
     _claim_sql = claim_sql(options.lease_groups > 1);

@@ -219,14 +219,17 @@ snapshot_source::lease_view snapshot_source::read_rows(int group, std::int64_t e
     const auto filter = epoch_filter("$6::pg_snapshot", "$7::pg_snapshot");
     const bool by_shard = _o.lease_groups > 1;
     // One id range of the listing, filtered by the same terms (so exactly the listed rows),
-    // in id order, in binary; with each row the oldest parked message of its key, if any.
+    // in id order, in binary; with each row the oldest parked message of its key, if any. The
+    // per-row lookup runs only when something is parked at all (an uncorrelated subquery, run
+    // once): 1000 probes of even an empty index cost more than the rest of the read.
     const auto sql =
         snapshot_sql::lease_cte(_q) +
         " SELECT lease.ours, lease.remaining_ms, lease.now, c.* FROM lease LEFT JOIN LATERAL "
         "(SELECT o.id, o.message_id::text, o.topic, o.key, o.payload, o.headers::text, "
         "date_part('epoch', o.created_at), date_part('epoch', o.available_at), "
-        "date_part('epoch', o.expires_at), (SELECT min(p.id) FROM " +
-        _q + ".parked p WHERE p.topic = o.topic AND p.key = o.key) FROM " + _q +
+        "date_part('epoch', o.expires_at), CASE WHEN (SELECT EXISTS (SELECT 1 FROM " +
+        _q + ".parked)) THEN (SELECT min(p.id) FROM " + _q +
+        ".parked p WHERE p.topic = o.topic AND p.key = o.key) END FROM " + _q +
         ".outbox o WHERE lease.ours AND o.id BETWEEN $4 AND $5 AND " + filter +
         (by_shard ? " AND o.shard = ANY($8::smallint[])" : "") + " ORDER BY o.id) c ON true";
     std::vector<std::string> params = {_o.instance_id,

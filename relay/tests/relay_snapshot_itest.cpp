@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "ack_time_check.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/relay/relay.hpp"
+#include "maintenance.hpp"
 #include "marker.hpp"
 #include "per_key_order.hpp"
 #include "relay_fixture.hpp"
@@ -418,6 +420,118 @@ TEST(RelaySnapshotTest, RetentionTrimsOnlyFinishedRows) {
         20s))
         << count_rows("SELECT count(*) FROM " + env.q() + ".outbox") << " outbox rows left";
     relay.stop();
+}
+
+// The pending gauges (maintenance.cpp) read only the two index ranges that can hold an
+// unfinished row. In each position state below they must count exactly what
+// snapshot_finished() calls unfinished, and the oldest of those rows; each bound on its own
+// would miss rows in one of the states (checked, so the states do test both ranges).
+TEST(RelaySnapshotTest, TheBacklogGaugeCountsExactlyTheUnfinishedRows) {
+    relay_env env;
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    // Four transactions of ten rows each, on keys spread over both groups of two.
+    std::vector<std::string> txids;
+    std::vector<std::vector<std::int64_t>> ids;
+    for (int t = 0; t < 4; ++t) {
+        pqxx::work tx{conn};
+        for (int i = 0; i < 10; ++i) {
+            (void)enqueue(tx, env.schema.name(), env.topic,
+                          {"k" + std::to_string(t * 10 + i), "v"});
+        }
+        txids.push_back(tx.exec("SELECT pg_current_xact_id()::text")[0][0].as<std::string>());
+        tx.commit();
+        std::this_thread::sleep_for(20ms);  // distinct created_at per transaction
+    }
+    {
+        pqxx::nontransaction tx{conn};
+        for (const auto& t : txids) {
+            std::vector<std::int64_t> v;
+            for (const auto& row : tx.exec("SELECT id FROM " + env.q() + ".outbox WHERE txid = '" +
+                                           t + "' ORDER BY id")) {
+                v.push_back(row[0].as<std::int64_t>());
+            }
+            ASSERT_EQ(v.size(), 10u);
+            ids.push_back(v);
+        }
+    }
+    // A snapshot in terms of the four transactions (index 4: past the last one).
+    const auto txid = [&](int t) {
+        return t < 4 ? txids[t] : std::to_string(std::stoll(txids[3]) + 1);
+    };
+    const auto snap = [&](int xmin, int xmax, const std::string& xip = "") {
+        return txid(xmin) + ":" + txid(xmax) + ":" + xip;
+    };
+    struct position {
+        int group;
+        std::string s0;
+        std::optional<std::string> s1;
+        std::int64_t after_id;
+    };
+    const auto set_positions = [&](int groups, const std::vector<position>& ps) {
+        pqxx::work tx{conn};
+        tx.exec("DELETE FROM " + env.q() + ".snapshot_position");
+        for (const auto& p : ps) {
+            tx.exec_params("INSERT INTO " + env.q() +
+                               ".snapshot_position (lease_group, lease_groups, s0, s1, after_id) "
+                               "VALUES ($1, $2, $3::pg_snapshot, $4::pg_snapshot, $5)",
+                           p.group, groups, p.s0, p.s1, p.after_id);
+        }
+        tx.commit();
+    };
+    const auto check = [&](const char* state, long expected_unfinished) {
+        pqxx::read_transaction tx{conn};
+        const auto oracle = tx.exec(
+            "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - "
+            "min(o.created_at)), 0)::float8 FROM " +
+            env.q() + ".outbox o WHERE NOT " + env.q() +
+            ".snapshot_finished(o.txid, o.id, o.shard)")[0];
+        const auto got = ferry::relay::detail::count_unpublished(tx, env.q(), true);
+        EXPECT_EQ(oracle[0].as<long>(), expected_unfinished) << state << ": the state itself";
+        EXPECT_EQ(got.pending, oracle[0].as<double>()) << state;
+        EXPECT_NEAR(got.oldest_seconds, oracle[1].as<double>(), 0.010) << state;
+        // Each bound alone (the gauge's statement, with the other range left out).
+        const auto only = [&](const std::string& range) {
+            return tx
+                .exec("SELECT count(*) FROM " + env.q() + ".outbox o WHERE " + range + " AND NOT " +
+                      env.q() + ".snapshot_finished(o.txid, o.id, o.shard)")[0][0]
+                .as<long>();
+        };
+        return std::pair{only("o.txid >= (SELECT min(pg_snapshot_xmin(coalesce(s1, s0))) FROM " +
+                              env.q() + ".snapshot_position)"),
+                         only("o.id > (SELECT min(after_id) FROM " + env.q() +
+                              ".snapshot_position WHERE s1 IS NOT NULL)")};
+    };
+
+    set_positions(1, {});
+    (void)check("no position yet", 40);
+    set_positions(1, {{0, snap(1, 1), std::nullopt, 0}});
+    (void)check("s0 past the first transaction", 30);
+    // An open epoch (s0, s1] = transactions 1 and 2, finished up to the 5th row of the first:
+    // 5 + 10 of the epoch and the 10 after it. Transaction 2's rows are below s1's xmin: only the
+    // id range finds them.
+    set_positions(1, {{0, snap(1, 1), snap(3, 3), ids[1][4]}});
+    const auto [by_txid, by_id] = check("an open epoch", 25);
+    EXPECT_LT(by_txid, 25) << "the state does not need the id range";
+    // Transaction 0 in progress in s0 (unfinished), 1 visible; no open epoch.
+    set_positions(1, {{0, snap(0, 2, txids[0]), std::nullopt, 0}});
+    (void)check("a transaction in progress in s0", 30);
+    // Two groups, one without a position: its rows are all unfinished.
+    set_positions(2, {{0, snap(4, 4), std::nullopt, 0}});
+    const long group1 =
+        count_rows("SELECT count(*) FROM " + env.q() + ".outbox WHERE shard % 2 = 1");
+    ASSERT_GT(group1, 0);
+    ASSERT_LT(group1, 40);
+    (void)check("a group without a position", group1);
+    // Two groups in different states: group 1's open epoch ends after the first transaction's
+    // last row, group 0 has seen everything.
+    set_positions(2, {{0, snap(4, 4), std::nullopt, 0}, {1, snap(0, 0), snap(4, 4), ids[0][9]}});
+    const auto [txid_only, id_only] =
+        check("two groups", count_rows("SELECT count(*) FROM " + env.q() +
+                                       ".outbox WHERE shard % 2 = 1 "
+                                       "AND id > " +
+                                       std::to_string(ids[0][9])));
+    EXPECT_EQ(txid_only, 0) << "the state does not need the id range";
+    (void)id_only;
 }
 
 }  // namespace
