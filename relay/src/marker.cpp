@@ -129,14 +129,9 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
         (void)internal::exec_cached(
             tx, "ferry_relay_mark_expired",
             "WITH moved AS (DELETE FROM " + q +
-                ".outbox WHERE id = ANY($1::bigint[]) "
-                "RETURNING *) INSERT INTO " +
-                q +
-                ".expired (id, message_id, topic, key, "
-                "payload, headers, created_at, available_at, expires_at) SELECT id, "
-                "message_id, topic, key, payload, headers, created_at, available_at, "
-                "expires_at FROM moved ON CONFLICT (id) DO UPDATE SET expired_at = "
-                "excluded.expired_at",
+                ".outbox WHERE id = ANY($1::bigint[]) RETURNING *) INSERT INTO " + q +
+                ".expired (" + k_copied_columns + ") SELECT " + k_copied_columns + " FROM moved" +
+                k_expired_conflict,
             internal::array_literal(request.expire));
     }
     if (!request.park.empty()) {
@@ -157,14 +152,8 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& q,
                 "WHERE o.id = info.id RETURNING o.id, o.message_id, o.topic, o.key, "
                 "o.payload, o.headers, o.created_at, o.available_at, o.expires_at, "
                 "info.reason, info.code) INSERT INTO " +
-                q +
-                ".parked (id, message_id, topic, key, payload, headers, "
-                "created_at, available_at, expires_at, reason, error_code) SELECT id, "
-                "message_id, topic, key, payload, headers, created_at, available_at, "
-                "expires_at, reason, code FROM moved ON CONFLICT (id) DO UPDATE SET reason = "
-                "excluded.reason, error_code = excluded.error_code, parked_at = "
-                "excluded.parked_at, attempts = " +
-                q + ".parked.attempts + 1",
+                q + ".parked (" + k_copied_columns + ", reason, error_code) SELECT " +
+                k_copied_columns + ", reason, code FROM moved" + parked_conflict(q),
             internal::array_literal(park_ids), internal::array_literal(reasons),
             internal::array_literal(codes));
     }

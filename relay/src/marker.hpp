@@ -28,4 +28,20 @@ mark_outcome mark_batch(pqxx::connection& conn, const std::string& quoted_schema
                         const std::string& instance_id, const mark_request& request,
                         bool keep_payloads = true);
 
+/// The outbox row's columns that `expired` and `parked` copy, in their order.
+inline constexpr const char* k_copied_columns =
+    "id, message_id, topic, key, payload, headers, created_at, available_at, expires_at";
+
+/// `INSERT INTO expired`'s conflict clause: a row expired again keeps one copy, newly dated.
+inline constexpr const char* k_expired_conflict =
+    " ON CONFLICT (id) DO UPDATE SET expired_at = excluded.expired_at";
+
+/// `INSERT INTO parked`'s conflict clause: a row parked again (after a retry) keeps one copy with
+/// the newest reason and one more attempt.
+inline std::string parked_conflict(const std::string& quoted_schema) {
+    return " ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, error_code = "
+           "excluded.error_code, parked_at = excluded.parked_at, attempts = " +
+           quoted_schema + ".parked.attempts + 1";
+}
+
 }  // namespace ferry::relay::detail

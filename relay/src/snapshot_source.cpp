@@ -508,16 +508,12 @@ mark_outcome snapshot_source::mark(const mark_request& request, std::size_t lane
                 request.acked_at_us);
         }
         if (!exp_ids.empty()) {
-            (void)internal::exec_cached(
-                tx, "ferry_relay_snapshot_mark_expired",
-                "INSERT INTO " + _q +
-                    ".expired (id, message_id, topic, key, payload, headers, created_at, "
-                    "available_at, expires_at) SELECT id, message_id, topic, key, payload, "
-                    "headers, created_at, available_at, expires_at FROM " +
-                    _q +
-                    ".outbox WHERE id = ANY($1::bigint[]) ON CONFLICT (id) DO UPDATE SET "
-                    "expired_at = excluded.expired_at",
-                internal::array_literal(exp_ids));
+            (void)internal::exec_cached(tx, "ferry_relay_snapshot_mark_expired",
+                                        "INSERT INTO " + _q + ".expired (" + k_copied_columns +
+                                            ") SELECT " + k_copied_columns + " FROM " + _q +
+                                            ".outbox WHERE id = ANY($1::bigint[])" +
+                                            k_expired_conflict,
+                                        internal::array_literal(exp_ids));
         }
         if (!park_ids.empty()) {
             // The rows stay in the outbox (finished); `parked` gets their copy under the outbox
@@ -526,16 +522,9 @@ mark_outcome snapshot_source::mark(const mark_request& request, std::size_t lane
                 tx, "ferry_relay_snapshot_mark_parked",
                 "WITH info AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS "
                 "t(id, reason, code)) INSERT INTO " +
-                    _q +
-                    ".parked (id, message_id, topic, key, payload, headers, created_at, "
-                    "available_at, expires_at, reason, error_code) SELECT o.id, o.message_id, "
-                    "o.topic, o.key, o.payload, o.headers, o.created_at, o.available_at, "
-                    "o.expires_at, info.reason, info.code FROM " +
-                    _q +
-                    ".outbox o JOIN info ON o.id = info.id ON CONFLICT (id) DO UPDATE SET "
-                    "reason = excluded.reason, error_code = excluded.error_code, parked_at = "
-                    "excluded.parked_at, attempts = " +
-                    _q + ".parked.attempts + 1",
+                    _q + ".parked (" + k_copied_columns + ", reason, error_code) SELECT " +
+                    k_copied_columns + ", info.reason, info.code FROM " + _q +
+                    ".outbox o JOIN info USING (id)" + parked_conflict(_q),
                 internal::array_literal(park_ids), internal::array_literal(park_reasons),
                 internal::array_literal(park_codes));
         }
