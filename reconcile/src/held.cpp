@@ -4,6 +4,7 @@
 
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/internal/snapshot_sql.hpp"
 #include "utc_text.hpp"
 
 namespace ferry::reconcile {
@@ -154,8 +155,8 @@ namespace {
 std::string parked_select(const std::string& q) {
     return "SELECT " + held_columns("parked_at") +
            ", m.reason, m.error_code, m.attempts, (SELECT count(*) FROM " + q +
-           ".outbox o WHERE o.topic = m.topic AND o.key = m.key AND NOT " + q +
-           ".snapshot_finished(o.txid, o.id, o.shard)) FROM " + q + ".parked m ";
+           ".outbox o WHERE o.topic = m.topic AND o.key = m.key AND " +
+           internal::snapshot_unfinished(q, "o") + ") FROM " + q + ".parked m ";
 }
 held_message to_parked(const pqxx::row& r) {
     auto m = to_held(r);

@@ -15,6 +15,7 @@
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/internal/snapshot_sql.hpp"
 #include "ferry/reconcile/retention.hpp"
 #include "ferry/wal/slot.hpp"
 #include "redis_lookup.hpp"
@@ -76,8 +77,8 @@ public:
                        "' s', 'none' FROM " +
                        _q +
                        ".outbox o WHERE available_at < "
-                       "clock_timestamp() - $2::bigint * interval '1 millisecond' AND NOT " +
-                       _q + ".snapshot_finished(o.txid, o.id, o.shard) ON CONFLICT DO NOTHING",
+                       "clock_timestamp() - $2::bigint * interval '1 millisecond' AND " +
+                       internal::snapshot_unfinished(_q, "o") + " ON CONFLICT DO NOTHING",
                    _run, ms(_o.stuck_unpublished));
         // Undecided although its first check-back was due more than `grace` ago: neither the
         // producer nor the check-back resolved it. Halves parked in the window are reported too.

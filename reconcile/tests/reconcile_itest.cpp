@@ -398,6 +398,36 @@ TEST_F(ReconcileTest, ConcurrentRunIsRefusedWhileTheLockIsHeld) {
     EXPECT_EQ(count("SELECT count(*) FROM " + q() + ".reconcile_run"), ok.load());
 }
 
+// relay.source: snapshot keeps published rows in the outbox until retention trims them: only
+// the rows no position calls finished are stuck (ADR 0080). The finished rows are as old as the
+// others and still in the outbox, so a check that ignored the positions would report them too.
+TEST_F(ReconcileTest, InSnapshotModeOnlyUnfinishedRowsAreReportedStuck) {
+    std::vector<std::string> finished;
+    for (int i = 0; i < 3; ++i) finished.push_back(enqueue("f" + std::to_string(i)));
+    {
+        pqxx::work tx{*_conn};
+        // A position whose s0 sees the three rows' transactions: they are published.
+        tx.exec("INSERT INTO " + q() +
+                ".snapshot_position (lease_group, lease_groups, s0) VALUES (0, 1, "
+                "pg_current_snapshot())");
+        tx.commit();
+    }
+    std::set<std::string> unfinished;
+    for (int i = 0; i < 2; ++i) unfinished.insert(enqueue("u" + std::to_string(i)));
+    std::this_thread::sleep_for(1300ms);
+    ASSERT_EQ(count("SELECT count(*) FROM " + q() +
+                    ".outbox WHERE available_at < clock_timestamp() - interval '1 second'"),
+              5);
+
+    const auto result = rc::run(reconcile_options());
+    ASSERT_EQ(result.status, rc::run_status::succeeded);
+    rc::report_store store(ferry::test::pg_dsn(), s());
+    const auto got = by_kind(store.items(result.run_id));
+    EXPECT_EQ(
+        got.count("stuck_unpublished") ? got.at("stuck_unpublished") : std::set<std::string>{},
+        unfinished);
+}
+
 // The periodic runner registers its metrics in the registry it is given (no copying by the
 // relay): a busy skip and then a finished run show up in serialize(), the age becomes >= 0.
 TEST_F(ReconcileTest, PeriodicRunnerExportsItsMetricsToTheRegistry) {

@@ -14,6 +14,7 @@
 
 #include "ferry/common/sql_ident.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/internal/snapshot_sql.hpp"
 #include "ferry/wal/slot.hpp"
 #include "log_text.hpp"
 
@@ -66,9 +67,9 @@ maintenance::maintenance(const relay_options& options, std::string quoted_schema
 unpublished_backlog count_unpublished(pqxx::transaction_base& tx, const std::string& q,
                                       bool snapshot) {
     // Every outbox row is unpublished, except with relay.source: snapshot, which keeps published
-    // rows until they are trimmed: there, the rows its positions do not call finished (migration
-    // 0109's snapshot_finished(), written out: called per row, that SQL function cost 1.3 s per
-    // 200k retained rows, taken from a draining relay at every refresh).
+    // rows until they are trimmed: there, the rows its positions do not call finished
+    // (snapshot_unfinished(): per row, the SQL function cost 1.3 s per 200k retained rows, taken
+    // from a draining relay at every refresh).
     std::string where;
     std::string min_txid = "0";
     std::int64_t after_id = std::numeric_limits<std::int64_t>::max();
@@ -87,11 +88,8 @@ unpublished_backlog count_unpublished(pqxx::transaction_base& tx, const std::str
             min_txid = b[0][0].as<std::string>();
             after_id = b[0][1].as<std::int64_t>();
         }
-        where = " WHERE (o.txid >= $1::xid8 OR o.id > $2::int8) AND NOT EXISTS (SELECT 1 FROM " +
-                q +
-                ".snapshot_position p WHERE p.lease_group = o.shard % p.lease_groups AND "
-                "(pg_visible_in_snapshot(o.txid, p.s0) OR (p.s1 IS NOT NULL AND o.id <= "
-                "p.after_id AND pg_visible_in_snapshot(o.txid, p.s1))))";
+        where = " WHERE (o.txid >= $1::xid8 OR o.id > $2::int8) AND " +
+                internal::snapshot_unfinished(q, "o");
     }
     const std::string sql =
         "SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(o.created_at)), "
