@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -75,4 +77,39 @@ TEST(IdWindowTest, IdsMustGrowAndClearStartsOver) {
     w.insert(41, "c");
     EXPECT_EQ(w.at(41), "c");
     EXPECT_EQ(w.size(), 1u);
+}
+
+// The window is a ring of slots that grows and shrinks: random inserts (with gaps), erases in
+// any order and walks must match a std::map, across wrap-arounds, growth and shrinking.
+TEST(IdWindowTest, MatchesAMapAcrossWrapAroundGrowthAndShrinking) {
+    id_window<std::string> w;
+    std::map<std::int64_t, std::string> model;
+    std::mt19937_64 rng(11);
+    std::int64_t next = 1;
+    for (int step = 0; step < 200000; ++step) {
+        // Phases: fill to a few thousand, then drain, so the ring grows past its first size,
+        // wraps, and shrinks again.
+        const bool filling = (step / 20000) % 2 == 0;
+        const auto roll = rng() % 100;
+        if ((filling && roll < 60) || (!filling && roll < 20) || model.empty()) {
+            next += rng() % 8 == 0 ? static_cast<std::int64_t>(rng() % 5) : 0;  // a gap
+            w.insert(next, std::to_string(next));
+            model.emplace(next, std::to_string(next));
+            ++next;
+        } else {
+            // Mostly the oldest (rows finish mostly in order), sometimes any.
+            auto it = model.begin();
+            if (rng() % 4 == 0) std::advance(it, static_cast<long>(rng() % model.size()));
+            w.erase(it->first);
+            model.erase(it);
+        }
+        ASSERT_EQ(w.size(), model.size()) << "step " << step;
+        if (step % 997 == 0) {
+            std::vector<std::int64_t> expected;
+            for (const auto& [id, text] : model) expected.push_back(id);
+            ASSERT_EQ(ids_of(w), expected) << "step " << step;
+            for (const auto& [id, text] : model) ASSERT_EQ(w.at(id), text);
+            ASSERT_EQ(w.find(next), nullptr);
+        }
+    }
 }
