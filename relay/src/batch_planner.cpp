@@ -21,7 +21,7 @@ bool holds(const std::set<key_id>& failed, const planned_row& row) {
 
 }  // namespace
 
-std::string rfc3339_millis(std::int64_t micros) {
+inline_text rfc3339_millis(std::int64_t micros) {
     // Floor division, so instants before 1970 format correctly too.
     std::int64_t secs = micros / 1000000;
     std::int64_t rem = micros % 1000000;
@@ -32,25 +32,25 @@ std::string rfc3339_millis(std::int64_t micros) {
     // The rows of a batch were mostly committed within the same second: format each second
     // once per thread (gmtime_r and strftime were 4% of the WAL relay's CPU).
     thread_local std::int64_t cached_secs = 0;
-    thread_local std::string cached_text;
-    if (cached_text.empty() || cached_secs != secs) {
+    thread_local inline_text cached;
+    if (cached.size == 0 || cached_secs != secs) {
         const auto t = static_cast<std::time_t>(secs);
         std::tm tm{};
         ::gmtime_r(&t, &tm);
-        char buf[48];
-        const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-        cached_text.assign(buf, n);
+        // At most 27 characters before the milliseconds (year -4713 to 294276); 5 follow.
+        cached.size =
+            std::strftime(cached.chars.data(), cached.chars.size() - 5, "%Y-%m-%dT%H:%M:%S", &tm);
         cached_secs = secs;
     }
-    std::string out;
-    out.reserve(cached_text.size() + 5);
-    out += cached_text;
+    inline_text out = cached;
     const auto millis = static_cast<int>(rem / 1000);
-    out += '.';
-    out += static_cast<char>('0' + millis / 100);
-    out += static_cast<char>('0' + millis / 10 % 10);
-    out += static_cast<char>('0' + millis % 10);
-    out += 'Z';
+    auto* at = out.chars.data() + out.size;
+    *at++ = '.';
+    *at++ = static_cast<char>('0' + millis / 100);
+    *at++ = static_cast<char>('0' + millis / 10 % 10);
+    *at++ = static_cast<char>('0' + millis % 10);
+    *at++ = 'Z';
+    out.size += 5;
     return out;
 }
 
@@ -59,29 +59,29 @@ prepared_batch prepare_batch(std::vector<source_row>& rows,
     prepared_batch out;
     out.planned.resize(rows.size());
     out.items.resize(rows.size());
-    // Rows of a batch mostly share a topic: map each distinct run once.
+    // Rows of a batch mostly share a topic: map each distinct run once, and share the text.
     const std::string* last_topic = nullptr;
-    std::string last_mapped;
+    std::shared_ptr<const std::string> last_mapped;
     for (std::size_t i = 0; i < rows.size(); ++i) {
         auto& row = rows[i];
         auto& p = out.planned[i];
         p.id = row.id;
-        p.topic = row.topic;
+        p.topic = std::move(row.topic);
         p.key = row.key;
         p.expired = row.expired;
         p.refused_code = row.refused_code;
         p.refused_reason = row.refused_reason;
         if (row.expired || !row.refused_code.empty()) continue;
         auto& item = out.items[i];
-        if (last_topic == nullptr || *last_topic != row.topic) {
-            last_mapped = topic_of(row.topic);
-            last_topic = &row.topic;
+        if (last_topic == nullptr || *last_topic != p.topic) {
+            last_mapped = std::make_shared<const std::string>(topic_of(p.topic));
+            last_topic = &p.topic;
         }
         item.topic = last_mapped;
-        if (!row.key.empty()) item.key = row.key;
+        if (!row.key.empty()) item.key = std::move(row.key);
         item.payload = std::move(row.payload);
-        item.headers.emplace_back("ferry-message-id", row.message_id);
-        item.headers.emplace_back("ferry-created-at", rfc3339_millis(row.created_at_us));
+        item.message_id = std::move(row.message_id);
+        item.created_at = rfc3339_millis(row.created_at_us);
         p.header_error = decode_headers(row.headers_json, item.headers);
     }
     return out;

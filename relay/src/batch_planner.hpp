@@ -15,14 +15,18 @@
 //    that key in the batch stays in the outbox, even if Kafka acknowledged it;
 //  - a fenced mark marks nothing and drops the group.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "headers.hpp"
 #include "source.hpp"
 
 namespace ferry::relay::detail {
@@ -55,23 +59,45 @@ struct park_decision {
     std::string reason;
 };
 
-/// One message as the sink produces it.
-struct produce_item {
-    std::string topic;               // broker topic (already mapped)
-    std::optional<std::string> key;  // nullopt: null key
-    std::string payload;
-    std::vector<std::pair<std::string, std::string>> headers;
+/// A short header value held inline (no allocation): the `ferry-created-at` text.
+struct inline_text {
+    std::array<char, 32> chars{};
+    std::size_t size = 0;
+    [[nodiscard]] std::string_view view() const { return {chars.data(), size}; }
 };
 
 /// The `ferry-created-at` header's text: RFC 3339 in UTC with milliseconds (truncated), e.g.
 /// "2026-11-30T08:00:00.123Z".
-[[nodiscard]] std::string rfc3339_millis(std::int64_t micros_since_epoch);
+[[nodiscard]] inline_text rfc3339_millis(std::int64_t micros_since_epoch);
+
+/// One message as the sink produces it. Its headers, in order: "ferry-message-id",
+/// "ferry-created-at", then the row's own (for_each_header). The two ferry headers are fields,
+/// not list entries: a batch of 1000 rows then allocates no header names and no list.
+struct produce_item {
+    /// The broker topic (already mapped), shared by the batch's items of one topic; null for
+    /// a row that is not produced (expired or refused).
+    std::shared_ptr<const std::string> topic;
+    std::optional<std::string> key;  // nullopt: null key
+    std::string payload;
+    std::string message_id;  // the "ferry-message-id" header
+    inline_text created_at;  // the "ferry-created-at" header
+    header_list headers;     // the row's own headers, decoded (headers.hpp)
+};
+
+/// Calls `f(name, value)` (both std::string_view) for each of `item`'s headers, in order.
+template <class F>
+void for_each_header(const produce_item& item, F&& f) {
+    f(std::string_view("ferry-message-id"), std::string_view(item.message_id));
+    f(std::string_view("ferry-created-at"), item.created_at.view());
+    for (const auto& [name, value] : item.headers)
+        f(std::string_view(name), std::string_view(value));
+}
 
 /// Step 0: the claimed rows as the planner sees them, and each row's message as the sink
-/// would produce it (the payload is moved out of `rows`). Headers: "ferry-message-id",
-/// "ferry-created-at", then the row's own headers decoded (headers.hpp); a row whose headers
-/// cannot be decoded gets `header_error` and is parked by plan_produce. Expired rows get no
-/// item. `topic_of` maps an outbox topic to the broker's.
+/// would produce it (the payload, message id and key are moved out of `rows`). Headers:
+/// "ferry-message-id", "ferry-created-at", then the row's own headers decoded (headers.hpp); a row
+/// whose headers cannot be decoded gets `header_error` and is parked by plan_produce. Expired rows
+/// get no item. `topic_of` maps an outbox topic to the broker's.
 struct prepared_batch {
     std::vector<planned_row> planned;
     std::vector<produce_item> items;  // one per row (index = row index)

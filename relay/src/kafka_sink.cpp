@@ -154,24 +154,25 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
         const auto& item = items[i];
         auto& d = batch->deliveries[i];
         // (Only after a failure: the lookup builds a pair of string copies.)
-        if (!failed_keys.empty() && failed_keys.count({item.topic, item.key}) != 0) {
+        if (!failed_keys.empty() && failed_keys.count({*item.topic, item.key}) != 0) {
             continue;  // not_sent
         }
         if (std::chrono::steady_clock::now() >= produce_until) break;  // lease may be gone
         for (;;) {
-            rd_kafka_headers_t* hdrs = rd_kafka_headers_new(item.headers.size());
-            for (const auto& [name, value] : item.headers) {
+            rd_kafka_headers_t* hdrs = rd_kafka_headers_new(2 + item.headers.size());
+            for_each_header(item, [hdrs](std::string_view name, std::string_view value) {
                 rd_kafka_header_add(hdrs, name.data(), static_cast<ssize_t>(name.size()),
                                     value.data(), static_cast<ssize_t>(value.size()));
-            }
+            });
             const char* key_data = item.key ? item.key->data() : nullptr;
             const std::size_t key_size = item.key ? item.key->size() : 0;
             char* value_data = const_cast<char*>(item.payload.data());
             const std::size_t value_size = item.payload.size();
             const auto err = rd_kafka_producev(
-                _rk, RD_KAFKA_V_TOPIC(item.topic.c_str()), RD_KAFKA_V_VALUE(value_data, value_size),
-                RD_KAFKA_V_KEY(key_data, key_size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&batch->slots[i]), RD_KAFKA_V_END);
+                _rk, RD_KAFKA_V_TOPIC(item.topic->c_str()),
+                RD_KAFKA_V_VALUE(value_data, value_size), RD_KAFKA_V_KEY(key_data, key_size),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                RD_KAFKA_V_OPAQUE(&batch->slots[i]), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 ++batch->outstanding;
                 break;
@@ -185,7 +186,7 @@ batch_outcome producer::send(const std::vector<produce_item>& items,
             d.result = is_permanent_error(err) ? outcome::permanent : outcome::transient;
             d.error_code = rd_kafka_err2name(err);
             d.error_text = rd_kafka_err2str(err);
-            failed_keys.insert({item.topic, item.key});
+            failed_keys.insert({*item.topic, item.key});
             fatal = err == RD_KAFKA_RESP_ERR__FATAL;
             break;
         }

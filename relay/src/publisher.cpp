@@ -183,7 +183,8 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
         spdlog::error(
             "event=invalid_headers group={} outbox_id={} message_id={} reason=\"{}\" "
             "action=park",
-            group, rows[i].id, rows[i].message_id, one_line(prepared.planned[i].header_error));
+            group, rows[i].id, prepared.items[i].message_id,
+            one_line(prepared.planned[i].header_error));
     }
     const auto plan = plan_produce(prepared.planned);
     std::vector<produce_item> items;

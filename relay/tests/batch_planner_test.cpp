@@ -198,7 +198,8 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
     const auto batch = prepare_batch(rows, [](const std::string& t) { return "prefix." + t; });
     ASSERT_EQ(batch.planned.size(), 3u);
     ASSERT_EQ(batch.items.size(), 3u);
-    EXPECT_EQ(batch.items[0].topic, "prefix.orders");
+    ASSERT_NE(batch.items[0].topic, nullptr);
+    EXPECT_EQ(*batch.items[0].topic, "prefix.orders");
     EXPECT_EQ(batch.items[0].key, std::optional<std::string>("k"));
     EXPECT_EQ(batch.items[0].payload, "p7");
     const std::vector<std::pair<std::string, std::string>> headers{
@@ -206,31 +207,39 @@ TEST(BatchPlannerTest, PrepareBatchBuildsEachMessageAndFlagsBadHeaders) {
         {"ferry-created-at", "2026-11-30T08:00:00.123Z"},
         {"trace", "t1"},
         {"n", "1.50"}};
-    EXPECT_EQ(batch.items[0].headers, headers);
+    std::vector<std::pair<std::string, std::string>> produced;
+    for_each_header(batch.items[0], [&](std::string_view name, std::string_view value) {
+        produced.emplace_back(name, value);
+    });
+    EXPECT_EQ(produced, headers);
     EXPECT_TRUE(batch.planned[0].header_error.empty());
-    EXPECT_EQ(batch.items[1].topic, "prefix.payments") << "each row's own topic, mapped";
+    ASSERT_NE(batch.items[1].topic, nullptr);
+    EXPECT_EQ(*batch.items[1].topic, "prefix.payments") << "each row's own topic, mapped";
     EXPECT_FALSE(batch.items[1].key.has_value()) << "an empty key is a null key";
     EXPECT_FALSE(batch.planned[1].header_error.empty());
     EXPECT_TRUE(batch.planned[2].expired);
-    EXPECT_TRUE(batch.items[2].topic.empty()) << "expired rows are never produced";
+    EXPECT_EQ(batch.items[2].topic, nullptr) << "expired rows are never produced";
 }
 
 // The ferry-created-at header: UTC, milliseconds truncated (as PostgreSQL's to_char MS did),
 // zero-padded, and correct before 1970.
 TEST(BatchPlannerTest, CreatedAtHeaderIsRfc3339UtcWithTruncatedMilliseconds) {
-    EXPECT_EQ(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-    EXPECT_EQ(rfc3339_millis(1796025600123999), "2026-11-30T08:00:00.123Z");
-    EXPECT_EQ(rfc3339_millis(1796025600005000), "2026-11-30T08:00:00.005Z");
-    EXPECT_EQ(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
-    EXPECT_EQ(rfc3339_millis(951782400000000), "2000-02-29T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(0).view(), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(1796025600123999).view(), "2026-11-30T08:00:00.123Z");
+    EXPECT_EQ(rfc3339_millis(1796025600005000).view(), "2026-11-30T08:00:00.005Z");
+    EXPECT_EQ(rfc3339_millis(-1).view(), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_millis(951782400000000).view(), "2000-02-29T00:00:00.000Z");
+    // The text is held inline: the widest years still fit.
+    EXPECT_EQ(rfc3339_millis(253402300799999000).view(), "9999-12-31T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_millis(253402300800000000).view(), "10000-01-01T00:00:00.000Z");
     // Each second is formatted once per thread and reused: the cache must follow the second,
     // forwards, backwards and across midnight.
-    EXPECT_EQ(rfc3339_millis(1796025600999000), "2026-11-30T08:00:00.999Z");
-    EXPECT_EQ(rfc3339_millis(1796025601000000), "2026-11-30T08:00:01.000Z");
-    EXPECT_EQ(rfc3339_millis(1796025600000000), "2026-11-30T08:00:00.000Z");
-    EXPECT_EQ(rfc3339_millis(1796083199999999), "2026-11-30T23:59:59.999Z");
-    EXPECT_EQ(rfc3339_millis(1796083200000000), "2026-12-01T00:00:00.000Z");
-    EXPECT_EQ(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(1796025600999000).view(), "2026-11-30T08:00:00.999Z");
+    EXPECT_EQ(rfc3339_millis(1796025601000000).view(), "2026-11-30T08:00:01.000Z");
+    EXPECT_EQ(rfc3339_millis(1796025600000000).view(), "2026-11-30T08:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(1796083199999999).view(), "2026-11-30T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_millis(1796083200000000).view(), "2026-12-01T00:00:00.000Z");
+    EXPECT_EQ(rfc3339_millis(0).view(), "1970-01-01T00:00:00.000Z");
 }
 
 // A row the source refused (the WAL source's rows of a parked key) is parked with the source's
@@ -253,7 +262,7 @@ TEST(BatchPlannerTest, RowsTheSourceRefusesAreParkedInOrderAndNeverProduced) {
     src[3].refused_code = "KEY_PARKED";
     src[3].refused_reason = "an earlier message of its key is parked";
     auto batch = prepare_batch(src, [](const std::string& t) { return t; });
-    EXPECT_TRUE(batch.items[0].topic.empty()) << "a refused row gets no message";
+    EXPECT_EQ(batch.items[0].topic, nullptr) << "a refused row gets no message";
     const auto plan = plan_produce(batch.planned);
     EXPECT_EQ(ids(batch.planned, plan.produce), (std::vector<std::int64_t>{2}));
     ASSERT_EQ(plan.park.size(), 3u) << "every refused row is parked, not held behind the first";
