@@ -313,6 +313,54 @@ snapshot_source::lease_view snapshot_source::check_parked(
     return v;
 }
 
+bool snapshot_source::refill(int group, group_state& g, const std::vector<std::int64_t>& ids) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> lent;  // (outbox id, window id)
+    {
+        std::lock_guard lock(_mu);
+        for (const auto id : ids) {
+            const auto& e = g.window.at(id);
+            if (e.lent) lent.emplace_back(e.outbox_id, id);
+        }
+    }
+    if (lent.empty()) return true;
+    std::sort(lent.begin(), lent.end());
+    std::vector<std::int64_t> outbox_ids;
+    outbox_ids.reserve(lent.size());
+    for (const auto& [outbox_id, id] : lent) outbox_ids.push_back(outbox_id);
+    const auto r = _claim.exec("ferry_relay_snapshot_refill",
+                               "SELECT o.id, o.message_id::text, o.payload, o.headers::text FROM " +
+                                   _q + ".outbox o WHERE o.id = ANY($1::int8[])",
+                               {internal::array_literal(outbox_ids)});
+    std::size_t found = 0;
+    std::lock_guard lock(_mu);
+    for (int i = 0; i < r.rows(); ++i) {
+        const auto outbox_id = r.int8(i, 0);
+        const auto at =
+            std::lower_bound(lent.begin(), lent.end(), std::make_pair(outbox_id, std::int64_t{0}));
+        if (at == lent.end() || at->first != outbox_id) continue;
+        auto* e = g.window.find(at->second);
+        if (e == nullptr || !e->lent) continue;
+        e->row.message_id = std::string(r.bytes(i, 1));
+        e->row.payload = std::string(r.bytes(i, 2));
+        e->row.headers_json = std::string(r.bytes(i, 3));
+        e->lent = false;
+        ++found;
+    }
+    if (found == lent.size()) {
+        spdlog::info("event=snapshot_refill group={} rows={} (rows yielded again, read back)",
+                     group, found);
+        return true;
+    }
+    // Deleted by hand while in the window: start again from the position, whose listing no
+    // longer has it (as a row deleted before it was read).
+    spdlog::warn(
+        "event=snapshot_rows_vanished group={} count={} (rows in the relay's window are no longer "
+        "in the outbox; the group's position is loaded again)",
+        group, lent.size() - found);
+    g.lease_epoch = -1;
+    return false;
+}
+
 void snapshot_source::yield(group_state& g, std::size_t limit,
                             const std::vector<std::int64_t>& exclude,
                             std::vector<std::int64_t>& out_ids) {
@@ -392,6 +440,9 @@ claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t l
     out.lease_remaining_ms = lease->remaining_ms;
     if (lease->remaining_ms < min_remaining_ms) return out;  // the rows wait in the window
 
+    // Rows yielded before (their batch failed, or its mark did) were lent: read them back.
+    if (!refill(group, g, ids)) return out;
+
     std::lock_guard lock(_mu);
     const auto now_us = snapshot_sql::system_now_us() + g.clock_offset_us;
     out.rows.reserve(ids.size());
@@ -403,8 +454,18 @@ claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t l
             parked_id = it == parked.end() ? 0 : it->second;
             e.parked_id = parked_id;
         }
+        // The large strings move into the claim (the window keeps what yield, the parked
+        // check and mark need); a copy of each row's payload was a third of the relay's
+        // allocations per message.
+        auto message_id = std::move(e.row.message_id);
+        auto payload = std::move(e.row.payload);
+        auto headers_json = std::move(e.row.headers_json);
+        e.lent = true;
         out.rows.push_back(e.row);
         auto& row = out.rows.back();
+        row.message_id = std::move(message_id);
+        row.payload = std::move(payload);
+        row.headers_json = std::move(headers_json);
         row.expired = e.expires_at_us && *e.expires_at_us <= now_us;
         if (parked_id != 0) {
             row.refused_code = snapshot_sql::k_key_parked;

@@ -67,6 +67,9 @@ public:
 private:
     struct entry {
         source_row row;  // as yielded (the source's own id; the outbox id below)
+        /// The row's message id, payload and headers were moved into a claim (the window keeps
+        /// no copy): yielding it again reads them back first (refill).
+        bool lent = false;
         std::int64_t outbox_id = 0;
         std::int64_t available_at_us = 0;
         std::optional<std::int64_t> expires_at_us;
@@ -103,6 +106,10 @@ private:
     lease_view check_parked(int group, std::int64_t epoch, group_state& g,
                             const std::vector<std::pair<std::string, std::string>>& keys,
                             std::map<std::pair<std::string, std::string>, std::int64_t>& parked);
+    /// Reads back the message id, payload and headers of the window's lent rows among `ids`.
+    /// False when a row is no longer in the outbox (deleted by hand): the group's state is then
+    /// reloaded from its position before the next claim.
+    bool refill(int group, group_state& g, const std::vector<std::int64_t>& ids);
     /// Appends to `out` the window's rows that may go now, in order, at most `limit`.
     void yield(group_state& g, std::size_t limit, const std::vector<std::int64_t>& exclude,
                std::vector<std::int64_t>& out_ids);

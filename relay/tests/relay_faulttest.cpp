@@ -11,7 +11,9 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -525,6 +527,76 @@ TEST(RelayFaultTest, FatalProducerErrorWithTwoGroupsRestartsProducerAndLosesNoth
     EXPECT_THAT(metrics, testing::HasSubstr("ferry_relay_producer_restarts_total 1\n")) << metrics;
     kafka_reader reader(env.topic);
     expect_no_loss(reader, load.committed(), 2 * k_batch);
+}
+
+// The snapshot source lends each claimed row's message id, payload and headers to its batch
+// (the window keeps no copy) and reads them back when the row is yielded again. A fatal
+// producer error fails a batch, so its rows go out again from what was read back: every record
+// in Kafka, first deliveries and duplicates alike, must carry exactly its outbox row's key,
+// payload and headers.
+TEST(RelayFaultTest, SnapshotSourceRepublishesAFailedBatchWithItsRowsUnchanged) {
+    relay_env env;
+    constexpr int k_rows = 2000;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        tx.exec_params("SELECT " + env.q() +
+                           ".enqueue($1, 'k' || (i % 40), convert_to('payload ' || i || ' ' || "
+                           "repeat('x', i % 300), 'UTF8'), jsonb_build_object('n', i::text, 'tag', 't' "
+                           "|| i)) FROM generate_series(1, $2) i",
+                       env.topic, k_rows);
+        tx.commit();
+    }
+    relay_config c;
+    c.lease_groups = 2;  // the fault point fires in a round over two groups
+    c.source = "snapshot";
+    c.env["FERRY_RELAY_FAULT_FATAL_PRODUCER"] = "1";
+    relay_process relay(env, c);
+    ASSERT_TRUE(outbox_drained(env, 60s)) << relay.log();
+    const auto log = relay.log();
+    EXPECT_THAT(log, testing::HasSubstr("name=fatal_producer"));
+    EXPECT_THAT(log, testing::HasSubstr("event=snapshot_refill")) << "no row was yielded again";
+
+    struct row {
+        std::string key, payload, n, tag;
+    };
+    std::map<std::string, row> outbox;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        pqxx::work tx{conn};
+        for (const auto& r : tx.exec("SELECT message_id::text, key, encode(payload, 'escape'), "
+                                     "headers->>'n', headers->>'tag' FROM " +
+                                     env.q() + ".outbox")) {
+            outbox[r[0].as<std::string>()] = {r[1].as<std::string>(), r[2].as<std::string>(),
+                                              r[3].as<std::string>(), r[4].as<std::string>()};
+        }
+    }
+    ASSERT_EQ(outbox.size(), static_cast<std::size_t>(k_rows));
+    kafka_reader reader(env.topic);
+    auto records = reader.read(k_rows, 30s);
+    const auto trailing = reader.read_all();
+    records.insert(records.end(), trailing.begin(), trailing.end());
+    std::set<std::string> seen;
+    std::size_t mismatched = 0;
+    for (const auto& r : records) {
+        const auto id = r.header("ferry-message-id").value_or("");
+        const auto it = outbox.find(id);
+        ASSERT_NE(it, outbox.end()) << "a record that is no outbox row: " << id;
+        seen.insert(id);
+        const auto& want = it->second;
+        if (r.key.value_or("") != want.key || r.value.value_or("") != want.payload ||
+            r.header("n").value_or("") != want.n || r.header("tag").value_or("") != want.tag ||
+            r.headers.size() != 4) {
+            if (++mismatched <= 3) {
+                ADD_FAILURE() << "message " << id << " differs from its outbox row: key "
+                              << r.key.value_or("<null>") << ", payload size "
+                              << r.value.value_or("").size() << " (want " << want.payload.size()
+                              << "), " << r.headers.size() << " headers";
+            }
+        }
+    }
+    EXPECT_EQ(mismatched, 0u);
+    EXPECT_EQ(seen.size(), static_cast<std::size_t>(k_rows)) << "lost messages";
 }
 
 // Hole 2 of issue 10: a message the broker refuses after librdkafka took it (an injected
