@@ -134,15 +134,48 @@ void binary_session::fail(std::string_view what, PGresult* r) {
                        std::string(what) + " failed: " + (msg.empty() ? "no result" : msg));
 }
 
+void binary_session::prepare(PGconn* conn, const std::string& name, const std::string& sql) {
+    if (_prepared.contains(name)) return;
+    PGresult* r = PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fail("prepare " + name, r);
+    PQclear(r);
+    _prepared.insert(name);
+}
+
+binary_result binary_session::exec_params(const std::string& name, const std::string& sql,
+                                          const std::vector<param>& params) {
+    PGconn* conn = get();
+    prepare(conn, name, sql);
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    values.reserve(params.size());
+    lengths.reserve(params.size());
+    formats.reserve(params.size());
+    for (const auto& p : params) {
+        values.push_back(p.null ? nullptr : p.value.data());
+        lengths.push_back(static_cast<int>(p.value.size()));
+        formats.push_back(p.binary ? 1 : 0);
+    }
+    PGresult* r = PQexecPrepared(conn, name.c_str(), static_cast<int>(values.size()), values.data(),
+                                 lengths.data(), formats.data(), /*resultFormat=*/1);
+    const auto status = PQresultStatus(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(name, r);
+    return binary_result(r);
+}
+
+std::string binary_session::command(const char* sql) {
+    PGconn* conn = get();
+    PGresult* r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fail(sql, r);
+    std::string tag = PQcmdStatus(r);
+    PQclear(r);
+    return tag;
+}
+
 binary_result binary_session::exec(const std::string& name, const std::string& sql,
                                    const std::vector<std::string>& params) {
     PGconn* conn = get();
-    if (!_prepared.contains(name)) {
-        PGresult* r = PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) fail("prepare " + name, r);
-        PQclear(r);
-        _prepared.insert(name);
-    }
+    prepare(conn, name, sql);
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p.c_str());

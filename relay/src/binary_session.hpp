@@ -72,6 +72,25 @@ public:
     binary_result exec(const std::string& name, const std::string& sql,
                        const std::vector<std::string>& params);
 
+    /// One parameter of exec_params: its value in text or in binary format (binary_array.hpp
+    /// for arrays; a bytea's binary form is its bytes), or SQL NULL.
+    struct param {
+        std::string value;
+        bool binary = false;
+        bool null = false;
+    };
+
+    /// As exec(), with each parameter in its own format, for a statement that may also return
+    /// no rows (an INSERT: the result is then empty). The statement's SQL fixes each binary
+    /// parameter's type with a cast ($1::uuid[]): the server reads the value with that type's
+    /// receive function.
+    binary_result exec_params(const std::string& name, const std::string& sql,
+                              const std::vector<param>& params);
+
+    /// A statement without parameters or rows (BEGIN, COMMIT, ROLLBACK); returns its command
+    /// tag (a COMMIT of a failed transaction answers "ROLLBACK"). Throws as exec().
+    std::string command(const char* sql);
+
     /// Drops the session (the next exec() reconnects).
     void reset() noexcept {
         _conn.reset();
@@ -81,6 +100,8 @@ public:
 private:
     PGconn* get();
     [[noreturn]] void fail(std::string_view what, PGresult* r);
+    /// Prepares `sql` as `name` on `conn` unless this session already did.
+    void prepare(PGconn* conn, const std::string& name, const std::string& sql);
 
     const relay_options& _o;
     ferry::metrics::counter _reconnects;

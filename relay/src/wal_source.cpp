@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "binary_array.hpp"
 #include "fault_points.hpp"
 #include "ferry/common/error.hpp"
 #include "ferry/internal/pg_array.hpp"
@@ -111,7 +112,7 @@ wal_source::wal_source(const relay_options& options, std::string quoted_schema,
       _claim(options, reconnects, "claim") {
     wal::validate_slot_name(_o.wal_slot);
     for (std::size_t lane = 0; lane < std::max<std::size_t>(options.mark_lanes, 1); ++lane) {
-        _marks.push_back(std::make_unique<pg_session>(options, reconnects, "mark"));
+        _marks.push_back(std::make_unique<binary_session>(options, reconnects, "mark"));
     }
 }
 
@@ -436,60 +437,93 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
 
 namespace {
 
-// The columns every recorded row carries (ledger, parked, expired), as array parameters.
-struct row_columns {
-    std::vector<std::string> ids, topics, keys, payloads, headers;
-    std::vector<std::int64_t> created;
-    void add(const source_row& r) {
-        ids.push_back(r.message_id);
-        topics.push_back(r.topic);
-        keys.push_back(r.key);
-        payloads.push_back(hex_bytea(r.payload));
-        headers.push_back(r.headers_json);
-        created.push_back(r.created_at_us);
+constexpr auto k_jsonb_oid = static_cast<pg_oid>(3802);
+constexpr auto k_bytea_oid = static_cast<pg_oid>(17);
+
+// A message id as a binary uuid element. Every id in the window was formatted by the relay
+// from the 16 bytes it decoded (wal_reader), so a failure here is a bug, not bad input.
+void add_uuid(binary_array& a, const std::string& id) {
+    const auto bytes = uuid_bytes(id);
+    if (!bytes) {
+        throw ferry::error(error_kind::permanent, "relay.mark",
+                           "a message id in the window is not a canonical UUID: " + id);
     }
+    a.add_bytes(std::string_view(bytes->data(), bytes->size()));
+}
+
+// A jsonb element in binary: format version 1, then the JSON text (jsonb_recv parses it).
+void add_jsonb(binary_array& a, const std::string& json) {
+    std::string v;
+    v.reserve(1 + json.size());
+    v += '\x01';
+    v += json;
+    a.add_bytes(v);
+}
+
+binary_session::param bin(binary_array&& a) { return {std::move(a).take(), true, false}; }
+binary_session::param txt(std::string v) { return {std::move(v), false, false}; }
+
+// The columns every parked or expired row carries, as binary array parameters.
+struct row_columns {
+    explicit row_columns(std::size_t n)
+        : ids(pg_oid::uuid, n * 20),
+          topics(pg_oid::text, n * 24),
+          keys(pg_oid::text, n * 24),
+          payloads(k_bytea_oid),
+          headers(k_jsonb_oid),
+          created(pg_oid::int8, n * 12) {}
+    binary_array ids, topics, keys, payloads, headers, created;
+    void add(const source_row& r) {
+        add_uuid(ids, r.message_id);
+        topics.add_bytes(r.topic);
+        keys.add_bytes(r.key);
+        payloads.add_bytes(r.payload);
+        add_jsonb(headers, r.headers_json);
+        created.add_timestamptz_unix_us(r.created_at_us);
+    }
+    [[nodiscard]] bool empty() const { return ids.size() == 0; }
 };
 
 // The published rows of a mark, as one ledger batch row (migration 0090, ADR 0011): parallel
-// arrays, and the payloads back to back in one binary parameter (no hex on either side).
-// The text columns are built as array literals as the rows are added (no copies of the strings).
-// The headers travel as one JSON array, not as a jsonb[] literal: the server then parses one
-// document instead of starting a JSON parser per element, which cost it about 7 ms per 1000
-// messages, and several times that at 2000 (ADR 0070, thirteenth session). Every header text
-// here is a JSON value (the planner decoded it before the message was produced), so element i
-// of the array is the value jsonb_in would have made of it.
+// arrays in binary, and the payloads back to back in one bytea. The headers travel as one JSON
+// array, not as a jsonb[]: the server then parses one document instead of starting a JSON
+// parser per element, which cost it about 7 ms per 1000 messages, and several times that at
+// 2000 (ADR 0070, thirteenth session). Every header text here is a JSON value (the planner
+// decoded it before the message was produced), so element i of the array is the value
+// jsonb_in would have made of it.
 struct ledger_columns {
     ledger_columns(std::size_t n, bool keep)
-        : ids(n, n * 36), topics(n, n * 16), keys(n, n * 16), keep_payloads(keep) {
-        created.reserve(n);
-        offsets.reserve(n);
-        parts.reserve(n);
-        lens.reserve(n);
+        : ids(pg_oid::uuid, n * 20),
+          topics(pg_oid::text, n * 24),
+          keys(pg_oid::text, n * 24),
+          created(pg_oid::timestamptz, n * 12),
+          offsets(pg_oid::int8, n * 12),
+          parts(pg_oid::int4, n * 8),
+          lens(pg_oid::int4, n * 8),
+          keep_payloads(keep) {
         headers.reserve(2 + n * 3);
         headers += '[';
     }
-    internal::array_builder ids, topics, keys;
+    binary_array ids, topics, keys, created, offsets, parts, lens;
     std::string headers;  // a JSON array; closed by headers_document()
-    std::vector<std::int64_t> created, offsets;
-    std::vector<int> parts, lens;
     std::string payloads;
     bool keep_payloads;  // relay.ledger_payloads
-    [[nodiscard]] bool empty() const { return created.empty(); }
+    [[nodiscard]] bool empty() const { return ids.size() == 0; }
     [[nodiscard]] std::string headers_document() && {
         headers += ']';
         return std::move(headers);
     }
     void add(const source_row& r, int partition, std::int64_t offset) {
-        ids.add(r.message_id);
-        topics.add(r.topic);
-        keys.add(r.key);
+        add_uuid(ids, r.message_id);
+        topics.add_bytes(r.topic);
+        keys.add_bytes(r.key);
         if (headers.size() > 1) headers += ',';
         headers += r.headers_json;
-        created.push_back(r.created_at_us);
-        parts.push_back(partition);
-        offsets.push_back(offset);
+        created.add_timestamptz_unix_us(r.created_at_us);
+        parts.add_int4(partition);
+        offsets.add_int8(offset);
         if (!keep_payloads) return;
-        lens.push_back(static_cast<int>(r.payload.size()));
+        lens.add_int4(static_cast<std::int32_t>(r.payload.size()));
         payloads += r.payload;
     }
 };
@@ -499,10 +533,9 @@ struct ledger_columns {
 mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
     // The rows' content, from the window (the marker holds no copy).
     ledger_columns pub(request.publish.size(), _o.ledger_payloads);
-    row_columns exp, park;
-    std::vector<std::int64_t> x_expires;
-    std::vector<std::optional<std::string>> k_expires;
-    std::vector<std::string> k_reasons, k_codes;
+    row_columns exp(request.expire.size()), park(request.park.size());
+    binary_array x_expires(pg_oid::int8), k_expires(pg_oid::int8), k_reasons(pg_oid::text),
+        k_codes(pg_oid::text);
     std::vector<std::pair<std::int64_t, wal::confirm_tracker::ticket>> finished;
     std::uint64_t generation = 0;
     {
@@ -530,72 +563,82 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
             const auto* e = find(id);
             if (e == nullptr) continue;
             exp.add(e->row);
-            x_expires.push_back(e->expires_at_us.value_or(e->row.created_at_us));
+            x_expires.add_int8(e->expires_at_us.value_or(e->row.created_at_us));
         }
         for (const auto& p : request.park) {
             const auto* e = find(p.id);
             if (e == nullptr) continue;
             park.add(e->row);
-            k_expires.push_back(e->expires_at_us ? std::optional(std::to_string(*e->expires_at_us))
-                                                 : std::nullopt);
-            k_reasons.push_back(p.reason);
-            k_codes.push_back(p.error_code);
+            if (e->expires_at_us) {
+                k_expires.add_int8(*e->expires_at_us);
+            } else {
+                k_expires.add_null();
+            }
+            k_reasons.add_bytes(p.reason);
+            k_codes.add_bytes(p.error_code);
         }
     }
 
     // Unlike polling mode's mark (synchronous_commit off: a lost mark leaves the row in the
     // outbox), this commit is what lets the slot move past the messages: it must be durable
-    // before the confirmation that follows it.
+    // before the confirmation that follows it. The session commits synchronously.
+    //
+    // Every array travels in binary (binary_array.hpp): parsing them as text literals cost the
+    // server more than the insert (ADR 0070, twenty-first session).
     //
     // The published rows' ledger row. Without relay.ledger_payloads the row keeps no payloads
-    // (NULL lengths and bytes). With `fence` (the parameter holding the instance id), the
-    // statement also checks the lease, FOR KEY SHARE like lease_fence, and inserts only if the
-    // lease is still this instance's: it returns whether it was.
-    const auto publish_sql = [this](const char* payload_columns, const char* headers,
-                                    const char* acked, const char* fence) {
+    // (NULL lengths and bytes). With `fenced`, the statement also checks the lease, FOR KEY
+    // SHARE like lease_fence, and inserts only if the lease is still this instance's: it
+    // returns whether it was. Otherwise it returns nothing.
+    const auto publish_sql = [this](bool payloads, bool fenced) {
         std::string sql;
-        if (fence != nullptr) {
-            sql = std::string("WITH fence AS MATERIALIZED (SELECT owner = ") + fence +
-                  " AND epoch = $1 AND expires_at > clock_timestamp() AS ok FROM " + _q +
-                  ".relay_lease WHERE lease_group = $2 FOR KEY SHARE), ins AS (";
+        const int first = fenced ? 4 : 3;  // the first array's parameter number
+        const auto arg = [&](int i) { return "$" + std::to_string(first + i); };
+        if (fenced) {
+            sql =
+                "WITH fence AS MATERIALIZED (SELECT owner = $3 AND epoch = $1 AND expires_at > "
+                "clock_timestamp() AS ok FROM " +
+                _q + ".relay_lease WHERE lease_group = $2 FOR KEY SHARE), ins AS (";
         }
         sql += "INSERT INTO " + _q +
                ".published_batch (relay_epoch, lease_group, message_count, message_ids, "
                "topics, keys, partitions, offsets, created_ats, payload_lens, payloads, "
-               "headers, acked_at) SELECT $1, $2, cardinality($3::uuid[]), $3::uuid[], "
-               "$4::text[], "
-               "$5::text[], $6::int[], $7::bigint[], ARRAY(SELECT " +
-               ts_expr("c") +
-               " FROM unnest($8::bigint[]) WITH ORDINALITY AS u(c, n) ORDER BY n), " +
-               payload_columns + ", ARRAY(SELECT j.h FROM jsonb_array_elements(" + headers +
+               "headers, acked_at) SELECT $1, $2, cardinality(" +
+               arg(0) + "::uuid[]), " + arg(0) + "::uuid[], " + arg(1) + "::text[], " + arg(2) +
+               "::text[], " + arg(3) + "::int[], " + arg(4) + "::bigint[], " + arg(5) +
+               "::timestamptz[], " +
+               (payloads ? arg(6) + "::int[], " + arg(7) + "::bytea"
+                         : std::string("NULL::int[], NULL::bytea")) +
+               ", ARRAY(SELECT j.h FROM jsonb_array_elements(" + arg(payloads ? 8 : 6) +
                "::jsonb) WITH ORDINALITY AS j(h, n) ORDER BY j.n), " +
-               ts_expr(std::string("NULLIF(") + acked + "::bigint, 0)");
-        if (fence != nullptr) sql += " FROM fence WHERE fence.ok RETURNING 1) SELECT ok FROM fence";
+               ts_expr("NULLIF(" + arg(payloads ? 9 : 7) + "::bigint, 0)");
+        if (fenced) sql += " FROM fence WHERE fence.ok RETURNING 1) SELECT ok FROM fence";
         return sql;
     };
-    // `owner...`: the instance id for a statement that fences inline, or nothing.
-    const auto insert_published = [&](pqxx::transaction_base& tx, const auto&... owner) {
-        const bool inline_fence = sizeof...(owner) > 0;
-        const auto suffix = std::string(inline_fence ? "_fenced" : "");
+    const auto insert_published = [&](bool fenced) {
+        std::vector<binary_session::param> params;
+        params.reserve(13);
+        params.push_back(txt(std::to_string(request.epoch)));
+        params.push_back(txt(std::to_string(request.group)));
+        if (fenced) params.push_back(txt(_o.instance_id));
+        params.push_back(bin(std::move(pub.ids)));
+        params.push_back(bin(std::move(pub.topics)));
+        params.push_back(bin(std::move(pub.keys)));
+        params.push_back(bin(std::move(pub.parts)));
+        params.push_back(bin(std::move(pub.offsets)));
+        params.push_back(bin(std::move(pub.created)));
         if (pub.keep_payloads) {
-            return internal::exec_cached(
-                tx, "ferry_relay_wal_mark_published" + suffix,
-                publish_sql("$9::int[], $10::bytea", "$11", "$12", inline_fence ? "$13" : nullptr),
-                request.epoch, request.group, std::move(pub.ids).take(),
-                std::move(pub.topics).take(), std::move(pub.keys).take(),
-                internal::array_literal(pub.parts), internal::array_literal(pub.offsets),
-                internal::array_literal(pub.created), internal::array_literal(pub.lens),
-                internal::bytea_param(pub.payloads), std::move(pub).headers_document(),
-                request.acked_at_us, owner...);
+            params.push_back(bin(std::move(pub.lens)));
+            params.push_back({std::move(pub.payloads), true, false});
         }
-        return internal::exec_cached(
-            tx, "ferry_relay_wal_mark_published_nopayload" + suffix,
-            publish_sql("NULL::int[], NULL::bytea", "$9", "$10", inline_fence ? "$11" : nullptr),
-            request.epoch, request.group, std::move(pub.ids).take(), std::move(pub.topics).take(),
-            std::move(pub.keys).take(), internal::array_literal(pub.parts),
-            internal::array_literal(pub.offsets), internal::array_literal(pub.created),
-            std::move(pub).headers_document(), request.acked_at_us, owner...);
+        params.push_back(txt(std::move(pub).headers_document()));
+        params.push_back(txt(std::to_string(request.acked_at_us)));
+        const std::string name = std::string("ferry_relay_wal_mark_published") +
+                                 (pub.keep_payloads ? "" : "_nopayload") +
+                                 (fenced ? "_fenced" : "");
+        return _marks.at(lane)->exec_params(name, publish_sql(pub.keep_payloads, fenced), params);
     };
+    auto& session = *_marks.at(lane);
 
     // A mark that only publishes (every mark of a healthy stream) is one statement in its own
     // implicit transaction: fence, ledger row and commit in one round trip instead of four
@@ -603,22 +646,29 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
     // a busy machine, and the marks, one at a time, bound the WAL drain (ADR 0070, thirteenth
     // session). The outcome is the same as the transaction's: the row is in if and only if
     // the lease was ours, and the commit is durable before the confirmation.
-    if (!pub.empty() && exp.ids.empty() && park.ids.empty() && !fault::during_mark_pending()) {
-        pqxx::nontransaction tx{_marks.at(lane)->get()};
-        const auto r = insert_published(tx, _o.instance_id);
-        if (r.empty() || r[0][0].is_null() || !r[0][0].as<bool>()) return mark_outcome::fenced;
+    if (!pub.empty() && exp.empty() && park.empty() && !fault::during_mark_pending()) {
+        const auto r = insert_published(/*fenced=*/true);
+        if (r.rows() == 0 || r.is_null(0, 0) || !r.boolean(0, 0)) return mark_outcome::fenced;
         return finish_mark(generation, finished);
     }
 
-    pqxx::work tx{_marks.at(lane)->get()};
-    if (!lease_fence(tx, _q, _o.instance_id, request.epoch, request.group)) {
-        tx.abort();
+    // An error below leaves the transaction open; the publisher then resets the session
+    // (reset_mark_session), which ends it.
+    (void)session.command("BEGIN");
+    const auto fence = session.exec_params(
+        "ferry_relay_wal_fence",
+        "SELECT owner = $1 AND epoch = $2 AND expires_at > clock_timestamp() FROM " + _q +
+            ".relay_lease WHERE lease_group = $3 FOR KEY SHARE",
+        {txt(_o.instance_id), txt(std::to_string(request.epoch)),
+         txt(std::to_string(request.group))});
+    if (fence.rows() == 0 || fence.is_null(0, 0) || !fence.boolean(0, 0)) {
+        (void)session.command("ROLLBACK");
         return mark_outcome::fenced;
     }
-    if (!pub.empty()) (void)insert_published(tx);
-    if (!exp.ids.empty()) {
-        (void)internal::exec_cached(
-            tx, "ferry_relay_wal_mark_expired",
+    if (!pub.empty()) (void)insert_published(/*fenced=*/false);
+    if (!exp.empty()) {
+        (void)session.exec_params(
+            "ferry_relay_wal_mark_expired",
             "INSERT INTO " + _q +
                 ".expired (id, message_id, topic, key, payload, headers, created_at, "
                 "available_at, expires_at) SELECT nextval(pg_get_serial_sequence($1, 'id')), "
@@ -627,17 +677,16 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
                 " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[], "
                 "$7::bigint[], $8::bigint[]) AS u(id, topic, key, payload, headers, created, "
                 "expires) ON CONFLICT DO NOTHING",
-            _q + ".outbox", internal::array_literal(exp.ids), internal::array_literal(exp.topics),
-            internal::array_literal(exp.keys), internal::array_literal(exp.payloads),
-            internal::array_literal(exp.headers), internal::array_literal(exp.created),
-            internal::array_literal(x_expires));
+            {txt(_q + ".outbox"), bin(std::move(exp.ids)), bin(std::move(exp.topics)),
+             bin(std::move(exp.keys)), bin(std::move(exp.payloads)), bin(std::move(exp.headers)),
+             bin(std::move(exp.created)), bin(std::move(x_expires))});
     }
-    if (!park.ids.empty()) {
+    if (!park.empty()) {
         // Parked ids come from the outbox's sequence, drawn row by row as unnest yields the
         // batch in stream order, so a key's parked messages sort in their commit order
         // (retry_parked re-emits them in id order).
-        (void)internal::exec_cached(
-            tx, "ferry_relay_wal_mark_parked",
+        (void)session.exec_params(
+            "ferry_relay_wal_mark_parked",
             "INSERT INTO " + _q +
                 ".parked (id, message_id, topic, key, payload, headers, created_at, "
                 "available_at, expires_at, reason, error_code) SELECT "
@@ -648,14 +697,16 @@ mark_outcome wal_source::mark(const mark_request& request, std::size_t lane) {
                 "$5::bytea[], $6::jsonb[], $7::bigint[], $8::bigint[], $9::text[], $10::text[]) "
                 "AS u(id, topic, key, payload, headers, created, expires, reason, code) "
                 "ON CONFLICT DO NOTHING",
-            _q + ".outbox", internal::array_literal(park.ids), internal::array_literal(park.topics),
-            internal::array_literal(park.keys), internal::array_literal(park.payloads),
-            internal::array_literal(park.headers), internal::array_literal(park.created),
-            internal::array_literal(k_expires), internal::array_literal(k_reasons),
-            internal::array_literal(k_codes));
+            {txt(_q + ".outbox"), bin(std::move(park.ids)), bin(std::move(park.topics)),
+             bin(std::move(park.keys)), bin(std::move(park.payloads)), bin(std::move(park.headers)),
+             bin(std::move(park.created)), bin(std::move(k_expires)), bin(std::move(k_reasons)),
+             bin(std::move(k_codes))});
     }
     if (request.before_commit) request.before_commit();
-    tx.commit();
+    if (const auto tag = session.command("COMMIT"); tag != "COMMIT") {
+        throw ferry::error(error_kind::retryable, "relay.mark",
+                           "the mark's transaction did not commit (" + tag + ")");
+    }
     return finish_mark(generation, finished);
 }
 

@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "binary_session.hpp"
 #include "ferry/common/metrics.hpp"
 #include "ferry/relay/options.hpp"
 #include "ferry/wal/assembler.hpp"
@@ -125,7 +126,8 @@ private:
     std::string _q;
     wal_metrics& _wm;
     pg_session _claim;
-    std::vector<std::unique_ptr<pg_session>> _marks;  // one per mark lane
+    std::vector<std::unique_ptr<binary_session>>
+        _marks;  // one per mark lane (libpq: binary arrays)
 
     // Claiming thread only.
     std::unique_ptr<wal::replication_stream> _stream;
