@@ -479,7 +479,7 @@ struct row_columns {
         keys.add_bytes(r.key);
         payloads.add_bytes(r.payload);
         add_jsonb(headers, r.headers_json);
-        created.add_timestamptz_unix_us(r.created_at_us);
+        created.add_int8(r.created_at_us);
     }
     [[nodiscard]] bool empty() const { return ids.size() == 0; }
 };
