@@ -10,9 +10,7 @@
 // int32 lower bound (1), then per element int32 byte length (-1 for NULL) and the bytes. Every
 // integer is in network byte order.
 
-#include <array>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,34 +28,6 @@ enum class pg_oid : std::uint32_t {
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC): a binary
 /// timestamptz is microseconds since the latter.
 inline constexpr std::int64_t k_pg_epoch_unix_us = 946'684'800'000'000;
-
-/// The 16 bytes of a UUID written in its canonical text form (8-4-4-4-12 hex digits, either
-/// case); nullopt for anything else (the server's uuid_in accepts more forms, but every message
-/// id the relay holds is canonical).
-inline std::optional<std::array<char, 16>> uuid_bytes(std::string_view text) {
-    if (text.size() != 36) return std::nullopt;
-    const auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    std::array<char, 16> out{};
-    std::size_t at = 0;
-    for (std::size_t i = 0; i < 36;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i] != '-') return std::nullopt;
-            ++i;
-            continue;
-        }
-        const int hi = nibble(text[i]);
-        const int lo = nibble(text[i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out[at++] = static_cast<char>((hi << 4) | lo);
-        i += 2;
-    }
-    return out;
-}
 
 class binary_array {
 public:

@@ -14,6 +14,7 @@
 #include "ferry/common/error.hpp"
 #include "ferry/internal/pg_array.hpp"
 #include "ferry/internal/pq.hpp"
+#include "ferry/outbox/message_id.hpp"
 #include "ferry/wal/lsn.hpp"
 #include "ferry/wal/slot.hpp"
 #include "log_text.hpp"
@@ -443,12 +444,13 @@ constexpr auto k_bytea_oid = static_cast<pg_oid>(17);
 // A message id as a binary uuid element. Every id in the window was formatted by the relay
 // from the 16 bytes it decoded (wal_reader), so a failure here is a bug, not bad input.
 void add_uuid(binary_array& a, const std::string& id) {
-    const auto bytes = uuid_bytes(id);
-    if (!bytes) {
+    const auto parsed = outbox::message_id::parse(id);
+    if (!parsed) {
         throw ferry::error(error_kind::permanent, "relay.mark",
                            "a message id in the window is not a canonical UUID: " + id);
     }
-    a.add_bytes(std::string_view(bytes->data(), bytes->size()));
+    const auto& bytes = parsed->bytes();
+    a.add_bytes(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 // A jsonb element in binary: format version 1, then the JSON text (jsonb_recv parses it).

@@ -9,6 +9,7 @@
 #include "binary_array.hpp"
 #include "binary_session.hpp"
 #include "ferry/common/error.hpp"
+#include "ferry/outbox/message_id.hpp"
 #include "ferry/test/env.hpp"
 
 namespace {
@@ -37,9 +38,10 @@ TEST(BinarySessionTest, ServerReadsEveryBinaryArrayElementAsSent) {
     texts.add_bytes("");
     texts.add_bytes("\xc3\xa9t\xc3\xa9");  // UTF-8
     binary_array uuids(pg_oid::uuid);
-    const auto u = ferry::relay::detail::uuid_bytes("01234567-89ab-cdef-0123-456789abcdef");
+    const auto u = ferry::outbox::message_id::parse("01234567-89ab-cdef-0123-456789abcdef");
     ASSERT_TRUE(u.has_value());
-    uuids.add_bytes(std::string_view(u->data(), u->size()));
+    uuids.add_bytes(
+        std::string_view(reinterpret_cast<const char*>(u->bytes().data()), u->bytes().size()));
     binary_array times(pg_oid::timestamptz);
     times.add_timestamptz_unix_us(1'796'225'400'123'456);  // 2026-12-02T15:30:00.123456Z
     times.add_timestamptz_unix_us(-1);                     // 1969-12-31T23:59:59.999999Z
