@@ -165,4 +165,14 @@ next_step plan_next(const batch_facts& facts, const mark_plan& marks) {
     return next_step::poll_later;
 }
 
+bool may_prefetch_next_claim(std::size_t claimed, std::size_t batch_size) {
+    return claimed > 0 && claimed >= batch_size;
+}
+
+bool keep_prefetched_claim(const batch_facts& facts, const mark_plan& marks, bool next_lease_ours,
+                           std::size_t next_rows) {
+    return next_lease_ours && next_rows > 0 && may_overlap_next_claim(marks, facts.producer_lost) &&
+           plan_next(facts, marks) == next_step::poll_again_now;
+}
+
 }  // namespace ferry::relay::detail

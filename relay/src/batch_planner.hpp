@@ -159,4 +159,18 @@ struct batch_facts {
 
 [[nodiscard]] next_step plan_next(const batch_facts& facts, const mark_plan& marks);
 
+/// Whether the claimer claims the group's next batch while this batch's delivery reports are
+/// awaited (the claim prefetch, ADR 0070 twenty-second amendment): only after a full claim,
+/// when more rows are likely waiting. The prefetched claim does not wait for rows.
+[[nodiscard]] bool may_prefetch_next_claim(std::size_t claimed, std::size_t batch_size);
+
+/// Whether a claim prefetched while this batch was in flight may be the group's next batch.
+/// Only when the next claim would have come at once and may overlap this batch's mark
+/// (plan_next says poll_again_now, may_overlap_next_claim holds) and the prefetched claim holds
+/// rows under the lease. Otherwise it is dropped unproduced: its rows are yielded again by the
+/// next claim, after this batch's failed or held rows, so a key's order is the one a claim
+/// made after the reports would have had.
+[[nodiscard]] bool keep_prefetched_claim(const batch_facts& facts, const mark_plan& marks,
+                                         bool next_lease_ours, std::size_t next_rows);
+
 }  // namespace ferry::relay::detail

@@ -68,7 +68,8 @@ poll_source::poll_source(const relay_options& options, std::string quoted_schema
 }
 
 claim_result poll_source::claim(int group, std::int64_t epoch, std::size_t limit,
-                                const std::vector<std::int64_t>& exclude, double min_remaining_ms) {
+                                const std::vector<std::int64_t>& exclude, double min_remaining_ms,
+                                bool /*may_wait: never waits*/) {
     claim_result out;
     if (!_mode_checked) {
         // A snapshot relay keeps published rows in the outbox (migration 0109): polling them

@@ -23,7 +23,8 @@ public:
                 ferry::metrics::counter reconnects);
 
     claim_result claim(int group, std::int64_t epoch, std::size_t limit,
-                       const std::vector<std::int64_t>& exclude, double min_remaining_ms) override;
+                       const std::vector<std::int64_t>& exclude, double min_remaining_ms,
+                       bool may_wait) override;
     mark_outcome mark(const mark_request& request, std::size_t lane) override;
     void reset_claim_session() noexcept override { _claim.reset(); }
     void reset_mark_session(std::size_t lane) noexcept override { _marks.at(lane)->reset(); }

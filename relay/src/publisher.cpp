@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 
 #include "fault_points.hpp"
 #include "ferry/common/error.hpp"
@@ -143,10 +144,26 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
 
     // 1. Claim: the lease (ours, with time to spare, on the database clock) and the rows, in one
     //    statement, skipping the rows of a batch of this group that is still being marked.
-    const auto exclude = claim_exclusions(group);
+    //    A claim prefetched while the group's previous batch was in flight is used instead.
     const double min_remaining_ms = static_cast<double>(_o.lease_ttl.count()) / 4;
     const auto t_claim = clock::now();
-    auto claim = _source.claim(group, epoch, _o.batch_size, exclude, min_remaining_ms);
+    claim_result claim;
+    auto claimed_at = t_claim;
+    bool pipelined = false;
+    if (auto it = _prefetched.find(group); it != _prefetched.end()) {
+        if (it->second.epoch == epoch && !_state.stopping()) {
+            claim = std::move(it->second.claim);
+            claimed_at = it->second.claimed_at;
+            pipelined = true;
+        }
+        _prefetched.erase(it);
+    }
+    if (!pipelined) {
+        const auto exclude = claim_exclusions(group);
+        pipelined = !exclude.empty();
+        claim = _source.claim(group, epoch, _o.batch_size, exclude, min_remaining_ms, true);
+        claimed_at = clock::now();
+    }
     if (!claim.lease_ours) {
         if (_state.drop_lease(group, epoch)) {
             spdlog::warn("event=lease_dropped group={} epoch={} reason=lease_taken", group, epoch);
@@ -164,7 +181,7 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     // (SIGSTOP) does not stop the monotonic clock, so a process that wakes after its lease could
     // have been taken produces nothing (kafka_sink, producer::send).
     const auto produce_until =
-        clock::now() +
+        claimed_at +
         std::chrono::duration_cast<clock::duration>(
             std::chrono::duration<double, std::milli>(claim.lease_remaining_ms)) -
         _o.lease_ttl / 8;
@@ -172,7 +189,7 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     const auto t_claimed = clock::now();
     ++_m.n_batches;
     _m.batch_size.observe(static_cast<double>(rows.size()));
-    if (!exclude.empty()) _m.pipelined_batches.inc();
+    if (pipelined) _m.pipelined_batches.inc();
 
     // 2. Decide what to produce (batch_planner, pure).
     auto prepared =
@@ -191,7 +208,41 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
     items.reserve(plan.produce.size());
     for (const auto i : plan.produce) items.push_back(std::move(prepared.items[i]));
 
-    // 3. Produce, and wait for every report.
+    // 3. Produce, and wait for every report. After a full claim, the group's next batch is
+    //    claimed meanwhile on another thread (the claim session is not used here until it is
+    //    joined below), skipping this batch's rows and those with the markers.
+    std::future<claim_result> next;
+    clock::time_point next_claimed_at;
+    if (!items.empty() && _source.prefetches_claims() &&
+        may_prefetch_next_claim(rows.size(), _o.batch_size)) {
+        if (auto exclude = try_claim_exclusions(group)) {
+            for (const auto& r : rows) exclude->push_back(r.id);
+            next = std::async(std::launch::async, [this, group, epoch, min_remaining_ms,
+                                                   &next_claimed_at, ex = std::move(*exclude)] {
+                auto c = _source.claim(group, epoch, _o.batch_size, ex, min_remaining_ms, false);
+                next_claimed_at = clock::now();
+                return c;
+            });
+        }
+    }
+    // Joins the prefetched claim (a claim error resets the session, as in claim_loop): it
+    // runs before this function returns or throws, so the claim session has one user at a time.
+    struct prefetch_join {
+        std::future<claim_result>& f;
+        source& src;
+        std::optional<claim_result> get() {
+            if (!f.valid()) return std::nullopt;
+            try {
+                return f.get();
+            } catch (const std::exception& e) {
+                spdlog::warn("event=worker_error error=\"{}\" reconnect=true (prefetched claim)",
+                             one_line(e.what()));
+                src.reset_claim_session();
+                return std::nullopt;
+            }
+        }
+        ~prefetch_join() { (void)get(); }
+    } prefetch{next, _source};
     batch_outcome out;
     fault::before_produce(group, epoch, items.size());
     if (!items.empty() && _inject_fatal) {
@@ -282,11 +333,22 @@ publisher::batch_result publisher::run_batch(int group, std::int64_t epoch) {
         hand_to_marker(std::move(job));
         handed = true;
     }
-    switch (plan_next({.claimed = rows.size(),
-                       .batch_size = _o.batch_size,
-                       .fenced = false,
-                       .producer_lost = producer_lost},
-                      marks)) {
+    const batch_facts facts{.claimed = rows.size(),
+                            .batch_size = _o.batch_size,
+                            .fenced = false,
+                            .producer_lost = producer_lost};
+    if (auto prefetched = prefetch.get()) {
+        if (keep_prefetched_claim(facts, marks, prefetched->lease_ours, prefetched->rows.size())) {
+            _prefetched[group] = {epoch, std::move(*prefetched), next_claimed_at};
+            _m.claims_prefetched.inc();
+        } else if (!prefetched->rows.empty()) {
+            // Unproduced: its rows are yielded again by the next claim, after this batch's.
+            _m.prefetched_claims_dropped.inc();
+            spdlog::debug("event=prefetched_claim_dropped group={} rows={}", group,
+                          prefetched->rows.size());
+        }
+    }
+    switch (plan_next(facts, marks)) {
         case next_step::back_off:
             return batch_result::trouble;
         case next_step::poll_again_now:
@@ -307,6 +369,18 @@ std::vector<std::int64_t> publisher::claim_exclusions(int group) {
     });
     std::vector<std::int64_t> ids;
     for (const auto& q : _jobs) {
+        if (q.job.request.group == group) {
+            ids.insert(ids.end(), q.job.claimed_ids.begin(), q.job.claimed_ids.end());
+        }
+    }
+    return ids;
+}
+
+std::optional<std::vector<std::int64_t>> publisher::try_claim_exclusions(int group) {
+    std::lock_guard lock(_mq);
+    std::vector<std::int64_t> ids;
+    for (const auto& q : _jobs) {
+        if (!q.job.overlap_ok) return std::nullopt;
         if (q.job.request.group == group) {
             ids.insert(ids.end(), q.job.claimed_ids.begin(), q.job.claimed_ids.end());
         }

@@ -17,6 +17,10 @@
 //  - N+1 is claimed before N's mark commits only when N published or expired every row
 //    (planner: may_overlap_next_claim); otherwise the claimer waits for the mark, so a parked
 //    key is held back and a failed row is claimed again before any later row of its key;
+//  - after a full batch, N+1 is claimed while N's reports are awaited (the claim prefetch, ADR
+//    0070 twenty-second amendment), skipping N's rows too, without waiting for rows. N+1 is
+//    produced only if N may overlap (planner: keep_prefetched_claim); otherwise the prefetched
+//    claim is dropped unproduced and the next claim yields N's unmarked rows first;
 //  - with one lane, marks commit in batch order. With more, a later batch's mark may commit
 //    before an earlier one's: Kafka's order is already fixed by then, and a mark that fails
 //    leaves its rows to be published again (duplicates, never a reordering of first
@@ -28,6 +32,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -75,6 +80,8 @@ private:
     /// Ids to skip in a claim of `group`: the rows of the batches of that group still with the
     /// markers; waits for the markers first while any batch with them may not be overlapped.
     std::vector<std::int64_t> claim_exclusions(int group);
+    /// The same without waiting: nothing while a batch with the markers may not be overlapped.
+    std::optional<std::vector<std::int64_t>> try_claim_exclusions(int group);
 
     const relay_options& _o;
     relay_state& _state;
@@ -82,7 +89,15 @@ private:
     source& _source;
     sink& _sink;
     bool _inject_fatal = false;  // claimer only (fault point)
-    std::size_t _lanes;          // relay.mark_lanes, at least 1
+    /// A claim of a group's next batch made while its previous batch's reports were awaited
+    /// (claimer only): the next run_batch of that group and epoch produces it.
+    struct prefetched_claim {
+        std::int64_t epoch = 0;
+        claim_result claim;
+        std::chrono::steady_clock::time_point claimed_at;
+    };
+    std::map<int, prefetched_claim> _prefetched;
+    std::size_t _lanes;  // relay.mark_lanes, at least 1
 
     std::mutex _mq;
     std::condition_variable _mcv;

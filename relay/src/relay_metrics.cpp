@@ -53,7 +53,14 @@ relay_metrics::relay_metrics(ferry::metrics::registry& m, int lease_groups)
           "in the same batch (republished after it).")),
       pipelined_batches(m.add_counter(
           "ferry_relay_pipelined_batches_total",
-          "Batches claimed and produced while the previous batch was still being marked.")) {
+          "Batches claimed and produced while the previous batch was still being marked.")),
+      claims_prefetched(m.add_counter(
+          "ferry_relay_claims_prefetched_total",
+          "Batches claimed while the previous batch's delivery reports were awaited, and kept.")),
+      prefetched_claims_dropped(m.add_counter(
+          "ferry_relay_prefetched_claims_dropped_total",
+          "Prefetched claims dropped unproduced because the batch before them did not fully "
+          "publish (their rows are claimed again in order).")) {
     for (int g = 0; g < lease_groups; ++g) {
         epoch.push_back(m.add_gauge("ferry_relay_epoch",
                                     "Epoch of each lease group this instance acquired.",

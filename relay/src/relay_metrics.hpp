@@ -35,6 +35,8 @@ struct relay_metrics {
     ferry::metrics::counter invalid_headers;
     ferry::metrics::counter held_after_failure;
     ferry::metrics::counter pipelined_batches;
+    ferry::metrics::counter claims_prefetched;
+    ferry::metrics::counter prefetched_claims_dropped;
     std::vector<ferry::metrics::gauge> epoch;  // per lease group
 
     // This instance's totals (relay::counts()).

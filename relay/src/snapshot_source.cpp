@@ -381,7 +381,7 @@ void snapshot_source::yield(group_state& g, std::size_t limit,
 
 claim_result snapshot_source::claim(int group, std::int64_t epoch, std::size_t limit,
                                     const std::vector<std::int64_t>& exclude_in,
-                                    double min_remaining_ms) {
+                                    double min_remaining_ms, bool /*may_wait: never waits*/) {
     auto& g = state(group);
     if (g.lease_epoch != epoch && !load(group, epoch, g)) return {};
     std::vector<std::int64_t> exclude(exclude_in);

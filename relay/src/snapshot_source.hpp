@@ -58,8 +58,10 @@ public:
     snapshot_source(const relay_options& options, std::string quoted_schema,
                     ferry::metrics::counter reconnects);
 
+    [[nodiscard]] bool prefetches_claims() const noexcept override { return true; }
     claim_result claim(int group, std::int64_t epoch, std::size_t limit,
-                       const std::vector<std::int64_t>& exclude, double min_remaining_ms) override;
+                       const std::vector<std::int64_t>& exclude, double min_remaining_ms,
+                       bool may_wait) override;
     mark_outcome mark(const mark_request& request, std::size_t lane) override;
     void reset_claim_session() noexcept override;
     void reset_mark_session(std::size_t lane) noexcept override { _marks.at(lane)->reset(); }

@@ -82,11 +82,15 @@ public:
     virtual ~source() = default;
 
     /// Rows of `group` to publish, in order, at most `limit`, none of `exclude` (rows of a batch
-    /// still being marked), and none at all unless the lease is ours at `epoch` with at least
-    /// `min_remaining_ms` left. Throws on a database error (the caller resets the session).
+    /// still being marked, or in flight), and none at all unless the lease is ours at `epoch`
+    /// with at least `min_remaining_ms` left. A source that waits for rows (waits_for_rows)
+    /// waits only when `may_wait`; a prefetched claim takes what has already arrived. A claim
+    /// whose rows are never marked (a prefetch the publisher drops) leaves them to be yielded
+    /// again, in order, by a later claim that does not exclude them. Throws on a database
+    /// error (the caller resets the session).
     virtual claim_result claim(int group, std::int64_t epoch, std::size_t limit,
-                               const std::vector<std::int64_t>& exclude,
-                               double min_remaining_ms) = 0;
+                               const std::vector<std::int64_t>& exclude, double min_remaining_ms,
+                               bool may_wait) = 0;
 
     /// Records a batch's outcome, fenced by the lease: `fenced` (nothing recorded) when the
     /// group is no longer this instance's at `request.epoch` or has expired. Throws on a
@@ -103,6 +107,12 @@ public:
     /// True when claim() itself waits (up to poll_max) for rows to arrive, as a stream does:
     /// the publisher then does not sleep after an empty claim.
     [[nodiscard]] virtual bool waits_for_rows() const noexcept { return false; }
+    /// True when the publisher may claim the next batch while the current one's delivery
+    /// reports are awaited (claim(..., may_wait = false) on another thread, then dropped if the
+    /// batch did not fully publish). Worth it for sources that claim from memory (snapshot,
+    /// WAL); the polling source's claim is a read of the outbox that would compete with the
+    /// marks for the database (measured slower, ADR 0070 twenty-second amendment).
+    [[nodiscard]] virtual bool prefetches_claims() const noexcept { return false; }
 };
 
 }  // namespace ferry::relay::detail

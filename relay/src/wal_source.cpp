@@ -349,7 +349,8 @@ bool wal_source::park_rejected(int group, std::int64_t epoch) {
 }
 
 claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
-                               const std::vector<std::int64_t>& exclude, double min_remaining_ms) {
+                               const std::vector<std::int64_t>& exclude, double min_remaining_ms,
+                               bool may_wait) {
     claim_result out;
     if (!_stream) {
         // No stream is started unless the lease is ours.
@@ -381,7 +382,8 @@ claim_result wal_source::claim(int group, std::int64_t epoch, std::size_t limit,
         // The negative control reads a whole batch (up to 2 s) so that it confirms complete
         // transactions whatever the machine's speed.
         read_stream(out.rows, limit,
-                    fault::wal_confirm_on_receipt() ? 2000ms : (first > 0 ? 0ms : _o.poll_max));
+                    fault::wal_confirm_on_receipt() ? 2000ms
+                                                    : (first > 0 || !may_wait ? 0ms : _o.poll_max));
         std::lock_guard lock(_mu);
         const auto now_us = server_now_us();
         for (auto i = first; i < out.rows.size(); ++i) {

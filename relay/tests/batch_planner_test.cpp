@@ -177,6 +177,40 @@ TEST(BatchPlannerTest, NextClaimOverlapsTheMarkOnlyWhenEveryRowWasPublishedOrExp
     EXPECT_FALSE(may_overlap_next_claim(marks, false)) << "headers parked";
 }
 
+// The claim prefetch (ADR 0070, twenty-second amendment): the next batch is claimed while this
+// one's reports are awaited only after a full claim, and produced only when this batch fully
+// published (or expired) and the next claim would have come at once. Otherwise it is dropped,
+// so the next claim yields this batch's failed and held rows before any later row of their key.
+TEST(BatchPlannerTest, PrefetchedClaimIsProducedOnlyAfterAFullyPublishedFullBatch) {
+    EXPECT_TRUE(may_prefetch_next_claim(1000, 1000));
+    EXPECT_FALSE(may_prefetch_next_claim(999, 1000)) << "partial claim: nothing is waiting";
+    EXPECT_FALSE(may_prefetch_next_claim(0, 0));
+
+    const std::vector<planned_row> rows{row(1, "a"), row(2, "b"), row(3, "a")};
+    const auto plan = plan_produce(rows);
+    const batch_facts full{.claimed = 3, .batch_size = 3};
+    const auto clean = plan_mark(rows, plan, {acked(1), acked(2), acked(3)});
+    EXPECT_TRUE(keep_prefetched_claim(full, clean, true, 3));
+    EXPECT_FALSE(keep_prefetched_claim(full, clean, false, 3)) << "lease not ours";
+    EXPECT_FALSE(keep_prefetched_claim(full, clean, true, 0)) << "nothing prefetched";
+    EXPECT_FALSE(keep_prefetched_claim({.claimed = 3, .batch_size = 4}, clean, true, 3))
+        << "partial batch";
+    EXPECT_FALSE(keep_prefetched_claim({.claimed = 3, .batch_size = 3, .producer_lost = true},
+                                       clean, true, 3))
+        << "producer lost";
+    EXPECT_FALSE(
+        keep_prefetched_claim({.claimed = 3, .batch_size = 3, .fenced = true}, clean, true, 3))
+        << "fenced";
+    const auto transient =
+        plan_mark(rows, plan, {failed(delivery_result::transient), acked(2), acked(3)});
+    EXPECT_FALSE(keep_prefetched_claim(full, transient, true, 3)) << "transient failure";
+    const auto parked = plan_mark(
+        rows, plan, {acked(1), acked(2), failed(delivery_result::permanent, "MSG_SIZE_TOO_LARGE")});
+    EXPECT_FALSE(keep_prefetched_claim(full, parked, true, 3)) << "parked row";
+    const auto not_sent = plan_mark(rows, plan, {acked(1), failed(delivery_result::not_sent)});
+    EXPECT_FALSE(keep_prefetched_claim(full, not_sent, true, 3)) << "row not sent";
+}
+
 // prepare_batch: each row's message as the sink produces it, the topic mapped, the payload
 // moved, the two ferry headers first, then the row's own; bad headers become a header_error;
 // expired rows get no message.

@@ -579,11 +579,22 @@ TEST(RelayFaultTest, SnapshotSourceRepublishesAFailedBatchWithItsRowsUnchanged) 
     records.insert(records.end(), trailing.begin(), trailing.end());
     std::set<std::string> seen;
     std::size_t mismatched = 0;
+    // First deliveries of a key in commit order (n rises within a key): the claim prefetched
+    // while the failed batch was in flight must be dropped, not produced ahead of its rows.
+    std::map<std::string, long> last_n;
+    std::size_t order_violations = 0;
     for (const auto& r : records) {
         const auto id = r.header("ferry-message-id").value_or("");
         const auto it = outbox.find(id);
         ASSERT_NE(it, outbox.end()) << "a record that is no outbox row: " << id;
-        seen.insert(id);
+        if (seen.insert(id).second) {
+            const long n = std::stol(it->second.n);
+            auto [last, fresh] = last_n.try_emplace(it->second.key, n);
+            if (!fresh) {
+                if (n <= last->second) ++order_violations;
+                last->second = n;
+            }
+        }
         const auto& want = it->second;
         if (r.key.value_or("") != want.key || r.value.value_or("") != want.payload ||
             r.header("n").value_or("") != want.n || r.header("tag").value_or("") != want.tag ||
@@ -598,6 +609,13 @@ TEST(RelayFaultTest, SnapshotSourceRepublishesAFailedBatchWithItsRowsUnchanged) 
     }
     EXPECT_EQ(mismatched, 0u);
     EXPECT_EQ(seen.size(), static_cast<std::size_t>(k_rows)) << "lost messages";
+    EXPECT_EQ(order_violations, 0u) << "a key's first deliveries out of commit order";
+    const auto metrics = relay.metrics();
+    const std::string dropped = "\nferry_relay_prefetched_claims_dropped_total ";
+    const auto at = metrics.find(dropped);
+    ASSERT_NE(at, std::string::npos) << "no prefetch metric";
+    EXPECT_GE(std::stod(metrics.substr(at + dropped.size())), 1.0)
+        << "the failed batch's prefetched claim was not dropped";
 }
 
 // A lent row that is no longer in the outbox when its batch is yielded again (deleted by hand

@@ -321,10 +321,10 @@ TEST(RelaySnapshotTest, AMarkUnderALeaseThatIsNoLongerOursRecordsNothing) {
     ferry::metrics::registry registry;
     auto reconnects = registry.add_counter("test_reconnects_total", "reconnects");
     ferry::relay::detail::snapshot_source source(opts, env.q(), reconnects);
-    auto claim = source.claim(0, 7, 100, {}, 0);
+    auto claim = source.claim(0, 7, 100, {}, 0, true);
     ASSERT_TRUE(claim.lease_ours);
     ASSERT_EQ(claim.rows.size(), 3u);
-    EXPECT_TRUE(source.claim(0, 6, 100, {}, 0).rows.empty()) << "another epoch reads nothing";
+    EXPECT_TRUE(source.claim(0, 6, 100, {}, 0, true).rows.empty()) << "another epoch reads nothing";
     {
         pqxx::work tx{conn};
         tx.exec("UPDATE " + env.q() + ".relay_lease SET owner = 'thief', epoch = 8");

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "ferry/test/dev_kafka.hpp"
 #include "ferry/test/run_command.hpp"
 #include "relay_process.hpp"
 
@@ -374,6 +375,51 @@ TEST(WalRelayFaultTest, StoppedRelayLetsTheSlotLagThenCatchesUp) {
     for (const auto& r : records) ids.insert(r.header("ferry-message-id").value_or(""));
     EXPECT_EQ(ids.size(), static_cast<std::size_t>(n));
     EXPECT_EQ(order_violations(reader.read_all(1s, 30s)), 0u);
+}
+
+// A fatal producer error fails a batch of a WAL backlog while the next batch is being
+// claimed (the claim prefetch, ADR 0070 twenty-second amendment). The prefetched claim is
+// dropped unproduced, and the failed batch's messages go out again before any later message of
+// their keys. Negative control: with the prefetched claim kept whatever the batch's outcome,
+// later messages overtake the failed ones (order violations).
+TEST(WalRelayFaultTest, FailedBatchDropsThePrefetchedClaimAndKeyOrderHolds) {
+    wal_env env;
+    ferry::test::dev_kafka kafka({.brokers = 3, .topics = {env.topic + ":4"}});
+    constexpr int n = 10000;
+    {
+        pqxx::connection conn{ferry::test::pg_dsn()};
+        for (int b = 0; b < n / 1000; ++b) {
+            pqxx::work tx{conn};
+            tx.exec_params("SELECT count(" + env.q() +
+                               ".enqueue_wal($1, 'k' || (i % 30), convert_to(i::text, 'UTF8'), "
+                               "jsonb_build_object('key_seq', (i / 30 + 1)::text))) FROM "
+                               "generate_series($2::int, $2::int + 999) AS i",
+                           env.topic, b * 1000);
+            tx.commit();
+        }
+    }
+    auto c = wal_config(env);
+    c.brokers = kafka.bootstrap();
+    relay_process relay(env, c);
+    // Mid-backlog, while full batches are claimed ahead, the next produce request is refused
+    // with an error the idempotent producer cannot recover from: its batch fails, and the
+    // producer is recreated.
+    ASSERT_TRUE(eventually([&] { return distinct_published(env) >= 500; }, 60s, 5ms))
+        << relay.log();
+    kafka.push_errors(0, "OUT_OF_ORDER_SEQUENCE_NUMBER", 1);
+    ASSERT_TRUE(all_published(env, n, 120s)) << relay.log();
+    const auto metrics = relay.metrics();
+    EXPECT_GE(metric(metrics, "ferry_relay_producer_restarts_total"), 1.0) << relay.log();
+    EXPECT_GE(metric(metrics, "ferry_relay_prefetched_claims_dropped_total"), 1.0)
+        << "the failed batch's prefetched claim was not dropped";
+    EXPECT_GE(metric(metrics, "ferry_relay_claims_prefetched_total"), 1.0);
+    kafka_reader reader(env.topic, {.brokers = kafka.bootstrap()});
+    (void)reader.read(n, 60s);
+    const auto records = reader.read_all(1s, 30s);
+    std::set<std::string> ids;
+    for (const auto& r : records) ids.insert(r.header("ferry-message-id").value_or(""));
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(n)) << "lost messages";
+    EXPECT_EQ(order_violations(records), 0u);
 }
 
 // kill -9 after the claim and before anything was produced (fault point before_produce): the
