@@ -78,16 +78,19 @@ writer::writer(writer_options options) : _options(std::move(options)) {
     // The delay and expiry are measured from one clock_timestamp() of the database, so producer
     // hosts with skewed clocks cannot release a message early.
     if (_options.mode == emit_mode::wal) {
-        // WAL mode (migrations 0070, 0071, 0075, 0106): the writer sends each frame's variable
-        // part (detail::wal_frame_tail) and the statement prepends the fixed part, with
+        // WAL mode (migrations 0070, 0071, 0075, 0106, 0110): the writer sends each frame's
+        // variable part (detail::wal_frame_tail) and the statement prepends the fixed part, with
         // created_at and expires_at from one reading of the database clock taken after the
         // checks (wal_level, a usable registered slot). The checks are part of the statement,
         // planned once with it, and call wal_emit_refuse() only to raise wal_emit_guard()'s
         // errors: a plpgsql guard cost a function call and an SPI query in every transaction,
         // most of what one message cost beyond a plain INSERT (ADR 0070, twelfth session). The
-        // MATERIALIZED CTE checks once per statement. The function scan yields the array in
-        // order and each row is emitted as it is produced, so a batch's messages are in the
-        // WAL in input order.
+        // registry is read through two functions with constant bodies that the planner inlines
+        // (migration 0110), so the check reads pg_get_replication_slots() and no table: each
+        // relation a transaction opens cost about as much as the emit (ADR 0070, twenty-second
+        // session). The MATERIALIZED CTE checks once per statement. The function scan yields the
+        // array in order and each row is emitted as it is produced, so a batch's messages are in
+        // the WAL in input order.
         const std::string frame =
             "'\\x01'::bytea || CASE WHEN {ttl} < 0 THEN '\\x00'::bytea ELSE '\\x01'::bytea "
             "END || uuid_send({mid}) || int8send(c.us) || int8send(CASE WHEN {ttl} < 0 THEN 0 "
@@ -107,10 +110,12 @@ writer::writer(writer_options options) : _options(std::move(options)) {
         const std::string guard =
             "WITH c AS MATERIALIZED (SELECT CASE WHEN current_setting('wal_level') <> 'logical' "
             "THEN " +
-            schema + ".wal_emit_refuse('wal_level') WHEN NOT EXISTS (SELECT 1 FROM " + schema +
-            ".wal_slot AS w JOIN pg_replication_slots AS s ON s.slot_name = w.slot_name WHERE "
-            "s.database = current_database() AND s.plugin = 'pgoutput' AND s.wal_status IS "
-            "DISTINCT FROM 'lost') THEN " +
+            schema +
+            ".wal_emit_refuse('wal_level') WHEN NOT EXISTS (SELECT 1 FROM "
+            "pg_get_replication_slots() AS s WHERE s.slot_name::text = ANY (" +
+            schema + ".wal_registered_slots()) AND s.datoid = " + schema +
+            ".wal_database_oid() AND s.plugin = 'pgoutput' AND s.wal_status IS DISTINCT FROM "
+            "'lost') THEN " +
             schema +
             ".wal_emit_refuse('slot') ELSE (extract(epoch FROM clock_timestamp()) * "
             "1000000)::bigint END AS us) ";

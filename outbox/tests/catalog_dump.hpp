@@ -2,8 +2,9 @@
 // A text dump of everything a schema holds in the catalog: relations (kind, partitioning),
 // columns (type, nullability, identity, generated, default, position), constraints, indexes,
 // functions, views, triggers, comments, sequences, and the seed rows of `settings`. The schema
-// name is replaced by @SCHEMA@, so dumps of two schemas compare equal when their definitions
-// are. Tests use it to prove two ways of migrating give exactly the same schema.
+// name is replaced by @SCHEMA@ (and the database's OID by @DATOID@), so dumps of two schemas
+// compare equal when their definitions are. Tests use it to prove two ways of migrating give
+// exactly the same schema.
 
 #include <algorithm>
 #include <pqxx/pqxx>
@@ -67,10 +68,20 @@ inline std::vector<std::string> catalog_dump(pqxx::connection& conn, const std::
             out.push_back(std::string("setting ") + row[0].c_str());
         }
     }
+    // wal_database_oid() (migration 0110) returns this database's OID, which differs between
+    // servers: it becomes @DATOID@.
+    const std::string datoid =
+        "SELECT " +
+        tx.exec("SELECT oid::text FROM pg_database WHERE datname = current_database()")[0][0]
+            .as<std::string>() +
+        "::oid";
     for (auto& line : out) {
         for (auto pos = line.find(schema); pos != std::string::npos;
              pos = line.find(schema, pos + 8)) {
             line.replace(pos, schema.size(), "@SCHEMA@");
+        }
+        if (const auto pos = line.find(datoid); pos != std::string::npos) {
+            line.replace(pos, datoid.size(), "SELECT @DATOID@::oid");
         }
     }
     std::sort(out.begin(), out.end());

@@ -524,6 +524,13 @@ TEST(WalRelayTest, CppWriterInWalModeRefusesWithoutAUsableRegisteredSlot) {
     wal_env env;
     const auto w = wal_writer(env);
     pqxx::connection conn{ferry::test::pg_dsn()};
+    // The writer's statements are prepared once per session. A generic plan from the first
+    // execution on: the registry reaches the statement through functions that the planner
+    // inlines (migration 0110), so each change of the registry must invalidate the cached plan.
+    {
+        pqxx::nontransaction tx{conn};
+        tx.exec("SET plan_cache_mode = force_generic_plan");
+    }
     pqxx::connection admin{ferry::test::pg_dsn()};
     const auto m = wal_message(env, "k", "x");
     const std::vector<ferry::outbox::message> batch(2, m);
