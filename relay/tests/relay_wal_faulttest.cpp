@@ -153,6 +153,21 @@ double metric(const std::string& text, const std::string& name) {
     return std::stod(m[2].str());
 }
 
+// Emits `n` messages (a multiple of 1000) over `keys` keys, 1000 a transaction, as the relay's
+// backlog: message i has key k<i % keys> and key_seq i / keys + 1, its place in its key's order.
+void emit_backlog(const wal_env& env, int n, int keys) {
+    pqxx::connection conn{ferry::test::pg_dsn()};
+    for (int b = 0; b < n / 1000; ++b) {
+        pqxx::work tx{conn};
+        tx.exec_params("SELECT count(" + env.q() +
+                           ".enqueue_wal($1, 'k' || (i % $3), convert_to(i::text, 'UTF8'), "
+                           "jsonb_build_object('key_seq', (i / $3 + 1)::text))) FROM "
+                           "generate_series($2::int, $2::int + 999) AS i",
+                       env.topic, b * 1000, keys);
+        tx.commit();
+    }
+}
+
 std::int64_t slot_lag(const wal_env& env) {
     pqxx::connection c{ferry::test::pg_dsn()};
     const auto s = ferry::wal::inspect_slot(c, env.slot);
@@ -342,18 +357,7 @@ TEST(WalRelayFaultTest, HolderStoppedInsideItsMarkDoesNotBlockTheTakeover) {
 TEST(WalRelayFaultTest, StoppedRelayLetsTheSlotLagThenCatchesUp) {
     wal_env env;
     constexpr int n = 20000;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        for (int b = 0; b < n / 1000; ++b) {
-            pqxx::work tx{conn};
-            tx.exec_params("SELECT count(" + env.q() +
-                               ".enqueue_wal($1, 'k' || (i % 50), convert_to(i::text, 'UTF8'), "
-                               "jsonb_build_object('key_seq', (i / 50 + 1)::text))) FROM "
-                               "generate_series($2::int, $2::int + 999) AS i",
-                           env.topic, b * 1000);
-            tx.commit();
-        }
-    }
+    emit_backlog(env, n, 50);
     const auto lag_before = slot_lag(env);
     // Each message is one WAL record of at least its frame (about 100 bytes here: id, times,
     // schema, topic, key, headers, payload) plus the record header.
@@ -386,18 +390,7 @@ TEST(WalRelayFaultTest, FailedBatchDropsThePrefetchedClaimAndKeyOrderHolds) {
     wal_env env;
     ferry::test::dev_kafka kafka({.brokers = 3, .topics = {env.topic + ":4"}});
     constexpr int n = 10000;
-    {
-        pqxx::connection conn{ferry::test::pg_dsn()};
-        for (int b = 0; b < n / 1000; ++b) {
-            pqxx::work tx{conn};
-            tx.exec_params("SELECT count(" + env.q() +
-                               ".enqueue_wal($1, 'k' || (i % 30), convert_to(i::text, 'UTF8'), "
-                               "jsonb_build_object('key_seq', (i / 30 + 1)::text))) FROM "
-                               "generate_series($2::int, $2::int + 999) AS i",
-                           env.topic, b * 1000);
-            tx.commit();
-        }
-    }
+    emit_backlog(env, n, 30);
     auto c = wal_config(env);
     c.brokers = kafka.bootstrap();
     relay_process relay(env, c);
