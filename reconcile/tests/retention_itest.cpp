@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -36,6 +37,12 @@ constexpr long long k_batch = 7;
 const std::vector<std::string> k_tables{"half_message", "expired",       "parked",
                                         "dead_letter",  "check_request", "reconcile_item",
                                         "reconcile_run"};
+
+// What expect_bounded() counts per table once every window is applied.
+const std::map<std::string, long long> k_bounded{
+    {"half_message", k_fresh + 2}, {"expired", k_fresh},           {"parked", 1},
+    {"dead_letter", k_fresh + 1},  {"check_request", k_fresh + 1}, {"reconcile_item", k_fresh + 1},
+    {"reconcile_run", k_fresh + 1}};
 
 class RetentionTest : public ::testing::Test {
 protected:
@@ -327,8 +334,12 @@ TEST_F(RetentionTest, RelayRunsTheJobOnItsScheduleAndExportsEveryTable) {
         for (std::sregex_iterator it(body.begin(), body.end(), series), end; it != end; ++it) {
             ((*it)[1] == "ferry_retention_rows" ? rows : oldest)[(*it)[2]] = std::stod((*it)[3]);
         }
-        if (rows.size() == k_tables.size() && rows["expired"] == k_fresh &&
-            rows["reconcile_run"] == k_fresh + 1) {
+        // Every table's gauge, not only a few: the relay's check-back scheduler prunes
+        // check_request too, and a run whose SKIP LOCKED batch met the scheduler's open delete
+        // measures the rows that delete has not committed yet. The next run (1 s) corrects it.
+        if (std::all_of(k_tables.begin(), k_tables.end(), [&](const std::string& t) {
+                return rows.count(t) && rows[t] == static_cast<double>(k_bounded.at(t));
+            })) {
             break;
         }
         std::this_thread::sleep_for(250ms);
